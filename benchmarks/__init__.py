@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks.<name> --help`; each prints a table and, last, one JSON line of figures."""

@@ -1,0 +1,1 @@
+"""Dagster orchestration of the recsys pipeline: assets, checks, resources, jobs, schedules, sensors."""

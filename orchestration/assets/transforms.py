@@ -1,0 +1,65 @@
+"""The dbt project as Dagster assets: staging, intermediate and marts, with dbt tests as asset checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+
+from orchestration.marts import CLEAN_MARTS, mart_fingerprint
+from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, PrivacyResource, WarehouseResource
+
+TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"
+
+dbt_project = DbtProject(project_dir=TRANSFORMS_DIR, profiles_dir=TRANSFORMS_DIR)
+dbt_project.prepare_if_dev()
+
+
+class RecsysDbtTranslator(DagsterDbtTranslator):
+    """Every dbt model joins the ``transforms`` group; raw sources keep their ``raw/<table>`` keys."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "transforms"
+
+
+dbt_translator = RecsysDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=dbt_translator)
+def recsys_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, privacy: PrivacyResource
+) -> Iterator[Any]:
+    """Clean, deduplicate and quarantine the raw rows; build fct_interactions, dim_items, dim_users, quarantine, reconciliation."""
+    # dbt runs as a subprocess whose profile reads the warehouse path from the environment.
+    os.environ["RECSYS_WAREHOUSE"] = str(warehouse.path)
+    if privacy.key() == DEV_PSEUDONYMIZATION_KEY:
+        context.log.warning(
+            "Customer ids are pseudonymised with the public development key; set RECSYS_PSEUDONYMIZATION_KEY "
+            "(or the privacy resource's config) to a secret for real data."
+        )
+    dbt_vars = json.dumps({"pseudonymization_key": privacy.key()})
+    yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream().fetch_row_counts()
+
+
+@dg.asset(
+    deps=[dg.AssetKey([table]) for table in CLEAN_MARTS],
+    group_name="transforms",
+    kinds={"duckdb"},
+)
+def clean_data_version(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Version id of the clean marts (row counts + content hash); models are tagged with the data they saw."""
+    with warehouse.connect(read_only=True) as con:
+        fingerprint = mart_fingerprint(con)
+    context.log.info(f"Clean data version {fingerprint['version']}")
+    return dg.MaterializeResult(
+        metadata={
+            "version": fingerprint["version"],
+            **{f"{table}_rows": info["rows"] for table, info in fingerprint["tables"].items()},
+            "fingerprint": dg.MetadataValue.json(fingerprint),
+        }
+    )

@@ -1,0 +1,34 @@
+"""The one Definitions object of the project (loaded by workspace.yaml and the CLI)."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from orchestration.assets.ingest import raw_tables
+from orchestration.assets.quality import mart_expectation_checks
+from orchestration.assets.transforms import clean_data_version, dbt_project, recsys_dbt_models
+from orchestration.resources import DataSourceResource, PrivacyResource, WarehouseResource
+
+ingest_job = dg.define_asset_job(
+    "ingest_job", selection=dg.AssetSelection.groups("ingest"), description="Load new raw files into the warehouse."
+)
+transforms_job = dg.define_asset_job(
+    "transforms_job",
+    selection=dg.AssetSelection.groups("transforms"),
+    description="Rebuild the dbt models, run every data-quality check and version the clean data.",
+)
+
+defs = dg.Definitions(
+    assets=[raw_tables, recsys_dbt_models, clean_data_version],
+    asset_checks=mart_expectation_checks,
+    jobs=[ingest_job, transforms_job],
+    resources={
+        "warehouse": WarehouseResource(),
+        "data_source": DataSourceResource(),
+        "privacy": PrivacyResource(),
+        "dbt": DbtCliResource(project_dir=dbt_project),
+    },
+    # DuckDB accepts one writer: every step of a run executes in one process, one after another.
+    executor=dg.in_process_executor,
+)

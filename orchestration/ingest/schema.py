@@ -1,0 +1,137 @@
+"""The raw tables of docs/raw-contract.md, and how a file's header maps onto them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+
+from orchestration.ingest.errors import IngestError
+
+SCHEMA = "raw"
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """One raw data table: its business columns (all VARCHAR, in table order) and accepted header names."""
+
+    name: str
+    columns: tuple[str, ...]
+    required: tuple[str, ...]
+    # Header names accepted besides the column's own name (matching ignores case, spaces and underscores).
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Excel sources: the workbook sheet a row came from.
+    has_sheet: bool = False
+
+    @property
+    def qualified(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+
+_ORDER_LINE_COLUMNS = (
+    "invoice",
+    "stock_code",
+    "description",
+    "quantity",
+    "invoice_date",
+    "unit_price",
+    "customer_id",
+    "country",
+)
+ORDER_LINES = RawTable(
+    "order_lines",
+    columns=_ORDER_LINE_COLUMNS,
+    required=_ORDER_LINE_COLUMNS,
+    # Online Retail says InvoiceNo/UnitPrice/CustomerID; Online Retail II says Invoice/Price/Customer ID.
+    aliases={"invoice": ("InvoiceNo",), "unit_price": ("Price",)},
+    has_sheet=True,
+)
+INTERACTIONS = RawTable(
+    "interactions",
+    columns=("user_id", "item_id", "timestamp", "event_type", "quantity", "price", "session_id"),
+    required=("user_id", "item_id", "timestamp"),
+)
+ITEMS = RawTable(
+    "items",
+    columns=("item_id", "title", "description", "category", "brand", "price"),
+    required=("item_id",),
+)
+DATA_TABLES = (ORDER_LINES, INTERACTIONS, ITEMS)
+
+_LOADS_DDL = """
+CREATE TABLE IF NOT EXISTS raw.loads (
+    load_id VARCHAR PRIMARY KEY,
+    source_kind VARCHAR,
+    target_table VARCHAR,
+    source_file VARCHAR,
+    content_sha256 VARCHAR,
+    row_count BIGINT,
+    loaded_at TIMESTAMP,
+    load_seq BIGINT
+)
+"""
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schema ``raw`` and all four tables if missing, so dbt sources never point at absent tables."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    con.execute(_LOADS_DDL)
+    for table in DATA_TABLES:
+        business = ", ".join(f"{column} VARCHAR" for column in table.columns)
+        sheet = "sheet VARCHAR, " if table.has_sheet else ""
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {table.qualified} (load_id VARCHAR, source_file VARCHAR, "
+            f"source_row BIGINT, {sheet}{business}, malformed_line VARCHAR)"
+        )
+
+
+def raw_table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows in each raw table (``loads`` included), keyed by bare table name; creates missing tables."""
+    ensure_raw_schema(con)
+    return {
+        name: con.execute(f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()[0]
+        for name in ("loads", *(table.name for table in DATA_TABLES))
+    }
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[\s_]+", "", name).lower()
+
+
+def map_columns(header: Sequence[str], table: RawTable, where: str) -> dict[str, int]:
+    """Position of each known column in ``header``; raise naming what is missing and what was found.
+
+    ``where`` names the file (and sheet) for the error message. Unknown header names are ignored.
+    """
+    lookup = {
+        _normalized(name): column
+        for column in table.columns
+        for name in (column, *table.aliases.get(column, ()))
+    }
+    positions: dict[str, int] = {}
+    for position, name in enumerate(header):
+        column = lookup.get(_normalized(name))
+        if column is None:
+            continue
+        if column in positions:
+            raise IngestError(
+                f"Cannot load {where}: the columns {header[positions[column]]!r} and {name!r} both map to "
+                f"{column!r}, so it is unclear which one to use. "
+                "Expected at most one of them; remove or rename the other."
+            )
+        positions[column] = position
+    missing = [column for column in table.required if column not in positions]
+    if missing:
+        wanted = ", ".join(
+            column + (f" (or {' / '.join(table.aliases[column])})" if column in table.aliases else "")
+            for column in missing
+        )
+        found = ", ".join(repr(name) for name in header) or "none"
+        raise IngestError(
+            f"Cannot load {where} into {table.qualified}: required column(s) missing: {wanted}. "
+            f"The header has: {found}. Expected the columns {', '.join(table.required)} "
+            "(names match ignoring case, spaces and underscores; extra columns are ignored)."
+        )
+    return positions

@@ -1,0 +1,66 @@
+"""Plain helpers over the marts: a content fingerprint and the summary the demo and CLI print."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import duckdb
+
+MARTS_SCHEMA = "marts"
+CLEAN_MARTS = ("fct_interactions", "dim_items", "dim_users")
+
+
+def mart_fingerprint(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = CLEAN_MARTS) -> dict[str, Any]:
+    """Row counts and an order-independent content hash per mart, plus one version id over all of them.
+
+    The same clean data gives the same version, whatever order dbt wrote the rows in, so a model trained
+    on it can be tagged with the data it saw.
+    """
+    per_table = {}
+    for table in tables:
+        rows, content = con.execute(
+            f"select count(*), coalesce(bit_xor(hash(t)), 0) from {MARTS_SCHEMA}.{table} as t"
+        ).fetchone()
+        per_table[table] = {"rows": int(rows), "content_hash": f"{int(content):016x}"}
+    digest = hashlib.sha256(json.dumps(per_table, sort_keys=True).encode()).hexdigest()[:16]
+    return {"version": digest, "tables": per_table}
+
+
+def pipeline_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """What the warehouse holds now: raw rows, the reconciliation per load, quarantine reasons and mart sizes."""
+    reconciliation = con.execute(
+        f"""select load_seq, source_file, target_table, raw_rows, kept_rows, duplicate_rows, rejected_rows, is_balanced
+            from {MARTS_SCHEMA}.reconciliation order by load_seq"""
+    ).fetchall()
+    reasons = con.execute(
+        f"select reason, count(*) from {MARTS_SCHEMA}.quarantine group by reason order by count(*) desc, reason"
+    ).fetchall()
+    marts = {table: con.execute(f"select count(*) from {MARTS_SCHEMA}.{table}").fetchone()[0] for table in CLEAN_MARTS}
+    return {
+        "loads": [
+            dict(zip(("load_seq", "source_file", "target_table", "raw_rows", "kept_rows", "duplicate_rows",
+                      "rejected_rows", "is_balanced"), row))
+            for row in reconciliation
+        ],
+        "quarantine_by_reason": dict(reasons),
+        "marts": marts,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = ["Loads (raw_rows = kept + duplicates + rejected):"]
+    header = f"  {'#':>2}  {'table':<12} {'raw':>10} {'kept':>10} {'dupes':>8} {'rejected':>9}  balanced  file"
+    lines.append(header)
+    for load in summary["loads"]:
+        lines.append(
+            f"  {load['load_seq']:>2}  {load['target_table']:<12} {load['raw_rows']:>10,} {load['kept_rows']:>10,} "
+            f"{load['duplicate_rows']:>8,} {load['rejected_rows']:>9,}  {'yes' if load['is_balanced'] else 'NO':<8}  "
+            f"{load['source_file']}"
+        )
+    lines.append("Quarantine by reason:")
+    lines += [f"  {reason:<26} {count:>10,}" for reason, count in summary["quarantine_by_reason"].items()] or ["  (empty)"]
+    lines.append("Marts:")
+    lines += [f"  marts.{table:<20} {rows:>10,} rows" for table, rows in summary["marts"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,23 @@
+"""Customer pseudonymisation, identical to the dbt macro ``pseudonymize`` (transforms/macros).
+
+Marts never carry a shop's raw customer ids. Callers that speak in raw ids (the serving API, the CLI)
+map them with this function, so both sides must agree byte for byte; a test compares them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_FLOAT_SUFFIX = re.compile(r"\.0+$")
+
+
+def normalize_customer_id(raw_id: object) -> str:
+    """Trim, and drop the ``.0`` that spreadsheets and pandas add to integer ids (``17850.0`` -> ``17850``)."""
+    return _FLOAT_SUFFIX.sub("", str(raw_id).strip())
+
+
+def pseudonymize(raw_id: object, key: str) -> str:
+    """``'u_' + sha256(key + '|' + normalized id)[:16]``."""
+    digest = hashlib.sha256(f"{key}|{normalize_customer_id(raw_id)}".encode()).hexdigest()
+    return f"u_{digest[:16]}"

@@ -1,0 +1,195 @@
+"""Great Expectations suites for the marts.
+
+dbt tests own the SQL invariants (keys unique and not null, relationships, accepted values); these
+suites own what dbt does not say: volume, null rates, value ranges, the timestamp window, pseudonymised
+identifiers and the reconciliation equation. Each suite validates a DataFrame with an ephemeral GX
+context, so nothing is written to disk and no GX project folder is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+PSEUDONYM_PATTERN = r"^u_[0-9a-f]{16}$"
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Limits the marts must respect before anything downstream may use them."""
+
+    min_interactions: int = 1  # fewer clean events than this means the input was unusable
+    min_items: int = 1
+    min_users: int = 1
+    earliest_event: str = "1990-01-01"  # events before this are clock errors, not history
+    future_tolerance_days: int = 1  # events may be stamped up to this far after "now" (time zones)
+    max_quantity: int = 1_000_000  # units on one line
+    max_unit_price: float = 1_000_000.0
+    min_item_text_fraction: float = 0.5  # share of items with a title or description (a warning only)
+
+
+@dataclass(frozen=True)
+class MartSuite:
+    """One mart's expectations: which columns to read and how to build the suite."""
+
+    table: str
+    columns: tuple[str, ...]
+    build: Callable[[QualityThresholds], list[Any]]
+    description: str
+    blocking: bool = True
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+@dataclass
+class ValidationOutcome:
+    success: bool
+    evaluated: int
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.success:
+            return f"All {self.evaluated} expectations passed."
+        lines = [f"{len(self.failures)} of {self.evaluated} expectations failed:"]
+        lines += [f"- {f['expectation']} {f['kwargs']}: {f['observed']}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def _event_window(thresholds: QualityThresholds) -> tuple[pd.Timestamp, pd.Timestamp]:
+    latest = pd.Timestamp.now().normalize() + pd.Timedelta(days=thresholds.future_tolerance_days + 1)
+    return pd.Timestamp(thresholds.earliest_event), latest
+
+
+def _interactions_suite(t: QualityThresholds) -> list[Any]:
+    import great_expectations as gx
+
+    earliest, latest = _event_window(t)
+    return [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=t.min_interactions),
+        *(
+            gx.expectations.ExpectColumnValuesToNotBeNull(column=column)
+            for column in ("user_id", "item_id", "occurred_at", "event_type", "quantity")
+        ),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=t.max_quantity),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0, max_value=t.max_unit_price),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="occurred_at", min_value=earliest, max_value=latest),
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="user_id", regex=PSEUDONYM_PATTERN),
+    ]
+
+
+def _items_suite(t: QualityThresholds) -> list[Any]:
+    import great_expectations as gx
+
+    return [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=t.min_items),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=t.max_unit_price),
+    ]
+
+
+def _item_text_suite(t: QualityThresholds) -> list[Any]:
+    import great_expectations as gx
+
+    return [
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column="has_text", value_set=[True], mostly=t.min_item_text_fraction
+        )
+    ]
+
+
+def _users_suite(t: QualityThresholds) -> list[Any]:
+    import great_expectations as gx
+
+    earliest, latest = _event_window(t)
+    return [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=t.min_users),
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="user_id", regex=PSEUDONYM_PATTERN),
+        gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="last_seen_at", column_B="first_seen_at", or_equal=True
+        ),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="first_seen_at", min_value=earliest, max_value=latest),
+    ]
+
+
+def _with_accounted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(accounted_rows=frame["kept_rows"] + frame["duplicate_rows"] + frame["rejected_rows"])
+
+
+def _reconciliation_suite(t: QualityThresholds) -> list[Any]:
+    import great_expectations as gx
+
+    return [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
+        # Every raw row is kept, a duplicate, or quarantined: the books balance exactly, per load.
+        gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="raw_rows", column_B="accounted_rows"),
+        gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="raw_rows", column_B="declared_rows"),
+        *(
+            gx.expectations.ExpectColumnValuesToBeBetween(column=column, min_value=0)
+            for column in ("kept_rows", "duplicate_rows", "rejected_rows")
+        ),
+    ]
+
+
+MART_SUITES: tuple[MartSuite, ...] = (
+    MartSuite(
+        "fct_interactions",
+        ("user_id", "item_id", "occurred_at", "event_type", "quantity", "unit_price"),
+        _interactions_suite,
+        "Volume, null rates, quantity/price ranges, timestamp window and pseudonymised users.",
+    ),
+    MartSuite("dim_items", ("item_id", "price"), _items_suite, "Volume and price range of the catalogue."),
+    MartSuite(
+        "dim_items",
+        ("has_text",),
+        _item_text_suite,
+        "Share of items with text to embed; items without text still work, so this only warns.",
+        blocking=False,
+    ),
+    MartSuite(
+        "dim_users",
+        ("user_id", "first_seen_at", "last_seen_at"),
+        _users_suite,
+        "Volume, pseudonymised ids and a consistent activity window.",
+    ),
+    MartSuite(
+        "reconciliation",
+        ("load_id", "raw_rows", "declared_rows", "kept_rows", "duplicate_rows", "rejected_rows"),
+        _reconciliation_suite,
+        "raw_rows = kept_rows + duplicate_rows + rejected_rows for every load.",
+        prepare=_with_accounted_rows,
+    ),
+)
+
+
+def validate_frame(frame: pd.DataFrame, expectations: list[Any]) -> ValidationOutcome:
+    """Validate ``frame`` against ``expectations`` in an ephemeral GX context."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_definition = (
+        context.data_sources.add_pandas("marts").add_dataframe_asset("frame").add_batch_definition_whole_dataframe("all")
+    )
+    suite = gx.ExpectationSuite("mart")
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    failures = [
+        {
+            "expectation": outcome.expectation_config.type,
+            "kwargs": {k: v for k, v in outcome.expectation_config.kwargs.items() if k != "batch_id"},
+            "observed": _observed(outcome.result),
+        }
+        for outcome in result.results
+        if not outcome.success
+    ]
+    return ValidationOutcome(success=bool(result.success), evaluated=len(result.results), failures=failures)
+
+
+def _observed(result: dict[str, Any]) -> str:
+    if "observed_value" in result:
+        return f"observed {result['observed_value']}"
+    sample = [str(value) for value in result.get("partial_unexpected_list", [])[:3]]
+    return f"{result.get('unexpected_count', '?')} unexpected values ({result.get('unexpected_percent', 0):.2f}%), e.g. {sample}"

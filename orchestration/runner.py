@@ -1,0 +1,39 @@
+"""Materialize assets in-process against the project's Definitions (used by the demo, the CLI and tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from orchestration.instance import ensure_dagster_home
+
+
+def materialize(
+    selection: str | None = None,
+    *,
+    resources: Mapping[str, Any] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Run ``selection`` (Dagster asset selection syntax; default: every asset) with its asset checks.
+
+    ``resources`` override the ones in ``definitions.py`` (tests point the warehouse at a temporary folder).
+    Without ``instance`` the persistent instance under ``$RECSYS_HOME/dagster`` records the run, so it shows
+    in the UI afterwards.
+    """
+    from orchestration.definitions import defs
+
+    if instance is None:
+        ensure_dagster_home()
+        instance = dg.DagsterInstance.get()
+    assets = [*defs.assets, *defs.asset_checks]
+    merged_resources = {**defs.resources, **(resources or {})}
+    return dg.materialize(
+        assets,
+        selection=selection,
+        resources=merged_resources,
+        instance=instance,
+        raise_on_error=raise_on_error,
+    )

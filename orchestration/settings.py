@@ -1,0 +1,55 @@
+"""Where the project keeps its state.
+
+Everything mutable lives under one folder, ``RECSYS_HOME`` (default ``./.recsys``): the DuckDB
+warehouse, the Dagster instance, the MLflow store and caches. Deleting it resets the project.
+Functions here read the environment when called, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = ".recsys"
+
+
+@dataclass(frozen=True)
+class RecsysPaths:
+    home: Path
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def sources_dir(self) -> Path:
+        """Files the pipeline generates as inputs (the synthetic shop)."""
+        return self.home / "sources"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def ensure(self) -> "RecsysPaths":
+        for folder in (self.home, self.dagster_home, self.mlflow_dir, self.sources_dir, self.cache_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def recsys_paths(home: str | os.PathLike | None = None) -> RecsysPaths:
+    """Paths under ``home``, else ``$RECSYS_HOME``, else ``./.recsys``; always absolute."""
+    chosen = home or os.environ.get("RECSYS_HOME") or DEFAULT_HOME
+    return RecsysPaths(Path(chosen).expanduser().resolve())

@@ -1,0 +1,281 @@
+"""dbt build on a hand-made raw schema: every reason code, duplicates within and across loads, cancellations,
+description variants, a generic source with a catalogue. Expected numbers are computed by hand below.
+
+One ``dbt build`` (models, data tests and unit tests) runs per module; the tests then read the marts.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"
+KEY = "integration-test-key"
+
+RAW_SCHEMA = """
+create schema raw;
+create table raw.loads (load_id varchar, source_kind varchar, target_table varchar, source_file varchar,
+    content_sha256 varchar, row_count bigint, loaded_at timestamp, load_seq bigint);
+create table raw.order_lines (load_id varchar, source_file varchar, source_row bigint, sheet varchar,
+    invoice varchar, stock_code varchar, description varchar, quantity varchar, invoice_date varchar,
+    unit_price varchar, customer_id varchar, country varchar, malformed_line varchar);
+create table raw.interactions (load_id varchar, source_file varchar, source_row bigint, user_id varchar,
+    item_id varchar, "timestamp" varchar, event_type varchar, quantity varchar, price varchar, session_id varchar,
+    malformed_line varchar);
+create table raw.items (load_id varchar, source_file varchar, source_row bigint, item_id varchar, title varchar,
+    description varchar, category varchar, brand varchar, price varchar, malformed_line varchar);
+"""
+
+HEART = "WHITE HANGING HEART T-LIGHT HOLDER"
+WARMER = "HAND WARMER UNION JACK"
+UK = "United Kingdom"
+
+# (source_row, invoice, stock_code, description, quantity, invoice_date, unit_price, customer_id, country), reason
+ORDER_LINES_1 = [
+    ((1, "536365", "85123A", HEART, "6", "2010-12-01 08:26:00", "2.55", "17850.0", UK), "kept"),
+    ((2, "536365", "71053", "WHITE METAL LANTERN", "6", "2010-12-01 08:26:00", "3.39", "17850.0", UK),
+     "reversed_by_cancellation"),
+    ((3, "536365", "85123A", HEART, "6", "2010-12-01 08:26:00", "2.55", "17850.0", UK), "duplicate"),
+    ((4, "536366", "85123a", f"  WHITE  HANGING HEART\tT-LIGHT HOLDER ", "2", "12/1/2010 8:28", "2.55", "17850", UK),
+     "kept"),
+    ((5, "536367", "85123A", HEART.lower(), "3", "2010-12-01 09:00:00", "2.55", "13047.0", UK), "kept"),
+    ((6, "536368", "22633", WARMER, "6", "2010-12-01 09:30:00", "1.85", None, UK), "missing_user"),
+    ((7, "536369", "POST", "POSTAGE", "1", "2010-12-01 09:30:00", "18.0", "12583.0", "France"), "non_product"),
+    ((8, "536370", None, "nan", "1", "2010-12-01 09:30:00", "1.0", "12583.0", "France"), "missing_item"),
+    ((9, "536371", "22633", WARMER, "1", "yesterday", "1.85", "12583.0", "France"), "unparseable_timestamp"),
+    ((10, "C536372", "71053", "WHITE METAL LANTERN", "-6", "2010-12-01 10:00:00", "3.39", "17850.0", UK),
+     "cancellation"),
+    ((11, "C536373", "22633", WARMER, "-2", "2010-12-01 10:00:00", "1.85", "13047.0", UK), "unmatched_cancellation"),
+    ((12, "536374", "22633", WARMER, "1", "1985-01-01 00:00:00", "1.85", "13047.0", UK), "timestamp_out_of_range"),
+    ((13, "536375", "22633", WARMER, "six", "2010-12-01 10:00:00", "1.85", "13047.0", UK), "unparseable_quantity"),
+    ((14, "536376", "22633", WARMER, "1", "2010-12-01 10:00:00", "n/a", "13047.0", UK), "unparseable_price"),
+    ((15, "536377", "22633", WARMER, "0", "2010-12-01 10:00:00", "1.85", "13047.0", UK), "non_positive_quantity"),
+    ((16, "536378", "22633", WARMER, "1", "2010-12-01 10:00:00", "0.0", "13047.0", UK), "non_positive_price"),
+    ((17, None, None, None, None, None, None, None, None), "malformed_line"),
+    ((18, "536380", "gift_0001_20", "Dotcomgiftshop Gift Voucher £20.00", "1", "2010-12-01 10:00:00", "16.67",
+      "13047.0", UK), "non_product"),
+    ((19, "536381", "22633", WARMER, "12", "2010-12-02 08:00:00", "1.85", "13047.0", "Germany"), "kept"),
+    ((20, "536382", "22633", f"{WARMER} ", "12.0", "2010-12-02T09:00:00", "1.85", "13047", "Germany"), "kept"),
+]
+# A re-export overlapping the first file, loaded later: copies are duplicates even with "13047" for "13047.0".
+ORDER_LINES_2 = [
+    ((1, "536365", "85123A", HEART, "6", "2010-12-01 08:26:00", "2.55", "17850.0", UK), "duplicate"),
+    ((2, "536367", "85123A", f"{HEART.lower()} ", "3", "2010-12-01 09:00:00", "2.55", "13047", UK), "duplicate"),
+    ((3, "536390", "85123A", HEART, "1", "2010-12-03 08:00:00", "2.95", "12583.0", "France"), "kept"),
+]
+# (source_row, user_id, item_id, timestamp, event_type, quantity, price, session_id), reason
+INTERACTIONS = [
+    ((1, "u1", "SKU-1", "2020-01-01T10:00:00Z", "view", None, "0", "s1"), "kept"),
+    ((2, "u1", "SKU-1", "1577873000", "Cart", "1", "9.99", "s1"), "kept"),
+    ((3, "u1", "SKU-1", "1577873000", "Cart", "1", "9.99", "s1"), "duplicate"),
+    ((4, "u2", "SKU-2", "2020-01-02 12:00", "purchase", "2", "5", "s2"), "kept"),
+    ((5, "u2", "SKU-404", "2020-01-02 12:00", "view", None, None, "s2"), "unknown_item"),
+    ((6, None, "SKU-1", "2020-01-02 12:00", "view", None, None, None), "missing_user"),
+    ((7, "u3", " ", "2020-01-02 12:00", "view", None, None, None), "missing_item"),
+    ((8, "u3", "SKU-1", "not a time", "view", None, None, None), "unparseable_timestamp"),
+    ((9, "u3", "SKU-1", "2999-01-01 00:00:00", "view", None, None, None), "timestamp_out_of_range"),
+    ((10, "u3", "SKU-1", "2020-01-02 12:00", "view", "many", None, None), "unparseable_quantity"),
+    ((11, "u3", "SKU-1", "2020-01-02 12:00", "view", None, "free", None), "unparseable_price"),
+    ((12, "u3", "SKU-1", "2020-01-02 12:00", "wishlist", None, None, None), "unknown_event_type"),
+    ((13, "u3", "SKU-1", "2020-01-02 12:00", "purchase", "-1", "5", None), "non_positive_quantity"),
+    ((14, "u3", "SKU-1", "2020-01-02 12:00", "purchase", "1", "-5", None), "non_positive_price"),
+    ((15, None, None, None, None, None, None, None), "malformed_line"),
+    ((16, " 42.0 ", "SKU-3", "2020-01-03 00:00:00", None, None, None, None), "kept"),
+]
+# (source_row, item_id, title, description, category, brand, price), reason
+ITEMS_1 = [
+    ((1, "SKU-1", "Blue Mug", "A blue mug", "Kitchen", "Acme", "9.99"), "kept"),
+    ((2, "SKU-2", None, None, None, None, None), "kept"),
+    ((3, "SKU-3", "Old Title", None, "Kitchen", None, "3.00"), "superseded_item_version"),
+    ((4, None, None, None, None, None, None), "malformed_line"),
+    ((5, None, "Orphan", None, None, None, None), "missing_item"),
+]
+ITEMS_2 = [
+    ((1, "SKU-3", "New Title", "Now with a lid", "Kitchen", None, "3.50"), "kept"),
+    ((2, "SKU-1", "Blue Mug", "A blue mug", "Kitchen", "Acme", "9.99"), "duplicate"),
+]
+LOADS = [  # load_id, source_kind, target_table, rows, load_seq
+    ("ol1", "online_retail", "order_lines", ORDER_LINES_1, 1),
+    ("ol2", "online_retail", "order_lines", ORDER_LINES_2, 2),
+    ("it1", "generic", "interactions", INTERACTIONS, 3),
+    ("im1", "generic", "items", ITEMS_1, 4),
+    ("im2", "generic", "items", ITEMS_2, 5),
+]
+
+
+def _python_pseudonym(raw_id: str) -> str:
+    normalized = raw_id.strip().removesuffix(".0")
+    return "u_" + hashlib.sha256(f"{KEY}|{normalized}".encode()).hexdigest()[:16]
+
+
+def _write_raw(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    con.execute(RAW_SCHEMA)
+    for load_id, kind, table, rows, seq in LOADS:
+        source_file = f"/data/{load_id}.csv"
+        con.execute(
+            "insert into raw.loads values (?, ?, ?, ?, ?, ?, timestamp '2024-01-01 00:00:00', ?)",
+            [load_id, kind, table, source_file, load_id * 8, len(rows), seq],
+        )
+        for values, reason in rows:
+            malformed = "broken,\"line" if reason == "malformed_line" else None
+            if table == "order_lines":
+                con.execute(
+                    "insert into raw.order_lines values (?, ?, ?, null, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [load_id, source_file, *values, malformed],
+                )
+            else:
+                placeholders = ", ".join("?" * (len(values) + 3))
+                con.execute(f"insert into raw.{table} values ({placeholders})", [load_id, source_file, *values, malformed])
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> duckdb.DuckDBPyConnection:
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.cli.main import dbtRunner
+
+    tmp = tmp_path_factory.mktemp("dbt")
+    path = tmp / "warehouse.duckdb"
+    _write_raw(path)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("RECSYS_WAREHOUSE", str(path))
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    try:
+        result = dbtRunner().invoke(
+            [
+                "build",
+                "--project-dir", str(TRANSFORMS_DIR),
+                "--profiles-dir", str(TRANSFORMS_DIR),
+                "--target-path", str(tmp / "target"),
+                "--log-path", str(tmp / "logs"),
+                "--vars", json.dumps({"pseudonymization_key": KEY}),
+                "--quiet",
+            ]
+        )
+    finally:
+        monkeypatch.undo()
+    failures = [
+        f"{r.node.name}: {r.status} {r.message}"
+        for r in (result.result.results if result.result is not None else [])
+        if str(r.status) not in ("success", "pass")
+    ]
+    assert result.success and not failures, result.exception or "\n".join(failures)
+    # dbt-duckdb keeps its connection to the file open for the life of the process; release it so that this
+    # and later tests may open the file with their own settings.
+    DuckDBConnectionManager.close_all_connections()
+    gc.collect()
+    con = duckdb.connect(str(path), read_only=True)
+    yield con
+    con.close()
+
+
+def _expected(status_of: str) -> dict[tuple[str, str, int], str]:
+    """(source_table, load_id, source_row) -> reason, for the rows whose hand-assigned fate is ``status_of``."""
+    out = {}
+    for load_id, _, table, rows, _ in LOADS:
+        for values, reason in rows:
+            fate = reason if reason in ("kept", "duplicate") else "rejected"
+            if fate == status_of:
+                out[(table, load_id, values[0])] = reason
+    return out
+
+
+def test_quarantine_holds_each_rejected_row_with_its_reason(warehouse):
+    rows = warehouse.execute("select source_table, load_id, source_row, reason from marts.quarantine").fetchall()
+    assert {(t, load, row): reason for t, load, row, reason in rows} == _expected("rejected")
+    assert len(rows) == len(_expected("rejected"))
+
+
+def test_quarantine_keeps_the_raw_text(warehouse):
+    raw = warehouse.execute(
+        "select raw_values, source_file from marts.quarantine where load_id = 'ol1' and source_row = 13"
+    ).fetchone()
+    assert json.loads(raw[0])["quantity"] == "six"
+    assert json.loads(raw[0])["customer_id"] == "13047.0"
+    assert raw[1] == "/data/ol1.csv"
+    malformed = warehouse.execute(
+        "select raw_values from marts.quarantine where load_id = 'ol1' and source_row = 17"
+    ).fetchone()[0]
+    assert json.loads(malformed)["malformed_line"] == 'broken,"line'
+
+
+def test_clean_events_are_exactly_the_kept_rows(warehouse):
+    rows = warehouse.execute("select source_table, load_id, source_row from marts.fct_interactions").fetchall()
+    assert set(rows) == set(_expected("kept")) - {k for k in _expected("kept") if k[0] == "items"}
+    assert len(rows) == 10
+
+
+def test_reconciliation_balances_every_load(warehouse):
+    rows = warehouse.execute(
+        """select load_id, raw_rows, declared_rows, kept_rows, duplicate_rows, rejected_rows, is_balanced,
+                  rejected_by_reason
+           from marts.reconciliation order by load_seq"""
+    ).fetchall()
+    assert [r[:7] for r in rows] == [
+        ("ol1", 20, 20, 5, 1, 14, True),
+        ("ol2", 3, 3, 1, 2, 0, True),
+        ("it1", 16, 16, 4, 1, 11, True),
+        ("im1", 5, 5, 2, 0, 3, True),
+        ("im2", 2, 2, 1, 1, 0, True),
+    ]
+    by_reason = json.loads(rows[0][7])
+    assert by_reason["non_product"] == 2 and by_reason["cancellation"] == 1 and sum(by_reason.values()) == 14
+    assert rows[1][7] == "{}"
+
+
+def test_cancellation_pairs_with_the_purchase_it_reverses(warehouse):
+    pair = warehouse.execute(
+        """select cancellation_matched_load_id, cancellation_matched_source_row
+           from intermediate.int_order_lines__classified where load_id = 'ol1' and source_row = 10"""
+    ).fetchone()
+    assert pair == ("ol1", 2)
+    lanterns = warehouse.execute("select count(*) from marts.fct_interactions where item_id = '71053'").fetchone()
+    assert lanterns == (0,)
+
+
+def test_dim_items_titles_and_text(warehouse):
+    rows = warehouse.execute(
+        "select item_id, title, description, n_description_variants, has_text, price from marts.dim_items"
+    ).fetchall()
+    items = {r[0]: r[1:] for r in rows}
+    assert set(items) == {"85123A", "22633", "SKU-1", "SKU-2", "SKU-3"}
+    # Three kept lines say HEART (one after whitespace cleaning), one says it in lower case.
+    assert items["85123A"] == (HEART, None, 2, True, 2.55)
+    assert items["22633"] == (WARMER, None, 1, True, 1.85)
+    assert items["SKU-1"] == ("Blue Mug", "A blue mug", 0, True, 9.99)
+    # A text-less catalogue item is kept; its price falls back to the median kept unit price.
+    assert items["SKU-2"] == (None, None, 0, False, 5.0)
+    assert items["SKU-3"] == ("New Title", "Now with a lid", 0, True, 3.5)
+
+
+def test_dim_users_are_pseudonymised_like_python(warehouse):
+    rows = warehouse.execute("select user_id, n_events, n_baskets, country from marts.dim_users").fetchall()
+    users = {r[0]: r[1:] for r in rows}
+    assert users == {
+        _python_pseudonym("17850.0"): (2, 2, UK),
+        _python_pseudonym("13047.0"): (3, 3, "Germany"),
+        _python_pseudonym("12583.0"): (1, 1, "France"),
+        _python_pseudonym("u1"): (2, 1, None),
+        _python_pseudonym("u2"): (1, 1, None),
+        _python_pseudonym(" 42.0 "): (1, 0, None),
+    }
+    assert _python_pseudonym(" 42.0 ") == "u_" + hashlib.sha256(f"{KEY}|42".encode()).hexdigest()[:16]
+
+
+def test_generic_events_are_typed_and_defaulted(warehouse):
+    rows = warehouse.execute(
+        """select source_row, event_type, occurred_at::varchar, quantity, unit_price, basket_id
+           from marts.fct_interactions where source_table = 'interactions' order by source_row"""
+    ).fetchall()
+    assert rows == [
+        (1, "view", "2020-01-01 10:00:00", 1, 0.0, "s1"),
+        (2, "cart", "2020-01-01 10:03:20", 1, 9.99, "s1"),
+        (4, "purchase", "2020-01-02 12:00:00", 2, 5.0, "s2"),
+        (16, "purchase", "2020-01-03 00:00:00", 1, None, None),
+    ]

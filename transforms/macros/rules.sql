@@ -1,0 +1,24 @@
+{#- Business rules used by the intermediate models, one definition each. -#}
+
+{#- True when an event time lies outside the plausible window: before var min_event_at, or more than
+    var future_tolerance_days after now (UTC). -#}
+{% macro is_out_of_event_window(ts) -%}
+({{ ts }} < cast('{{ var("min_event_at") }}' as timestamp)
+    or {{ ts }} > (now() at time zone 'UTC') + to_days({{ var("future_tolerance_days") | int }}))
+{%- endmacro %}
+
+{#- Postage, fees, discounts, manual adjustments, samples, gift vouchers: stock codes that are not products.
+    Products always carry a digit (85123A, 22423); the fee codes carry none (POST, DOT, M, D, CRUK, BANK CHARGES,
+    AMAZONFEE, PADS ...), except the few listed in var non_product_stock_codes and the gift_* vouchers. -#}
+{% macro is_non_product(stock_code) -%}
+(not regexp_matches({{ stock_code }}, '[0-9]')
+    or upper({{ stock_code }}) like 'GIFT\_%' escape '\'
+    or upper({{ stock_code }}) in (
+        {%- for code in var('non_product_stock_codes') %}'{{ code | upper }}'{{ ", " if not loop.last }}{% endfor -%}
+    ))
+{%- endmacro %}
+
+{#- An Online Retail cancellation line: its invoice number starts with "C". -#}
+{% macro is_cancellation_invoice(invoice) -%}
+coalesce(upper({{ invoice }}) like 'C%', false)
+{%- endmacro %}

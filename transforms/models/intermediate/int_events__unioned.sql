@@ -1,0 +1,47 @@
+-- The clean events from every source in one shape: kept order lines (purchases) and kept generic
+-- interactions, with pseudonymised users. The marts fct_interactions, dim_items and dim_users read this.
+with order_lines as (
+
+    select * from {{ ref('int_order_lines__classified') }} where row_status = 'kept'
+
+),
+
+interactions as (
+
+    select * from {{ ref('int_interactions__classified') }} where row_status = 'kept'
+
+)
+
+select
+    md5(load_id || '|' || cast(source_row as varchar)) as interaction_id,
+    {{ pseudonymize('raw_customer_id') }} as user_id,
+    stock_code as item_id,
+    'purchase' as event_type,
+    ordered_at as occurred_at,
+    quantity,
+    unit_price,
+    invoice as basket_id,
+    country,
+    description,
+    'order_lines' as source_table,
+    load_id,
+    source_row
+from order_lines
+
+union all
+
+select
+    md5(load_id || '|' || cast(source_row as varchar)) as interaction_id,
+    {{ pseudonymize('raw_user_id') }} as user_id,
+    item_id,
+    coalesce(event_type, 'purchase') as event_type,
+    occurred_at,
+    coalesce(quantity, 1) as quantity,
+    unit_price,
+    session_id as basket_id,
+    cast(null as varchar) as country,
+    cast(null as varchar) as description,
+    'interactions' as source_table,
+    load_id,
+    source_row
+from interactions
