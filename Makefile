@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 # dagster-dbt reads the dbt manifest when the definitions load, so build it once at install time.
 $(MANIFEST): $(STAMP) $(shell find transforms \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
-	cd transforms && RECSYS_WAREHOUSE=$(RECSYS_HOME)/parse.duckdb ../$(VENV)/bin/dbt parse --quiet --profiles-dir . --target-path target
+	cd transforms && RECSYS_WAREHOUSE=$(RECSYS_HOME)/parse/warehouse.duckdb ../$(VENV)/bin/dbt parse --quiet --profiles-dir . --target-path target
 	touch $(MANIFEST)
 
 install: $(STAMP) $(MANIFEST)

@@ -7,7 +7,7 @@ from dagster_dbt import DbtCliResource
 
 from orchestration.assets.ingest import raw_tables
 from orchestration.assets.quality import mart_expectation_checks
-from orchestration.assets.transforms import clean_data_version, dbt_project, recsys_dbt_models
+from orchestration.assets.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
 from orchestration.resources import DataSourceResource, PrivacyResource, WarehouseResource
 
 ingest_job = dg.define_asset_job(
@@ -27,7 +27,7 @@ defs = dg.Definitions(
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),
         "privacy": PrivacyResource(),
-        "dbt": DbtCliResource(project_dir=dbt_project),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
     },
     # DuckDB accepts one writer: every step of a run executes in one process, one after another.
     executor=dg.in_process_executor,

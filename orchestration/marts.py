@@ -28,6 +28,16 @@ def mart_fingerprint(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = C
     return {"version": digest, "tables": per_table}
 
 
+def model_row_counts(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...] = ("intermediate", MARTS_SCHEMA)) -> dict[str, int]:
+    """Rows per dbt-built table (views are skipped: counting them would re-run their query)."""
+    tables = con.execute(
+        "select table_schema, table_name from information_schema.tables "
+        "where table_type = 'BASE TABLE' and table_schema in (select unnest($schemas))",
+        {"schemas": list(schemas)},
+    ).fetchall()
+    return {name: con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()[0] for schema, name in tables}
+
+
 def pipeline_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What the warehouse holds now: raw rows, the reconciliation per load, quarantine reasons and mart sizes."""
     reconciliation = con.execute(

@@ -1,10 +1,10 @@
 """Raw tables: the configured shop's files, loaded untouched into the warehouse's ``raw`` schema."""
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 
 import dagster as dg
+from dagster import AssetExecutionContext
 
 from orchestration.ingest import raw_table_counts
 from orchestration.resources import DataSourceResource, WarehouseResource
@@ -26,7 +26,7 @@ RAW_TABLE_DESCRIPTIONS = {
     can_subset=False,
 )
 def raw_tables(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, data_source: DataSourceResource
+    context: AssetExecutionContext, warehouse: WarehouseResource, data_source: DataSourceResource
 ) -> Iterator[dg.MaterializeResult]:
     """Load new files of the configured data source into raw.* (idempotent by file content hash)."""
     with warehouse.connect() as con:

@@ -1,6 +1,5 @@
 """Great Expectations suites on the marts as asset checks; the blocking ones stop everything downstream."""
 
-from __future__ import annotations
 
 import dagster as dg
 

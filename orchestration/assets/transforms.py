@@ -1,22 +1,29 @@
 """The dbt project as Dagster assets: staging, intermediate and marts, with dbt tests as asset checks."""
 
-from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from orchestration.marts import CLEAN_MARTS, mart_fingerprint
+from orchestration.marts import CLEAN_MARTS, mart_fingerprint, model_row_counts
 from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, PrivacyResource, WarehouseResource
 
 TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"
 
 dbt_project = DbtProject(project_dir=TRANSFORMS_DIR, profiles_dir=TRANSFORMS_DIR)
+
+
+def dbt_executable() -> str:
+    """The dbt installed beside this interpreter, so `.venv/bin/python` works without an activated venv."""
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
 dbt_project.prepare_if_dev()
 
 
@@ -32,7 +39,7 @@ dbt_translator = RecsysDbtTranslator(settings=DagsterDbtTranslatorSettings(enabl
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=dbt_translator)
 def recsys_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, privacy: PrivacyResource
+    context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, privacy: PrivacyResource
 ) -> Iterator[Any]:
     """Clean, deduplicate and quarantine the raw rows; build fct_interactions, dim_items, dim_users, quarantine, reconciliation."""
     # dbt runs as a subprocess whose profile reads the warehouse path from the environment.
@@ -43,7 +50,14 @@ def recsys_dbt_models(
             "(or the privacy resource's config) to a secret for real data."
         )
     dbt_vars = json.dumps({"pseudonymization_key": privacy.key()})
-    yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream().fetch_row_counts()
+    # dagster-dbt's fetch_row_counts() would query through an in-process dbt-duckdb connection that stays
+    # open and locks the warehouse for later steps; count with our own short-lived connection instead.
+    events = list(dbt.cli(["build", "--vars", dbt_vars], context=context).stream())
+    with warehouse.connect(read_only=True) as con:
+        row_counts = model_row_counts(con)
+    for event in events:
+        model = str(event.metadata.get("unique_id", "")).rsplit(".", 1)[-1] if isinstance(event, dg.Output) else ""
+        yield event.with_metadata({**event.metadata, "dagster/row_count": row_counts[model]}) if model in row_counts else event
 
 
 @dg.asset(
@@ -51,7 +65,7 @@ def recsys_dbt_models(
     group_name="transforms",
     kinds={"duckdb"},
 )
-def clean_data_version(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def clean_data_version(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Version id of the clean marts (row counts + content hash); models are tagged with the data they saw."""
     with warehouse.connect(read_only=True) as con:
         fingerprint = mart_fingerprint(con)

@@ -9,10 +9,14 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+
+from orchestration.privacy import pseudonymize
 
 TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"
 KEY = "integration-test-key"
@@ -24,49 +28,52 @@ create table raw.loads (load_id varchar, source_kind varchar, target_table varch
 create table raw.order_lines (load_id varchar, source_file varchar, source_row bigint, sheet varchar,
     invoice varchar, stock_code varchar, description varchar, quantity varchar, invoice_date varchar,
     unit_price varchar, customer_id varchar, country varchar, malformed_line varchar);
-create table raw.interactions (load_id varchar, source_file varchar, source_row bigint, user_id varchar,
-    item_id varchar, "timestamp" varchar, event_type varchar, quantity varchar, price varchar, session_id varchar,
+create table raw.interactions (load_id varchar, source_file varchar, source_row bigint,
+    user_id varchar, item_id varchar, "timestamp" varchar, event_type varchar, quantity varchar,
+    price varchar, session_id varchar, malformed_line varchar);
+create table raw.items (load_id varchar, source_file varchar, source_row bigint, item_id varchar,
+    title varchar, description varchar, category varchar, brand varchar, price varchar,
     malformed_line varchar);
-create table raw.items (load_id varchar, source_file varchar, source_row bigint, item_id varchar, title varchar,
-    description varchar, category varchar, brand varchar, price varchar, malformed_line varchar);
 """
 
 HEART = "WHITE HANGING HEART T-LIGHT HOLDER"
+HEART_MESSY = "  WHITE  HANGING HEART\tT-LIGHT HOLDER "  # the same description once cleaned
 WARMER = "HAND WARMER UNION JACK"
-UK = "United Kingdom"
+UK, FR, DE = "United Kingdom", "France", "Germany"
+ANNA, BEN, CLEO = "17850.0", "13047.0", "12583.0"  # customer ids as pandas renders them
+T0, T1, T2 = "2010-12-01 08:26:00", "2010-12-01 09:30:00", "2010-12-01 10:00:00"
 
-# (source_row, invoice, stock_code, description, quantity, invoice_date, unit_price, customer_id, country), reason
+# ((source_row, invoice, stock_code, description, quantity, invoice_date, unit_price, customer_id, country),
+#  expected fate: kept, duplicate or the quarantine reason)
 ORDER_LINES_1 = [
-    ((1, "536365", "85123A", HEART, "6", "2010-12-01 08:26:00", "2.55", "17850.0", UK), "kept"),
-    ((2, "536365", "71053", "WHITE METAL LANTERN", "6", "2010-12-01 08:26:00", "3.39", "17850.0", UK),
-     "reversed_by_cancellation"),
-    ((3, "536365", "85123A", HEART, "6", "2010-12-01 08:26:00", "2.55", "17850.0", UK), "duplicate"),
-    ((4, "536366", "85123a", f"  WHITE  HANGING HEART\tT-LIGHT HOLDER ", "2", "12/1/2010 8:28", "2.55", "17850", UK),
-     "kept"),
-    ((5, "536367", "85123A", HEART.lower(), "3", "2010-12-01 09:00:00", "2.55", "13047.0", UK), "kept"),
-    ((6, "536368", "22633", WARMER, "6", "2010-12-01 09:30:00", "1.85", None, UK), "missing_user"),
-    ((7, "536369", "POST", "POSTAGE", "1", "2010-12-01 09:30:00", "18.0", "12583.0", "France"), "non_product"),
-    ((8, "536370", None, "nan", "1", "2010-12-01 09:30:00", "1.0", "12583.0", "France"), "missing_item"),
-    ((9, "536371", "22633", WARMER, "1", "yesterday", "1.85", "12583.0", "France"), "unparseable_timestamp"),
-    ((10, "C536372", "71053", "WHITE METAL LANTERN", "-6", "2010-12-01 10:00:00", "3.39", "17850.0", UK),
-     "cancellation"),
-    ((11, "C536373", "22633", WARMER, "-2", "2010-12-01 10:00:00", "1.85", "13047.0", UK), "unmatched_cancellation"),
-    ((12, "536374", "22633", WARMER, "1", "1985-01-01 00:00:00", "1.85", "13047.0", UK), "timestamp_out_of_range"),
-    ((13, "536375", "22633", WARMER, "six", "2010-12-01 10:00:00", "1.85", "13047.0", UK), "unparseable_quantity"),
-    ((14, "536376", "22633", WARMER, "1", "2010-12-01 10:00:00", "n/a", "13047.0", UK), "unparseable_price"),
-    ((15, "536377", "22633", WARMER, "0", "2010-12-01 10:00:00", "1.85", "13047.0", UK), "non_positive_quantity"),
-    ((16, "536378", "22633", WARMER, "1", "2010-12-01 10:00:00", "0.0", "13047.0", UK), "non_positive_price"),
+    ((1, "536365", "85123A", HEART, "6", T0, "2.55", ANNA, UK), "kept"),
+    ((2, "536365", "71053", "WHITE METAL LANTERN", "6", T0, "3.39", ANNA, UK), "reversed_by_cancellation"),
+    ((3, "536365", "85123A", HEART, "6", T0, "2.55", ANNA, UK), "duplicate"),
+    ((4, "536366", "85123a", HEART_MESSY, "2", "12/1/2010 8:28", "2.55", "17850", UK), "kept"),
+    ((5, "536367", "85123A", HEART.lower(), "3", "2010-12-01 09:00:00", "2.55", BEN, UK), "kept"),
+    ((6, "536368", "22633", WARMER, "6", T1, "1.85", None, UK), "missing_user"),
+    ((7, "536369", "POST", "POSTAGE", "1", T1, "18.0", CLEO, FR), "non_product"),
+    ((8, "536370", None, "nan", "1", T1, "1.0", CLEO, FR), "missing_item"),
+    ((9, "536371", "22633", WARMER, "1", "yesterday", "1.85", CLEO, FR), "unparseable_timestamp"),
+    ((10, "C536372", "71053", "WHITE METAL LANTERN", "-6", T2, "3.39", ANNA, UK), "cancellation"),
+    ((11, "C536373", "22633", WARMER, "-2", T2, "1.85", BEN, UK), "unmatched_cancellation"),
+    ((12, "536374", "22633", WARMER, "1", "1985-01-01 00:00:00", "1.85", BEN, UK), "timestamp_out_of_range"),
+    ((13, "536375", "22633", WARMER, "six", T2, "1.85", BEN, UK), "unparseable_quantity"),
+    ((14, "536376", "22633", WARMER, "1", T2, "n/a", BEN, UK), "unparseable_price"),
+    ((15, "536377", "22633", WARMER, "0", T2, "1.85", BEN, UK), "non_positive_quantity"),
+    ((16, "536378", "22633", WARMER, "1", T2, "0.0", BEN, UK), "non_positive_price"),
     ((17, None, None, None, None, None, None, None, None), "malformed_line"),
-    ((18, "536380", "gift_0001_20", "Dotcomgiftshop Gift Voucher £20.00", "1", "2010-12-01 10:00:00", "16.67",
-      "13047.0", UK), "non_product"),
-    ((19, "536381", "22633", WARMER, "12", "2010-12-02 08:00:00", "1.85", "13047.0", "Germany"), "kept"),
-    ((20, "536382", "22633", f"{WARMER} ", "12.0", "2010-12-02T09:00:00", "1.85", "13047", "Germany"), "kept"),
+    ((18, "536380", "gift_0001_20", "Dotcomgiftshop Gift Voucher £20.00", "1", T2, "16.67", BEN, UK),
+     "non_product"),
+    ((19, "536381", "22633", WARMER, "12", "2010-12-02 08:00:00", "1.85", BEN, DE), "kept"),
+    ((20, "536382", "22633", f"{WARMER} ", "12.0", "2010-12-02T09:00:00", "1.85", "13047", DE), "kept"),
 ]
 # A re-export overlapping the first file, loaded later: copies are duplicates even with "13047" for "13047.0".
 ORDER_LINES_2 = [
-    ((1, "536365", "85123A", HEART, "6", "2010-12-01 08:26:00", "2.55", "17850.0", UK), "duplicate"),
-    ((2, "536367", "85123A", f"{HEART.lower()} ", "3", "2010-12-01 09:00:00", "2.55", "13047", UK), "duplicate"),
-    ((3, "536390", "85123A", HEART, "1", "2010-12-03 08:00:00", "2.95", "12583.0", "France"), "kept"),
+    ((1, "536365", "85123A", HEART, "6", T0, "2.55", ANNA, UK), "duplicate"),
+    ((2, "536367", "85123A", f"{HEART.lower()} ", "3", "2010-12-01 09:00:00", "2.55", "13047", UK),
+     "duplicate"),
+    ((3, "536390", "85123A", HEART, "1", "2010-12-03 08:00:00", "2.95", CLEO, FR), "kept"),
 ]
 # (source_row, user_id, item_id, timestamp, event_type, quantity, price, session_id), reason
 INTERACTIONS = [
@@ -109,7 +116,8 @@ LOADS = [  # load_id, source_kind, target_table, rows, load_seq
 
 
 def _python_pseudonym(raw_id: str) -> str:
-    normalized = raw_id.strip().removesuffix(".0")
+    """The pseudonymisation rule written out with hashlib: 'u_' + sha256(key|normalised id)[:16]."""
+    normalized = re.sub(r"\.0+$", "", raw_id.strip())
     return "u_" + hashlib.sha256(f"{KEY}|{normalized}".encode()).hexdigest()[:16]
 
 
@@ -131,12 +139,15 @@ def _write_raw(path: Path) -> None:
                 )
             else:
                 placeholders = ", ".join("?" * (len(values) + 3))
-                con.execute(f"insert into raw.{table} values ({placeholders})", [load_id, source_file, *values, malformed])
+                con.execute(
+                    f"insert into raw.{table} values ({placeholders})",
+                    [load_id, source_file, *values, malformed],
+                )
     con.close()
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory) -> duckdb.DuckDBPyConnection:
+def warehouse(tmp_path_factory) -> Iterator[duckdb.DuckDBPyConnection]:
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     from dbt.cli.main import dbtRunner
 
@@ -145,7 +156,6 @@ def warehouse(tmp_path_factory) -> duckdb.DuckDBPyConnection:
     _write_raw(path)
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("RECSYS_WAREHOUSE", str(path))
-    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     try:
         result = dbtRunner().invoke(
             [
@@ -176,7 +186,7 @@ def warehouse(tmp_path_factory) -> duckdb.DuckDBPyConnection:
 
 
 def _expected(status_of: str) -> dict[tuple[str, str, int], str]:
-    """(source_table, load_id, source_row) -> reason, for the rows whose hand-assigned fate is ``status_of``."""
+    """(source_table, load_id, source_row) -> reason for the rows whose expected fate is ``status_of``."""
     out = {}
     for load_id, _, table, rows, _ in LOADS:
         for values, reason in rows:
@@ -187,7 +197,9 @@ def _expected(status_of: str) -> dict[tuple[str, str, int], str]:
 
 
 def test_quarantine_holds_each_rejected_row_with_its_reason(warehouse):
-    rows = warehouse.execute("select source_table, load_id, source_row, reason from marts.quarantine").fetchall()
+    rows = warehouse.execute(
+        "select source_table, load_id, source_row, reason from marts.quarantine"
+    ).fetchall()
     assert {(t, load, row): reason for t, load, row, reason in rows} == _expected("rejected")
     assert len(rows) == len(_expected("rejected"))
 
@@ -206,7 +218,9 @@ def test_quarantine_keeps_the_raw_text(warehouse):
 
 
 def test_clean_events_are_exactly_the_kept_rows(warehouse):
-    rows = warehouse.execute("select source_table, load_id, source_row from marts.fct_interactions").fetchall()
+    rows = warehouse.execute(
+        "select source_table, load_id, source_row from marts.fct_interactions"
+    ).fetchall()
     assert set(rows) == set(_expected("kept")) - {k for k in _expected("kept") if k[0] == "items"}
     assert len(rows) == 10
 
@@ -235,8 +249,8 @@ def test_cancellation_pairs_with_the_purchase_it_reverses(warehouse):
            from intermediate.int_order_lines__classified where load_id = 'ol1' and source_row = 10"""
     ).fetchone()
     assert pair == ("ol1", 2)
-    lanterns = warehouse.execute("select count(*) from marts.fct_interactions where item_id = '71053'").fetchone()
-    assert lanterns == (0,)
+    lanterns = warehouse.execute("select count(*) from marts.fct_interactions where item_id = '71053'")
+    assert lanterns.fetchone() == (0,)
 
 
 def test_dim_items_titles_and_text(warehouse):
@@ -266,6 +280,9 @@ def test_dim_users_are_pseudonymised_like_python(warehouse):
         _python_pseudonym(" 42.0 "): (1, 0, None),
     }
     assert _python_pseudonym(" 42.0 ") == "u_" + hashlib.sha256(f"{KEY}|42".encode()).hexdigest()[:16]
+    # The Python side that serving and the CLI use agrees with the dbt macro.
+    for raw_id in ("17850.0", "13047.0", "12583.0", "u1", "u2", " 42.0 "):
+        assert pseudonymize(raw_id, KEY) == _python_pseudonym(raw_id)
 
 
 def test_generic_events_are_typed_and_defaulted(warehouse):
