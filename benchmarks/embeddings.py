@@ -1,4 +1,4 @@
-"""Item-text embeddings: our encoder against sentence-transformers, the warehouse cache, a quality sanity check.
+"""Item-text embeddings: our encoder against sentence-transformers, the cache, a quality sanity check.
 
     python -m benchmarks.embeddings --data ../shared/data/online_retail/online_retail.csv.gz
     python -m benchmarks.embeddings --device cuda --repeats 5
@@ -6,9 +6,9 @@
 Texts: the distinct product descriptions of an Online Retail file (.csv, .csv.gz or .parquet), cleaned as item
 text is (``recmodels.item_text.clean_field``), empty ones dropped: about 4.2k short titles.
 
-* Throughput: ``TextEncoder.encode`` against ``SentenceTransformer(<the same model folder>).encode`` on the same
-  texts, same process, same device, same batch size and thread count. Both are warmed up first, then timed
-  ``--repeats`` times each, interleaved in ABBA order so that load from other processes hits both alike.
+* Throughput: ``TextEncoder.encode`` against ``SentenceTransformer(<the same model folder>).encode`` on the
+  same texts, same process, same device, same batch size and thread count. Both are warmed up first, then
+  timed ``--repeats`` times each, interleaved in ABBA order so that load from other processes hits both alike.
   ``speedup`` compares the best times (the least disturbed runs); ``speedup_median`` the medians. On CUDA ours
   runs with fp16 autocast and the reference at its default fp32 (see ``ours_precision``).
 * Agreement: the cosine between both outputs for every text (``min_cosine``).
@@ -39,11 +39,11 @@ from recmodels.text_encoder import EncoderConfig, available_cpus, default_model_
 
 # Product-type nouns of a gift shop (singular); a text's type words are those of its words found here.
 PRODUCT_TYPES = frozenset("""
-    apron bag balloon basket bead bell bottle bowl box bracelet brooch bunting cabinet cake calendar candle card
-    case chalkboard charm clip clock coaster cup cushion decoration dish doily doiley doilie doormat drawer
-    earring envelope frame garland glass hanger hook jar jigsaw kit knob lamp lantern light magnet mirror mug
-    napkin necklace notebook ornament pen pencil peg plate pot pouch purse rack ribbon ring sign spoon stand
-    sticker tag tape teapot tile tin tissue towel toy tray umbrella vase wallet warmer wreath
+    apron bag balloon basket bead bell bottle bowl box bracelet brooch bunting cabinet cake calendar candle
+    card case chalkboard charm clip clock coaster cup cushion decoration dish doily doiley doilie doormat
+    drawer earring envelope frame garland glass hanger hook jar jigsaw kit knob lamp lantern light magnet
+    mirror mug napkin necklace notebook ornament pen pencil peg plate pot pouch purse rack ribbon ring sign
+    spoon stand sticker tag tape teapot tile tin tissue towel toy tray umbrella vase wallet warmer wreath
 """.split())
 SAMPLE_SEED = 20240601
 N_SAMPLED = 20
@@ -64,7 +64,8 @@ def read_texts(path: str) -> list[str]:
 def type_words(text: str) -> set[str]:
     found = set()
     for word in re.findall(r"[a-z]+", text.lower()):
-        for singular in (word, word[:-1] if word.endswith("s") else "", word[:-2] if word.endswith("es") else ""):
+        singulars = (word, word[:-1] if word.endswith("s") else "", word[:-2] if word.endswith("es") else "")
+        for singular in singulars:
             if singular in PRODUCT_TYPES:
                 found.add(singular)
                 break
@@ -83,7 +84,7 @@ def timed(function) -> tuple[float, np.ndarray]:
 
 
 def reference_padded_tokens(lengths: np.ndarray, texts: list[str], batch_size: int) -> int:
-    """Tokens (padding included) the reference feeds the model: it sorts by character length, pads per batch."""
+    """Tokens (padding included) the reference feeds its model: it sorts by characters, pads per batch."""
     order = np.argsort([-len(text) for text in texts], kind="stable")
     return int(sum(lengths[order[i:i + batch_size]].max() * len(order[i:i + batch_size])
                    for i in range(0, len(order), batch_size)))
@@ -110,7 +111,7 @@ def neighbour_table(texts: list[str], vectors: np.ndarray) -> tuple[list[tuple],
 
 
 def print_neighbours(rows: list[tuple]) -> None:
-    title = f"{N_NEIGHBOURS} nearest neighbours of {N_SAMPLED} sampled texts (y/n: shares a product-type word)"
+    title = f"{N_NEIGHBOURS} nearest neighbours of {N_SAMPLED} sampled texts (y/n: share a product-type word)"
     print(title)
     print("-" * len(title))
     for text, neighbours, marks in rows:
@@ -120,10 +121,12 @@ def print_neighbours(rows: list[tuple]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default=str(SHARED_DATA / "online_retail" / "online_retail.csv.gz"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="both encoders (default: ours by device)")
+    parser.add_argument("--batch-size", type=int, default=None, help="both encoders (default: by device)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each encoder")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for both encoders (default: every CPU available to the process)")
@@ -144,7 +147,9 @@ def main() -> None:
         return encoder.encode(texts)
 
     def theirs() -> np.ndarray:
-        return reference.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        return reference.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
 
     warm = texts[:: max(1, len(texts) // 512)]
     encoder.encode(warm)
@@ -205,7 +210,8 @@ def main() -> None:
     print_table([(name, figures[name]) for name in (
         "device", "torch_threads", "model_id", "ours_precision", "batch_size", "n_texts",
         "ours_texts_per_s", "reference_texts_per_s", "speedup", "speedup_median", "ours_tokens",
-        "reference_padded_tokens_est", "min_cosine", "first_run_s", "rerun_s", "rerun_embedded", "rerun_speedup",
+        "reference_padded_tokens_est", "min_cosine", "first_run_s", "rerun_s", "rerun_embedded",
+        "rerun_speedup",
         "incremental_embedded", "neighbour_share_type_word")], "Embeddings benchmark")
     emit_json(figures)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from orchestration.marts import format_summary, pipeline_summary
@@ -13,8 +14,13 @@ def main() -> None:
     warehouse = WarehouseResource()
     source = DataSourceResource().kind()
     print(f"recsys demo: source={source}, state folder {warehouse.paths.home}")
+    log_path = warehouse.paths.home / "logs" / "demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Materializing every asset (dbt's output goes to {log_path}) ...", flush=True)
     started = time.perf_counter()
-    result = materialize()
+    # dagster-dbt echoes every dbt log line to stdout; keep the terminal for the summary.
+    with log_path.open("w") as log, contextlib.redirect_stdout(log):
+        result = materialize(log_level="WARNING")
     elapsed = time.perf_counter() - started
     checks = [evaluation for evaluation in result.get_asset_check_evaluations()]
     failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]

@@ -139,7 +139,8 @@ def embed_with_cache(
                 from {rows}
                 join {_quoted(table)} as cache
                   on cache.text_sha256 = {rows}.text_sha256
-                 and cache.model_id = $model_id and cache.pooling = $pooling and cache.max_length = $max_length""",
+                 and cache.model_id = $model_id and cache.pooling = $pooling
+                 and cache.max_length = $max_length""",
             params=key,
         ).to_arrow_table()
     hit_rows = hits.column("position").to_numpy()
@@ -150,17 +151,19 @@ def embed_with_cache(
     embed_seconds = 0.0
     if len(missing):
         embed_started = time.perf_counter()
-        new = np.asarray(encoder.encode([unique[i] for i in missing], show_progress=show_progress), np.float32)
+        new = encoder.encode([unique[i] for i in missing], show_progress=show_progress)
+        new = np.asarray(new, dtype=np.float32)
         embed_seconds = time.perf_counter() - embed_started
         if new.shape != (len(missing), encoder.dim):
             raise ValueError(f"encoder returned shape {new.shape}, expected {(len(missing), encoder.dim)}")
         vectors[missing] = new
         rows_to_add = pa.table({"text_sha256": [hashes[i] for i in missing], "vector": _vectors_column(new)})
         with _registered(con, rows_to_add) as added:
-            # "or ignore": a concurrent run that cached the same text first wins; both computed the same vector
+            # "or ignore": a concurrent run that cached the same text first wins; both computed one vector
             con.execute(
                 f"""insert or ignore into {_quoted(table)}
-                    select $model_id, $pooling, $max_length, text_sha256, $dim, vector::float[] from {added}""",
+                    select $model_id, $pooling, $max_length, text_sha256, $dim, vector::float[]
+                    from {added}""",
                 {**key, "dim": int(encoder.dim)},
             )
 

@@ -16,6 +16,7 @@ def materialize(
     resources: Mapping[str, Any] | None = None,
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
+    log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
     """Run ``selection`` (Dagster asset selection syntax; default: every asset) with its asset checks.
 
@@ -36,4 +37,5 @@ def materialize(
         resources=merged_resources,
         instance=instance,
         raise_on_error=raise_on_error,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )

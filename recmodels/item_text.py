@@ -16,7 +16,8 @@ line description).
   HEART T-LIGHT HOLDER") is lower-cased: uncased models lower-case anyway, and cased ones (bert-base-cased,
   multilingual models) split shouting words into many rare word pieces. Mixed case is kept.
 * A description equal to the title (ignoring case) is dropped: repeating it adds no information.
-* Price is not part of the text: sentence encoders do not read numbers reliably; the ranker gets it as a feature.
+* Price is not part of the text: sentence encoders do not read numbers reliably; the ranker gets it as a
+  feature.
 * An item with no title, description, category or brand gets the empty text ``""`` and
   ``is_empty_text=True``. The encoder embeds ``""`` like any text ([CLS][SEP]), so every such item gets the
   same, consistent vector, and consumers can tell it carries no information about the item. An item with

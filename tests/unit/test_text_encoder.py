@@ -112,7 +112,8 @@ def test_encode_matches_a_padded_masked_forward_pass(tiny, tiny_model_dir):
     """The no-padding, length-bucketed pipeline computes the textbook definition: mean over the mask."""
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer, model = AutoTokenizer.from_pretrained(tiny_model_dir), AutoModel.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModel.from_pretrained(tiny_model_dir)
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state
@@ -172,7 +173,7 @@ def test_non_string_input_is_rejected_with_its_position(tiny):
         tiny.encode(["red mug", None])
 
 
-# --- loading, identity, process cache --------------------------------------------------------------------
+# --- loading, identity, process cache ----------------------------------------------------------------------
 
 
 def test_load_encoder_caches_per_config_and_shares_weights_per_model(tiny_model_dir, tiny):
@@ -217,7 +218,7 @@ def test_unknown_hub_name_offline_fails_fast_naming_it(monkeypatch):
     assert time.perf_counter() - started < 10
 
 
-# --- CPU threads ---------------------------------------------------------------------------------------------
+# --- CPU threads -------------------------------------------------------------------------------------------
 
 
 def test_thread_count_respects_explicit_and_pinned_settings(monkeypatch):
@@ -238,7 +239,7 @@ def test_thread_setting_is_restored_after_encoding(tiny_model_dir):
     assert torch.get_num_threads() == before
 
 
-# --- the packaged model --------------------------------------------------------------------------------------
+# --- the packaged model ------------------------------------------------------------------------------------
 
 
 def test_packaged_minilm_loads_offline_and_agrees_with_sentence_transformers():
