@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from orchestration.marts import format_summary, pipeline_summary
@@ -18,9 +17,7 @@ def main() -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"Materializing every asset (dbt's output goes to {log_path}) ...", flush=True)
     started = time.perf_counter()
-    # dagster-dbt echoes every dbt log line to stdout; keep the terminal for the summary.
-    with log_path.open("w") as log, contextlib.redirect_stdout(log):
-        result = materialize(log_level="WARNING")
+    result = materialize(log_level="WARNING", stdout_log=log_path)
     elapsed = time.perf_counter() - started
     checks = [evaluation for evaluation in result.get_asset_check_evaluations()]
     failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]

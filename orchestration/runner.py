@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,6 +19,7 @@ def materialize(
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
     log_level: str = "INFO",
+    stdout_log: Path | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run ``selection`` (Dagster asset selection syntax; default: every asset) with its asset checks.
 
@@ -29,6 +32,15 @@ def materialize(
     if instance is None:
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
+    with contextlib.ExitStack() as stack:
+        if stdout_log is not None:
+            # dagster-dbt echoes every dbt log line to stdout; send them to a file so the caller's output stays readable.
+            stdout_log.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(stdout_log.open("a"))))
+        return _materialize(defs, selection, resources, instance, raise_on_error, log_level)
+
+
+def _materialize(defs, selection, resources, instance, raise_on_error, log_level) -> dg.ExecuteInProcessResult:
     assets = [*defs.assets, *defs.asset_checks]
     merged_resources = {**defs.resources, **(resources or {})}
     return dg.materialize(

@@ -14,7 +14,8 @@ How ``encode`` stays fast and deterministic:
   about 1.5x the tokens.
 * The batches are a function of the *set* of distinct texts only, so the same input set gives bit-identical
   vectors on the same device, whatever its order or duplicates. A text batched with *different* neighbours
-  can differ in the last bits (BLAS picks kernels by matrix size; about 1e-7 here), never because of padding.
+  can differ in the last bits (BLAS picks kernels by matrix size; up to about 2e-7 here), never because of
+  padding.
 * ``torch.inference_mode``; fp16 autocast on CUDA (fp32 on CPU, where fp16/bf16 are not reliably faster);
   results stay on the device until one copy back at the end.
 * Pooling (mean over real tokens, or CLS) and the L2 normalisation run in float32.

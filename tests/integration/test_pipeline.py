@@ -104,3 +104,29 @@ def test_online_retail_slice(recsys_home, tmp_path):
     assert fct.n[0] == fct.d[0] and fct.q[0] >= 1
     cancelled = _query(recsys_home, "select count(*) n from marts.fct_interactions where basket_id like 'C%'")
     assert cancelled.n[0] == 0
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("relative_path", "raw_rows", "duplicates"),
+    [
+        ("online_retail/online_retail.csv.gz", 541_909, 5_268),
+        ("online_retail_ii_y2009_2010/online_retail_ii.parquet", 525_461, 6_865),
+    ],
+)
+def test_full_online_retail_files_reconcile(recsys_home, relative_path, raw_rows, duplicates):
+    path = require_shared_data(ONLINE_RETAIL_CSV.parents[1] / relative_path)
+    result = _run(recsys_home, DataSourceResource(source="online_retail", data=str(path)))
+    assert all(_check_results(result).values())
+    recon = _query(recsys_home, "select * from marts.reconciliation").iloc[0]
+    assert (recon.raw_rows, recon.duplicate_rows) == (raw_rows, duplicates)
+    assert recon.raw_rows == recon.kept_rows + recon.duplicate_rows + recon.rejected_rows
+    fct = _query(
+        recsys_home,
+        """select count(*) n, count(distinct interaction_id) ids, count(*) filter (where basket_id like 'C%') cancelled,
+                  count(*) filter (where quantity < 1) non_positive from marts.fct_interactions""",
+    ).iloc[0]
+    assert fct.n == recon.kept_rows and fct.ids == fct.n
+    assert fct.cancelled == 0 and fct.non_positive == 0
+    # Online Retail II's converter wrote missing descriptions as the text 'nan': they must read as missing.
+    assert _query(recsys_home, "select count(*) n from marts.dim_items where lower(title) = 'nan'").n[0] == 0
