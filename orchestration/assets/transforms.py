@@ -56,8 +56,16 @@ def recsys_dbt_models(
     with warehouse.connect(read_only=True) as con:
         row_counts = model_row_counts(con)
     for event in events:
-        model = str(event.metadata.get("unique_id", "")).rsplit(".", 1)[-1] if isinstance(event, dg.Output) else ""
+        model = _model_name(event)
         yield event.with_metadata({**event.metadata, "dagster/row_count": row_counts[model]}) if model in row_counts else event
+
+
+def _model_name(event: Any) -> str:
+    """``fct_interactions`` for the output of model ``model.recsys.fct_interactions``; '' for other events."""
+    if not isinstance(event, (dg.Output, dg.AssetMaterialization)):
+        return ""
+    unique_id = event.metadata.get("unique_id")
+    return str(getattr(unique_id, "value", unique_id) or "").rsplit(".", 1)[-1]
 
 
 @dg.asset(

@@ -56,6 +56,11 @@ def test_synthetic_shop_end_to_end(recsys_home):
     assert reasons["non_product"] == stats["non_product_lines"]
     assert reasons["malformed_line"] == stats["garbage_lines"]
 
+    # Row counts reach the UI as materialization metadata.
+    fct_rows = _query(recsys_home, "select count(*) n from marts.fct_interactions")["n"][0]
+    fct_event = next(e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("fct_interactions"))
+    assert fct_event.materialization.metadata["dagster/row_count"].value == fct_rows == lines.kept_rows
+
     version = result.asset_materializations_for_node("clean_data_version")[0].metadata["version"].value
     # A second run finds the same files: nothing new is loaded and the clean data keeps its version.
     rerun = _run(recsys_home, source)
