@@ -5,13 +5,19 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from orchestration.assets.embeddings import item_embeddings, item_embeddings_expectations
 from orchestration.assets.ingest import raw_tables
 from orchestration.assets.quality import mart_expectation_checks
 from orchestration.assets.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
-from orchestration.resources import DataSourceResource, PrivacyResource, WarehouseResource
+from orchestration.resources import DataSourceResource, PrivacyResource, TextEncoderResource, WarehouseResource
 
 ingest_job = dg.define_asset_job(
     "ingest_job", selection=dg.AssetSelection.groups("ingest"), description="Load new raw files into the warehouse."
+)
+embeddings_job = dg.define_asset_job(
+    "embeddings_job",
+    selection=dg.AssetSelection.groups("embeddings"),
+    description="Embed new or changed item descriptions.",
 )
 transforms_job = dg.define_asset_job(
     "transforms_job",
@@ -20,13 +26,14 @@ transforms_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[raw_tables, recsys_dbt_models, clean_data_version],
-    asset_checks=mart_expectation_checks,
-    jobs=[ingest_job, transforms_job],
+    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings],
+    asset_checks=[*mart_expectation_checks, item_embeddings_expectations],
+    jobs=[ingest_job, transforms_job, embeddings_job],
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),
         "privacy": PrivacyResource(),
+        "text_encoder": TextEncoderResource(),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
     },
     # DuckDB accepts one writer: every step of a run executes in one process, one after another.

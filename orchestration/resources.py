@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
@@ -18,6 +19,9 @@ import pandas as pd
 from pydantic import Field
 
 from orchestration.settings import RecsysPaths, recsys_paths
+
+if TYPE_CHECKING:
+    from recmodels.text_encoder import EncoderConfig, TextEncoder
 
 SOURCE_KINDS = ("synthetic", "online_retail", "generic")
 DEV_PSEUDONYMIZATION_KEY = "recsys-dev-key"
@@ -90,3 +94,32 @@ class PrivacyResource(dg.ConfigurableResource):
 
     def key(self) -> str:
         return self.pseudonymization_key or os.environ.get("RECSYS_PSEUDONYMIZATION_KEY") or DEV_PSEUDONYMIZATION_KEY
+
+
+class TextEncoderResource(dg.ConfigurableResource):
+    """The BERT-family text encoder; loaded once per process and shared by every asset that embeds text."""
+
+    model: str | None = Field(
+        default=None,
+        description="Hugging Face model name or local folder; default $RECSYS_TEXT_MODEL, else the packaged all-MiniLM-L6-v2.",
+    )
+    pooling: str = Field(default="mean", description="mean (over real tokens) or cls.")
+    max_length: int = Field(default=128, description="Tokens per text; longer texts are truncated.")
+    batch_size: int | None = Field(default=None, description="Texts per forward pass; default 64 on CPU, 512 on CUDA.")
+    device: str | None = Field(default=None, description="cpu, cuda, cuda:1...; default CUDA when available.")
+
+    def encoder_config(self) -> "EncoderConfig":
+        from recmodels.text_encoder import EncoderConfig
+
+        return EncoderConfig(
+            model=self.model or os.environ.get("RECSYS_TEXT_MODEL") or None,
+            pooling=self.pooling,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def load(self) -> "TextEncoder":
+        from recmodels.text_encoder import load_encoder
+
+        return load_encoder(self.encoder_config())

@@ -193,3 +193,35 @@ def _observed(result: dict[str, Any]) -> str:
         return f"observed {result['observed_value']}"
     sample = [str(value) for value in result.get("partial_unexpected_list", [])[:3]]
     return f"{result.get('unexpected_count', '?')} unexpected values ({result.get('unexpected_percent', 0):.2f}%), e.g. {sample}"
+
+
+def embedding_frame(item_ids: Any, matrix: Any) -> pd.DataFrame:
+    """One row per vector with what the embedding suite checks: its norm, its non-finite count, its width."""
+    import numpy as np
+
+    matrix = np.asarray(matrix, dtype=np.float32)
+    finite = np.isfinite(matrix)
+    return pd.DataFrame(
+        {
+            "item_id": list(item_ids),
+            "norm": np.linalg.norm(np.where(finite, matrix, 0.0), axis=1).astype(float),
+            "non_finite_values": (~finite).sum(axis=1),
+            "dim": np.full(len(matrix), matrix.shape[1] if matrix.ndim == 2 else 0),
+        }
+    )
+
+
+def embedding_suite(catalogue_item_ids: list[str], hidden_size: int, norm_tolerance: float = 1e-3) -> list[Any]:
+    """One finite, unit-norm vector of the model's width for every item of ``dim_items``, and nothing else."""
+    import great_expectations as gx
+
+    return [
+        gx.expectations.ExpectTableRowCountToEqual(value=len(catalogue_item_ids)),
+        gx.expectations.ExpectColumnValuesToBeUnique(column="item_id"),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="item_id", value_set=catalogue_item_ids),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="non_finite_values", min_value=0, max_value=0),
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column="norm", min_value=1 - norm_tolerance, max_value=1 + norm_tolerance
+        ),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="dim", value_set=[hidden_size]),
+    ]

@@ -18,6 +18,7 @@ from orchestration.embedding_cache import (
     CACHE_TABLE,
     embed_with_cache,
     read_item_embeddings,
+    text_sha256,
     write_item_embeddings,
 )
 
@@ -81,6 +82,14 @@ def test_changing_model_pooling_or_max_length_re_embeds_everything(con, change):
     assert (stats.n_cached, stats.n_embedded) == (0, 5)
     _, stats = embed_with_cache(con, TEXTS, FakeEncoder())  # the old model's rows are still there
     assert stats.n_embedded == 0
+
+
+def test_a_cached_vector_of_the_wrong_size_is_an_error_not_garbage(con):
+    embed_with_cache(con, TEXTS, FakeEncoder())
+    one = text_sha256(TEXTS[0])
+    con.execute(f"update {CACHE_TABLE} set vector = '\\x00\\x00'::blob where text_sha256 = $h", {"h": one})
+    with pytest.raises(ValueError, match="inconsistent"):
+        embed_with_cache(con, TEXTS, FakeEncoder())
 
 
 def test_duplicate_texts_embed_once_and_share_a_row(con):

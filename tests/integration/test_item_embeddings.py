@@ -1,0 +1,58 @@
+"""item_embeddings through Dagster: incremental by text, flagged empty texts, blocking checks."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+
+from orchestration.resources import DataSourceResource, WarehouseResource
+from orchestration.runner import materialize
+
+TITLES = {"sku-0": "Red ceramic mug", "sku-1": "Blue ceramic mug", "sku-2": "", "sku-3": "Oak lantern", "sku-4": "Canvas tote bag"}
+
+
+def _shop(folder, titles):
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"user_id": f"user-{u}", "item_id": f"sku-{(u + s) % 5}", "timestamp": 1_700_000_000 + u * 1000 + s * 60}
+        for u in range(6) for s in range(3)
+    ]
+    pd.DataFrame(rows).to_csv(folder / "interactions.csv", index=False)
+    pd.DataFrame({"item_id": list(titles), "title": list(titles.values())}).to_csv(folder / "items.csv", index=False)
+    return folder
+
+
+def _embed(home, data, instance):
+    resources = {"warehouse": WarehouseResource(home=str(home)), "data_source": DataSourceResource(source="generic", data=str(data))}
+    result = materialize(None, resources=resources, instance=instance, log_level="WARNING")
+    metadata = result.asset_materializations_for_node("item_embeddings")[0].metadata
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("item_embeddings")}
+    return metadata, checks
+
+
+def test_item_embeddings_are_incremental(recsys_home, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    data = _shop(tmp_path / "shop", TITLES)
+    first, checks = _embed(recsys_home, data, instance)
+    assert checks == {"great_expectations": True}
+    assert (first["items"].value, first["newly_embedded"].value, first["empty_text_items"].value) == (5, 5, 1)
+    assert first["dimension"].value == 384
+
+    unchanged, _ = _embed(recsys_home, data, instance)
+    assert (unchanged["newly_embedded"].value, unchanged["from_cache"].value) == (0, 5)
+
+    _shop(data, {**TITLES, "sku-3": "Oak lantern with glass panes"})  # one catalogue edit -> one new text
+    edited, checks = _embed(recsys_home, data, instance)
+    assert (edited["newly_embedded"].value, edited["from_cache"].value) == (1, 4)
+    assert checks == {"great_expectations": True}
+
+    with duckdb.connect(str(recsys_home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("select item_id, text, is_empty_text, vector from embeddings.item_embeddings order by item_id").df()
+    assert rows.loc[rows.item_id == "sku-2", "is_empty_text"].item()
+    assert rows.loc[rows.item_id == "sku-3", "text"].item() == "Oak lantern with glass panes"
+    vectors = np.stack(rows.vector.to_numpy())
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    # The two mugs are closer to each other than to the tote bag.
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[4]
