@@ -6,11 +6,13 @@ So a rerun over an unchanged catalogue embeds nothing, an edited or new item emb
 texts of different items embed once, and a new model (or pooling, or max_length) misses everything and
 re-embeds it. Rows of older models stay, so switching back is free; delete them with SQL when unwanted.
 
-Device and precision are not part of the key: fp16 on a GPU and fp32 on a CPU agree to a cosine above 0.999,
-and a cache filled on one is meant to serve the other.
+Device and precision are deliberately not part of the key: they move a vector in its last bits (fp32 on
+another device) or in about the third decimal of cosine (fp16/bf16 autocast), far less than separates two
+different texts, and a cache filled on a GPU is meant to serve a CPU run.
 
-Lookups are set-based: the hashes of the whole batch go in as one Arrow table joined against the cache, and
-the new vectors go back with one INSERT; never one query per text. The cache keeps a vector as a BLOB of
+Lookups are set-based: the distinct texts of a call go in as one Arrow table, DuckDB hashes them (sha256,
+vectorised) and joins them against the cache, and the new vectors go back with one INSERT; never one query
+per text. The cache keeps a vector as a BLOB of
 ``dim`` little-endian float32 values: exact, model-agnostic (one table for every dim), and read back as one
 buffer; a FLOAT[] list column made the lookup of 4k cached vectors about twice as slow. The per-item table,
 which SQL does query, has a FLOAT[dim] column instead.
@@ -63,6 +65,7 @@ class EmbedStats:
 
 
 def text_sha256(text: str) -> str:
+    """The cache's text key, as DuckDB's ``sha256(text)`` computes it in the queries below."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -126,8 +129,9 @@ def _blob_column_to_matrix(column: pa.ChunkedArray, dim: int) -> np.ndarray:
         lengths_ok = all(len(value) == dim * 4 for value in values)
         data = b"".join(values)
     if not lengths_ok:
-        raise ValueError(f"cached vectors do not all have {dim} float32 values: the cache table is inconsistent")
-    return np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(len(array), dim)
+        raise ValueError(f"cached vectors are not all {dim} float32 values: the cache table is inconsistent")
+    # A read-only view of Arrow's buffer: the caller's scatter into its own matrix is the only copy.
+    return np.frombuffer(data, dtype="<f4").reshape(len(array), dim)
 
 
 @contextmanager
@@ -154,18 +158,18 @@ def embed_with_cache(
     started = time.perf_counter()
     texts = list(texts)
     unique = list(dict.fromkeys(texts))
-    hashes = [text_sha256(text) for text in unique]
     key = {"model_id": encoder.model_id, "pooling": encoder.pooling, "max_length": int(encoder.max_length)}
     ensure_cache_table(con, table)
 
     vectors = np.empty((len(unique), encoder.dim), dtype=np.float32)
-    lookup = pa.table({"position": pa.array(np.arange(len(unique), dtype=np.int64)), "text_sha256": hashes})
+    # DuckDB hashes the texts (vectorised, in parallel): no Python object per text on the way in.
+    lookup = pa.table({"position": pa.array(np.arange(len(unique), dtype=np.int64)), "text": unique})
     with _registered(con, lookup) as rows:
         hits = con.sql(
             f"""select {rows}.position, cache.vector
                 from {rows}
                 join {_quoted(table)} as cache
-                  on cache.text_sha256 = {rows}.text_sha256
+                  on cache.text_sha256 = sha256({rows}.text)
                  and cache.model_id = $model_id and cache.pooling = $pooling
                  and cache.max_length = $max_length""",
             params=key,
@@ -184,12 +188,12 @@ def embed_with_cache(
         if new.shape != (len(missing), encoder.dim):
             raise ValueError(f"encoder returned shape {new.shape}, expected {(len(missing), encoder.dim)}")
         vectors[missing] = new
-        rows_to_add = pa.table({"text_sha256": [hashes[i] for i in missing], "vector": _blob_column(new)})
+        rows_to_add = pa.table({"text": [unique[i] for i in missing], "vector": _blob_column(new)})
         with _registered(con, rows_to_add) as added:
             # "or ignore": a concurrent run that cached the same text first wins; both computed one vector
             con.execute(
                 f"""insert or ignore into {_quoted(table)}
-                    select $model_id, $pooling, $max_length, text_sha256, $dim, vector from {added}""",
+                    select $model_id, $pooling, $max_length, sha256(text), $dim, vector from {added}""",
                 {**key, "dim": int(encoder.dim)},
             )
 
@@ -232,7 +236,6 @@ def write_item_embeddings(
     rows = pa.table({
         "item_id": pa.array(item_texts["item_id"].to_numpy(), from_pandas=True),
         "text": texts,
-        "text_sha256": [text_sha256(text) for text in texts],
         "is_empty_text": pa.array(item_texts["is_empty_text"].to_numpy(dtype=bool)),
         "vector": _vectors_column(vectors),
     })
@@ -241,7 +244,7 @@ def write_item_embeddings(
     with _registered(con, rows) as source:
         con.execute(
             f"""create or replace table {_quoted(table)} as
-                select item_id, text, text_sha256, is_empty_text,
+                select item_id, text, sha256(text) as text_sha256, is_empty_text,
                        $model_id::varchar as model_id, $pooling::varchar as pooling,
                        $max_length::integer as max_length, $dim::integer as dim,
                        vector::float[{int(encoder.dim)}] as vector
@@ -258,5 +261,6 @@ def read_item_embeddings(
     """``table`` back as (every column but the vector, (n, dim) float32 matrix), rows in the same order."""
     data = con.sql(f"select * from {_quoted(table)}").to_arrow_table()
     dim = int(data.schema.field("vector").type.list_size)
-    matrix = _list_column_to_matrix(data.column("vector"), dim)
+    # A copy: Arrow's zero-copy view would be read-only, and callers may well normalise in place.
+    matrix = np.array(_list_column_to_matrix(data.column("vector"), dim))
     return data.drop_columns(["vector"]).to_pandas(), matrix

@@ -154,8 +154,10 @@ def test_item_embeddings_table_round_trip(con):
     assert write_item_embeddings(con, items, vectors, encoder) == 3
     meta, matrix = read_item_embeddings(con)
     assert np.array_equal(matrix, vectors)
+    assert matrix.flags.writeable
     assert meta["item_id"].tolist() == ["a", "b", "c"]
     assert meta["is_empty_text"].tolist() == [False, True, False]
+    assert meta["text_sha256"].tolist() == [text_sha256(text) for text in items["text"]]  # joins the cache
     assert set(meta["model_id"]) == {"fake@1"} and set(meta["dim"]) == {8}
     column_type = con.execute("select typeof(vector) from embeddings.item_embeddings limit 1").fetchall()
     assert column_type == [("FLOAT[8]",)]  # fixed size: array_cosine_similarity works in SQL
