@@ -22,3 +22,13 @@
 {% macro is_cancellation_invoice(invoice) -%}
 coalesce(upper({{ invoice }}) like 'C%', false)
 {%- endmacro %}
+
+{#- Where a classified raw row ends up: exactly one of duplicate, rejected or kept (the reconciliation's three
+    buckets), so every raw row is counted once. -#}
+{% macro row_status(is_duplicate='is_duplicate', rejection_reason='rejection_reason') -%}
+case
+        when {{ is_duplicate }} then 'duplicate'
+        when {{ rejection_reason }} is not null then 'rejected'
+        else 'kept'
+    end
+{%- endmacro %}

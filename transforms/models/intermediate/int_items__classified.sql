@@ -42,9 +42,5 @@ reasoned as (
 
 select
     *,
-    case
-        when is_duplicate then 'duplicate'
-        when rejection_reason is not null then 'rejected'
-        else 'kept'
-    end as row_status
+    {{ row_status() }} as row_status
 from reasoned
