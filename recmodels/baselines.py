@@ -1,0 +1,259 @@
+"""Non-neural baselines that any sequential model has to beat, scored over the full catalogue.
+
+Each baseline has ``fit(train, n_items, ...) -> self`` on training sequences of internal ids and
+``score(histories) -> (B, n_items + 1) float32`` with column 0 (PAD) at -inf, so all of them plug into
+``recmodels.metrics.evaluate``. Sparse algebra (scipy) keeps them fast at Online Retail scale and beyond.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from recmodels.sequences import PAD
+
+
+def _counts(sequences: list[np.ndarray], n_items: int) -> np.ndarray:
+    """(n_items + 1,) event count per item over all sequences (PAD's count is 0)."""
+    if not sequences:
+        return np.zeros(n_items + 1)
+    counts = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=n_items + 1).astype(np.float64)
+    counts[PAD] = 0.0
+    return counts
+
+
+def _popularity_rank(counts: np.ndarray, *then: np.ndarray) -> np.ndarray:
+    """(n_items + 1,) scores in [0, 1): more events -> higher; equal counts are ordered by the ``then``
+    arrays (higher first, in turn), and finally the lower id ranks higher.
+
+    Exact float32 values that differ for every item, used to break ties and to order items a baseline has no
+    opinion about, so every baseline returns a full ranking.
+    """
+    n = len(counts)
+    keys = (np.arange(n), *(-np.asarray(t) for t in reversed(then)), -np.asarray(counts))
+    order = np.lexsort(keys)  # best first
+    rank = np.empty(n, dtype=np.float64)
+    rank[order] = np.arange(n)
+    return ((n - 1 - rank) / n).astype(np.float32)
+
+
+def _history_matrix(histories: list[np.ndarray], n_items: int, decay: float) -> sp.csr_matrix:
+    """(B, n_items + 1) sum over each history's events of decay ** age, age 0 for the most recent event."""
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    rows = np.repeat(np.arange(len(histories)), lengths)
+    columns = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(rows) else rows
+    ends = np.repeat(np.cumsum(lengths), lengths)
+    age = ends - 1 - np.arange(len(rows))
+    weights = np.power(decay, age, dtype=np.float64)
+    matrix = sp.csr_matrix((weights, (rows, columns)), shape=(len(histories), n_items + 1))
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _finish(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float32)
+    scores[:, PAD] = -np.inf
+    return scores
+
+
+@dataclass
+class MostPopular:
+    """Every history gets the same ranking: items by training event count."""
+
+    n_items: int = field(default=0, init=False)  # set by fit
+    scores_: np.ndarray = field(default=None, init=False, repr=False)  # (n_items + 1,) popularity scores
+
+    def fit(self, train: list[np.ndarray], n_items: int) -> MostPopular:
+        self.n_items = n_items
+        self.scores_ = _popularity_rank(_counts(train, n_items))
+        return self
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        return _finish(np.tile(self.scores_, (len(histories), 1)))
+
+
+@dataclass
+class RecentPopular:
+    """Popularity over recent training events only, which tracks seasonality (Christmas stock in November).
+
+    Sequences carry no times, so "recent" is either the last ``fraction`` of training events in time (when
+    ``fit`` gets the training timestamps, aligned with ``train``) or, without them, the last ``last_n`` events
+    of each sequence. Global popularity orders items with equal recent counts.
+    """
+
+    fraction: float = 0.1  # share of training events, latest first, that counts as recent (with timestamps)
+    last_n: int = 5  # events per sequence that count as recent, without timestamps
+    n_items: int = field(default=0, init=False)  # set by fit
+    scores_: np.ndarray = field(default=None, init=False, repr=False)  # (n_items + 1,) scores
+
+    def fit(
+        self, train: list[np.ndarray], n_items: int, timestamps: list[np.ndarray] | None = None
+    ) -> RecentPopular:
+        self.n_items = n_items
+        if timestamps is not None:
+            stamps = [np.asarray(t, dtype="datetime64[ns]") for t in timestamps]
+            times = np.sort(np.concatenate(stamps)) if stamps else np.array([], dtype="datetime64[ns]")
+            n_recent = max(1, math.ceil(self.fraction * len(times))) if len(times) else 0
+            # Events tied with the first recent one count as recent too.
+            since = times[len(times) - n_recent] if n_recent else None
+            recent = [s[t >= since] for s, t in zip(train, stamps)] if n_recent else []
+        else:
+            recent = [s[-self.last_n :] for s in train]
+        # Recent counts first; overall popularity only reorders equal recent counts.
+        self.scores_ = _popularity_rank(_counts(recent, n_items), _counts(train, n_items))
+        return self
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        return _finish(np.tile(self.scores_, (len(histories), 1)))
+
+
+@dataclass
+class BuyAgain:
+    """Recommends the history's own items, most bought (recency-weighted) first, then everything else by
+    popularity: a strong baseline wherever customers re-order.
+
+    An item's weight is the sum over its occurrences of ``decay ** age`` (age 0 = most recent event), so with
+    decay 1 it is the plain count and with decay < 1 recent purchases count more.
+    """
+
+    decay: float = 0.9  # weight ratio between an event and the one after it
+    n_items: int = field(default=0, init=False)  # set by fit
+    popularity_: np.ndarray = field(default=None, init=False, repr=False)  # (n_items + 1,) ranks in [0, 1)
+
+    def fit(self, train: list[np.ndarray], n_items: int) -> BuyAgain:
+        self.n_items = n_items
+        self.popularity_ = _popularity_rank(_counts(train, n_items))
+        return self
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        scores = np.tile(self.popularity_, (len(histories), 1))  # (B, n_items + 1), all below 1
+        weights = _history_matrix(histories, self.n_items, self.decay).tocoo()
+        if weights.nnz:
+            # Weighted sums can differ by less than float32 resolves, so history items are ranked in float64
+            # (weight, then popularity; worst first per row) and get scores 1, 2, ... above every other item.
+            order = np.lexsort((self.popularity_[weights.col], weights.data, weights.row))
+            rows, columns = weights.row[order], weights.col[order]
+            first_of_row = np.searchsorted(rows, rows, side="left")
+            scores[rows, columns] = 1.0 + np.arange(len(rows)) - first_of_row
+        return _finish(scores)
+
+
+@dataclass
+class ItemKNN:
+    """Item-to-item collaborative filtering: items bought in the same sequences are similar.
+
+    Similarity is the cosine between items' sequence-incidence vectors: sim(i, j) = c(i, j) / (sqrt(n_i n_j)
+    + shrink), with c the number of sequences holding both (within ``window`` positions of each other, when
+    set) and n_i the number of sequences holding i. Each item keeps its ``neighbours`` most similar items. A
+    history scores item j by sum over history items i of w_i * sim(i, j), w_i the decayed history weight;
+    items no history item reaches are ordered by popularity below all reached ones.
+    """
+
+    neighbours: int = 100  # similar items kept per item (the rest are set to 0)
+    decay: float = 1.0  # history weight ratio between an event and the one after it (1 = no recency)
+    window: int | None = None  # co-occurrence only within this many positions (None = whole sequence)
+    shrink: float = 0.0  # added to the cosine denominator, damping similarities of rare items
+    n_items: int = field(default=0, init=False)  # set by fit
+    similarity_: sp.csr_matrix = field(
+        default=None, init=False, repr=False
+    )  # (n+1, n+1), row i -> neighbours
+    popularity_: np.ndarray = field(default=None, init=False, repr=False)  # (n_items + 1,) ranks in [0, 1)
+
+    def _incidence_pairs(self, train: list[np.ndarray]) -> sp.csr_matrix:
+        """(n+1, n+1) c(i, j): sequences in which i and j (i != j) co-occur, within the window if set."""
+        shape = (self.n_items + 1, self.n_items + 1)
+        if self.window is None:
+            lengths = np.array([len(s) for s in train], dtype=np.int64)
+            rows = np.repeat(np.arange(len(train)), lengths)
+            columns = np.concatenate(train).astype(np.int64) if len(rows) else rows
+            incidence = sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(train), shape[0]))
+            incidence.sum_duplicates()
+            incidence.data[:] = 1.0  # a sequence counts once however often it holds the item
+            pairs = (incidence.T @ incidence).tocsr()
+        else:
+            left, right, sequence_ids = [], [], []
+            for index, sequence in enumerate(train):
+                for offset in range(1, min(self.window, len(sequence) - 1) + 1):
+                    left.append(sequence[:-offset])
+                    right.append(sequence[offset:])
+                    sequence_ids.append(np.full(len(sequence) - offset, index))
+            if left:
+                a, b, ids = (np.concatenate(x).astype(np.int64) for x in (left, right, sequence_ids))
+            else:
+                a = b = ids = np.array([], dtype=np.int64)
+            # One count per (sequence, unordered pair), in both directions.
+            triples = np.unique(np.stack([ids, np.minimum(a, b), np.maximum(a, b)]), axis=1)
+            i, j = triples[1], triples[2]
+            pairs = sp.csr_matrix((np.ones(2 * len(i)), (np.r_[i, j], np.r_[j, i])), shape=shape)
+            pairs.sum_duplicates()
+        pairs = pairs.tocoo()
+        off_diagonal = pairs.row != pairs.col  # an item is not its own neighbour
+        return sp.csr_matrix(
+            (pairs.data[off_diagonal], (pairs.row[off_diagonal], pairs.col[off_diagonal])), shape=shape
+        )
+
+    def fit(self, train: list[np.ndarray], n_items: int) -> ItemKNN:
+        self.n_items = n_items
+        train = [np.asarray(s, dtype=np.int64) for s in train if len(s)]
+        self.popularity_ = _popularity_rank(_counts(train, n_items))
+        n_sequences = np.zeros(n_items + 1)
+        for sequence in train:
+            n_sequences[np.unique(sequence)] += 1.0
+        pairs = self._incidence_pairs(train).tocoo()
+        norms = np.sqrt(n_sequences[pairs.row] * n_sequences[pairs.col]) + self.shrink
+        similarity = pairs.data / norms
+        # Keep each row's top neighbours: sort by (row, -similarity, column) and cut at rank ``neighbours``.
+        order = np.lexsort((pairs.col, -similarity, pairs.row))
+        rows, columns, similarity = pairs.row[order], pairs.col[order], similarity[order]
+        rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+        keep = rank < self.neighbours
+        self.similarity_ = sp.csr_matrix(
+            (similarity[keep], (rows[keep], columns[keep])), shape=(n_items + 1, n_items + 1)
+        )
+        return self
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        weights = _history_matrix(histories, self.n_items, self.decay)
+        knn = (weights @ self.similarity_).toarray()  # (B, n_items + 1)
+        # Reached items score > 0; unreached ones sit in [-1, 0) in popularity order.
+        scores = np.where(knn > 0, knn, self.popularity_[None, :] - 1.0)
+        return _finish(scores)
+
+
+@dataclass
+class TextKNN:
+    """Content-based: items whose text embedding is close to the (recency-weighted) mean of the history's.
+
+    Needs no co-occurrence, so it can recommend items never bought in training. ``embeddings`` is
+    (n_items + 1, d) in internal-id order with row 0 (PAD) zero; items without text should be zero rows too
+    (they score 0). A history with no text at all is ranked by popularity.
+    """
+
+    decay: float = 0.9  # history weight ratio between an event and the one after it
+    n_items: int = field(default=0, init=False)  # set by fit
+    unit_: np.ndarray = field(
+        default=None, init=False, repr=False
+    )  # (n_items + 1, d) L2-normalised embeddings
+    popularity_: np.ndarray = field(default=None, init=False, repr=False)  # (n_items + 1,) ranks in [0, 1)
+
+    def fit(self, train: list[np.ndarray], n_items: int, embeddings: np.ndarray) -> TextKNN:
+        if embeddings.shape[0] != n_items + 1:
+            raise ValueError(f"embeddings need n_items + 1 = {n_items + 1} rows, got {embeddings.shape[0]}")
+        self.n_items = n_items
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.unit_ = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+        self.popularity_ = _popularity_rank(_counts(train, n_items))
+        return self
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        weights = _history_matrix(histories, self.n_items, self.decay)
+        profile = np.asarray(weights @ self.unit_)  # (B, d); the mean's scale does not matter for a cosine
+        norms = np.linalg.norm(profile, axis=1, keepdims=True)
+        profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
+        cosine = profile @ self.unit_.T  # (B, n_items + 1)
+        # A history without text (or without events) has no profile: fall back to popularity.
+        return _finish(np.where(norms > 0, cosine, self.popularity_[None, :]))

@@ -1,0 +1,139 @@
+"""Train / validation / test splits of item sequences, built so that no evaluated target leaks into training.
+
+Two protocols: leave-one-out (per sequence: last item tests, second-to-last validates) and a global temporal
+split (one cut-off for everybody, so no model ever trains on an event later than one it is evaluated on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recmodels.sequences import SequenceConfig, build_sequences
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Rows to evaluate: what the model sees and what it should rank high."""
+
+    histories: list[
+        np.ndarray
+    ]  # model input per row (internal ids, chronological, full length; models truncate)
+    targets: list[np.ndarray]  # distinct target internal ids per row, sorted (>= 1 each)
+    keys: np.ndarray  # sequence key (user or basket id) per row
+
+    def __len__(self) -> int:
+        return len(self.histories)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Everything a model needs to be tuned on validation and then reported on test."""
+
+    n_items: int  # catalogue size; internal ids are 1..n_items
+    train: list[np.ndarray]  # sequences the models learn from when scored on validation
+    validation: EvalSet  # rows for tuning
+    test: EvalSet  # rows for the final report; models are refit on train_for_test first
+    train_for_test: list[np.ndarray]  # training sequences for the final test fit (train + validation data)
+    name: str  # protocol name, for logs and tables
+
+
+def leave_one_out(
+    sequences: list[np.ndarray],
+    n_items: int | None = None,
+    keys: np.ndarray | None = None,
+    name: str = "leave_one_out",
+) -> Split:
+    """Per sequence: the last item is the test target, the second-to-last the validation target.
+
+    Sequences with fewer than 3 items cannot give both a validation and a test row with a non-empty history,
+    so they are used whole for training only. ``n_items`` defaults to the largest id seen.
+    """
+    sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
+    if n_items is None:
+        n_items = max((int(s.max()) for s in sequences if len(s)), default=0)
+    keys = np.arange(len(sequences)) if keys is None else np.asarray(keys)
+    evaluated = [i for i, s in enumerate(sequences) if len(s) >= 3]
+    short = [s for s in sequences if 0 < len(s) < 3]
+    validation = EvalSet(
+        histories=[sequences[i][:-2] for i in evaluated],
+        targets=[sequences[i][-2:-1] for i in evaluated],
+        keys=keys[evaluated],
+    )
+    test = EvalSet(
+        histories=[sequences[i][:-1] for i in evaluated],
+        targets=[sequences[i][-1:] for i in evaluated],
+        keys=keys[evaluated],
+    )
+    return Split(
+        n_items=n_items,
+        train=[sequences[i][:-2] for i in evaluated] + short,
+        validation=validation,
+        test=test,
+        train_for_test=[sequences[i][:-1] for i in evaluated] + short,
+        name=name,
+    )
+
+
+def _window_rows(sequences, timestamps, keys, cutoff, end) -> EvalSet:
+    """Rows of returning sequences (>= 1 event before ``cutoff``) with >= 1 event in [cutoff, end)."""
+    histories, targets, row_keys = [], [], []
+    for sequence, times, key in zip(sequences, timestamps, keys):
+        history = sequence[times < cutoff]
+        in_window = (times >= cutoff) & (times < end)
+        if len(history) and in_window.any():
+            histories.append(history)
+            targets.append(np.unique(sequence[in_window]))  # repeat purchases stay targets
+            row_keys.append(key)
+    return EvalSet(histories=histories, targets=targets, keys=np.asarray(row_keys, dtype=keys.dtype))
+
+
+def temporal_split(
+    events: pd.DataFrame,
+    config: SequenceConfig,
+    test_cutoff,
+    validation_cutoff,
+    test_end=None,
+    validation_end=None,
+    name: str = "temporal",
+) -> Split:
+    """Global time cut-offs; validation in [validation_cutoff, validation_end or test_cutoff), test in
+    [test_cutoff, test_end or the end of data).
+
+    Validation models train on events before ``validation_cutoff``; test models on events before
+    ``test_cutoff``. A row is a returning sequence (>= 1 event before the cut-off) with >= 1 event in the
+    window; its targets are the distinct items of the window (items bought before count again: buying again
+    is a real recommendation), its history everything before the cut-off. The catalogue is every item in
+    ``events``, so items first seen after a cut-off are ranked too (and are, honestly, hard to hit).
+    """
+    times = {
+        "validation_cutoff": pd.Timestamp(validation_cutoff),
+        "test_cutoff": pd.Timestamp(test_cutoff),
+        "validation_end": pd.Timestamp(validation_end)
+        if validation_end is not None
+        else pd.Timestamp(test_cutoff),
+        "test_end": pd.Timestamp(test_end) if test_end is not None else pd.Timestamp.max,
+    }
+    if not times["validation_cutoff"] < times["validation_end"] <= times["test_cutoff"] < times["test_end"]:
+        raise ValueError(f"need validation_cutoff < validation_end <= test_cutoff < test_end, got {times}")
+    at = {name_: np.datetime64(value.to_datetime64(), "ns") for name_, value in times.items()}
+    # Collapsing repeats commutes with cutting at a time (a prefix of a collapsed sequence is the collapsed
+    # prefix), so one pass over all events serves every cut-off.
+    sequences, keys, timestamps, item_index = build_sequences(events, config)
+    validation = _window_rows(sequences, timestamps, keys, at["validation_cutoff"], at["validation_end"])
+    test = _window_rows(sequences, timestamps, keys, at["test_cutoff"], at["test_end"])
+
+    def before(cutoff):
+        prefixes = (s[t < cutoff] for s, t in zip(sequences, timestamps))
+        return [p for p in prefixes if len(p)]
+
+    return Split(
+        n_items=item_index.n_items(),
+        train=before(at["validation_cutoff"]),
+        validation=validation,
+        test=test,
+        train_for_test=before(at["test_cutoff"]),
+        name=name,
+    )

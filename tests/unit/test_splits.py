@@ -1,0 +1,91 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from recmodels.sequences import SequenceConfig
+from recmodels.splits import leave_one_out, temporal_split
+
+
+def _lists(arrays):
+    return [a.tolist() for a in arrays]
+
+
+def test_leave_one_out_targets_and_short_sequences():
+    split = leave_one_out(
+        [np.array([1, 2, 3, 4]), np.array([5, 6]), np.array([7, 8, 9])], keys=np.array(["a", "b", "c"])
+    )
+    assert split.n_items == 9
+    assert _lists(split.validation.histories) == [[1, 2], [7]]
+    assert _lists(split.validation.targets) == [[3], [8]]
+    assert _lists(split.test.histories) == [[1, 2, 3], [7, 8]]
+    assert _lists(split.test.targets) == [[4], [9]]
+    assert split.test.keys.tolist() == ["a", "c"]
+    # the 2-item sequence is never evaluated but is learned from whole
+    assert _lists(split.train) == [[1, 2], [7], [5, 6]]
+    assert _lists(split.train_for_test) == [[1, 2, 3], [7, 8], [5, 6]]
+
+
+def _temporal_events():
+    rows = [
+        ("u1", "a", "2020-01-01"),
+        ("u1", "b", "2020-01-05"),
+        ("u1", "a", "2020-02-01"),  # exactly at the validation cut-off: a target, not history
+        ("u1", "c", "2020-03-05"),
+        ("u2", "c", "2020-02-15"),  # first purchase inside the validation window: not returning there
+        ("u2", "d", "2020-03-10"),
+        ("u2", "c", "2020-03-11"),  # repeat purchase: still a target
+        ("u3", "a", "2020-01-02"),  # never comes back: never evaluated
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "occurred_at"])
+
+
+def test_temporal_split_by_hand():
+    split = temporal_split(
+        _temporal_events(),
+        SequenceConfig(key="user"),
+        test_cutoff="2020-03-01",
+        validation_cutoff="2020-02-01",
+    )
+    a, b, c, d = 1, 2, 3, 4
+    assert split.n_items == 4
+    assert _lists(split.train) == [[a, b], [a]]
+    assert split.validation.keys.tolist() == ["u1"]
+    assert _lists(split.validation.histories) == [[a, b]]
+    assert _lists(split.validation.targets) == [[a]]
+    assert _lists(split.train_for_test) == [[a, b, a], [c], [a]]
+    assert split.test.keys.tolist() == ["u1", "u2"]
+    assert _lists(split.test.histories) == [[a, b, a], [c]]
+    assert _lists(split.test.targets) == [[c], [c, d]]
+
+
+def test_temporal_windows_are_half_open():
+    split = temporal_split(
+        _temporal_events(),
+        SequenceConfig(key="user"),
+        test_cutoff="2020-03-01",
+        validation_cutoff="2020-01-03",
+        test_end="2020-03-11",  # excludes u2's repeat of c
+        validation_end="2020-02-01",  # excludes u1's a at 02-01
+    )
+    assert _lists(split.validation.targets) == [[2]]  # u1 bought b on 01-05
+    assert _lists(split.test.targets) == [[3], [4]]
+
+
+def test_temporal_histories_never_reach_the_cutoff():
+    events = _temporal_events()
+    split = temporal_split(
+        events, SequenceConfig(key="user"), test_cutoff="2020-03-01", validation_cutoff="2020-02-01"
+    )
+    # Every history is a prefix made only of events before its cut-off: u1 has 2 such events before 02-01.
+    assert sum(len(h) for h in split.validation.histories) == 2
+    before_test = (pd.to_datetime(events["occurred_at"]) < "2020-03-01") & events["user_id"].isin(
+        ["u1", "u2"]
+    )
+    assert sum(len(h) for h in split.test.histories) == int(before_test.sum())
+
+
+def test_temporal_rejects_misordered_cutoffs():
+    with pytest.raises(ValueError):
+        temporal_split(
+            _temporal_events(), SequenceConfig(), test_cutoff="2020-02-01", validation_cutoff="2020-03-01"
+        )
