@@ -77,7 +77,7 @@ def or_session(raw: pd.DataFrame, file_order: bool = False, seed: int = 42) -> t
     )
     sequences, keys, _, item_index = build_sequences(events, config)
     name = "or-session-fileorder" if file_order else "or-session"
-    split = leave_one_out(sequences, n_items=item_index.n_items(), keys=keys, name=name)
+    split = leave_one_out(sequences, n_items=item_index.n_items(), keys=keys, name=name, item_ids=item_index.item_ids)
     info.update(
         sequences=len(sequences),
         items=item_index.n_items(),
@@ -116,4 +116,6 @@ def generic_loo(interactions: pd.DataFrame, config: SequenceConfig | None = None
     config = config or SequenceConfig(key="user")
     events = interactions[interactions["user_id"].notna()]
     sequences, keys, _, item_index = build_sequences(events, config)
-    return leave_one_out(sequences, n_items=item_index.n_items(), keys=keys, name="generic-loo")
+    return leave_one_out(
+        sequences, n_items=item_index.n_items(), keys=keys, name="generic-loo", item_ids=item_index.item_ids
+    )

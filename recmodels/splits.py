@@ -38,6 +38,7 @@ class Split:
     test: EvalSet  # rows for the final report; models are refit on train_for_test first
     train_for_test: list[np.ndarray]  # training sequences for the final test fit (train + validation data)
     name: str  # protocol name, for logs and tables
+    item_ids: np.ndarray | None = None  # external id of internal id i + 1 at position i, when known
 
 
 def leave_one_out(
@@ -45,6 +46,7 @@ def leave_one_out(
     n_items: int | None = None,
     keys: np.ndarray | None = None,
     name: str = "leave_one_out",
+    item_ids: np.ndarray | None = None,
 ) -> Split:
     """Per sequence: the last item is the test target, the second-to-last the validation target.
 
@@ -74,6 +76,7 @@ def leave_one_out(
         test=test,
         train_for_test=[sequences[i][:-1] for i in evaluated] + short,
         name=name,
+        item_ids=item_ids,
     )
 
 
@@ -136,4 +139,5 @@ def temporal_split(
         test=test,
         train_for_test=before(at["test_cutoff"]),
         name=name,
+        item_ids=item_index.item_ids,
     )

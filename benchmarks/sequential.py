@@ -1,0 +1,186 @@
+"""Sequential recommenders against baselines on one protocol, full ranking, from the raw data.
+
+    python -m benchmarks.sequential --protocol or-session --data ../shared/data/online_retail/online_retail.parquet
+    python -m benchmarks.sequential --protocol or-session-fileorder --data ../shared/data/online_retail/online_retail.parquet
+    python -m benchmarks.sequential --protocol or-customer-temporal --data ../shared/data/online_retail/online_retail.csv.gz
+    python -m benchmarks.sequential --protocol generic-loo --data PATH/TO/GENERIC/FOLDER
+
+Every model is scored twice on the test rows: with the history's own items allowed, and excluded. Baselines
+with options (item-kNN) pick them on the validation rows; SASRec stops early on validation NDCG@10. Add
+``--ablation`` for the ID-only and text-only SASRec variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import SHARED_DATA, emit_json, machine
+from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from recmodels.item_text import build_item_texts
+from recmodels.metrics import evaluate
+from recmodels.protocols import generic_loo, or_customer_temporal, or_session
+from recmodels.sasrec import SASRecConfig
+from recmodels.splits import Split
+from recmodels.text_encoder import EncoderConfig, load_encoder
+from recmodels.training import TrainConfig, train_sasrec
+
+PROTOCOLS = ("or-session", "or-session-fileorder", "or-customer-temporal", "generic-loo")
+KS = (10, 20, 50)
+COLD_MAX_TRAIN_EVENTS = 10  # items with at most this many training events count as cold
+ITEM_KNN_GRID = ({}, {"shrink": 10.0, "neighbours": 50}, {"window": 3}, {"window": 5})
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"InvoiceNo": str, "Invoice": str, "StockCode": str})
+
+
+def _marts(kind: str, data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run ingest + dbt on ``data`` into a scratch RECSYS_HOME and read fct_interactions and dim_items."""
+    import dagster as dg
+    import duckdb
+
+    from orchestration.resources import DataSourceResource, WarehouseResource
+    from orchestration.runner import materialize
+
+    home = Path(tempfile.mkdtemp(prefix="recsys-seq-"))
+    resources = {"warehouse": WarehouseResource(home=str(home)), "data_source": DataSourceResource(source=kind, data=str(data))}
+    materialize("group:ingest or group:transforms", resources=resources, instance=dg.DagsterInstance.ephemeral(),
+                log_level="WARNING", stdout_log=home / "dbt.log")
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute("select * from marts.fct_interactions").df(), con.execute("select * from marts.dim_items").df()
+
+
+def load_protocol(protocol: str, data: Path) -> tuple[Split, dict[str, str]]:
+    """The split and each item's text (external id -> text)."""
+    if protocol.startswith("or-session"):
+        raw = _read_raw(data)
+        split, _ = or_session(raw, file_order=protocol.endswith("fileorder"))
+        descriptions = raw.assign(Description=raw["Description"].astype("string").str.strip()).dropna(subset=["Description"])
+        # The most frequent description of a stock code, as dim_items would choose it.
+        titles = (
+            descriptions.groupby(["StockCode", "Description"]).size().rename("n").reset_index()
+            .sort_values(["StockCode", "n", "Description"], ascending=[True, False, True])
+            .drop_duplicates("StockCode")
+        )
+        items = pd.DataFrame({"item_id": titles["StockCode"].astype(str), "title": titles["Description"]})
+    else:
+        fct, items = _marts("online_retail" if protocol == "or-customer-temporal" else "generic", data)
+        split = or_customer_temporal(fct) if protocol == "or-customer-temporal" else generic_loo(fct)
+    texts = build_item_texts(items)
+    return split, dict(zip(texts["item_id"].astype(str), texts["text"]))
+
+
+def text_matrix(split: Split, texts: dict[str, str]) -> np.ndarray:
+    """(n_items + 1, d) item text embeddings in internal-id order; row 0 (padding) and text-less items are zero."""
+    encoder = load_encoder(EncoderConfig())
+    item_texts = [texts.get(str(item), "") for item in split.item_ids]
+    vectors = encoder.encode(item_texts, show_progress=True)
+    vectors[np.array([not text for text in item_texts])] = 0.0
+    return np.vstack([np.zeros((1, vectors.shape[1]), dtype=np.float32), vectors])
+
+
+def _evaluate_both(scorer, split: Split, cold: np.ndarray) -> dict:
+    allowed = evaluate(scorer, split.test, split.n_items, KS, exclude_history=False, cold_items=cold)
+    excluded = evaluate(scorer, split.test, split.n_items, KS, exclude_history=True, cold_items=cold)
+    return {**allowed, "excluded": excluded}
+
+
+def run(protocol: str, data: Path, ablation: bool, epochs: int, device: str | None) -> dict:
+    started = time.perf_counter()
+    split, texts = load_protocol(protocol, data)
+    embeddings = text_matrix(split, texts)
+    prepare_s = time.perf_counter() - started
+    counts = np.bincount(np.concatenate(split.train_for_test), minlength=split.n_items + 1)
+    cold = np.flatnonzero(counts[1:] <= COLD_MAX_TRAIN_EVENTS) + 1
+    results: dict[str, dict] = {}
+
+    def baseline(name: str, build: Callable[[list[np.ndarray]], object]) -> None:
+        fit_started = time.perf_counter()
+        model = build(split.train_for_test)
+        fit_s = time.perf_counter() - fit_started
+        results[name] = {**_evaluate_both(model.score, split, cold), "train_s": round(fit_s, 1)}
+        print(f"{name:<22} N@10 {results[name]['ndcg@10']:.4f}  excluded {results[name]['excluded']['ndcg@10']:.4f}", flush=True)
+
+    baseline("popularity", lambda train: MostPopular().fit(train, split.n_items))
+    baseline("recent-popularity", lambda train: RecentPopular().fit(train, split.n_items))
+    baseline("buy-again", lambda train: BuyAgain().fit(train, split.n_items))
+    # item-kNN's options are chosen on the validation rows, with models fit on the validation-time training data.
+    best_options = max(
+        ITEM_KNN_GRID,
+        key=lambda options: evaluate(ItemKNN(**options).fit(split.train, split.n_items).score, split.validation,
+                                     split.n_items, (10,))["ndcg@10"],
+    )
+    baseline("item-knn", lambda train: ItemKNN(**best_options).fit(train, split.n_items))
+    results["item-knn"]["options"] = best_options
+    baseline("text-knn", lambda train: TextKNN().fit(train, split.n_items, embeddings))
+
+    variants = {"sasrec": "id+text"} | ({"sasrec-id": "id", "sasrec-text": "text"} if ablation else {})
+    for name, item_text in variants.items():
+        config = SASRecConfig(item_text=item_text)
+        train_config = TrainConfig(epochs=epochs, device=device, patience=5)
+
+        def validate(model) -> float:
+            return evaluate(model.score, split.validation, split.n_items, (10,))["ndcg@10"]
+
+        fit_started = time.perf_counter()
+        model, history = train_sasrec(split.train, split.n_items, config, train_config, validate=validate,
+                                      item_text_embeddings=embeddings if config.uses_text else None)
+        results[name] = {
+            **_evaluate_both(model.score, split, cold),
+            "train_s": round(time.perf_counter() - fit_started, 1),
+            "time_to_best_s": round(history.time_to_best_s, 1),
+            "best_epoch": history.best_epoch,
+            "best_val_ndcg@10": history.best_metric,
+        }
+        print(f"{name:<22} N@10 {results[name]['ndcg@10']:.4f}  excluded {results[name]['excluded']['ndcg@10']:.4f}", flush=True)
+
+    return {
+        "protocol": protocol,
+        "data": str(data),
+        "dataset": {
+            "sequences": len(split.train_for_test),
+            "items": split.n_items,
+            "interactions": int(sum(len(s) for s in split.train_for_test) + sum(len(t) for t in split.test.targets)),
+            "test_rows": len(split.test.targets),
+            "cold_items": len(cold),
+        },
+        "prepare_s": round(prepare_s, 1),
+        "models": results,
+        **machine(),
+    }
+
+
+def print_report(figures: dict) -> None:
+    print(f"\n{figures['protocol']}: {figures['dataset']}")
+    header = f"{'model':<20} {'R@10':>7} {'N@10':>7} {'R@50':>7} {'N@50':>7} | {'excluded: R@10':>15} {'N@10':>7} {'R@50':>7} {'N@50':>7} | {'cold N@10':>9} {'train s':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, m in figures["models"].items():
+        x = m["excluded"]
+        print(f"{name:<20} {m['recall@10']:>7.4f} {m['ndcg@10']:>7.4f} {m['recall@50']:>7.4f} {m['ndcg@50']:>7.4f} | "
+              f"{x['recall@10']:>15.4f} {x['ndcg@10']:>7.4f} {x['recall@50']:>7.4f} {x['ndcg@50']:>7.4f} | "
+              f"{m.get('cold/ndcg@10', float('nan')):>9.4f} {m['train_s']:>8.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="or-session")
+    parser.add_argument("--data", default=str(SHARED_DATA / "online_retail" / "online_retail.parquet"))
+    parser.add_argument("--ablation", action="store_true", help="also train the ID-only and text-only SASRec")
+    parser.add_argument("--epochs", type=int, default=200, help="upper bound; early stopping usually ends sooner")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    args = parser.parse_args()
+    figures = run(args.protocol, Path(args.data), args.ablation, args.epochs, args.device)
+    print_report(figures)
+    emit_json(figures)
+
+
+if __name__ == "__main__":
+    main()
