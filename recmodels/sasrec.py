@@ -1,0 +1,321 @@
+"""SASRec: a causal Transformer over a user's item history that predicts the next item.
+
+Item ids are internal: ``0`` is padding (PAD), real items are ``1..n_items``. Inputs are left-padded so the
+most recent item is always the last position. Three item representations (the ablation switch
+``SASRecConfig.item_text``):
+
+* ``"id"``: a learned embedding per item (classic SASRec);
+* ``"text"``: a learned projection of a frozen text vector (e.g. BERT), so an item with no interactions still
+  gets a meaningful score;
+* ``"id+text"``: the sum of both (text-aware SASRec).
+
+The same representation embeds the inputs and scores the outputs (tied weights), so the catalogue-wide
+softmax costs one matrix product. Padding is handled with attention masks, never with scores: the PAD column
+of every score matrix is ``-inf``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ITEM_TEXT_MODES = ("id", "text", "id+text")
+LOSSES = ("full_ce", "sampled_softmax")
+NEGATIVE_SAMPLERS = ("uniform", "popularity")
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    hidden_size: int = 64  # D: width of item, position and hidden vectors
+    num_layers: int = 2  # Transformer blocks
+    num_heads: int = 2  # attention heads; must divide hidden_size
+    ffn_multiplier: int = 4  # feed-forward inner width = ffn_multiplier * hidden_size
+    dropout: float = 0.2  # on embeddings, attention weights and both residual branches
+    max_length: int = 50  # L: most recent items the model sees; older ones are dropped
+    item_text: str = "id"  # "id" | "text" | "id+text", see the module docstring
+    text_dim: int = 384  # width of the frozen text vectors (all-MiniLM-L6-v2: 384)
+    loss: str = "full_ce"  # "full_ce": softmax over the whole catalogue; "sampled_softmax": over n_negatives
+    n_negatives: int = 256  # sampled softmax: negatives per step, shared by every position in the batch
+    negative_sampler: str = "uniform"  # "uniform" | "popularity" (needs set_item_counts); logQ-corrected
+    score_chunk_items: int = 65_536  # items scored per matrix product at inference, bounds memory
+
+    def __post_init__(self) -> None:
+        if self.item_text not in ITEM_TEXT_MODES:
+            raise ValueError(f"item_text must be one of {ITEM_TEXT_MODES}, got {self.item_text!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.negative_sampler not in NEGATIVE_SAMPLERS:
+            raise ValueError(
+                f"negative_sampler must be one of {NEGATIVE_SAMPLERS}, got {self.negative_sampler!r}"
+            )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+    @property
+    def uses_text(self) -> bool:
+        return self.item_text in ("text", "id+text")
+
+
+class _CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # 3 x (B, L, D)
+        # (B, H, L, D/H) each
+        q, k, v = (t.view(batch, length, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, L, D/H)
+        return self.out(y.transpose(1, 2).reshape(batch, length, width))  # (B, L, D)
+
+
+class _Block(nn.Module):
+    """Pre-LN block: LayerNorm before each sub-layer keeps the stack stable without warm-up tricks."""
+
+    def __init__(self, config: SASRecConfig) -> None:
+        super().__init__()
+        d = config.hidden_size
+        self.attention_norm = nn.LayerNorm(d)
+        self.attention = _CausalSelfAttention(d, config.num_heads, config.dropout)
+        self.ffn_norm = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(
+            nn.Linear(d, config.ffn_multiplier * d),
+            nn.GELU(),
+            nn.Linear(config.ffn_multiplier * d, d),
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), attend))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+class SASRec(nn.Module):
+    """Next-item model: ``forward`` for training, ``score`` and ``recommend`` for inference."""
+
+    def __init__(
+        self,
+        config: SASRecConfig,
+        n_items: int,
+        item_text_embeddings: torch.Tensor | np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        if n_items < 1:
+            raise ValueError(f"n_items must be positive, got {n_items}")
+        self.config = config
+        self.n_items = n_items
+        d = config.hidden_size
+        if config.item_text in ("id", "id+text"):
+            self.item_ids = nn.Embedding(n_items + 1, d, padding_idx=0)
+        if config.uses_text:
+            if item_text_embeddings is None:
+                raise ValueError(f"item_text={config.item_text!r} needs item_text_embeddings")
+            text = torch.as_tensor(np.asarray(item_text_embeddings), dtype=torch.float32)
+            if text.shape != (n_items + 1, config.text_dim):
+                expected = (n_items + 1, config.text_dim)
+                raise ValueError(f"item_text_embeddings must be {expected}, got {tuple(text.shape)}")
+            # Frozen and not persistent: the text matrix belongs to the embeddings asset, not the checkpoint.
+            self.register_buffer("item_text", text, persistent=False)
+            self.text_projection = nn.Linear(config.text_dim, d)
+        self.positions = nn.Embedding(config.max_length, d)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
+        self.final_norm = nn.LayerNorm(d)
+        self.register_buffer("negative_log_q", torch.zeros(0), persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Small initial embeddings (as in BERT) keep the first logits near zero, so early training is stable.
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        if hasattr(self, "item_ids"):
+            with torch.no_grad():
+                self.item_ids.weight[0].zero_()
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions.weight.device
+
+    def item_representations(self) -> torch.Tensor:
+        """One vector per item id, PAD row included, ``(n_items + 1, D)``: embeds inputs, scores outputs."""
+        parts = []
+        if hasattr(self, "item_ids"):
+            parts.append(self.item_ids.weight)
+        if hasattr(self, "text_projection"):
+            parts.append(self.text_projection(self.item_text))
+        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+    def forward(self, input_ids: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, L, D)`` for left-padded ``input_ids`` ``(B, L)``, ``L <= max_length``.
+
+        Position ``t`` sees only positions ``<= t`` holding real items, so its output predicts the item after
+        ``t`` and does not depend on later items or on how much padding precedes the history.
+        """
+        batch, length = input_ids.shape
+        if length > self.config.max_length:
+            raise ValueError(f"input length {length} exceeds max_length {self.config.max_length}")
+        items = self.item_representations() if items is None else items
+        is_item = input_ids != 0  # (B, L)
+        # Positions count back from the most recent item, so extra left padding never shifts them.
+        recency = torch.arange(length - 1, -1, -1, device=input_ids.device)  # (L,)
+        x = F.embedding(input_ids, items) * math.sqrt(self.config.hidden_size)  # (B, L, D)
+        x = x + self.positions(recency)
+        x = self.embedding_dropout(x) * is_item.unsqueeze(-1)
+        causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()  # (L, L)
+        # Every query also sees itself, so a padding row never has all keys masked (which would give NaN).
+        diagonal = torch.eye(length, dtype=torch.bool, device=input_ids.device)
+        attend = (causal & (is_item.unsqueeze(1) | diagonal)).unsqueeze(1)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, attend)
+        return self.final_norm(x)  # (B, L, D)
+
+    def set_item_counts(self, counts: np.ndarray | torch.Tensor) -> None:
+        """Training interactions per item id (length ``n_items + 1``), for popularity-sampled negatives."""
+        counts = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
+        if counts.shape != (self.n_items + 1,):
+            raise ValueError(f"counts must have length {self.n_items + 1}, got {tuple(counts.shape)}")
+        # +1 smoothing: every real item can be drawn, so none is only ever a positive.
+        q = counts + 1.0
+        q[0] = 0.0
+        self.negative_log_q = (q / q.sum()).log().float().to(self.device)
+
+    def training_loss(self, input_ids: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+        """Mean next-item cross-entropy over the positions whose target is a real item.
+
+        ``input_ids`` and ``target_ids`` are ``(B, L)``; ``target_ids[b, t]`` is the item after
+        ``input_ids[b, t]`` (PAD where there is none).
+        """
+        # Left padding shared by the whole batch holds no information (positions count back from the end), so
+        # cutting it changes no output and saves most of the work when histories are shorter than max_length.
+        occupied = ((input_ids != 0) | (target_ids != 0)).any(dim=0)  # (L,)
+        start = int(occupied.int().argmax())
+        input_ids, target_ids = input_ids[:, start:], target_ids[:, start:]  # (B, L')
+        items = self.item_representations()  # (N+1, D)
+        hidden = self(input_ids, items)  # (B, L', D)
+        scored = target_ids != 0  # (B, L')
+        hidden, targets = hidden[scored], target_ids[scored]  # (P, D), (P,)
+        if self.config.loss == "full_ce":
+            logits = hidden @ items.T  # (P, N+1)
+            logits[:, 0] = float("-inf")
+            return F.cross_entropy(logits.float(), targets)
+        return self._sampled_softmax(hidden, targets, items)
+
+    def _sampled_softmax(
+        self, hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor
+    ) -> torch.Tensor:
+        # Shared negatives: one (P, K) product instead of P separate gathers. logQ correction (Yi et al. 2019)
+        # subtracts log q(item) from every logit, so items drawn often are not over-penalised.
+        k = self.config.n_negatives
+        if self.config.negative_sampler == "popularity":
+            if self.negative_log_q.numel() == 0:
+                raise RuntimeError("negative_sampler='popularity' needs set_item_counts() before training")
+            log_q = self.negative_log_q
+            negatives = torch.multinomial(log_q.exp(), k, replacement=True)  # (K,)
+        else:
+            log_q = torch.full((self.n_items + 1,), -math.log(self.n_items), device=hidden.device)
+            negatives = torch.randint(1, self.n_items + 1, (k,), device=hidden.device)  # (K,)
+        positive = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets].unsqueeze(1)  # (P, 1)
+        negative = hidden @ items[negatives].T - log_q[negatives]  # (P, K)
+        # A negative that happens to be the target is not a negative.
+        negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+        logits = torch.cat([positive, negative], dim=1).float()  # (P, 1+K)
+        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=hidden.device))
+
+    def _batch(self, histories: list[np.ndarray]) -> torch.Tensor:
+        # Padded to the longest history in the batch, not max_length: extra left padding changes nothing.
+        length = max(1, min(self.config.max_length, max((len(h) for h in histories), default=1)))
+        batch = np.zeros((len(histories), length), dtype=np.int64)
+        for row, history in enumerate(histories):
+            tail = np.asarray(history, dtype=np.int64)[-length:]
+            if len(tail):
+                batch[row, length - len(tail) :] = tail
+        return torch.from_numpy(batch).to(self.device)
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Scores ``(B, n_items + 1)`` float32 for the item after each history; column 0 (PAD) is ``-inf``.
+
+        Uses the ``max_length`` most recent items of each history; an empty history gets the model's prior.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                items = self.item_representations()  # (N+1, D)
+                last = self(self._batch(histories), items)[:, -1]  # (B, D)
+                scores = np.empty((len(histories), self.n_items + 1), dtype=np.float32)
+                chunk = self.config.score_chunk_items
+                for start in range(0, self.n_items + 1, chunk):
+                    block = last @ items[start : start + chunk].T  # (B, chunk)
+                    scores[:, start : start + chunk] = block.float().cpu().numpy()
+        finally:
+            self.train(was_training)
+        scores[:, 0] = -np.inf
+        return scores
+
+    def recommend(self, histories: list[np.ndarray], k: int, exclude_history: bool = False) -> np.ndarray:
+        """Top-``k`` item ids ``(B, k)``, best first, ties to the lower id; PAD is never returned."""
+        scores = self.score(histories)[:, 1:]  # (B, N): column j is item j + 1
+        if exclude_history:
+            for row, history in enumerate(histories):
+                seen = np.asarray(history, dtype=np.int64)
+                scores[row, seen[seen > 0] - 1] = -np.inf
+        k = min(k, self.n_items)
+        if k < self.n_items:
+            candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (B, k), unordered
+        else:
+            candidates = np.tile(np.arange(self.n_items), (len(scores), 1))  # (B, N)
+        order = np.lexsort((candidates, -np.take_along_axis(scores, candidates, axis=1)), axis=1)
+        return np.take_along_axis(candidates, order, axis=1) + 1
+
+
+def save(model: SASRec, folder: str | Path) -> Path:
+    """Write ``model.pt`` (state dict: tensors only) and ``config.json``; the text matrix is not included."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    torch.save(state, folder / "model.pt")
+    meta = {
+        "format_version": _FORMAT_VERSION,
+        "config": asdict(model.config),
+        "n_items": model.n_items,
+        "has_item_text": model.config.uses_text,
+    }
+    (folder / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def load(
+    folder: str | Path,
+    item_text_embeddings: torch.Tensor | np.ndarray | None = None,
+    device: str | torch.device | None = None,
+) -> SASRec:
+    """Rebuild a model written by ``save``, in eval mode; text variants need the same text matrix back."""
+    folder = Path(folder)
+    meta = json.loads((folder / "config.json").read_text())
+    if meta.get("format_version") != _FORMAT_VERSION:
+        raise ValueError(f"unsupported SASRec format_version {meta.get('format_version')!r}")
+    config = SASRecConfig(**meta["config"])
+    if meta["has_item_text"] and item_text_embeddings is None:
+        raise ValueError(f"{folder} holds a {config.item_text!r} model: pass item_text_embeddings")
+    model = SASRec(config, meta["n_items"], item_text_embeddings if meta["has_item_text"] else None)
+    # weights_only: the file is tensors in a dict, and nothing else is allowed to unpickle.
+    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device or "cpu").eval()

@@ -1,0 +1,143 @@
+"""SASRec trainer: examples, learning, early stopping, determinism, crash-safe resume. Tiny runs only."""
+
+import numpy as np
+import pytest
+import torch
+
+from recmodels.sasrec import SASRecConfig
+from recmodels.training import TrainConfig, make_training_examples, train_sasrec
+
+N_ITEMS = 20
+MODEL = SASRecConfig(hidden_size=16, num_layers=1, num_heads=2, dropout=0.1, max_length=8)
+FAST = TrainConfig(epochs=4, batch_size=32, lr=3e-3, warmup_steps=5, show_progress=False, num_threads=1)
+
+
+def _successor_sequences(n_sequences=120, length=10, seed=0):
+    starts = np.random.default_rng(seed).integers(0, N_ITEMS, size=n_sequences)
+    return [(start + np.arange(length)) % N_ITEMS + 1 for start in starts]
+
+
+def _next_item_accuracy(model):
+    histories = [(start + np.arange(3)) % N_ITEMS + 1 for start in range(N_ITEMS)]
+    expected = np.array([history[-1] % N_ITEMS + 1 for history in histories])
+    return float(np.mean(model.recommend(histories, k=1)[:, 0] == expected))
+
+
+def _states_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_examples_by_hand():
+    sequences = [np.array([1, 2, 3]), np.array([7]), np.array([4, 5])]
+    inputs, targets = make_training_examples(sequences, max_length=4)
+    assert inputs.tolist() == [[0, 0, 1, 2], [0, 0, 0, 4]]
+    assert targets.tolist() == [[0, 0, 2, 3], [0, 0, 0, 5]]
+
+
+def test_long_sequences_keep_the_newest_window_and_slide_back_without_repeating_targets():
+    sequence = np.arange(1, 11)  # 10 items
+    inputs, targets = make_training_examples([sequence], max_length=4)
+    assert inputs.tolist() == [[6, 7, 8, 9]] and targets.tolist() == [[7, 8, 9, 10]]
+    inputs, targets = make_training_examples([sequence], max_length=4, windows_per_sequence=5)
+    assert inputs.tolist() == [[6, 7, 8, 9], [2, 3, 4, 5], [0, 0, 0, 1]]
+    assert targets.tolist() == [[7, 8, 9, 10], [3, 4, 5, 6], [0, 0, 0, 2]]
+    assert sorted(t for t in targets.ravel().tolist() if t) == list(range(2, 11))
+
+
+def test_nothing_to_learn_is_an_error():
+    with pytest.raises(ValueError, match="2 or more"):
+        make_training_examples([np.array([3]), np.array([], dtype=np.int64)], max_length=4)
+
+
+def test_loss_decreases_and_the_pattern_is_learned():
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 25})
+    model, history = train_sasrec(_successor_sequences(), N_ITEMS, MODEL, config)
+    losses = [record["loss"] for record in history.epochs]
+    assert len(losses) == 25 and losses[-1] < 0.3 * losses[0]
+    assert history.best_epoch == 25 and history.best_metric is None
+    assert not model.training
+    assert _next_item_accuracy(model) > 0.9
+
+
+def test_early_stopping_restores_the_best_weights():
+    scripted = iter([0.1, 0.5, 0.4, 0.3, 0.2, 0.9])
+    seen = {}
+
+    def validate(model):
+        metric = next(scripted)
+        seen[len(seen) + 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        return metric
+
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 6, "patience": 3})
+    model, history = train_sasrec(_successor_sequences(), N_ITEMS, MODEL, config, validate=validate)
+    assert [record["val_ndcg@10"] for record in history.epochs] == [0.1, 0.5, 0.4, 0.3, 0.2]
+    assert history.stopped_early and history.best_epoch == 2 and history.best_metric == 0.5
+    assert history.time_to_best_s == pytest.approx(sum(r["seconds"] for r in history.epochs[:2]))
+    assert _states_equal(model.state_dict(), seen[2])
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    sequences = _successor_sequences()
+    first, _ = train_sasrec(sequences, N_ITEMS, MODEL, TrainConfig(**{**FAST.__dict__, "epochs": 2}))
+    again, _ = train_sasrec(sequences, N_ITEMS, MODEL, TrainConfig(**{**FAST.__dict__, "epochs": 2}))
+    reseeded = TrainConfig(**{**FAST.__dict__, "epochs": 2, "seed": 7})
+    other, _ = train_sasrec(sequences, N_ITEMS, MODEL, reseeded)
+    assert _states_equal(first.state_dict(), again.state_dict())
+    assert not _states_equal(first.state_dict(), other.state_dict())
+
+
+@pytest.mark.parametrize("loss", ["full_ce", "sampled_softmax"])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, loss):
+    # Sampled softmax draws negatives from the global RNG, so it checks that RNG state is restored too.
+    model_config = SASRecConfig(**{**MODEL.__dict__, "loss": loss, "n_negatives": 8})
+    sequences = _successor_sequences()
+
+    def validate(model):
+        return _next_item_accuracy(model)
+
+    uninterrupted, full_history = train_sasrec(
+        sequences, N_ITEMS, model_config, FAST, validate=validate, checkpoint_dir=tmp_path / "a"
+    )
+    # The "crash": a run that only got through 2 of the 4 epochs, then the same call with the full budget.
+    crashed = TrainConfig(**{**FAST.__dict__, "epochs": 2})
+    train_sasrec(sequences, N_ITEMS, model_config, crashed, validate, None, tmp_path / "b")
+    resumed, resumed_history = train_sasrec(
+        sequences, N_ITEMS, model_config, FAST, validate=validate, checkpoint_dir=tmp_path / "b"
+    )
+    assert _states_equal(uninterrupted.state_dict(), resumed.state_dict())
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full_history.epochs]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in resumed_history.epochs]
+    assert resumed_history.best_epoch == full_history.best_epoch
+    # A finished run called again does no more work and returns the same model.
+    finished, _ = train_sasrec(sequences, N_ITEMS, model_config, FAST, validate, None, tmp_path / "b")
+    assert _states_equal(finished.state_dict(), resumed.state_dict())
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    sequences = _successor_sequences()
+    one_epoch = TrainConfig(**{**FAST.__dict__, "epochs": 1})
+    other_lr = TrainConfig(**{**FAST.__dict__, "lr": 1e-2})
+    train_sasrec(sequences, N_ITEMS, MODEL, one_epoch, None, None, tmp_path)
+    with pytest.raises(ValueError, match="another run"):
+        train_sasrec(sequences, N_ITEMS, MODEL, other_lr, None, None, tmp_path)
+
+
+def test_text_aware_and_popularity_sampled_training_run():
+    text = np.random.default_rng(0).normal(size=(N_ITEMS + 1, 8)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    text[0] = 0.0
+    model_config = SASRecConfig(
+        **{
+            **MODEL.__dict__,
+            "item_text": "id+text",
+            "text_dim": 8,
+            "loss": "sampled_softmax",
+            "n_negatives": 8,
+            "negative_sampler": "popularity",
+        }
+    )
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 3, "schedule": "cosine"})
+    sequences = _successor_sequences()
+    model, history = train_sasrec(sequences, N_ITEMS, model_config, config, item_text_embeddings=text)
+    assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+    assert model.score([np.array([1, 2])]).shape == (1, N_ITEMS + 1)
