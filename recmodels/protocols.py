@@ -75,9 +75,13 @@ def or_session(raw: pd.DataFrame, file_order: bool = False, seed: int = 42) -> t
         tie_break="file" if file_order else "seeded",
         seed=seed,
     )
-    sequences, keys, _, item_index = build_sequences(events, config)
+    sequences, keys, timestamps, item_index = build_sequences(events, config)
     name = "or-session-fileorder" if file_order else "or-session"
-    split = leave_one_out(sequences, n_items=item_index.n_items(), keys=keys, name=name, item_ids=item_index.item_ids)
+    split = leave_one_out(
+        sequences, n_items=item_index.n_items(), keys=keys, name=name, item_ids=item_index.item_ids,
+        # With the file order the order of an invoice's rows is known, so training must not reshuffle it.
+        timestamps=None if file_order else timestamps,
+    )
     info.update(
         sequences=len(sequences),
         items=item_index.n_items(),
@@ -115,7 +119,8 @@ def generic_loo(interactions: pd.DataFrame, config: SequenceConfig | None = None
     """Leave-one-out by user on any dataset in the ``fct_interactions`` shape (all event types kept)."""
     config = config or SequenceConfig(key="user")
     events = interactions[interactions["user_id"].notna()]
-    sequences, keys, _, item_index = build_sequences(events, config)
+    sequences, keys, timestamps, item_index = build_sequences(events, config)
     return leave_one_out(
-        sequences, n_items=item_index.n_items(), keys=keys, name="generic-loo", item_ids=item_index.item_ids
+        sequences, n_items=item_index.n_items(), keys=keys, name="generic-loo", item_ids=item_index.item_ids,
+        timestamps=timestamps,
     )

@@ -39,6 +39,10 @@ class Split:
     train_for_test: list[np.ndarray]  # training sequences for the final test fit (train + validation data)
     name: str  # protocol name, for logs and tables
     item_ids: np.ndarray | None = None  # external id of internal id i + 1 at position i, when known
+    # Event times aligned with ``train`` / ``train_for_test``, when known: training may reorder events that
+    # share a timestamp, whose recorded order is arbitrary.
+    train_timestamps: list[np.ndarray] | None = None
+    train_for_test_timestamps: list[np.ndarray] | None = None
 
 
 def leave_one_out(
@@ -47,18 +51,19 @@ def leave_one_out(
     keys: np.ndarray | None = None,
     name: str = "leave_one_out",
     item_ids: np.ndarray | None = None,
+    timestamps: list[np.ndarray] | None = None,
 ) -> Split:
     """Per sequence: the last item is the test target, the second-to-last the validation target.
 
     Sequences with fewer than 3 items cannot give both a validation and a test row with a non-empty history,
-    so they are used whole for training only. ``n_items`` defaults to the largest id seen.
+    so they are used whole for training only. ``n_items`` defaults to the largest id seen. ``timestamps``
+    (one array per sequence) are cut the same way into the split's training timestamps.
     """
     sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
     if n_items is None:
         n_items = max((int(s.max()) for s in sequences if len(s)), default=0)
     keys = np.arange(len(sequences)) if keys is None else np.asarray(keys)
     evaluated = [i for i, s in enumerate(sequences) if len(s) >= 3]
-    short = [s for s in sequences if 0 < len(s) < 3]
     validation = EvalSet(
         histories=[sequences[i][:-2] for i in evaluated],
         targets=[sequences[i][-2:-1] for i in evaluated],
@@ -69,14 +74,21 @@ def leave_one_out(
         targets=[sequences[i][-1:] for i in evaluated],
         keys=keys[evaluated],
     )
+    short_index = [i for i, s in enumerate(sequences) if 0 < len(s) < 3]
+
+    def cut(arrays: list[np.ndarray], drop: int) -> list[np.ndarray]:
+        return [arrays[i][:-drop] for i in evaluated] + [arrays[i] for i in short_index]
+
     return Split(
         n_items=n_items,
-        train=[sequences[i][:-2] for i in evaluated] + short,
+        train=cut(sequences, 2),
         validation=validation,
         test=test,
-        train_for_test=[sequences[i][:-1] for i in evaluated] + short,
+        train_for_test=cut(sequences, 1),
         name=name,
         item_ids=item_ids,
+        train_timestamps=None if timestamps is None else cut(timestamps, 2),
+        train_for_test_timestamps=None if timestamps is None else cut(timestamps, 1),
     )
 
 
@@ -128,16 +140,21 @@ def temporal_split(
     validation = _window_rows(sequences, timestamps, keys, at["validation_cutoff"], at["validation_end"])
     test = _window_rows(sequences, timestamps, keys, at["test_cutoff"], at["test_end"])
 
-    def before(cutoff):
-        prefixes = (s[t < cutoff] for s, t in zip(sequences, timestamps))
-        return [p for p in prefixes if len(p)]
+    def before(cutoff) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        kept = [(s[t < cutoff], t[t < cutoff]) for s, t in zip(sequences, timestamps)]
+        kept = [pair for pair in kept if len(pair[0])]
+        return [s for s, _ in kept], [t for _, t in kept]
 
+    train, train_times = before(at["validation_cutoff"])
+    train_for_test, train_for_test_times = before(at["test_cutoff"])
     return Split(
         n_items=item_index.n_items(),
-        train=before(at["validation_cutoff"]),
+        train=train,
         validation=validation,
         test=test,
-        train_for_test=before(at["test_cutoff"]),
+        train_for_test=train_for_test,
         name=name,
         item_ids=item_index.item_ids,
+        train_timestamps=train_times,
+        train_for_test_timestamps=train_for_test_times,
     )

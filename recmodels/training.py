@@ -38,6 +38,9 @@ class TrainConfig:
     patience: int = 10  # stop after this many validations without a better validation NDCG@10
     validate_every: int = 1  # epochs between validations
     windows_per_sequence: int = 1  # training windows of max_length+1 items per sequence, newest first
+    # With timestamps given: re-draw the order of events that share a timestamp every epoch. Their recorded
+    # order is arbitrary (one invoice's lines, one second's clicks), so each draw is an equally true sequence.
+    shuffle_ties: bool = True
     seed: int = 42  # model init, shuffling, dropout, negative sampling
     device: str | None = None  # None: "cuda" when available, else "cpu"
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it is slower)
@@ -97,6 +100,23 @@ def make_training_examples(
     return np.stack(inputs), np.stack(targets)
 
 
+def shuffle_ties(
+    sequences: Sequence[np.ndarray], timestamps: Sequence[np.ndarray], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Each sequence with the items that share a timestamp put in a fresh random order; others stay put."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    if len(lengths) == 0 or lengths.sum() == 0:
+        return [np.asarray(s, dtype=np.int64) for s in sequences]
+    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
+    times = np.concatenate([np.asarray(t).astype("datetime64[ns]").astype(np.int64) for t in timestamps])
+    if len(times) != len(items):
+        raise ValueError("timestamps must have one entry per item of every sequence")
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    # Sequences are chronological, so sorting by (sequence, time, random key) only permutes within ties.
+    order = np.lexsort((rng.random(len(items)), times, owner))
+    return np.split(items[order], np.cumsum(lengths)[:-1])
+
+
 def _resolve_device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -152,12 +172,14 @@ def train_sasrec(
     validate: Callable[[SASRec], float] | None = None,
     item_text_embeddings: torch.Tensor | np.ndarray | None = None,
     checkpoint_dir: str | Path | None = None,
+    train_timestamps: Sequence[np.ndarray] | None = None,
 ) -> tuple[SASRec, TrainHistory]:
     """Train SASRec on ``train_sequences`` (internal ids, chronological) and return ``(model, history)``.
 
     ``validate(model) -> NDCG@10`` (higher is better) drives early stopping, and the returned model holds the
     weights of the best validation; without it, the last epoch's weights. With ``checkpoint_dir``, the full
     training state is saved after every epoch and a later call with the same directory resumes from it.
+    ``train_timestamps`` (aligned with the sequences) enable ``TrainConfig.shuffle_ties``.
     """
     device = _resolve_device(train_config.device)
     previous_threads = torch.get_num_threads()
@@ -173,6 +195,7 @@ def train_sasrec(
             item_text_embeddings,
             checkpoint_dir,
             device,
+            train_timestamps if train_config.shuffle_ties else None,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -187,10 +210,17 @@ def _train(
     item_text_embeddings: torch.Tensor | np.ndarray | None,
     checkpoint_dir: str | Path | None,
     device: torch.device,
+    tie_timestamps: Sequence[np.ndarray] | None,
 ) -> tuple[SASRec, TrainHistory]:
-    inputs_np, targets_np = make_training_examples(
-        train_sequences, model_config.max_length, train_config.windows_per_sequence
-    )
+    def examples(epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        sequences = train_sequences
+        if tie_timestamps is not None:
+            # Drawn from (seed, epoch), not from a running generator, so a resumed run draws the same orders.
+            rng = np.random.default_rng([train_config.seed, epoch])
+            sequences = shuffle_ties(train_sequences, tie_timestamps, rng)
+        return make_training_examples(sequences, model_config.max_length, train_config.windows_per_sequence)
+
+    inputs_np, targets_np = examples(0)
     inputs = torch.from_numpy(inputs_np).to(device)  # (N, L)
     targets = torch.from_numpy(targets_np).to(device)  # (N, L)
     n_examples = len(inputs)
@@ -250,6 +280,9 @@ def _train(
         if history.stopped_early:
             break
         started = time.perf_counter()
+        if tie_timestamps is not None:
+            inputs_np, targets_np = examples(epoch)
+            inputs, targets = torch.from_numpy(inputs_np).to(device), torch.from_numpy(targets_np).to(device)
         order = torch.randperm(n_examples, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
         for step in range(steps_per_epoch):

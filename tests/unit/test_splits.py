@@ -89,3 +89,25 @@ def test_temporal_rejects_misordered_cutoffs():
         temporal_split(
             _temporal_events(), SequenceConfig(), test_cutoff="2020-02-01", validation_cutoff="2020-03-01"
         )
+
+
+def test_leave_one_out_cuts_timestamps_like_the_sequences():
+    times = [np.array([1, 1, 2, 3]), np.array([5, 6]), np.array([7, 7, 7])]
+    split = leave_one_out([np.array([1, 2, 3, 4]), np.array([5, 6]), np.array([7, 8, 9])], timestamps=times)
+    assert _lists(split.train_timestamps) == [[1, 1], [7], [5, 6]]
+    assert _lists(split.train_for_test_timestamps) == [[1, 1, 2], [7, 7], [5, 6]]
+    assert leave_one_out([np.array([1, 2, 3])]).train_timestamps is None
+
+
+def test_temporal_split_timestamps_align_with_training_sequences():
+    split = temporal_split(_temporal_events(), SequenceConfig(key="user"), "2020-03-01", "2020-02-01")
+    for sequences, timestamps, cutoff in (
+        (split.train, split.train_timestamps, np.datetime64("2020-02-01")),
+        (split.train_for_test, split.train_for_test_timestamps, np.datetime64("2020-03-01")),
+    ):
+        assert [len(s) for s in sequences] == [len(t) for t in timestamps]
+        assert all((t < cutoff).all() for t in timestamps)
+    # u1 before the test cut-off: a (01-01), b (01-05), a (02-01)
+    assert split.train_for_test_timestamps[0].astype("datetime64[D]").astype(str).tolist() == [
+        "2020-01-01", "2020-01-05", "2020-02-01"
+    ]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recmodels.sasrec import SASRecConfig
-from recmodels.training import TrainConfig, make_training_examples, train_sasrec
+from recmodels.training import TrainConfig, make_training_examples, shuffle_ties, train_sasrec
 
 N_ITEMS = 20
 MODEL = SASRecConfig(hidden_size=16, num_layers=1, num_heads=2, dropout=0.1, max_length=8)
@@ -42,6 +42,39 @@ def test_long_sequences_keep_the_newest_window_and_slide_back_without_repeating_
     assert inputs.tolist() == [[6, 7, 8, 9], [2, 3, 4, 5], [0, 0, 0, 1]]
     assert targets.tolist() == [[7, 8, 9, 10], [3, 4, 5, 6], [0, 0, 0, 2]]
     assert sorted(t for t in targets.ravel().tolist() if t) == list(range(2, 11))
+
+
+def test_shuffle_ties_permutes_only_items_that_share_a_timestamp():
+    sequences = [np.array([1, 2, 3, 4, 5]), np.array([6]), np.array([], dtype=np.int64), np.array([7, 8])]
+    times = [np.array([0, 0, 0, 1, 2]), np.array([3]), np.array([], dtype=np.int64), np.array([4, 4])]
+    seen = set()
+    for seed in range(200):  # 12 equally likely orders: all appear within 200 seeded draws
+        shuffled = shuffle_ties(sequences, times, np.random.default_rng(seed))
+        assert shuffled[0][3:].tolist() == [4, 5]  # untied items keep their place
+        assert sorted(shuffled[0][:3].tolist()) == [1, 2, 3]
+        assert shuffled[1].tolist() == [6] and shuffled[2].tolist() == []
+        assert sorted(shuffled[3].tolist()) == [7, 8]
+        seen.add((tuple(shuffled[0][:3]), tuple(shuffled[3])))
+    assert len(seen) == 12  # all 3! x 2! orders of the tied groups occur
+    again = shuffle_ties(sequences, times, np.random.default_rng(5))
+    assert all(np.array_equal(a, b) for a, b in zip(again, shuffle_ties(sequences, times, np.random.default_rng(5))))
+
+
+def test_tie_shuffled_training_is_seeded_and_resumes_identically(tmp_path):
+    sequences = _successor_sequences(n_sequences=40)
+    times = [np.repeat(np.arange(5), 2) for _ in sequences]  # pairs of tied items
+    first, _ = train_sasrec(sequences, N_ITEMS, MODEL, FAST, train_timestamps=times)
+    second, _ = train_sasrec(sequences, N_ITEMS, MODEL, FAST, train_timestamps=times)
+    plain, _ = train_sasrec(sequences, N_ITEMS, MODEL, FAST)
+    assert _states_equal(first.state_dict(), second.state_dict())
+    assert not _states_equal(first.state_dict(), plain.state_dict())
+    no_shuffle = TrainConfig(**{**FAST.__dict__, "shuffle_ties": False})
+    assert _states_equal(train_sasrec(sequences, N_ITEMS, MODEL, no_shuffle, train_timestamps=times)[0].state_dict(),
+                         plain.state_dict())
+    half = TrainConfig(**{**FAST.__dict__, "epochs": 2})
+    train_sasrec(sequences, N_ITEMS, MODEL, half, checkpoint_dir=tmp_path, train_timestamps=times)
+    resumed, _ = train_sasrec(sequences, N_ITEMS, MODEL, FAST, checkpoint_dir=tmp_path, train_timestamps=times)
+    assert _states_equal(resumed.state_dict(), first.state_dict())
 
 
 def test_nothing_to_learn_is_an_error():
