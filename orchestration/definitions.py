@@ -7,9 +7,11 @@ from dagster_dbt import DbtCliResource
 
 from orchestration.assets.embeddings import item_embeddings, item_embeddings_expectations
 from orchestration.assets.ingest import raw_tables
+from orchestration.assets.models import model_assets
 from orchestration.assets.quality import mart_expectation_checks
 from orchestration.assets.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
 from orchestration.resources import DataSourceResource, PrivacyResource, TextEncoderResource, WarehouseResource
+from orchestration.tracking import MLflowResource
 
 ingest_job = dg.define_asset_job(
     "ingest_job", selection=dg.AssetSelection.groups("ingest"), description="Load new raw files into the warehouse."
@@ -24,16 +26,22 @@ transforms_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("transforms"),
     description="Rebuild the dbt models, run every data-quality check and version the clean data.",
 )
+models_job = dg.define_asset_job(
+    "models_job",
+    selection=dg.AssetSelection.groups("models"),
+    description="Split the purchases, train SASRec and the baselines, score candidates and evaluate every model.",
+)
 
 defs = dg.Definitions(
-    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings],
+    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets],
     asset_checks=[*mart_expectation_checks, item_embeddings_expectations],
-    jobs=[ingest_job, transforms_job, embeddings_job],
+    jobs=[ingest_job, transforms_job, embeddings_job, models_job],
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),
         "privacy": PrivacyResource(),
         "text_encoder": TextEncoderResource(),
+        "mlflow": MLflowResource(),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
     },
     # DuckDB accepts one writer: every step of a run executes in one process, one after another.

@@ -25,8 +25,17 @@ def main() -> None:
         print(format_summary(pipeline_summary(con)))
     print(f"Asset checks: {len(checks) - len(failed)} of {len(checks)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
     print(f"Materialized {len(result.get_asset_materialization_events())} assets in {elapsed:.1f} s.")
+    print(_model_line(result))
     print(f"Warehouse: {warehouse.path}  (open with: duckdb {warehouse.path})")
     print("Open the Dagster UI with: make ui  (then http://127.0.0.1:3000)")
+
+
+def _model_line(result) -> str:
+    model = result.asset_materializations_for_node("sasrec_model")[0].metadata
+    baselines = result.asset_materializations_for_node("evaluation_metrics")[0].metadata["test_ndcg@10"].value
+    best = max((name for name in baselines if name != "sasrec"), key=baselines.get)
+    return (f"SASRec: test NDCG@10 {model['test_ndcg@10'].value:.4f} (best baseline {best} {baselines[best]:.4f}); "
+            f"MLflow model {model['registered_model'].value} version {model['model_version'].value}")
 
 
 if __name__ == "__main__":

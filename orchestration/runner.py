@@ -20,10 +20,12 @@ def materialize(
     raise_on_error: bool = True,
     log_level: str = "INFO",
     stdout_log: Path | None = None,
+    run_config: Mapping[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run ``selection`` (Dagster asset selection syntax; default: every asset) with its asset checks.
 
-    ``resources`` override the ones in ``definitions.py`` (tests point the warehouse at a temporary folder).
+    ``resources`` override the ones in ``definitions.py`` (tests point the warehouse at a temporary folder);
+    ``run_config`` configures assets (``{"ops": {"user_sequences": {"config": {...}}}}``).
     Without ``instance`` the persistent instance under ``$RECSYS_HOME/dagster`` records the run, so it shows
     in the UI afterwards.
     """
@@ -37,10 +39,10 @@ def materialize(
             # dagster-dbt echoes every dbt log line to stdout; send them to a file so the caller's output stays readable.
             stdout_log.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(stdout_log.open("a"))))
-        return _materialize(defs, selection, resources, instance, raise_on_error, log_level)
+        return _materialize(defs, selection, resources, instance, raise_on_error, log_level, run_config)
 
 
-def _materialize(defs, selection, resources, instance, raise_on_error, log_level) -> dg.ExecuteInProcessResult:
+def _materialize(defs, selection, resources, instance, raise_on_error, log_level, run_config) -> dg.ExecuteInProcessResult:
     assets = [*defs.assets, *defs.asset_checks]
     merged_resources = {**defs.resources, **(resources or {})}
     return dg.materialize(
@@ -49,5 +51,5 @@ def _materialize(defs, selection, resources, instance, raise_on_error, log_level
         resources=merged_resources,
         instance=instance,
         raise_on_error=raise_on_error,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
     )

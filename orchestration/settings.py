@@ -1,7 +1,7 @@
 """Where the project keeps its state.
 
 Everything mutable lives under one folder, ``RECSYS_HOME`` (default ``./.recsys``): the DuckDB
-warehouse, the Dagster instance, the MLflow store and caches. Deleting it resets the project.
+warehouse, the Dagster instance, the MLflow store, model artifacts and caches. Deleting it resets the project.
 Functions here read the environment when called, never at import time.
 """
 
@@ -43,8 +43,13 @@ class RecsysPaths:
     def cache_dir(self) -> Path:
         return self.home / "cache"
 
+    @property
+    def artifacts_dir(self) -> Path:
+        """Files the model assets hand to each other: splits, fitted models, training checkpoints."""
+        return self.home / "artifacts"
+
     def ensure(self) -> "RecsysPaths":
-        for folder in (self.home, self.dagster_home, self.mlflow_dir, self.sources_dir, self.cache_dir):
+        for folder in (self.home, self.dagster_home, self.mlflow_dir, self.sources_dir, self.cache_dir, self.artifacts_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -20,8 +20,10 @@ def _tiny_generic_shop(folder: Path) -> Path:
     rows = []
     for user in range(8):
         for step in range(4):
+            # A purchase a month: the models' 30-day test and validation windows then hold every customer once.
             rows.append({"user_id": f"user-{user}", "item_id": f"sku-{(user + step) % 5}",
-                         "timestamp": 1_700_000_000 + user * 1000 + step * 60, "event_type": "purchase", "quantity": 1})
+                         "timestamp": 1_700_000_000 + user * 1000 + step * 30 * 86_400, "event_type": "purchase",
+                         "quantity": 1})
     rows.append({"user_id": "", "item_id": "sku-1", "timestamp": 1_700_000_000, "event_type": "purchase", "quantity": 1})
     pd.DataFrame(rows).to_csv(folder / "interactions.csv", index=False)
     pd.DataFrame(

@@ -17,7 +17,11 @@ from tests.conftest import ONLINE_RETAIL_CSV, require_shared_data
 SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
 
 
-def _run(home, source: DataSourceResource, selection=None, raise_on_error=True):
+# The models group needs months of history and trains models; test_model_assets.py covers it.
+WITHOUT_MODELS = "not group:models"
+
+
+def _run(home, source: DataSourceResource, selection=WITHOUT_MODELS, raise_on_error=True):
     return materialize(
         selection,
         resources={"warehouse": WarehouseResource(home=str(home)), "data_source": source},

@@ -1,0 +1,191 @@
+"""Plain helpers of the model assets (no Dagster): split cut-offs, warehouse rows and the evaluation report."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from recmodels.metrics import evaluate, topk_from_scores
+from recmodels.splits import EvalSet, Split
+
+REPORT_COLUMNS = ("recall@10", "ndcg@10", "hr@10", "mrr", "recall@50", "ndcg@50", "coverage@10")
+KS = (10, 20, 50)
+
+
+def split_cutoffs(last_event, test_days: int, validation_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(validation_cutoff, test_cutoff) at midnight: the test window is the last ``test_days`` calendar days
+    of the data (the day of ``last_event`` included), the validation window the ``validation_days`` before."""
+    if test_days < 1 or validation_days < 1:
+        raise ValueError(f"test_days and validation_days must be >= 1, got {test_days} and {validation_days}")
+    end = pd.Timestamp(last_event).normalize() + pd.Timedelta(days=1)
+    test_cutoff = end - pd.Timedelta(days=test_days)
+    return test_cutoff - pd.Timedelta(days=validation_days), test_cutoff
+
+
+def split_problem(split: Split, n_events: int, first_event, last_event, validation_cutoff, test_cutoff) -> str | None:
+    """Why ``split`` cannot train and evaluate a model, in one paragraph; None when it can."""
+    trainable = sum(len(s) >= 2 for s in split.train)
+    counts = {
+        "training sequences with 2+ items before the validation cut-off": trainable,
+        "validation rows": len(split.validation),
+        "test rows": len(split.test),
+    }
+    empty = [name for name, count in counts.items() if count == 0]
+    if not empty:
+        return None
+    return (
+        f"Too few events to split: {n_events:,} purchase events of known customers from {first_event} to {last_event}; "
+        f"validation cut-off {validation_cutoff:%Y-%m-%d}, test cut-off {test_cutoff:%Y-%m-%d} give "
+        + ", ".join(f"{count:,} {name}" for name, count in counts.items())
+        + f". Missing: {', '.join(empty)}. Shorten test_days / validation_days or load more history."
+    )
+
+
+def write_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    """Replace ``table`` (``schema.name``) with ``frame``; returns its row count."""
+    schema = table.split(".")[0]
+    con.execute(f'create schema if not exists "{schema}"')
+    con.register("_frame_to_write", frame)
+    try:
+        con.execute(f"create or replace table {table} as select * from _frame_to_write")
+    finally:
+        con.unregister("_frame_to_write")
+    return len(frame)
+
+
+def sequence_rows(
+    sequences: Sequence[np.ndarray], keys: np.ndarray, timestamps: Sequence[np.ndarray], item_ids: np.ndarray,
+    validation_cutoff, test_cutoff,
+) -> pd.DataFrame:
+    """One row per event of every sequence: sequence_key, position (0-based), item_id, occurred_at, period
+    (train / validation / test: which side of the cut-offs the event falls on)."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    internal = np.concatenate(sequences) if len(sequences) else np.array([], dtype=np.int64)
+    times = np.concatenate(timestamps) if len(timestamps) else np.array([], dtype="datetime64[ns]")
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    period = np.where(times < np.datetime64(pd.Timestamp(validation_cutoff)), "train",
+                      np.where(times < np.datetime64(pd.Timestamp(test_cutoff)), "validation", "test"))
+    return pd.DataFrame({
+        "sequence_key": np.repeat(np.asarray(keys, dtype=str), lengths),
+        "position": np.arange(len(internal)) - starts,
+        "item_id": np.asarray(item_ids)[internal - 1] if len(internal) else np.array([], dtype=str),
+        "occurred_at": times,
+        "period": period,
+    })
+
+
+def top_candidates(
+    source: str, scorer: Callable[[list[np.ndarray]], np.ndarray], rows: EvalSet, item_ids: np.ndarray, k: int,
+    batch_size: int = 1024,
+) -> pd.DataFrame:
+    """The ``k`` best items per row by ``scorer`` (history items allowed): source, sequence_key, rank (1-based),
+    item_id (external), score, in_history."""
+    frames = []
+    for start in range(0, len(rows), batch_size):
+        histories = rows.histories[start:start + batch_size]
+        scores = scorer(histories)
+        top = topk_from_scores(scores, k)  # (B, k) internal ids, best first
+        width = top.shape[1]
+        in_history = np.stack([np.isin(row, history) for row, history in zip(top, histories)])
+        frames.append(pd.DataFrame({
+            "source": source,
+            "sequence_key": np.repeat(np.asarray(rows.keys[start:start + batch_size], dtype=str), width),
+            "rank": np.tile(np.arange(1, width + 1), len(histories)),
+            "item_id": np.asarray(item_ids)[top.ravel() - 1],
+            "score": np.take_along_axis(scores, top, axis=1).ravel().astype(np.float64),
+            "in_history": in_history.ravel(),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["source", "sequence_key", "rank", "item_id", "score", "in_history"]
+    )
+
+
+def evaluate_at(
+    scorer: Callable[[list[np.ndarray]], np.ndarray], rows: EvalSet, n_items: int, ks: Sequence[int] = KS, **options
+) -> dict[str, float]:
+    """``recmodels.metrics.evaluate`` with a value for every K in ``ks``, also on catalogues smaller than K.
+
+    ``evaluate`` leaves out every K above n_items. A top-K list of a catalogue with n_items < K items is the whole
+    ranking, so each metric at K equals the metric at n_items exactly; that value is reported under K.
+    """
+    reported_as: dict[int, list[int]] = {}
+    for k in ks:
+        reported_as.setdefault(min(k, n_items), []).append(k)
+    results = evaluate(scorer, rows, n_items, tuple(sorted(reported_as)), **options)
+    out = {}
+    for name, value in results.items():
+        stem, at, k = name.rpartition("@")
+        for requested in reported_as[int(k)] if at else [None]:
+            out[name if requested is None else f"{stem}@{requested}"] = value
+    return out
+
+
+def metric_rows(model: str, split: str, variant: str, results: dict[str, float]) -> list[dict]:
+    """``recmodels.metrics.evaluate`` output as long rows: model, split, variant, segment (all / cold),
+    metric, k (None for mrr), value, n_rows (rows of the segment the value averages over)."""
+    rows = []
+    for name, value in results.items():
+        segment, _, metric = name.rpartition("/")
+        segment = segment or "all"
+        if metric == "n_rows":
+            continue
+        metric, _, k = metric.partition("@")
+        n_rows = results.get("n_rows" if segment == "all" else f"{segment}/n_rows", 0.0)
+        rows.append({"model": model, "split": split, "variant": variant, "segment": segment, "metric": metric,
+                     "k": int(k) if k else None, "value": float(value), "n_rows": int(n_rows)})
+    return rows
+
+
+def _label(metric: str, k) -> str:
+    return metric if pd.isna(k) else f"{metric}@{int(k)}"
+
+
+def report_table(metrics: pd.DataFrame, split: str = "test", variant: str = "allowed", segment: str = "all") -> pd.DataFrame:
+    """model x metric@K (the ``REPORT_COLUMNS`` present), models in their order of appearance."""
+    chosen = metrics[(metrics["split"] == split) & (metrics["variant"] == variant) & (metrics["segment"] == segment)]
+    chosen = chosen.assign(label=[_label(m, k) for m, k in zip(chosen["metric"], chosen["k"])])
+    table = chosen.pivot(index="model", columns="label", values="value")
+    columns = [c for c in REPORT_COLUMNS if c in table.columns]
+    return table.reindex(index=list(dict.fromkeys(chosen["model"])), columns=columns)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    lines = ["| model | " + " | ".join(table.columns) + " |", "| --- |" + " ---: |" * len(table.columns)]
+    for model, row in table.iterrows():
+        lines.append(f"| {model} | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in row) + " |")
+    return "\n".join(lines)
+
+
+def ndcg_chart_png(metrics: pd.DataFrame, split: str = "test", k: int = 10) -> bytes:
+    """Bar chart of NDCG@k per model on ``split``, history items allowed and excluded side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    chosen = metrics[(metrics["split"] == split) & (metrics["segment"] == "all")
+                     & (metrics["metric"] == "ndcg") & (metrics["k"] == k)]
+    models = list(dict.fromkeys(chosen["model"]))
+    figure, axes = plt.subplots(figsize=(7, 3.2), dpi=90)
+    width = 0.4
+    for offset, variant in ((-width / 2, "allowed"), (width / 2, "excluded")):
+        values = chosen[chosen["variant"] == variant].set_index("model")["value"].reindex(models)
+        axes.bar(np.arange(len(models)) + offset, values.to_numpy(), width, label=f"history {variant}")
+    axes.set_xticks(np.arange(len(models)), models, rotation=20, ha="right")
+    axes.set_ylabel(f"NDCG@{k}")
+    axes.set_title(f"NDCG@{k} on the {split} rows (full ranking)")
+    axes.legend(frameon=False)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def markdown_image(png: bytes, alt: str) -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
