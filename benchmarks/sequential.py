@@ -6,7 +6,7 @@
     python -m benchmarks.sequential --protocol generic-loo --data PATH/TO/GENERIC/FOLDER
 
 Every model is scored twice on the test rows: with the history's own items allowed, and excluded. Baselines
-with options (item-kNN) pick them on the validation rows; SASRec stops early on validation NDCG@10. Add
+with options (buy-again, item-kNN) pick them on the validation rows; SASRec stops early on validation NDCG@10. Add
 ``--ablation`` for the ID-only and text-only SASRec variants.
 """
 
@@ -16,6 +16,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ PROTOCOLS = ("or-session", "or-session-fileorder", "or-customer-temporal", "gene
 KS = (10, 20, 50)
 COLD_MAX_TRAIN_EVENTS = 10  # items with at most this many training events count as cold
 ITEM_KNN_GRID = ({}, {"shrink": 10.0, "neighbours": 50}, {"window": 3}, {"window": 5})
+BUY_AGAIN_GRID = ({"decay": 1.0}, {"decay": 0.99}, {"decay": 0.9})  # plain counts ... strongly recency-weighted
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
@@ -92,7 +94,7 @@ def _evaluate_both(scorer, split: Split, cold: np.ndarray) -> dict:
     return {**allowed, "excluded": excluded}
 
 
-def run(protocol: str, data: Path, ablation: bool, epochs: int, device: str | None) -> dict:
+def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: TrainConfig) -> dict:
     started = time.perf_counter()
     split, texts = load_protocol(protocol, data)
     embeddings = text_matrix(split, texts)
@@ -110,34 +112,50 @@ def run(protocol: str, data: Path, ablation: bool, epochs: int, device: str | No
 
     baseline("popularity", lambda train: MostPopular().fit(train, split.n_items))
     baseline("recent-popularity", lambda train: RecentPopular().fit(train, split.n_items))
-    baseline("buy-again", lambda train: BuyAgain().fit(train, split.n_items))
-    # item-kNN's options are chosen on the validation rows, with models fit on the validation-time training data.
-    best_options = max(
-        ITEM_KNN_GRID,
-        key=lambda options: evaluate(ItemKNN(**options).fit(split.train, split.n_items).score, split.validation,
-                                     split.n_items, (10,))["ndcg@10"],
-    )
-    baseline("item-knn", lambda train: ItemKNN(**best_options).fit(train, split.n_items))
-    results["item-knn"]["options"] = best_options
+    def pick(model_class, grid) -> dict:
+        # Options are chosen on the validation rows, with models fit on the validation-time training data.
+        return max(grid, key=lambda options: evaluate(model_class(**options).fit(split.train, split.n_items).score,
+                                                      split.validation, split.n_items, (10,))["ndcg@10"])
+
+    buy_again_options = pick(BuyAgain, BUY_AGAIN_GRID)
+    baseline("buy-again", lambda train: BuyAgain(**buy_again_options).fit(train, split.n_items))
+    results["buy-again"]["options"] = buy_again_options
+    item_knn_options = pick(ItemKNN, ITEM_KNN_GRID)
+    baseline("item-knn", lambda train: ItemKNN(**item_knn_options).fit(train, split.n_items))
+    results["item-knn"]["options"] = item_knn_options
     baseline("text-knn", lambda train: TextKNN().fit(train, split.n_items, embeddings))
 
+    # Leave-one-out adds one item per sequence between validation and test, not worth a second training.
+    refit = protocol == "or-customer-temporal"
     variants = {"sasrec": "id+text"} | ({"sasrec-id": "id", "sasrec-text": "text"} if ablation else {})
     for name, item_text in variants.items():
-        config = SASRecConfig(item_text=item_text)
-        train_config = TrainConfig(epochs=epochs, device=device, patience=5)
+        config = replace(model, item_text=item_text)
 
         def validate(model) -> float:
             return evaluate(model.score, split.validation, split.n_items, (10,))["ndcg@10"]
 
         fit_started = time.perf_counter()
-        model, history = train_sasrec(split.train, split.n_items, config, train_config, validate=validate,
-                                      item_text_embeddings=embeddings if config.uses_text else None)
+        text = embeddings if config.uses_text else None
+        trained, history = train_sasrec(split.train, split.n_items, config, train, validate=validate,
+                                        item_text_embeddings=text, train_timestamps=split.train_timestamps)
+        if refit:
+            # A temporal test window starts a month after the validation one: refit on that month too, for the
+            # epoch count validation chose (the baselines are likewise fit on train_for_test).
+            trained, _ = train_sasrec(split.train_for_test, split.n_items, config,
+                                      replace(train, epochs=history.best_epoch), item_text_embeddings=text,
+                                      train_timestamps=split.train_for_test_timestamps)
         results[name] = {
-            **_evaluate_both(model.score, split, cold),
+            **_evaluate_both(trained.score, split, cold),
             "train_s": round(time.perf_counter() - fit_started, 1),
             "time_to_best_s": round(history.time_to_best_s, 1),
             "best_epoch": history.best_epoch,
             "best_val_ndcg@10": history.best_metric,
+            "epochs_run": len(history.epochs),
+            "refit_on_train_for_test": refit,
+            "device": str(trained.device),
+            "config": {"hidden_size": config.hidden_size, "num_layers": config.num_layers, "num_heads": config.num_heads,
+                       "dropout": config.dropout, "lr": train.lr, "batch_size": train.batch_size,
+                       "shuffle_ties": train.shuffle_ties and split.train_timestamps is not None},
         }
         print(f"{name:<22} N@10 {results[name]['ndcg@10']:.4f}  excluded {results[name]['excluded']['ndcg@10']:.4f}", flush=True)
 
@@ -175,9 +193,20 @@ def main() -> None:
     parser.add_argument("--data", default=str(SHARED_DATA / "online_retail" / "online_retail.parquet"))
     parser.add_argument("--ablation", action="store_true", help="also train the ID-only and text-only SASRec")
     parser.add_argument("--epochs", type=int, default=200, help="upper bound; early stopping usually ends sooner")
+    parser.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
+    parser.add_argument("--hidden", type=int, default=256, help="SASRec hidden size")
+    parser.add_argument("--layers", type=int, default=2, help="SASRec Transformer blocks")
+    parser.add_argument("--heads", type=int, default=4, help="SASRec attention heads")
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--no-shuffle-ties", action="store_true", help="keep the recorded order of tied events")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args()
-    figures = run(args.protocol, Path(args.data), args.ablation, args.epochs, args.device)
+    model = SASRecConfig(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads, dropout=args.dropout)
+    train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch,
+                        device=args.device, shuffle_ties=not args.no_shuffle_ties)
+    figures = run(args.protocol, Path(args.data), args.ablation, model, train)
     print_report(figures)
     emit_json(figures)
 

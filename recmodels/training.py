@@ -41,6 +41,9 @@ class TrainConfig:
     # With timestamps given: re-draw the order of events that share a timestamp every epoch. Their recorded
     # order is arbitrary (one invoice's lines, one second's clicks), so each draw is an equally true sequence.
     shuffle_ties: bool = True
+    # Batches of windows of similar length (drawn from random pools of 32 batches), so little compute goes to
+    # padding; batch order stays random.
+    bucket_by_length: bool = True
     seed: int = 42  # model init, shuffling, dropout, negative sampling
     device: str | None = None  # None: "cuda" when available, else "cpu"
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it is slower)
@@ -115,6 +118,25 @@ def shuffle_ties(
     # Sequences are chronological, so sorting by (sequence, time, random key) only permutes within ties.
     order = np.lexsort((rng.random(len(items)), times, owner))
     return np.split(items[order], np.cumsum(lengths)[:-1])
+
+
+BUCKET_POOL_BATCHES = 32  # batches per pool that length bucketing sorts: larger pools pad less, mix less
+
+
+def epoch_batches(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator, bucket_by_length: bool = True
+) -> list[torch.Tensor]:
+    """Index batches covering ``0..len(lengths)-1`` once, in random order; with bucketing, each batch holds
+    windows of similar length from one random pool of ``BUCKET_POOL_BATCHES`` batches."""
+    order = torch.randperm(len(lengths), generator=generator)
+    if not bucket_by_length:
+        return list(order.split(batch_size))
+    pool = batch_size * BUCKET_POOL_BATCHES
+    batches = []
+    for members in order.split(pool):
+        by_length = members[torch.argsort(lengths[members], stable=True)]
+        batches.extend(by_length.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def _resolve_device(name: str | None) -> torch.device:
@@ -283,10 +305,11 @@ def _train(
         if tie_timestamps is not None:
             inputs_np, targets_np = examples(epoch)
             inputs, targets = torch.from_numpy(inputs_np).to(device), torch.from_numpy(targets_np).to(device)
-        order = torch.randperm(n_examples, generator=shuffle).to(device)
+        lengths = (targets != 0).sum(dim=1).cpu()
+        batches = epoch_batches(lengths, train_config.batch_size, shuffle, train_config.bucket_by_length)
         loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
-        for step in range(steps_per_epoch):
-            batch = order[step * train_config.batch_size : (step + 1) * train_config.batch_size]
+        for batch in batches:
+            batch = batch.to(device)
             with autocast:
                 loss = model.training_loss(inputs[batch], targets[batch])
             optimizer.zero_grad(set_to_none=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recmodels.sasrec import SASRecConfig
-from recmodels.training import TrainConfig, make_training_examples, shuffle_ties, train_sasrec
+from recmodels.training import TrainConfig, epoch_batches, make_training_examples, shuffle_ties, train_sasrec
 
 N_ITEMS = 20
 MODEL = SASRecConfig(hidden_size=16, num_layers=1, num_heads=2, dropout=0.1, max_length=8)
@@ -75,6 +75,27 @@ def test_tie_shuffled_training_is_seeded_and_resumes_identically(tmp_path):
     train_sasrec(sequences, N_ITEMS, MODEL, half, checkpoint_dir=tmp_path, train_timestamps=times)
     resumed, _ = train_sasrec(sequences, N_ITEMS, MODEL, FAST, checkpoint_dir=tmp_path, train_timestamps=times)
     assert _states_equal(resumed.state_dict(), first.state_dict())
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+def test_epoch_batches_cover_every_window_once(bucket):
+    lengths = torch.from_numpy(np.random.default_rng(0).integers(1, 51, size=1000))
+    batches = epoch_batches(lengths, 64, torch.Generator().manual_seed(1), bucket)
+    assert len(batches) == 16  # ceil(1000 / 64): one partial batch at most
+    assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    again = epoch_batches(lengths, 64, torch.Generator().manual_seed(1), bucket)
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+
+
+def test_length_buckets_cut_padding():
+    lengths = torch.from_numpy(np.random.default_rng(0).integers(1, 51, size=4096))
+
+    def padding(batches):
+        return sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in batches)
+
+    plain = padding(epoch_batches(lengths, 32, torch.Generator().manual_seed(1), False))
+    bucketed = padding(epoch_batches(lengths, 32, torch.Generator().manual_seed(1), True))
+    assert bucketed < 0.1 * plain
 
 
 def test_nothing_to_learn_is_an_error():
