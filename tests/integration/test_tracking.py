@@ -22,3 +22,12 @@ def test_runs_and_versions_live_under_recsys_home(recsys_home, tmp_path, monkeyp
     downloaded = mlflow.artifacts.download_artifacts("models:/sasrec/2", dst_path=str(tmp_path / "dl"))
     assert json.loads((tmp_path / "dl" / "config.json").read_text()) == {"hidden_size": 8}, downloaded
     assert str(recsys_home / "mlflow" / "artifacts") in versions[1].source
+
+
+def test_each_home_gets_its_own_store_and_a_users_uri_wins(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first, second = MLflowResource(home=str(tmp_path / "a")), MLflowResource(home=str(tmp_path / "b"))
+    first.client()  # exports MLFLOW_TRACKING_URI, as mlflow.set_tracking_uri does
+    assert second.resolved_tracking_uri() == f"sqlite:///{tmp_path / 'b' / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert second.resolved_tracking_uri() == "http://tracking.example:5000"
