@@ -19,9 +19,6 @@ from pydantic import Field
 from orchestration.settings import recsys_paths
 
 
-_uri_set_by_us: str | None = None  # MLFLOW_TRACKING_URI as the last set_tracking_uri call left it
-
-
 class MLflowResource(dg.ConfigurableResource):
     """Where runs, metrics, artifacts and registered models go (default: SQLite + folder under RECSYS_HOME)."""
 
@@ -32,22 +29,22 @@ class MLflowResource(dg.ConfigurableResource):
     experiment: str = Field(default="recsys", description="MLflow experiment that every training run joins.")
 
     def resolved_tracking_uri(self) -> str:
-        if self.tracking_uri:
-            return self.tracking_uri
-        # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI itself, so only a value we did not set is the user's.
-        from_environment = os.environ.get("MLFLOW_TRACKING_URI")
-        if from_environment and from_environment != _uri_set_by_us:
-            return from_environment
+        if self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+            return self.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
         folder = recsys_paths(self.home).ensure().mlflow_dir
         return f"sqlite:///{folder / 'mlflow.db'}"
 
     def client(self) -> Any:
         import mlflow
 
-        global _uri_set_by_us
-        uri = self.resolved_tracking_uri()
-        mlflow.set_tracking_uri(uri)
-        _uri_set_by_us = os.environ.get("MLFLOW_TRACKING_URI")
+        users_setting = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(self.resolved_tracking_uri())
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI; put the user's value back, or the next resource in
+        # this process (another RECSYS_HOME) would mistake ours for a user's choice.
+        if users_setting is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = users_setting
         return mlflow.MlflowClient()
 
     def experiment_id(self) -> str:
