@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from recmodels.metrics import evaluate, topk_from_scores
+from recmodels.metrics import topk_from_scores
 from recmodels.splits import EvalSet, Split
 
 REPORT_COLUMNS = ("recall@10", "ndcg@10", "hr@10", "mrr", "recall@50", "ndcg@50", "coverage@10")
@@ -103,26 +103,6 @@ def top_candidates(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["source", "sequence_key", "rank", "item_id", "score", "in_history"]
     )
-
-
-def evaluate_at(
-    scorer: Callable[[list[np.ndarray]], np.ndarray], rows: EvalSet, n_items: int, ks: Sequence[int] = KS, **options
-) -> dict[str, float]:
-    """``recmodels.metrics.evaluate`` with a value for every K in ``ks``, also on catalogues smaller than K.
-
-    ``evaluate`` leaves out every K above n_items. A top-K list of a catalogue with n_items < K items is the whole
-    ranking, so each metric at K equals the metric at n_items exactly; that value is reported under K.
-    """
-    reported_as: dict[int, list[int]] = {}
-    for k in ks:
-        reported_as.setdefault(min(k, n_items), []).append(k)
-    results = evaluate(scorer, rows, n_items, tuple(sorted(reported_as)), **options)
-    out = {}
-    for name, value in results.items():
-        stem, at, k = name.rpartition("@")
-        for requested in reported_as[int(k)] if at else [None]:
-            out[name if requested is None else f"{stem}@{requested}"] = value
-    return out
 
 
 def metric_rows(model: str, split: str, variant: str, results: dict[str, float]) -> list[dict]:

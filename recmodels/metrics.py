@@ -106,7 +106,8 @@ def evaluate(
     batch at a time, so memory is batch_size x n_items whatever the number of rows. With ``exclude_history``
     the history's own items cannot be recommended (the usual choice when repeats are not the task).
     ``cold_items`` (internal ids with few training interactions) adds ``cold/...`` metrics over the rows whose
-    targets include a cold item. Returns metric name -> value, with ``n_rows`` and ``cold/n_rows``.
+    targets include a cold item. Returns metric name -> value, with ``n_rows`` and ``cold/n_rows``. On a
+    catalogue smaller than K the top-K list is the whole ranking, so metric@K is reported as metric@n_items.
     """
     ks = tuple(sorted(ks))
     max_k = min(ks[-1], n_items)
@@ -118,7 +119,6 @@ def evaluate(
             raise ValueError(f"scorer returned {scores.shape}, expected {(len(histories), n_items + 1)}")
         topk_batches.append(topk_from_scores(scores, max_k, exclude=histories if exclude_history else None))
     topk = np.concatenate(topk_batches) if topk_batches else np.empty((0, max_k), dtype=np.int64)
-    ks = tuple(k for k in ks if k <= max_k)
     results: dict[str, float] = {"n_rows": float(len(eval_set.targets))}
     if not len(eval_set.targets):
         return results

@@ -25,7 +25,6 @@ from orchestration.embedding_cache import read_item_embeddings
 from orchestration.marts import mart_fingerprint
 from orchestration.model_reports import (
     KS,
-    evaluate_at,
     markdown_image,
     markdown_table,
     metric_rows,
@@ -55,6 +54,7 @@ from orchestration.model_store import (
 from orchestration.resources import WarehouseResource
 from orchestration.tracking import MLflowResource
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from recmodels.metrics import evaluate
 from recmodels.sequences import SequenceConfig, build_sequences
 from recmodels.splits import temporal_split
 
@@ -234,7 +234,7 @@ def sasrec_model(
     checkpoints = paths.checkpoint_dir(_checkpoint_key(stored, model_config, train_config))
 
     def validate(model) -> float:
-        return evaluate_at(model.score, split.validation, split.n_items, (10,))["ndcg@10"]
+        return evaluate(model.score, split.validation, split.n_items, (10,))["ndcg@10"]
 
     data_version = stored.info["data_version"]
     tags = {"data_version": data_version, "dagster_run_id": context.run_id, "split": split.name}
@@ -257,7 +257,7 @@ def sasrec_model(
                                     item_text_embeddings=text, checkpoint_dir=checkpoints / "test",
                                     train_timestamps=stored.train_for_test_times)
         train_s = time.perf_counter() - started
-        test = evaluate_at(model.score, split.test, split.n_items, KS)
+        test = evaluate(model.score, split.test, split.n_items, KS)
         client = mlflow.client()
         _log_epochs(client, run.info.run_id, selection, refit)
         mlflow_api.log_metrics({
@@ -441,7 +441,7 @@ def evaluation_metrics(
         cold = np.flatnonzero(counts[1:] <= config.cold_max_train_events) + 1
         for name, model in _load_models(paths, stored, phase).items():
             for variant, exclude in (("allowed", False), ("excluded", True)):
-                results = evaluate_at(model.score, eval_rows, n_items, KS, exclude_history=exclude, cold_items=cold)
+                results = evaluate(model.score, eval_rows, n_items, KS, exclude_history=exclude, cold_items=cold)
                 rows += metric_rows(name, phase, variant, results)
     metrics = pd.DataFrame(rows).astype({"k": "Int64"})
     with warehouse.connect() as con:

@@ -125,3 +125,15 @@ def test_evaluate_cold_rows():
 def test_empty_target_row_is_an_error():
     with pytest.raises(ValueError):
         ranking_metrics(np.array([[1, 2]]), [np.array([], dtype=np.int64)], ks=(2,))
+
+
+def test_metrics_at_k_above_the_catalogue_size_equal_the_full_ranking():
+    rows = EvalSet(histories=[np.array([1]), np.array([2])], targets=_targets([3], [2, 4]), keys=np.arange(2))
+    n_items = 4  # fewer than every K asked for
+
+    def scorer(histories):
+        return np.tile(np.array([-np.inf, 4.0, 3.0, 2.0, 1.0], dtype=np.float32), (len(histories), 1))
+
+    results = evaluate(scorer, rows, n_items, (2, 10, 50))
+    assert results["ndcg@10"] == results["ndcg@50"] == evaluate(scorer, rows, n_items, (4,))["ndcg@4"]
+    assert results["recall@10"] == 1.0 and results["coverage@50"] == 1.0 and "ndcg@2" in results

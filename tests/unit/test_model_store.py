@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.model_reports import evaluate_at, metric_rows, split_cutoffs, split_problem
+from orchestration.model_reports import metric_rows, split_cutoffs, split_problem
 from orchestration.model_store import StoredSplit, aligned_text_matrix, load_baselines, load_split, save_baselines, save_split
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
 from recmodels.sequences import SequenceConfig
@@ -91,15 +91,3 @@ def test_metric_rows_split_names_into_segment_metric_and_k():
 def test_cutoffs_need_positive_windows(days):
     with pytest.raises(ValueError):
         split_cutoffs(pd.Timestamp("2024-01-30"), days, 1)
-
-
-def test_metrics_at_k_above_the_catalogue_size_equal_the_full_ranking():
-    rows = _stored().split.test
-    n_items = 4  # fewer than every K asked for
-
-    def scorer(histories):
-        return np.tile(np.array([-np.inf, 4.0, 3.0, 2.0, 1.0], dtype=np.float32), (len(histories), 1))
-
-    results = evaluate_at(scorer, rows, n_items, (2, 10, 50))
-    assert results["ndcg@10"] == results["ndcg@50"] == evaluate_at(scorer, rows, n_items, (4,))["ndcg@4"]
-    assert results["recall@10"] == 1.0 and results["coverage@50"] == 1.0 and "ndcg@2" in results
