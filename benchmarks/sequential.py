@@ -7,7 +7,8 @@
 
 Every model is scored twice on the test rows: with the history's own items allowed, and excluded. Baselines
 with options (buy-again, item-kNN) pick them on the validation rows; SASRec stops early on validation NDCG@10. Add
-``--ablation`` for the ID-only and text-only SASRec variants.
+``--ablation`` for the ID-only and text-only SASRec variants and for the Transformer without its item-to-item
+matrix.
 """
 
 from __future__ import annotations
@@ -127,9 +128,13 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
 
     # Leave-one-out adds one item per sequence between validation and test, not worth a second training.
     refit = protocol == "or-customer-temporal"
-    variants = {"sasrec": "id+text"} | ({"sasrec-id": "id", "sasrec-text": "text"} if ablation else {})
-    for name, item_text in variants.items():
-        config = replace(model, item_text=item_text)
+    variants = {"sasrec": {}}
+    if ablation:
+        variants |= {"sasrec-id": {"item_text": "id"}, "sasrec-text": {"item_text": "text", "item_to_item": False}}
+        if model.item_to_item:
+            variants["sasrec-no-item-to-item"] = {"item_to_item": False}
+    for name, changes in variants.items():
+        config = replace(model, **changes)
 
         def validate(model) -> float:
             return evaluate(model.score, split.validation, split.n_items, (10,))["ndcg@10"]
@@ -153,9 +158,11 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
             "epochs_run": len(history.epochs),
             "refit_on_train_for_test": refit,
             "device": str(trained.device),
-            "config": {"hidden_size": config.hidden_size, "num_layers": config.num_layers, "num_heads": config.num_heads,
+            "config": {"item_text": config.item_text, "item_to_item": config.item_to_item,
+                       "hidden_size": config.hidden_size, "num_layers": config.num_layers, "num_heads": config.num_heads,
                        "dropout": config.dropout, "lr": train.lr, "batch_size": train.batch_size,
-                       "shuffle_ties": train.shuffle_ties and split.train_timestamps is not None},
+                       "shuffle_ties": train.shuffle_ties and split.train_timestamps is not None,
+                       "set_targets": train.set_targets and split.train_timestamps is not None},
         }
         print(f"{name:<22} N@10 {results[name]['ndcg@10']:.4f}  excluded {results[name]['excluded']['ndcg@10']:.4f}", flush=True)
 
@@ -201,11 +208,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--no-shuffle-ties", action="store_true", help="keep the recorded order of tied events")
+    parser.add_argument("--no-set-targets", action="store_true",
+                        help="score each position against the next item only, not the rest of its timestamp group")
+    parser.add_argument("--no-item-to-item", action="store_true", help="the Transformer alone, without the pair matrix")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args()
-    model = SASRecConfig(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads, dropout=args.dropout)
+    model = SASRecConfig(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads, dropout=args.dropout,
+                         item_text="id+text", item_to_item=not args.no_item_to_item)
     train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch,
-                        device=args.device, shuffle_ties=not args.no_shuffle_ties)
+                        device=args.device, shuffle_ties=not args.no_shuffle_ties, set_targets=not args.no_set_targets)
     figures = run(args.protocol, Path(args.data), args.ablation, model, train)
     print_report(figures)
     emit_json(figures)

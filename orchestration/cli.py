@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -25,7 +26,31 @@ def _parser() -> argparse.ArgumentParser:
     quarantine = commands.add_parser("quarantine", help="show quarantined raw rows")
     quarantine.add_argument("--reason", help="only this reason code")
     quarantine.add_argument("--limit", type=int, default=20)
+
+    commands.add_parser("champion", help="print the registry's current champion as JSON")
+    commands.add_parser("rollback", help="restore the previous champion and print it as JSON")
     return parser
+
+
+def _registry_command(command: str, home: str | None) -> int:
+    """`champion` and `rollback`: read or move the registry's champion alias, JSON on stdout."""
+    from orchestration.promotion import BUNDLE_MODEL, CHAMPION_ALIAS, current_champion, rollback
+    from orchestration.tracking import MLflowResource
+
+    client = MLflowResource(home=home).client()
+    if command == "champion":
+        champion = current_champion(client)
+        if champion is None:
+            print(f"No {CHAMPION_ALIAS} for {BUNDLE_MODEL} yet.", file=sys.stderr)
+            return 1
+    else:
+        try:
+            champion = rollback(client)
+        except LookupError as error:
+            print(f"rollback failed: {error}", file=sys.stderr)
+            return 1
+    print(json.dumps(champion))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             ("RECSYS_DATA", getattr(args, "data", None))):
         if value:
             os.environ[variable] = str(value)
+    if args.command in ("champion", "rollback"):
+        return _registry_command(args.command, args.home)
 
     from orchestration.marts import MARTS_SCHEMA, format_summary, pipeline_summary
     from orchestration.resources import WarehouseResource

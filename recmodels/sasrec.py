@@ -30,6 +30,7 @@ ITEM_TEXT_MODES = ("id", "text", "id+text")
 LOSSES = ("full_ce", "sampled_softmax")
 NEGATIVE_SAMPLERS = ("uniform", "popularity")
 _FORMAT_VERSION = 1
+ITEM_TO_ITEM_MAX_ITEMS = 20_000  # (n+1)^2 float32 weights plus two AdamW moments: about 4.8 GB at this size
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class SASRecConfig:
     n_negatives: int = 256  # sampled softmax: negatives per step, shared by every position in the batch
     negative_sampler: str = "uniform"  # "uniform" | "popularity" (needs set_item_counts); logQ-corrected
     score_chunk_items: int = 65_536  # items scored per matrix product at inference, bounds memory
+    # A learned full-rank item-to-item matrix W added to the scores: item j gets sum over the history's items i
+    # of W[i, j]. One softmax over a single hidden vector struggles to express a basket that mixes themes
+    # (the "softmax bottleneck"); the sum of per-item rows expresses any mixture, as item-kNN does. Costs
+    # (n_items + 1)^2 parameters, so it is refused above ITEM_TO_ITEM_MAX_ITEMS.
+    item_to_item: bool = False
 
     def __post_init__(self) -> None:
         if self.item_text not in ITEM_TEXT_MODES:
@@ -131,6 +137,13 @@ class SASRec(nn.Module):
             # Frozen and not persistent: the text matrix belongs to the embeddings asset, not the checkpoint.
             self.register_buffer("item_text", text, persistent=False)
             self.text_projection = nn.Linear(config.text_dim, d)
+        if config.item_to_item:
+            if n_items > ITEM_TO_ITEM_MAX_ITEMS:
+                raise ValueError(
+                    f"item_to_item needs an (n_items + 1)^2 matrix; {n_items} items exceed the limit of "
+                    f"{ITEM_TO_ITEM_MAX_ITEMS}: switch it off for this catalogue"
+                )
+            self.item_to_item = nn.Embedding(n_items + 1, n_items + 1, padding_idx=0)
         self.positions = nn.Embedding(config.max_length, d)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
@@ -148,6 +161,9 @@ class SASRec(nn.Module):
         if hasattr(self, "item_ids"):
             with torch.no_grad():
                 self.item_ids.weight[0].zero_()
+        if hasattr(self, "item_to_item"):
+            # Starts as "no opinion": the Transformer's scores alone, until training finds pair evidence.
+            nn.init.zeros_(self.item_to_item.weight)
 
     @property
     def device(self) -> torch.device:
@@ -196,11 +212,16 @@ class SASRec(nn.Module):
         q[0] = 0.0
         self.negative_log_q = (q / q.sum()).log().float().to(self.device)
 
-    def training_loss(self, input_ids: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    def training_loss(
+        self, input_ids: torch.Tensor, target_ids: torch.Tensor, target_groups: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Mean next-item cross-entropy over the positions whose target is a real item.
 
         ``input_ids`` and ``target_ids`` are ``(B, L)``; ``target_ids[b, t]`` is the item after
-        ``input_ids[b, t]`` (PAD where there is none).
+        ``input_ids[b, t]`` (PAD where there is none). With ``target_groups`` ``(B, L)`` (ids of the timestamp
+        each target shares with others, e.g. its invoice), position ``t`` is scored against every item from
+        ``t`` to the end of its group, with equal weight: events that share a timestamp have no true order, so
+        any of the group's unseen items is a correct "next item" (a set-aware target).
         """
         # Left padding shared by the whole batch holds no information (positions count back from the end), so
         # cutting it changes no output and saves most of the work when histories are shorter than max_length.
@@ -209,16 +230,49 @@ class SASRec(nn.Module):
         input_ids, target_ids = input_ids[:, start:], target_ids[:, start:]  # (B, L')
         items = self.item_representations()  # (N+1, D)
         hidden = self(input_ids, items)  # (B, L', D)
+        # (B, L', N+1): position t scores item j with sum over inputs up to t of W[input, j].
+        pair_logits = self.item_to_item(input_ids).cumsum(dim=1) if hasattr(self, "item_to_item") else None
+        if target_groups is not None:
+            if self.config.loss != "full_ce":
+                raise ValueError("set-aware targets (target_groups) need loss='full_ce'")
+            logits = hidden @ items.T  # (B, L', N+1)
+            if pair_logits is not None:
+                logits = logits + pair_logits
+            return self._set_cross_entropy(logits, target_ids, target_groups[:, start:])
         scored = target_ids != 0  # (B, L')
         hidden, targets = hidden[scored], target_ids[scored]  # (P, D), (P,)
+        pair_logits = None if pair_logits is None else pair_logits[scored]  # (P, N+1)
         if self.config.loss == "full_ce":
             logits = hidden @ items.T  # (P, N+1)
+            if pair_logits is not None:
+                logits = logits + pair_logits
             logits[:, 0] = float("-inf")
             return F.cross_entropy(logits.float(), targets)
-        return self._sampled_softmax(hidden, targets, items)
+        return self._sampled_softmax(hidden, targets, items, pair_logits)
+
+    @staticmethod
+    def _set_cross_entropy(logits: torch.Tensor, target_ids: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # (B, L, N+1)
+        logits[..., 0] = float("-inf")
+        log_p = F.log_softmax(logits, dim=-1)  # (B, L, N+1)
+        length = target_ids.shape[1]
+        # log_p_targets[b, t, s]: log-probability that position t gives to the target of position s.
+        log_p_targets = log_p.gather(2, target_ids.unsqueeze(1).expand(-1, length, -1))  # (B, L, L)
+        later = torch.ones(length, length, dtype=torch.bool, device=logits.device).triu()  # s >= t
+        real = target_ids != 0  # (B, L)
+        # Groups are contiguous in a chronological sequence, so "s >= t in t's group" is the rest of the group.
+        same_group = groups.unsqueeze(2) == groups.unsqueeze(1)  # (B, L, L)
+        counted = later & same_group & real.unsqueeze(1) & real.unsqueeze(2)  # (B, L, L)
+        summed = torch.where(counted, log_p_targets, 0.0).sum(-1)  # (B, L)
+        per_position = summed[real] / counted.sum(-1)[real]  # (P,)
+        return -per_position.mean()
 
     def _sampled_softmax(
-        self, hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        items: torch.Tensor,
+        pair_logits: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # Shared negatives: one (P, K) product instead of P separate gathers. logQ correction (Yi et al. 2019)
         # subtracts log q(item) from every logit, so items drawn often are not over-penalised.
@@ -233,6 +287,9 @@ class SASRec(nn.Module):
             negatives = torch.randint(1, self.n_items + 1, (k,), device=hidden.device)  # (K,)
         positive = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets].unsqueeze(1)  # (P, 1)
         negative = hidden @ items[negatives].T - log_q[negatives]  # (P, K)
+        if pair_logits is not None:
+            positive = positive + pair_logits.gather(1, targets.unsqueeze(1))
+            negative = negative + pair_logits[:, negatives]
         # A negative that happens to be the target is not a negative.
         negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         logits = torch.cat([positive, negative], dim=1).float()  # (P, 1+K)
@@ -258,11 +315,19 @@ class SASRec(nn.Module):
         try:
             with torch.inference_mode():
                 items = self.item_representations()  # (N+1, D)
-                last = self(self._batch(histories), items)[:, -1]  # (B, D)
+                batch = self._batch(histories)  # (B, L)
+                last = self(batch, items)[:, -1]  # (B, D)
+                if hasattr(self, "item_to_item"):
+                    # How often each item occurs in each history: (B, N+1) @ W is the sum of the history's rows.
+                    bag = torch.zeros(len(histories), self.n_items + 1, device=batch.device)
+                    bag.scatter_add_(1, batch, torch.ones_like(batch, dtype=bag.dtype))
+                    bag[:, 0] = 0.0
                 scores = np.empty((len(histories), self.n_items + 1), dtype=np.float32)
                 chunk = self.config.score_chunk_items
                 for start in range(0, self.n_items + 1, chunk):
                     block = last @ items[start : start + chunk].T  # (B, chunk)
+                    if hasattr(self, "item_to_item"):
+                        block = block + bag @ self.item_to_item.weight[:, start : start + chunk]
                     scores[:, start : start + chunk] = block.float().cpu().numpy()
         finally:
             self.train(was_training)

@@ -31,6 +31,13 @@ class TrainConfig:
     epochs: int = 200  # upper bound; early stopping usually ends sooner
     batch_size: int = 128  # training sequences (windows) per step
     lr: float = 1e-3  # peak AdamW learning rate, reached after warm-up
+    # Learning-rate multiplier of the item-to-item matrix (SASRecConfig.item_to_item). Adam moves a weight by
+    # about lr per step whatever its gradient, and a pair weight has to travel much further than a Transformer
+    # weight, in the few steps an epoch has when each sequence is one window.
+    item_to_item_lr_scale: float = 10.0
+    # AdamW decay of the item-to-item matrix: it has a weight per item pair, far more than the data constrains,
+    # and, like the ridge penalty of linear item-to-item models (EASE), shrinkage keeps rare pairs from overfitting.
+    item_to_item_weight_decay: float = 0.0
     weight_decay: float = 0.0  # AdamW decay on matrices only (never on biases or LayerNorm)
     warmup_steps: int = 100  # optimizer steps of linear warm-up from ~0 to lr
     schedule: str = "constant"  # after warm-up: "constant" or "cosine" (decays to 0 at the last epoch)
@@ -41,6 +48,9 @@ class TrainConfig:
     # With timestamps given: re-draw the order of events that share a timestamp every epoch. Their recorded
     # order is arbitrary (one invoice's lines, one second's clicks), so each draw is an equally true sequence.
     shuffle_ties: bool = True
+    # With timestamps given: score each position against all the unseen items of its target's timestamp group
+    # (the rest of the invoice), not only the one that happens to come next. Needs loss="full_ce".
+    set_targets: bool = False
     # Batches of windows of similar length (drawn from random pools of 32 batches), so little compute goes to
     # padding; batch order stays random.
     bucket_by_length: bool = True
@@ -103,6 +113,17 @@ def make_training_examples(
     return np.stack(inputs), np.stack(targets)
 
 
+def timestamp_groups(timestamps: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per sequence, ``1 + `` the index of each event's timestamp among the sequence's distinct timestamps
+    (chronological input), so events that share a timestamp share a group id and 0 stays free for padding."""
+    groups = []
+    for times in timestamps:
+        times = np.asarray(times).astype("datetime64[ns]").astype(np.int64)
+        changes = np.diff(times, prepend=times[:1]) != 0 if len(times) else np.array([], dtype=bool)
+        groups.append(1 + np.cumsum(changes, dtype=np.int64))
+    return groups
+
+
 def shuffle_ties(
     sequences: Sequence[np.ndarray], timestamps: Sequence[np.ndarray], rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -160,12 +181,18 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) ->
 
 
 def _make_optimizer(model: SASRec, config: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    pairs = [model.item_to_item.weight] if hasattr(model, "item_to_item") else []
+    rest = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in pairs)]
     groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": [p for p in rest if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in rest if p.ndim < 2], "weight_decay": 0.0},
     ]
+    if pairs:
+        groups.append({
+            "params": pairs,
+            "weight_decay": config.item_to_item_weight_decay,
+            "lr": config.lr * config.item_to_item_lr_scale,
+        })
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
@@ -217,7 +244,7 @@ def train_sasrec(
             item_text_embeddings,
             checkpoint_dir,
             device,
-            train_timestamps if train_config.shuffle_ties else None,
+            train_timestamps,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -232,8 +259,9 @@ def _train(
     item_text_embeddings: torch.Tensor | np.ndarray | None,
     checkpoint_dir: str | Path | None,
     device: torch.device,
-    tie_timestamps: Sequence[np.ndarray] | None,
+    timestamps: Sequence[np.ndarray] | None,
 ) -> tuple[SASRec, TrainHistory]:
+    tie_timestamps = timestamps if train_config.shuffle_ties else None
     def examples(epoch: int) -> tuple[np.ndarray, np.ndarray]:
         sequences = train_sequences
         if tie_timestamps is not None:
@@ -245,6 +273,13 @@ def _train(
     inputs_np, targets_np = examples(0)
     inputs = torch.from_numpy(inputs_np).to(device)  # (N, L)
     targets = torch.from_numpy(targets_np).to(device)  # (N, L)
+    target_groups = None
+    if train_config.set_targets and timestamps is not None:
+        # Shuffling only permutes items inside a group, so the group of each position never changes.
+        _, groups_np = make_training_examples(
+            timestamp_groups(timestamps), model_config.max_length, train_config.windows_per_sequence
+        )
+        target_groups = torch.from_numpy(groups_np).to(device)  # (N, L)
     n_examples = len(inputs)
     steps_per_epoch = math.ceil(n_examples / train_config.batch_size)
     total_steps = steps_per_epoch * train_config.epochs
@@ -311,7 +346,8 @@ def _train(
         for batch in batches:
             batch = batch.to(device)
             with autocast:
-                loss = model.training_loss(inputs[batch], targets[batch])
+                groups = None if target_groups is None else target_groups[batch]
+                loss = model.training_loss(inputs[batch], targets[batch], groups)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if train_config.grad_clip > 0:

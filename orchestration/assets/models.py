@@ -171,27 +171,39 @@ class SASRecModelConfig(dg.Config):
     batch_size: int | None = Field(default=None, description="Training sequences per step; default TrainConfig's.")
     patience: int = Field(default=5, description="Stop after this many epochs without a better validation NDCG@10.")
     item_text: str = Field(default="id+text", description="Item representation: id, text or id+text (text-aware).")
+    item_to_item: bool | None = Field(
+        default=None,
+        description="Add a learned item-to-item matrix to the Transformer's scores; null: on for catalogues up to "
+        "20,000 items (it holds a weight per item pair).",
+    )
+    set_targets: bool = Field(
+        default=False,
+        description="Train each position against every unseen item of the next basket, not only the one recorded "
+        "next (items bought at one time have no true order).",
+    )
     device: str | None = Field(default=None, description="cpu, cuda, cuda:1...; default CUDA when available.")
     # A model this small gains little from intra-op threads, and on a machine whose cores are busy they spin
     # against each other (10x slower epochs were measured on 2 shared cores), hence 1.
     num_threads: int | None = Field(default=1, description="CPU threads for training; null: every core.")
     seed: int | None = Field(default=None, description="Seed of init, shuffling and dropout; default TrainConfig's.")
 
-    def to_configs(self, max_length: int, text_dim: int | None):
-        from recmodels.sasrec import SASRecConfig
+    def to_configs(self, max_length: int, text_dim: int | None, n_items: int):
+        from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS, SASRecConfig
         from recmodels.training import TrainConfig
+
+        item_to_item = n_items <= ITEM_TO_ITEM_MAX_ITEMS if self.item_to_item is None else self.item_to_item
 
         def given(**values):
             return {name: value for name, value in values.items() if value is not None}
 
         model = SASRecConfig(**given(
             hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads, dropout=self.dropout,
-            max_length=max_length, item_text=self.item_text, text_dim=text_dim,
+            max_length=max_length, item_text=self.item_text, text_dim=text_dim, item_to_item=item_to_item,
         ))
         train = TrainConfig(**given(
             epochs=self.epochs, lr=self.lr, warmup_steps=self.warmup_steps, batch_size=self.batch_size,
             patience=self.patience, device=self.device, num_threads=self.num_threads, seed=self.seed,
-        ), show_progress=sys.stderr.isatty())
+        ), set_targets=self.set_targets, show_progress=sys.stderr.isatty())
         return model, train
 
 
@@ -230,7 +242,7 @@ def sasrec_model(
     split = stored.split
     text, items_with_text = _text_matrix(warehouse, split.item_ids) if config.item_text != "id" else (None, 0)
     model_config, train_config = config.to_configs(stored.info["sequence_config"]["max_length"],
-                                                   None if text is None else text.shape[1])
+                                                   None if text is None else text.shape[1], split.n_items)
     checkpoints = paths.checkpoint_dir(_checkpoint_key(stored, model_config, train_config))
 
     def validate(model) -> float:

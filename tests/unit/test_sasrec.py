@@ -214,3 +214,76 @@ def test_config_rejects_unknown_switches():
         SASRecConfig(loss="bpr")
     with pytest.raises(ValueError, match="item_text_embeddings"):
         SASRec(SASRecConfig(item_text="text", text_dim=8), N_ITEMS)
+
+
+def test_set_aware_targets_average_over_the_rest_of_the_group():
+    model = _model()
+    inputs = torch.tensor([[0, 0, 0, 0, 0, 1, 2, 3]])
+    targets = torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4]])
+    # Items 2 and 3 share a timestamp (group 2): the position before them may predict either.
+    groups = torch.tensor([[0, 0, 0, 0, 1, 2, 2, 3]])
+    log_p = torch.log_softmax((model(inputs) @ model.item_representations().T)[0, :, 1:], dim=-1)  # (L, N)
+    # Positions 4..7 (inputs PAD, 1, 2, 3). Position 4 sees only padding but still predicts item 1.
+    by_hand = -(log_p[4, 0] + (log_p[5, 1] + log_p[5, 2]) / 2 + log_p[6, 2] + log_p[7, 3]) / 4
+    loss = model.training_loss(inputs, targets, groups)
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    # With every target in its own group the set-aware loss is the plain next-item cross-entropy.
+    distinct = torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4]])
+    assert model.training_loss(inputs, targets, distinct).item() == pytest.approx(
+        model.training_loss(inputs, targets).item(), rel=1e-5
+    )
+
+
+def test_set_aware_targets_need_the_full_softmax():
+    model = _model(SASRecConfig(**{**TINY.__dict__, "loss": "sampled_softmax"}))
+    with pytest.raises(ValueError, match="full_ce"):
+        model.training_loss(torch.tensor([[0, 1, 2]]), torch.tensor([[0, 2, 3]]), torch.tensor([[0, 1, 1]]))
+
+
+PAIRS = SASRecConfig(**{**TINY.__dict__, "item_to_item": True})
+
+
+def _with_random_pairs(seed=1):
+    model = _model(PAIRS)
+    with torch.no_grad():
+        model.item_to_item.weight.copy_(torch.randn(N_ITEMS + 1, N_ITEMS + 1, generator=torch.Generator().manual_seed(seed)))
+        model.item_to_item.weight[0].zero_()
+    return model
+
+
+def test_item_to_item_scores_add_the_history_rows():
+    model = _with_random_pairs()
+    history = np.array([3, 7, 3])  # item 3 twice: its row counts twice
+    with torch.no_grad():
+        last = model(torch.from_numpy(history[None]))[0, -1]
+        transformer = (last @ model.item_representations().T).numpy()
+    pairs = model.item_to_item.weight.detach().numpy()
+    expected = transformer + 2 * pairs[3] + pairs[7]
+    scores = model.score([history])[0]
+    np.testing.assert_allclose(scores[1:], expected[1:], rtol=1e-5, atol=1e-5)
+
+
+def test_item_to_item_training_scores_use_only_earlier_inputs():
+    model = _with_random_pairs()
+    pairs = model.item_to_item.weight.detach()
+    inputs = torch.tensor([[0, 0, 0, 0, 0, 1, 2, 3]])
+    targets = torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4]])
+    with torch.no_grad():
+        transformer = model(inputs)[0] @ model.item_representations().T  # (L, N+1)
+    # Position 5 has seen item 1, position 6 items 1 and 2, position 7 items 1, 2 and 3; position 4 nothing.
+    seen = {4: [], 5: [1], 6: [1, 2], 7: [1, 2, 3]}
+    by_hand = 0.0
+    for position, history in seen.items():
+        logits = transformer[position] + sum((pairs[i] for i in history), torch.zeros(N_ITEMS + 1))
+        by_hand -= torch.log_softmax(logits[1:], dim=-1)[targets[0, position] - 1].item()
+    assert model.training_loss(inputs, targets).item() == pytest.approx(by_hand / 4, rel=1e-5)
+
+
+def test_item_to_item_round_trips_and_is_refused_for_huge_catalogues(tmp_path, monkeypatch):
+    model = _with_random_pairs()
+    save(model, tmp_path)
+    history = [np.array([1, 5, 9])]
+    np.testing.assert_array_equal(load(tmp_path).score(history), model.score(history))
+    monkeypatch.setattr("recmodels.sasrec.ITEM_TO_ITEM_MAX_ITEMS", 10)
+    with pytest.raises(ValueError, match="item_to_item .* 20 items exceed the limit of 10"):
+        _model(PAIRS)

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from recmodels.sasrec import SASRecConfig
-from recmodels.training import TrainConfig, epoch_batches, make_training_examples, shuffle_ties, train_sasrec
+from recmodels.training import (
+    TrainConfig,
+    epoch_batches,
+    make_training_examples,
+    shuffle_ties,
+    timestamp_groups,
+    train_sasrec,
+)
 
 N_ITEMS = 20
 MODEL = SASRecConfig(hidden_size=16, num_layers=1, num_heads=2, dropout=0.1, max_length=8)
@@ -195,3 +202,21 @@ def test_text_aware_and_popularity_sampled_training_run():
     model, history = train_sasrec(sequences, N_ITEMS, model_config, config, item_text_embeddings=text)
     assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
     assert model.score([np.array([1, 2])]).shape == (1, N_ITEMS + 1)
+
+
+def test_timestamp_groups_number_distinct_times_from_one():
+    times = [np.array(["2011-01-01T10:00", "2011-01-01T10:00", "2011-01-02T09:00", "2011-01-05T00:00"],
+                      dtype="datetime64[m]"), np.array([], dtype="datetime64[m]")]
+    groups = timestamp_groups(times)
+    assert groups[0].tolist() == [1, 1, 2, 3] and groups[1].tolist() == []
+
+
+def test_set_targets_change_training_and_stay_seeded():
+    sequences = _successor_sequences(n_sequences=40)
+    times = [np.repeat(np.arange(5), 2) for _ in sequences]
+    with_sets = TrainConfig(**{**FAST.__dict__, "set_targets": True})
+    first, _ = train_sasrec(sequences, N_ITEMS, MODEL, with_sets, train_timestamps=times)
+    second, _ = train_sasrec(sequences, N_ITEMS, MODEL, with_sets, train_timestamps=times)
+    plain, _ = train_sasrec(sequences, N_ITEMS, MODEL, FAST, train_timestamps=times)
+    assert _states_equal(first.state_dict(), second.state_dict())
+    assert not _states_equal(first.state_dict(), plain.state_dict())

@@ -1,0 +1,189 @@
+"""Two-stage ranking on a temporal protocol: candidates from every model, re-ranked by LambdaMART.
+
+    python -m benchmarks.ranking --protocol or-customer-temporal --data ../shared/data/online_retail/online_retail.csv.gz
+
+Stage one is fit twice, as in production: on the data before the validation cut-off (its candidates for the
+validation customers, labelled with what they bought in the validation month, train the ranker) and on the data
+before the test cut-off (its candidates for the test customers are re-ranked and scored). Every feature is
+computed from events before the cut-off of its phase. The JSON line has every single model, ``sasrec+ranker``
+and the candidate recall of both phases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import SHARED_DATA, emit_json, machine
+from benchmarks.sequential import BUY_AGAIN_GRID, ITEM_KNN_GRID, KS, _marts, text_matrix
+from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from recmodels.item_text import build_item_texts
+from recmodels.metrics import evaluate, ranking_metrics
+from recmodels.protocols import OR_TEST_CUTOFF, OR_VALIDATION_CUTOFF, or_customer_temporal
+from recmodels.ranking import (
+    LambdaRanker,
+    RankerConfig,
+    candidate_recall,
+    compute_features,
+    generate_candidates,
+    rerank_topk,
+)
+from recmodels.sasrec import SASRecConfig
+from recmodels.splits import EvalSet, Split
+from recmodels.training import TrainConfig, train_sasrec
+
+PROTOCOLS = ("or-customer-temporal",)
+SOURCE_COLUMNS = ("_score", "_rank")
+
+
+def _events(fct: pd.DataFrame, split: Split) -> pd.DataFrame:
+    """Purchases with internal item ids, in the shape ``compute_features`` reads."""
+    purchases = fct[(fct["event_type"] == "purchase") & fct["user_id"].notna()] if "event_type" in fct else fct
+    internal = pd.Series(np.arange(1, split.n_items + 1), index=pd.Index(split.item_ids.astype(str)))
+    items = internal.reindex(purchases["item_id"].astype(str)).to_numpy()
+    known = ~np.isnan(items)
+    return pd.DataFrame({
+        "user_key": purchases["user_id"].to_numpy()[known],
+        "item": items[known].astype(np.int64),
+        "occurred_at": pd.to_datetime(purchases["occurred_at"]).to_numpy()[known],
+        "quantity": purchases["quantity"].to_numpy(dtype=float)[known],
+        "unit_price": purchases["unit_price"].to_numpy(dtype=float)[known],
+        "basket_id": purchases["basket_id"].to_numpy()[known],
+    })
+
+
+def _pick(model_class, grid, split: Split) -> dict:
+    return max(grid, key=lambda options: evaluate(model_class(**options).fit(split.train, split.n_items).score,
+                                                  split.validation, split.n_items, (10,))["ndcg@10"])
+
+
+def _stage_one(split: Split, train: list[np.ndarray], times, text: np.ndarray, options: dict, sasrec_epochs: int | None,
+               model: SASRecConfig, train_config: TrainConfig) -> tuple[dict, dict]:
+    """Every candidate source fit on ``train``; SASRec early-stops on validation when ``sasrec_epochs`` is None."""
+    seconds = {}
+    sources = {}
+    for name, build in {
+        "popularity": lambda: MostPopular().fit(train, split.n_items),
+        "recent-popularity": lambda: RecentPopular().fit(train, split.n_items, timestamps=times),
+        "buy-again": lambda: BuyAgain(**options["buy-again"]).fit(train, split.n_items),
+        "item-knn": lambda: ItemKNN(**options["item-knn"]).fit(train, split.n_items),
+        "text-knn": lambda: TextKNN().fit(train, split.n_items, text),
+    }.items():
+        started = time.perf_counter()
+        sources[name] = build()
+        seconds[name] = time.perf_counter() - started
+    started = time.perf_counter()
+    if sasrec_epochs is None:
+        def validate(trained) -> float:
+            return evaluate(trained.score, split.validation, split.n_items, (10,))["ndcg@10"]
+        sasrec, history = train_sasrec(train, split.n_items, model, train_config, validate=validate,
+                                       item_text_embeddings=text, train_timestamps=times)
+        options["sasrec_epochs"] = history.best_epoch
+    else:
+        sasrec, _ = train_sasrec(train, split.n_items, model, replace(train_config, epochs=sasrec_epochs),
+                                 item_text_embeddings=text, train_timestamps=times)
+    seconds["sasrec"] = time.perf_counter() - started
+    return {"sasrec": sasrec, **sources}, seconds
+
+
+def _candidates(models: dict, rows: EvalSet, events: pd.DataFrame, cutoff: str, text: np.ndarray,
+                n_candidates: int) -> pd.DataFrame:
+    candidates = generate_candidates({name: m.score for name, m in models.items()}, rows.histories, n_candidates)
+    return compute_features(candidates, rows.keys, events, np.datetime64(pd.Timestamp(cutoff)), item_text=text)
+
+
+def _labels(candidates: pd.DataFrame, rows: EvalSet) -> np.ndarray:
+    bought = pd.DataFrame({"row": np.repeat(np.arange(len(rows)), [len(t) for t in rows.targets]),
+                           "item": np.concatenate(rows.targets), "label": 1})
+    merged = candidates[["row", "item"]].merge(bought, on=["row", "item"], how="left")
+    return merged["label"].fillna(0).to_numpy(dtype=np.int8)
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("row", "item", "features_as_of")]
+
+
+def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train_config: TrainConfig,
+        ranker_config: RankerConfig) -> dict:
+    started = time.perf_counter()
+    fct, items = _marts("online_retail", data)
+    split = or_customer_temporal(fct)
+    texts = build_item_texts(items)
+    text = text_matrix(split, dict(zip(texts["item_id"].astype(str), texts["text"])))
+    events = _events(fct, split)
+    prepare_s = time.perf_counter() - started
+    options = {"buy-again": _pick(BuyAgain, BUY_AGAIN_GRID, split), "item-knn": _pick(ItemKNN, ITEM_KNN_GRID, split)}
+
+    # Phase 1: models before the validation cut-off -> labelled candidates -> the ranker.
+    models, _ = _stage_one(split, split.train, split.train_timestamps, text, options, None, model, train_config)
+    train_rows = _candidates(models, split.validation, events, OR_VALIDATION_CUTOFF, text, n_candidates)
+    labels = _labels(train_rows, split.validation)
+    columns = feature_columns(train_rows)
+    ranker_started = time.perf_counter()
+    ranker = LambdaRanker(ranker_config).fit(train_rows, labels, train_rows["row"].to_numpy(), columns)
+    ranker_s = time.perf_counter() - ranker_started
+
+    # Phase 2: models before the test cut-off, the same number of SASRec epochs -> re-ranked test candidates.
+    models, seconds = _stage_one(split, split.train_for_test, split.train_for_test_timestamps, text, options,
+                                 options["sasrec_epochs"], model, train_config)
+    test_rows = _candidates(models, split.test, events, OR_TEST_CUTOFF, text, n_candidates)
+    results = {}
+    for name, single in models.items():
+        results[name] = {**evaluate(single.score, split.test, split.n_items, KS), "train_s": round(seconds[name], 1)}
+    topk = rerank_topk(test_rows, ranker.score(test_rows), len(split.test), max(KS))
+    results["sasrec+ranker"] = {**ranking_metrics(topk, split.test.targets, KS),
+                                "train_s": round(seconds["sasrec"] + ranker_s, 1)}
+    importance = ranker.feature_importance()
+    return {
+        "protocol": protocol,
+        "data": str(data),
+        "dataset": {"sequences": len(split.train_for_test), "items": split.n_items,
+                    "interactions": int(sum(len(s) for s in split.train_for_test)), "test_rows": len(split.test)},
+        "candidate_recall": candidate_recall(test_rows, split.test.targets),
+        "candidate_recall_validation": candidate_recall(train_rows, split.validation.targets),
+        "n_candidates": n_candidates,
+        "ranker": {"best_iteration": ranker.best_iteration, "training_rows": len(train_rows),
+                   "positives": int(labels.sum()), "top_features": importance.head(10)["feature"].tolist()},
+        "options": options,
+        "prepare_s": round(prepare_s, 1),
+        "models": results,
+        **machine(),
+    }
+
+
+def print_report(figures: dict) -> None:
+    print(f"\n{figures['protocol']}: {figures['dataset']}")
+    print(f"candidate recall@{figures['n_candidates']}: test {figures['candidate_recall']:.4f}, "
+          f"validation {figures['candidate_recall_validation']:.4f}; top features: {figures['ranker']['top_features']}")
+    header = f"{'model':<20} {'R@10':>7} {'N@10':>7} {'R@50':>7} {'N@50':>7} {'train s':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, m in figures["models"].items():
+        print(f"{name:<20} {m['recall@10']:>7.4f} {m['ndcg@10']:>7.4f} {m['recall@50']:>7.4f} {m['ndcg@50']:>7.4f} "
+              f"{m['train_s']:>8.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="or-customer-temporal")
+    parser.add_argument("--data", default=str(SHARED_DATA / "online_retail" / "online_retail.csv.gz"))
+    parser.add_argument("--candidates", type=int, default=100, help="candidates per customer, all sources together")
+    parser.add_argument("--hidden", type=int, default=128, help="SASRec hidden size")
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    model = SASRecConfig(hidden_size=args.hidden, num_heads=4, item_text="id+text")
+    train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=2e-3, batch_size=256, device=args.device)
+    figures = run(args.protocol, Path(args.data), args.candidates, model, train, RankerConfig())
+    print_report(figures)
+    emit_json(figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The promotion gate: is a challenger better, and the registry moves that follow (promote, refuse, rollback).
+
+``decide_promotion`` is a pure function of metrics and check results. The registry functions take an
+``MlflowClient`` (``MLflowResource.client()``) and keep everything on the registered model itself: the
+``champion`` alias points at the serving version, version tags say what it was promoted with (or why it was
+refused), and a registered-model tag ``champion_history`` lists earlier champions so a rollback needs no other
+state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+CHAMPION_ALIAS = "champion"
+BUNDLE_MODEL = "recsys-recommender"  # registered model name of the promoted bundle
+HISTORY_TAG = "champion_history"  # registered-model tag: JSON list of earlier champion versions, oldest first
+METRICS_TAG = "metrics"  # version tag: JSON object with the exact metric names ("ndcg@10")
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reasons: tuple[str, ...]  # every blocking reason when refused, else why it passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"promote": self.promote, "reasons": list(self.reasons)}
+
+
+def decide_promotion(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    best_baseline: tuple[str, float],
+    failed_checks: Sequence[str],
+    tolerance: float = 0.0,
+    metric: str = "ndcg@10",
+) -> PromotionDecision:
+    """Promote only when no blocking check failed, the metric beats the best baseline and does not fall more
+    than ``tolerance`` below the champion's. Comparisons with a missing or NaN value fail closed."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    blocking: list[str] = []
+    passed: list[str] = []
+
+    if failed_checks:
+        blocking.append(f"Blocking checks failed: {', '.join(failed_checks)}.")
+    else:
+        passed.append("No blocking check failed.")
+
+    value = challenger.get(metric)
+    if value is None or not math.isfinite(value):
+        what = "is missing" if value is None else f"is {value}, not a finite number"
+        blocking.append(f"Challenger {metric} {what}; nothing to compare.")
+        return PromotionDecision(False, tuple(blocking))
+
+    baseline_name, baseline_value = best_baseline
+    comparison = (
+        f"Challenger {metric} {value:.4f} {{}} the best baseline {baseline_name} ({baseline_value:.4f})."
+    )
+    if value > baseline_value:  # strictly; False when the baseline is NaN
+        passed.append(comparison.format("beats"))
+    else:
+        blocking.append(comparison.format("does not beat"))
+
+    if champion is None:
+        passed.append("First model: no champion to compare against.")
+    else:
+        held = champion.get(metric)
+        if held is None or not math.isfinite(held):
+            blocking.append(f"Champion {metric} is {'missing' if held is None else held}; cannot compare.")
+        elif value < held - tolerance:
+            blocking.append(
+                f"Challenger {metric} {value:.4f} is below the champion's {held:.4f} "
+                f"by more than the tolerance {tolerance:.4f}."
+            )
+        else:
+            passed.append(
+                f"Challenger {metric} {value:.4f} is within tolerance {tolerance:.4f} "
+                f"of the champion's {held:.4f} or above it."
+            )
+
+    if blocking:
+        return PromotionDecision(False, tuple(blocking))
+    return PromotionDecision(True, tuple(passed))
+
+
+def _tag_key(metric: str) -> str:
+    return "metric." + metric.replace("@", "_")  # MLflow tag keys do not allow '@'
+
+
+def _utc_iso(now: datetime | None) -> str:
+    moment = now or datetime.now(timezone.utc)
+    if moment.tzinfo is None:  # a naive time is taken as UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def _history(client: Any, model_name: str) -> list[int]:
+    return [int(v) for v in json.loads(client.get_registered_model(model_name).tags.get(HISTORY_TAG, "[]"))]
+
+
+def current_champion(client: Any, model_name: str = BUNDLE_MODEL) -> dict[str, Any] | None:
+    """The version the ``champion`` alias points at, described from its tags; None when there is none."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    try:
+        registered = client.get_registered_model(model_name)
+    except MlflowException as error:
+        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+    if CHAMPION_ALIAS not in registered.aliases:
+        return None
+    version = client.get_model_version(model_name, str(registered.aliases[CHAMPION_ALIAS]))
+    return {
+        "model": model_name,
+        "version": int(version.version),
+        "run_id": version.run_id,
+        "metrics": json.loads(version.tags.get(METRICS_TAG, "{}")),
+        "data_version": version.tags.get("data_version"),
+        "promoted_at": version.tags.get("promoted_at"),
+    }
+
+
+def promote(
+    client: Any,
+    version: int,
+    metrics: Mapping[str, float],
+    data_version: str,
+    model_name: str = BUNDLE_MODEL,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Tag ``version`` with what it was promoted on, remember the previous champion, move the alias."""
+    name, number = model_name, str(version)
+    client.get_model_version(name, number)  # fail before any write when the version does not exist
+    previous = current_champion(client, name)
+    tags = {
+        **{_tag_key(k): repr(float(v)) for k, v in metrics.items()},  # one tag per metric, readable in the UI
+        METRICS_TAG: json.dumps({k: float(v) for k, v in metrics.items()}),
+        "data_version": data_version,
+        "promoted_at": _utc_iso(now),
+        "promotion": "promoted",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, number, key, value)
+    stale = client.get_model_version(name, number).tags
+    for key in ("refusal_reasons", "rolled_back_at"):  # from an earlier refusal or rollback of this version
+        if key in stale:
+            client.delete_model_version_tag(name, number, key)
+    if previous is not None and previous["version"] != int(version):
+        history = _history(client, name) + [previous["version"]]
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, number)
+    return current_champion(client, name)
+
+
+def record_refusal(
+    client: Any, version: int, decision: PromotionDecision, model_name: str = BUNDLE_MODEL
+) -> None:
+    """Tag a refused version with the gate's reasons, so the registry shows why it is not the champion."""
+    if decision.promote:
+        raise ValueError("record_refusal was given a decision that promotes")
+    number = str(version)
+    client.set_model_version_tag(model_name, number, "promotion", "refused")
+    client.set_model_version_tag(model_name, number, "refusal_reasons", json.dumps(list(decision.reasons)))
+
+
+def rollback(client: Any, model_name: str = BUNDLE_MODEL, now: datetime | None = None) -> dict[str, Any]:
+    """Move the alias back to the previous champion; the demoted version is tagged ``rolled_back_at``."""
+    current = current_champion(client, model_name)
+    if current is None:
+        raise LookupError(f"{model_name} has no {CHAMPION_ALIAS}; nothing to roll back")
+    history = _history(client, model_name)
+    if not history:
+        raise LookupError(
+            f"{model_name} version {current['version']} is the only {CHAMPION_ALIAS} so far; "
+            "no previous one to restore"
+        )
+    restored = history.pop()
+    client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history))
+    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, str(restored))
+    client.set_model_version_tag(model_name, str(current["version"]), "rolled_back_at", _utc_iso(now))
+    return current_champion(client, model_name)

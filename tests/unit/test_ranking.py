@@ -1,0 +1,318 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recmodels.metrics import ranking_metrics
+from recmodels.ranking import (
+    FEATURE_DESCRIPTIONS,
+    NEVER_DAYS,
+    LambdaRanker,
+    RankerConfig,
+    candidate_recall,
+    compute_features,
+    feature_columns,
+    future_event_rows,
+    generate_candidates,
+    leak_suspects,
+    rerank_topk,
+    single_feature_auc,
+)
+
+# ------------------------------------------------------------------------------------------- candidates
+
+# Toy scorers over 6 items: history [r] asks for row r of a fixed table (column 0 = PAD).
+TABLE_A = np.array(
+    [
+        [-np.inf, 0.1, 0.9, 0.5, 0.5, 0.2, 0.0],  # ranking 2, 3, 4 (ties to the lower id), 5, 1, 6
+        [-np.inf, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # ranking 1..6
+    ],
+    dtype=np.float32,
+)
+TABLE_B = np.array(
+    [
+        [-np.inf, 0.8, 0.7, 0.1, 0.0, 0.3, 0.9],  # ranking 6, 1, 2, 5, 3, 4
+        [-np.inf, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # the same ranking as A: every second pick is a repeat
+    ],
+    dtype=np.float32,
+)
+HISTORIES = [np.array([0]), np.array([1])]
+
+
+def _scorer(table):
+    return lambda histories: table[[int(h[0]) for h in histories]]
+
+
+SOURCES = {"a": _scorer(TABLE_A), "b": _scorer(TABLE_B)}
+
+
+def _items(candidates, row):
+    return candidates.loc[candidates["row"] == row, "item"].tolist()
+
+
+def test_candidates_round_robin_by_rank_skipping_taken_items():
+    # Row 0: rank 1 -> a:2, b:6; rank 2 -> a:3, b:1; rank 3 -> a:4, b:2 (taken); rank 4 -> a:5, b:5 (taken).
+    expected = {3: [2, 3, 6], 4: [1, 2, 3, 6], 5: [1, 2, 3, 4, 6], 6: list(range(1, 7)), 50: list(range(1, 7))}
+    for n, items in expected.items():
+        candidates = generate_candidates(SOURCES, HISTORIES, n_candidates=n)
+        assert _items(candidates, 0) == items
+        # Row 1: identical rankings, so the union is just the top n of that ranking.
+        assert _items(candidates, 1) == list(range(1, min(n, 6) + 1))
+    # The sources' order decides who picks first: b:6, a:2, b:1.
+    swapped = generate_candidates({"b": SOURCES["b"], "a": SOURCES["a"]}, HISTORIES, n_candidates=3)
+    assert _items(swapped, 0) == [1, 2, 6]
+
+
+def test_candidates_carry_every_source_score_and_full_rank():
+    candidates = generate_candidates(SOURCES, HISTORIES, n_candidates=4)
+    assert list(candidates.columns) == ["row", "item", "a_score", "a_rank", "b_score", "b_rank"]
+    row0 = candidates[candidates["row"] == 0].set_index("item")
+    assert row0["a_rank"].to_dict() == {1: 5, 2: 1, 3: 2, 6: 6}
+    assert row0["b_rank"].to_dict() == {1: 2, 2: 3, 3: 5, 6: 1}
+    np.testing.assert_array_equal(row0["a_score"].to_numpy(), TABLE_A[0, [1, 2, 3, 6]].astype(np.float64))
+    np.testing.assert_array_equal(row0["b_score"].to_numpy(), TABLE_B[0, [1, 2, 3, 6]].astype(np.float64))
+    assert not candidates.isna().any().any()
+    assert (candidates[["row", "item"]].diff().dropna().apply(tuple, axis=1) > (0, 0)).all()  # sorted
+
+
+def test_candidates_do_not_depend_on_batch_size():
+    many = [HISTORIES[i % 2] for i in range(7)]
+    whole = generate_candidates(SOURCES, many, n_candidates=4, batch_size=1024)
+    batched = generate_candidates(SOURCES, many, n_candidates=4, batch_size=3)
+    pd.testing.assert_frame_equal(whole, batched)
+    assert sorted(whole["row"].unique()) == list(range(7))
+    assert generate_candidates(SOURCES, [], n_candidates=4).empty
+
+
+def test_candidate_recall_by_hand():
+    candidates = generate_candidates(SOURCES, HISTORIES, n_candidates=4)  # row 0 {1,2,3,6}, row 1 {1,2,3,4}
+    # Pairs: (0, 3) hit, (0, 5) miss, (1, 4) hit -> 2 / 3.
+    assert candidate_recall(candidates, [np.array([3, 5]), np.array([4])]) == pytest.approx(2 / 3)
+
+
+# --------------------------------------------------------------------------------------------- features
+
+CUTOFF = pd.Timestamp("2024-02-01")
+# 3 users, 5 items, 11 events before the cut-off; the last two (at and after the cut-off) must be ignored.
+EVENTS = pd.DataFrame(
+    [
+        ("a", 1, "2024-01-01 00:00", 2, 1.0, "b1"),
+        ("a", 2, "2024-01-01 00:00", 1, 3.0, "b1"),
+        ("a", 1, "2024-01-21 10:00", 1, 1.0, "b2"),
+        ("a", 3, "2024-01-21 12:00", 1, 5.0, "b3"),
+        ("b", 1, "2023-12-01", 1, 1.0, "b4"),
+        ("b", 4, "2023-12-01", 2, 2.0, "b4"),
+        ("b", 2, "2024-01-26", 1, 3.0, "b5"),
+        ("b", 2, "2024-01-31", 1, 4.0, "b6"),
+        ("c", 3, "2024-01-10", 1, 5.0, "b7"),
+        ("c", 3, "2024-01-30", 1, 6.0, "b8"),
+        ("c", 1, "2024-01-30", 3, 1.0, "b8"),
+        ("c", 1, "2024-02-05", 10, 9.0, "b9"),  # after the cut-off
+        ("a", 5, "2024-02-01 00:00", 1, 7.0, "b10"),  # exactly at the cut-off: also the future
+    ],
+    columns=["user_key", "item", "occurred_at", "quantity", "unit_price", "basket_id"],
+).assign(occurred_at=lambda f: pd.to_datetime(f["occurred_at"], format="ISO8601"))
+ROW_KEYS = np.array(["a", "b", "c", "d"])  # d has no events at all
+CANDIDATES = pd.DataFrame(
+    {"row": [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3], "item": [1, 2, 3, 5, 1, 2, 3, 4, 1, 3, 2, 5]}
+)
+ITEM_TEXT = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0, 0], [3, 0]], dtype=np.float32)  # item 4: no text
+ATTRIBUTES = pd.DataFrame(
+    {"category": ["x", "x", "y", None, "y"], "brand": ["p", "q", "p", "q", None]}, index=[1, 2, 3, 4, 5]
+)
+A_LAST, A_PAIR_1 = 10.5, 10 + 14 / 24  # a's last event (01-21 12:00) and last item 1 (01-21 10:00)
+
+# Hand-computed per item: purchases, 7d, 30d, trend, price, age.
+ITEM_EXPECTED = {
+    1: (4, 1, 2, (1 / 7) / (2 / 30), 1.0, 62.0),
+    2: (3, 2, 2, (2 / 7) / (2 / 30), 3.0, 31.0),
+    3: (3, 1, 3, (1 / 7) / (3 / 30), 5.0, 22.0),
+    4: (1, 0, 0, 0.0, 2.0, 62.0),
+    5: (0, 0, 0, 0.0, np.nan, 0.0),
+}
+# Per user: orders, events, days since last, days between orders, monetary, median paid price.
+USER_EXPECTED = {
+    "a": (3, 4, A_LAST, 20.5 / 2, 11.0, 2.0),
+    "b": (3, 4, 1.0, 61 / 2, 12.0, 2.5),
+    "c": (2, 3, 2.0, 20.0, 14.0, 5.0),
+    "d": (0, 0, NEVER_DAYS, NEVER_DAYS, 0.0, np.nan),
+}
+# Per (user, item): purchases, days since; text cosine (recent_items=2); category and brand shares.
+COS_67 = math.cos(math.radians(67.5))  # a's profile: mean of items 1 and 3 -> 22.5 degrees off item 1
+PAIR_EXPECTED = {
+    ("a", 1): (2, A_PAIR_1, math.cos(math.radians(22.5)), 3 / 4, 3 / 4),
+    ("a", 2): (1, 31.0, COS_67, 3 / 4, 1 / 4),  # item 2 is outside a's 2 most recent items
+    ("a", 3): (1, A_LAST, 1.0 * math.cos(math.radians(22.5)), 1 / 4, 3 / 4),
+    ("a", 5): (0, NEVER_DAYS, math.cos(math.radians(22.5)), 1 / 4, 0.0),  # the at-cut-off event is ignored
+    ("b", 1): (1, 62.0, 0.0, 3 / 4, 1 / 4),  # b's recent items: 4 (no text) and 2
+    ("b", 2): (2, 1.0, 1.0, 3 / 4, 3 / 4),
+    ("b", 3): (0, NEVER_DAYS, math.sqrt(0.5), 0.0, 1 / 4),
+    ("b", 4): (1, 62.0, 0.0, 0.0, 3 / 4),  # item 4 has neither text nor category
+    ("c", 1): (1, 2.0, math.cos(math.radians(22.5)), 1 / 3, 1.0),  # ignores c's purchase after the cut-off
+    ("c", 3): (2, 2.0, math.cos(math.radians(22.5)), 2 / 3, 1.0),
+    ("d", 2): (0, NEVER_DAYS, 0.0, 0.0, 0.0),
+    ("d", 5): (0, NEVER_DAYS, 0.0, 0.0, 0.0),
+}
+
+
+def _features(events=EVENTS, **kwargs):
+    kwargs = {"item_text": ITEM_TEXT, "item_attributes": ATTRIBUTES, "recent_items": 2} | kwargs
+    return compute_features(CANDIDATES, ROW_KEYS, events, CUTOFF, **kwargs)
+
+
+def test_features_match_hand_computed_values():
+    features = _features()
+    assert feature_columns(features) == list(FEATURE_DESCRIPTIONS)
+    for record in features.to_dict("records"):
+        user, item = ROW_KEYS[record["row"]], record["item"]
+        purchases, last_7, last_30, trend, price, age = ITEM_EXPECTED[item]
+        orders, n_events, since, between, monetary, user_price = USER_EXPECTED[user]
+        pair_purchases, pair_since, cosine, category, brand = PAIR_EXPECTED[(user, item)]
+        # NaN only for an item without a price; neutral 1 for a user without one.
+        price_vs_user = np.nan if np.isnan(price) else 1.0 if np.isnan(user_price) else price / user_price
+        expected = {
+            "item_purchases": purchases, "item_purchases_7d": last_7, "item_purchases_30d": last_30,
+            "item_trend": trend, "item_price": price, "item_price_vs_user": price_vs_user,
+            "item_age_days": age, "user_orders": orders, "user_events": n_events,
+            "user_days_since_last": since, "user_days_between_orders": between, "user_monetary": monetary,
+            "user_item_purchases": pair_purchases, "user_item_days_since": pair_since,
+            "text_cosine": cosine, "category_affinity": category, "brand_affinity": brand,
+        }  # fmt: skip
+        for name, value in expected.items():
+            assert record[name] == pytest.approx(value, nan_ok=True), (user, item, name)
+
+
+def test_features_ignore_events_at_or_after_the_cutoff():
+    with_future = _features()
+    without_future = _features(events=EVENTS[EVENTS["occurred_at"] < CUTOFF])
+    pd.testing.assert_frame_equal(with_future, without_future)
+    as_of = with_future["features_as_of"]
+    assert (as_of.dropna() < CUTOFF).all() and future_event_rows(with_future, CUTOFF) == 0
+    # The user's or the item's last event, whichever is later; NaT for a cold user and an unsold item.
+    by_pair = with_future.set_index([ROW_KEYS[with_future["row"]], with_future["item"]])["features_as_of"]
+    assert by_pair[("a", 5)] == pd.Timestamp("2024-01-21 12:00")
+    assert by_pair[("c", 3)] == pd.Timestamp("2024-01-30")  # both c's and item 3's last event
+    assert by_pair[("a", 2)] == pd.Timestamp("2024-01-31")  # item 2's last event (by b) is later than a's
+    assert by_pair[("b", 4)] == pd.Timestamp("2024-01-31")
+    assert pd.isna(by_pair[("d", 5)])
+
+
+def test_features_without_basket_id_count_days_and_without_optional_inputs():
+    features = compute_features(CANDIDATES, ROW_KEYS, EVENTS.drop(columns="basket_id"), CUTOFF)
+    a = features[features["row"] == 0].iloc[0]
+    assert a["user_orders"] == 2  # b2 and b3 fall on the same day
+    assert a["user_days_between_orders"] == pytest.approx(20 + 10 / 24)  # 01-01 00:00 -> 01-21 10:00
+    assert not {"text_cosine", "category_affinity", "brand_affinity"} & set(features.columns)
+    values = features[feature_columns(features)].drop(columns=["item_price", "item_price_vs_user"])
+    assert not values.isna().any().any()
+
+
+def test_features_with_no_past_events_do_not_crash():
+    features = _features(events=EVENTS[EVENTS["occurred_at"] >= CUTOFF])
+    assert (features["user_events"] == 0).all() and (features["user_item_days_since"] == NEVER_DAYS).all()
+    assert (features["text_cosine"] == 0).all() and features["features_as_of"].isna().all()
+
+
+# ------------------------------------------------------------------------------------------- leak checks
+
+
+def test_leak_suspects_flag_the_label_not_noise():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300).astype(float)
+    frame = pd.DataFrame(
+        {"leak": labels, "inverted": 1 - labels + rng.normal(0, 0.01, 300), "noise": rng.random(300)}
+    )
+    suspects = leak_suspects(frame, labels, ["leak", "inverted", "noise"])
+    assert set(suspects) == {"leak", "inverted"} and suspects["leak"] == pytest.approx(1.0)
+    assert 0.5 <= single_feature_auc(frame, labels, ["noise"])["noise"] < 0.6
+    unlabelled = labels.copy()
+    unlabelled[:10] = np.nan
+    assert "leak" in leak_suspects(frame, unlabelled, ["leak"])
+    with pytest.raises(ValueError, match="both classes"):
+        leak_suspects(frame, np.zeros(300), ["leak"])
+
+
+def test_future_event_rows_counts_injected_rows():
+    features = _features()
+    features.loc[[1, 4], "features_as_of"] = [CUTOFF, CUTOFF + pd.Timedelta(days=3)]
+    assert future_event_rows(features, CUTOFF) == 2
+
+
+# ------------------------------------------------------------------------------------------------ ranker
+
+FAST = RankerConfig(n_estimators=60, min_data_in_leaf=5, early_stopping_rounds=10, num_threads=1)
+
+
+def _planted(seed, n_rows=150, per_row=20, n_without_positive=0):
+    """Candidates whose label is x > 0.5 after noise; ``z`` is pure noise."""
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n_rows), per_row)
+    x = rng.random(len(rows))
+    labels = (x + rng.normal(0, 0.1, len(rows)) > 0.5).astype(int)
+    labels[rows < n_without_positive] = 0
+    frame = pd.DataFrame({"row": rows, "item": np.tile(np.arange(1, per_row + 1), n_rows), "x": x})
+    frame["z"] = rng.random(len(rows))
+    return frame, labels
+
+
+def _ndcg10(frame, labels, scores):
+    n_rows = int(frame["row"].max()) + 1
+    rows, items = frame["row"].to_numpy(), frame["item"].to_numpy()
+    targets = [items[(rows == r) & (labels == 1)] for r in range(n_rows)]
+    keep = [r for r in range(n_rows) if len(targets[r])]
+    topk = rerank_topk(frame, scores, n_rows, 10)[keep]
+    return ranking_metrics(topk, [targets[r] for r in keep], ks=(10,))["ndcg@10"]
+
+
+def test_ranker_learns_a_planted_signal_deterministically_and_round_trips(tmp_path):
+    frame, labels = _planted(0, n_without_positive=10)
+    # Shuffled rows: fit must group them itself.
+    shuffle = np.random.default_rng(1).permutation(len(frame))
+    frame, labels = frame.iloc[shuffle].reset_index(drop=True), labels[shuffle]
+    ranker = LambdaRanker(FAST).fit(frame, labels, frame["row"].to_numpy(), ["x", "z"])
+    assert ranker.n_groups_dropped_ == 10 and 1 <= ranker.best_iteration_ <= FAST.n_estimators
+    assert ranker.valid_ndcg_ > 0.9
+    test, test_labels = _planted(2)
+    random_ndcg = _ndcg10(test, test_labels, np.random.default_rng(3).random(len(test)))
+    assert _ndcg10(test, test_labels, ranker.score(test)) > random_ndcg + 0.2
+    importance = ranker.feature_importance()
+    assert list(importance.columns) == ["feature", "gain", "split"] and importance["feature"][0] == "x"
+
+    again = LambdaRanker(FAST).fit(frame, labels, frame["row"].to_numpy(), ["x", "z"])
+    np.testing.assert_array_equal(ranker.score(test), again.score(test))
+
+    ranker.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ranker.json", "ranker.txt"]
+    meta = json.loads((tmp_path / "ranker.json").read_text())
+    assert meta["feature_names"] == ["x", "z"] and meta["best_iteration"] == ranker.best_iteration_
+    loaded = LambdaRanker.load(tmp_path)
+    np.testing.assert_array_equal(loaded.score(test), ranker.score(test))
+    assert loaded.config == FAST
+    pd.testing.assert_frame_equal(loaded.feature_importance(), importance)
+
+
+def test_ranker_refuses_missing_columns_and_no_positive():
+    frame, labels = _planted(0, n_rows=20)
+    with pytest.raises(ValueError, match="'price'"):
+        LambdaRanker(FAST).fit(frame, labels, frame["row"].to_numpy(), ["x", "price"])
+    ranker = LambdaRanker(FAST).fit(frame, labels, frame["row"].to_numpy(), ["x", "z"])
+    with pytest.raises(ValueError, match="'z'"):
+        ranker.score(frame.drop(columns="z"))
+    with pytest.raises(ValueError, match="no positive"):
+        LambdaRanker(FAST).fit(frame, np.zeros(len(frame), int), frame["row"].to_numpy(), ["x"])
+
+
+# ------------------------------------------------------------------------------------------- re-ranking
+
+
+def test_rerank_topk_orders_breaks_ties_and_pads():
+    candidates = pd.DataFrame({"row": [0, 0, 0, 1, 1, 2, 2], "item": [7, 2, 5, 3, 1, 4, 6]})
+    scores = np.array([0.9, 0.9, 0.1, 0.2, 0.5, np.nan, -1.0])
+    topk = rerank_topk(candidates, scores, n_rows=4, k=3)
+    assert topk.tolist() == [[2, 7, 5], [1, 3, 0], [6, 4, 0], [0, 0, 0]]
+    # Padding is a miss: row 1 hits 3 at rank 2 of targets {3, 9}; row 3 (no candidates) hits nothing.
+    metrics = ranking_metrics(topk[[1, 3]], [np.array([3, 9]), np.array([1])], ks=(3,))
+    assert metrics["recall@3"] == pytest.approx(0.25)
+    assert metrics["ndcg@3"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)) / 2)
