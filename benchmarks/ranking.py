@@ -28,9 +28,12 @@ from recmodels.protocols import OR_TEST_CUTOFF, OR_VALIDATION_CUTOFF, or_custome
 from recmodels.ranking import (
     LambdaRanker,
     RankerConfig,
+    candidate_labels,
     candidate_recall,
     compute_features,
     generate_candidates,
+    purchase_events,
+    ranker_feature_names,
     rerank_topk,
 )
 from recmodels.sasrec import SASRecConfig
@@ -38,23 +41,6 @@ from recmodels.splits import EvalSet, Split
 from recmodels.training import TrainConfig, train_sasrec
 
 PROTOCOLS = ("or-customer-temporal",)
-SOURCE_COLUMNS = ("_score", "_rank")
-
-
-def _events(fct: pd.DataFrame, split: Split) -> pd.DataFrame:
-    """Purchases with internal item ids, in the shape ``compute_features`` reads."""
-    purchases = fct[(fct["event_type"] == "purchase") & fct["user_id"].notna()] if "event_type" in fct else fct
-    internal = pd.Series(np.arange(1, split.n_items + 1), index=pd.Index(split.item_ids.astype(str)))
-    items = internal.reindex(purchases["item_id"].astype(str)).to_numpy()
-    known = ~np.isnan(items)
-    return pd.DataFrame({
-        "user_key": purchases["user_id"].to_numpy()[known],
-        "item": items[known].astype(np.int64),
-        "occurred_at": pd.to_datetime(purchases["occurred_at"]).to_numpy()[known],
-        "quantity": purchases["quantity"].to_numpy(dtype=float)[known],
-        "unit_price": purchases["unit_price"].to_numpy(dtype=float)[known],
-        "basket_id": purchases["basket_id"].to_numpy()[known],
-    })
 
 
 def _pick(model_class, grid, split: Split) -> dict:
@@ -97,17 +83,6 @@ def _candidates(models: dict, rows: EvalSet, events: pd.DataFrame, cutoff: str, 
     return compute_features(candidates, rows.keys, events, np.datetime64(pd.Timestamp(cutoff)), item_text=text)
 
 
-def _labels(candidates: pd.DataFrame, rows: EvalSet) -> np.ndarray:
-    bought = pd.DataFrame({"row": np.repeat(np.arange(len(rows)), [len(t) for t in rows.targets]),
-                           "item": np.concatenate(rows.targets), "label": 1})
-    merged = candidates[["row", "item"]].merge(bought, on=["row", "item"], how="left")
-    return merged["label"].fillna(0).to_numpy(dtype=np.int8)
-
-
-def feature_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c not in ("row", "item", "features_as_of")]
-
-
 def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train_config: TrainConfig,
         ranker_config: RankerConfig) -> dict:
     started = time.perf_counter()
@@ -115,15 +90,15 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
     split = or_customer_temporal(fct)
     texts = build_item_texts(items)
     text = text_matrix(split, dict(zip(texts["item_id"].astype(str), texts["text"])))
-    events = _events(fct, split)
+    events = purchase_events(fct, split.item_ids)
     prepare_s = time.perf_counter() - started
     options = {"buy-again": _pick(BuyAgain, BUY_AGAIN_GRID, split), "item-knn": _pick(ItemKNN, ITEM_KNN_GRID, split)}
 
     # Phase 1: models before the validation cut-off -> labelled candidates -> the ranker.
     models, _ = _stage_one(split, split.train, split.train_timestamps, text, options, None, model, train_config)
     train_rows = _candidates(models, split.validation, events, OR_VALIDATION_CUTOFF, text, n_candidates)
-    labels = _labels(train_rows, split.validation)
-    columns = feature_columns(train_rows)
+    labels = candidate_labels(train_rows, split.validation.targets)
+    columns = ranker_feature_names(train_rows)
     ranker_started = time.perf_counter()
     ranker = LambdaRanker(ranker_config).fit(train_rows, labels, train_rows["row"].to_numpy(), columns)
     ranker_s = time.perf_counter() - ranker_started
@@ -147,7 +122,7 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
         "candidate_recall": candidate_recall(test_rows, split.test.targets),
         "candidate_recall_validation": candidate_recall(train_rows, split.validation.targets),
         "n_candidates": n_candidates,
-        "ranker": {"best_iteration": ranker.best_iteration, "training_rows": len(train_rows),
+        "ranker": {"best_iteration": ranker.best_iteration_, "held_out_ndcg@10": ranker.valid_ndcg_, "training_rows": len(train_rows),
                    "positives": int(labels.sum()), "top_features": importance.head(10)["feature"].tolist()},
         "options": options,
         "prepare_s": round(prepare_s, 1),

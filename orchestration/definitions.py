@@ -9,6 +9,7 @@ from orchestration.assets.embeddings import item_embeddings, item_embeddings_exp
 from orchestration.assets.ingest import raw_tables
 from orchestration.assets.models import model_assets
 from orchestration.assets.quality import mart_expectation_checks
+from orchestration.assets.ranking import ranking_assets, ranking_checks
 from orchestration.assets.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
 from orchestration.resources import DataSourceResource, PrivacyResource, TextEncoderResource, WarehouseResource
 from orchestration.tracking import MLflowResource
@@ -32,10 +33,16 @@ models_job = dg.define_asset_job(
     description="Split the purchases, train SASRec and the baselines, score candidates and evaluate every model.",
 )
 
+ranking_job = dg.define_asset_job(
+    "ranking_job",
+    selection=dg.AssetSelection.groups("ranking"),
+    description="Candidates and features as of each cut-off, checked for leaks, and the LambdaMART re-ranker.",
+)
+
 defs = dg.Definitions(
-    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets],
-    asset_checks=[*mart_expectation_checks, item_embeddings_expectations],
-    jobs=[ingest_job, transforms_job, embeddings_job, models_job],
+    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *ranking_assets],
+    asset_checks=[*mart_expectation_checks, item_embeddings_expectations, *ranking_checks],
+    jobs=[ingest_job, transforms_job, embeddings_job, models_job, ranking_job],
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),

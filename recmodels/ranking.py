@@ -644,3 +644,41 @@ def rerank_topk(candidates: pd.DataFrame, scores: np.ndarray, n_rows: int, k: in
     topk = np.full((n_rows, k), PAD, dtype=np.int64)
     topk[rows[keep], position[keep]] = items[keep]
     return topk
+
+
+def ranker_feature_names(candidates: pd.DataFrame) -> list[str]:
+    """Every column the ranker reads: each source's score and rank, then the named features."""
+    sources = [c for c in candidates.columns if c.endswith(("_score", "_rank"))]
+    return sources + feature_columns(candidates)
+
+
+def candidate_labels(candidates: pd.DataFrame, targets: list[np.ndarray]) -> np.ndarray:
+    """(len(candidates),) int8: 1 where the candidate's item is among its row's targets."""
+    lengths = [len(t) for t in targets]
+    bought = pd.DataFrame({
+        "row": np.repeat(np.arange(len(targets)), lengths),
+        "item": np.concatenate(targets) if sum(lengths) else np.array([], dtype=np.int64),
+        "label": np.int8(1),
+    })
+    merged = candidates[["row", "item"]].merge(bought, on=["row", "item"], how="left")
+    return merged["label"].fillna(0).to_numpy(dtype=np.int8)
+
+
+def purchase_events(interactions: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
+    """``fct_interactions``-shaped purchases of known customers as ``compute_features`` reads them: internal item
+    ids by ``item_ids`` (external id of internal id i + 1 at position i); items outside it are left out."""
+    purchases = interactions
+    if "event_type" in purchases:
+        purchases = purchases[purchases["event_type"] == "purchase"]
+    purchases = purchases[purchases["user_id"].notna()]
+    internal = pd.Series(np.arange(1, len(item_ids) + 1), index=pd.Index(np.asarray(item_ids).astype(str)))
+    items = internal.reindex(purchases["item_id"].astype(str).to_numpy()).to_numpy()
+    known = ~np.isnan(items)
+    return pd.DataFrame({
+        "user_key": purchases["user_id"].to_numpy()[known],
+        "item": items[known].astype(np.int64),
+        "occurred_at": pd.to_datetime(purchases["occurred_at"]).to_numpy()[known],
+        "quantity": purchases["quantity"].to_numpy(dtype=float)[known],
+        "unit_price": purchases["unit_price"].to_numpy(dtype=float)[known],
+        "basket_id": purchases["basket_id"].to_numpy()[known],
+    })

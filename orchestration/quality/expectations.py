@@ -131,6 +131,32 @@ def _reconciliation_suite(t: QualityThresholds) -> list[Any]:
     ]
 
 
+# Ranker inputs that may be missing: an item never sold with a price has no price (LightGBM handles NaN).
+RANKER_NULLABLE = frozenset({"item_price", "item_price_vs_user"})
+RANKER_NON_NEGATIVE = ("_rank", "purchases", "_7d", "_30d", "trend", "age_days", "user_orders", "user_events",
+                       "days_since", "days_between")
+
+
+def ranker_input_suite(feature_names: list[str]) -> list[Any]:
+    """The re-ranker's input frame: candidates present, no NaN outside RANKER_NULLABLE, counts and ages >= 0,
+    cosines in [-1, 1], labels 0/1."""
+    import great_expectations as gx
+
+    suite = [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="item"),
+    ]
+    for name in feature_names:
+        if name not in RANKER_NULLABLE:
+            suite.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=name))
+        if name.endswith(RANKER_NON_NEGATIVE) or name.startswith(("item_purchases", "user_item_")):
+            suite.append(gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=0))
+        if name == "text_cosine":
+            suite.append(gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=-1.001, max_value=1.001))
+    return suite
+
+
 MART_SUITES: tuple[MartSuite, ...] = (
     MartSuite(
         "fct_interactions",

@@ -115,6 +115,8 @@ def test_models_group_end_to_end(recsys_home, tmp_path, monkeypatch):
     assert list(item_ids) == list(split.item_ids), folder
     assert evaluate(model.score, split.test, split.n_items, (10,))["ndcg@10"] == model_meta["test_ndcg@10"]
 
+    _assert_ranking(recsys_home, first, split)
+
     # Same inputs, same tables; the second training run registers version 2.
     second = _run(recsys_home, "group:models")
     assert _metadata(second, "sasrec_model")["model_version"] == 2
@@ -132,3 +134,30 @@ def test_models_group_end_to_end(recsys_home, tmp_path, monkeypatch):
     _run(recsys_home, "user_sequences", run_config={"ops": {"user_sequences": {"config": {"test_days": 10}}}})
     stale = _run(recsys_home, "candidate_scores", run_config={"ops": {}}, raise_on_error=False)
     assert "were fit on another split" in stale.get_step_failure_events()[0].step_failure_data.error.message
+
+
+def _assert_ranking(home, result, split):
+    """Stage two on the same run: candidates with features as of each cut-off, a passed leak check, a ranker."""
+    from orchestration.assets.ranking import ranker_features_expectations
+
+    features = _query(home, "select * from ml.ranker_features")
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["great_expectations"] and all(checks.values())
+    for phase, rows in (("validation", split.validation), ("test", split.test)):
+        part = features[features["phase"] == phase]
+        assert part["row"].nunique() == len(rows)  # every eligible customer has candidates
+        assert (part["features_as_of"].dropna() < part["cutoff"].iloc[0]).all()
+        # Labels are exactly the candidates the customer bought in the window.
+        bought = {(row, item) for row, targets in enumerate(rows.targets) for item in targets}
+        assert part["label"].tolist() == [int((r, i) in bought) for r, i in zip(part["row"], part["item"])]
+    meta = _metadata(result, "ranker_model")
+    assert 0 <= meta["test_ndcg@10"] <= 1 and meta["best_iteration"] >= 1
+    assert sorted(p.name for p in (home / "artifacts" / "models" / "ranker").iterdir()) == [
+        "lineage.json", "ranker.json", "ranker.txt"]
+
+    # A feature computed with the answer (here: the label itself) is caught by the blocking check.
+    leaked = features.assign(user_item_purchases=features["label"] * 7)
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("create or replace table ml.ranker_features as select * from leaked")
+    outcome = ranker_features_expectations(warehouse=WarehouseResource(home=str(home)))
+    assert not outcome.passed and "user_item_purchases (AUC 1.000)" in outcome.description

@@ -316,3 +316,20 @@ def test_rerank_topk_orders_breaks_ties_and_pads():
     metrics = ranking_metrics(topk[[1, 3]], [np.array([3, 9]), np.array([1])], ks=(3,))
     assert metrics["recall@3"] == pytest.approx(0.25)
     assert metrics["ndcg@3"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)) / 2)
+
+
+def test_candidate_labels_and_purchase_events_by_hand():
+    from recmodels.ranking import candidate_labels, purchase_events, ranker_feature_names
+
+    candidates = pd.DataFrame({"row": [0, 0, 1, 1], "item": [1, 2, 2, 3], "a_score": 0.0, "a_rank": 1})
+    assert candidate_labels(candidates, [np.array([2]), np.array([1, 3])]).tolist() == [0, 1, 0, 1]
+    assert ranker_feature_names(candidates) == ["a_score", "a_rank"]
+    fct = pd.DataFrame({
+        "user_id": ["u1", None, "u2", "u2"], "item_id": ["B", "A", "Z", "A"], "event_type": "purchase",
+        "occurred_at": pd.to_datetime(["2011-01-01"] * 4), "quantity": [1, 2, 3, 4],
+        "unit_price": [1.0, 2.0, 3.0, 4.0], "basket_id": ["b1", "b2", "b3", "b3"],
+    })
+    events = purchase_events(fct, np.array(["A", "B"]))
+    # The guest row has no customer and item Z is outside the index: both left out.
+    assert events["user_key"].tolist() == ["u1", "u2"] and events["item"].tolist() == [2, 1]
+    assert events["quantity"].tolist() == [1.0, 4.0]
