@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import SHARED_DATA, emit_json, machine
-from benchmarks.sequential import BUY_AGAIN_GRID, ITEM_KNN_GRID, KS, _marts, text_matrix
+from benchmarks.sequential import BUY_AGAIN_GRID, ITEM_KNN_GRID, KS, _marts, pick_options, text_matrix
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate, ranking_metrics
@@ -41,11 +41,6 @@ from recmodels.splits import EvalSet, Split
 from recmodels.training import TrainConfig, train_sasrec
 
 PROTOCOLS = ("or-customer-temporal",)
-
-
-def _pick(model_class, grid, split: Split) -> dict:
-    return max(grid, key=lambda options: evaluate(model_class(**options).fit(split.train, split.n_items).score,
-                                                  split.validation, split.n_items, (10,))["ndcg@10"])
 
 
 def _stage_one(split: Split, train: list[np.ndarray], times, text: np.ndarray, options: dict, sasrec_epochs: int | None,
@@ -92,7 +87,8 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
     text = text_matrix(split, dict(zip(texts["item_id"].astype(str), texts["text"])))
     events = purchase_events(fct, split.item_ids)
     prepare_s = time.perf_counter() - started
-    options = {"buy-again": _pick(BuyAgain, BUY_AGAIN_GRID, split), "item-knn": _pick(ItemKNN, ITEM_KNN_GRID, split)}
+    options = {"buy-again": pick_options(BuyAgain, BUY_AGAIN_GRID, split),
+               "item-knn": pick_options(ItemKNN, ITEM_KNN_GRID, split)}
 
     # Phase 1: models before the validation cut-off -> labelled candidates -> the ranker.
     models, _ = _stage_one(split, split.train, split.train_timestamps, text, options, None, model, train_config)

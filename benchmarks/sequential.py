@@ -95,6 +95,12 @@ def _evaluate_both(scorer, split: Split, cold: np.ndarray) -> dict:
     return {**allowed, "excluded": excluded}
 
 
+def pick_options(model_class, grid, split: Split) -> dict:
+    """The options of ``grid`` with the best validation NDCG@10, models fit on the validation-time training data."""
+    return max(grid, key=lambda options: evaluate(model_class(**options).fit(split.train, split.n_items).score,
+                                                  split.validation, split.n_items, (10,))["ndcg@10"])
+
+
 def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: TrainConfig) -> dict:
     started = time.perf_counter()
     split, texts = load_protocol(protocol, data)
@@ -113,15 +119,10 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
 
     baseline("popularity", lambda train: MostPopular().fit(train, split.n_items))
     baseline("recent-popularity", lambda train: RecentPopular().fit(train, split.n_items))
-    def pick(model_class, grid) -> dict:
-        # Options are chosen on the validation rows, with models fit on the validation-time training data.
-        return max(grid, key=lambda options: evaluate(model_class(**options).fit(split.train, split.n_items).score,
-                                                      split.validation, split.n_items, (10,))["ndcg@10"])
-
-    buy_again_options = pick(BuyAgain, BUY_AGAIN_GRID)
+    buy_again_options = pick_options(BuyAgain, BUY_AGAIN_GRID, split)
     baseline("buy-again", lambda train: BuyAgain(**buy_again_options).fit(train, split.n_items))
     results["buy-again"]["options"] = buy_again_options
-    item_knn_options = pick(ItemKNN, ITEM_KNN_GRID)
+    item_knn_options = pick_options(ItemKNN, ITEM_KNN_GRID, split)
     baseline("item-knn", lambda train: ItemKNN(**item_knn_options).fit(train, split.n_items))
     results["item-knn"]["options"] = item_knn_options
     baseline("text-knn", lambda train: TextKNN().fit(train, split.n_items, embeddings))

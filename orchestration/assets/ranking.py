@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from orchestration.assets.models import _artifacts, _load_models, _text_matrix, baseline_models, sasrec_model
-from orchestration.model_reports import markdown_table, write_table
+from orchestration.model_reports import KS, markdown_table, write_table
 from orchestration.model_store import PHASES, load_split, replaced_folder, write_lineage
 from orchestration.quality.expectations import ranker_input_suite, validate_frame
 from orchestration.resources import WarehouseResource
@@ -35,7 +35,6 @@ from recmodels.ranking import (
 FEATURES_TABLE = "ml.ranker_features"
 # A single feature separates a handful of purchases perfectly by chance; below this many, the leak check abstains.
 LEAK_CHECK_MIN_POSITIVES = 20
-KS = (10, 20, 50)
 
 
 class RankerFeaturesConfig(dg.Config):
