@@ -6,6 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from orchestration.assets.embeddings import item_embeddings, item_embeddings_expectations
+from orchestration.assets.evaluation import evaluation_assets
 from orchestration.assets.ingest import raw_tables
 from orchestration.assets.models import model_assets
 from orchestration.assets.quality import mart_expectation_checks
@@ -39,10 +40,22 @@ ranking_job = dg.define_asset_job(
     description="Candidates and features as of each cut-off, checked for leaks, and the LambdaMART re-ranker.",
 )
 
+data_job = dg.define_asset_job(
+    "data_job",
+    selection=dg.AssetSelection.groups("ingest", "transforms", "embeddings"),
+    description="Load new files, rebuild and check the clean data, embed new item texts.",
+)
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=dg.AssetSelection.groups("embeddings", "models", "ranking", "evaluation"),
+    description="Retrain every model on the current clean data, evaluate, register the bundle and decide promotion.",
+)
+
 defs = dg.Definitions(
-    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *ranking_assets],
+    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *ranking_assets,
+            *evaluation_assets],
     asset_checks=[*mart_expectation_checks, item_embeddings_expectations, *ranking_checks],
-    jobs=[ingest_job, transforms_job, embeddings_job, models_job, ranking_job],
+    jobs=[ingest_job, transforms_job, embeddings_job, models_job, ranking_job, data_job, retrain_job],
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),

@@ -169,3 +169,24 @@ def ndcg_chart_png(metrics: pd.DataFrame, split: str = "test", k: int = 10) -> b
 
 def markdown_image(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def importance_chart_png(importance: pd.DataFrame, top: int = 20) -> bytes:
+    """Horizontal bars of the ranker's gain per feature, the ``top`` largest, largest on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = importance.head(top).iloc[::-1]
+    total = importance["gain"].sum()
+    share = shown["gain"] / total if total > 0 else shown["gain"] * 0.0
+    figure, axes = plt.subplots(figsize=(7, 0.28 * len(shown) + 1.2), dpi=90)
+    axes.barh(shown["feature"], share)
+    axes.set_xlabel("share of total gain")
+    axes.set_title("Ranker feature importance (gain)")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()

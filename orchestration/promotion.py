@@ -88,6 +88,22 @@ def decide_promotion(
     return PromotionDecision(True, tuple(passed))
 
 
+def blocking_check_failures(states: Mapping[str, tuple[str, str] | None]) -> list[str]:
+    """The checks that block promotion, from each check's latest (status, severity): a failure of severity
+    ERROR, or no finished evaluation at all (never run, or planned and never finished). A failure of severity
+    WARN is a warning by the check author's choice, as Dagster itself does not block on it."""
+    failures = []
+    for name in sorted(states):
+        state = states[name]
+        if state is None:
+            failures.append(f"{name} (never ran)")
+        elif state[0] == "FAILED" and state[1] != "WARN":
+            failures.append(name)
+        elif state[0] not in ("SUCCEEDED", "FAILED"):
+            failures.append(f"{name} (did not finish: {state[0].lower()})")
+    return failures
+
+
 def _tag_key(metric: str) -> str:
     return "metric." + metric.replace("@", "_")  # MLflow tag keys do not allow '@'
 

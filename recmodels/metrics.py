@@ -88,7 +88,8 @@ def ranking_metrics(topk: np.ndarray, targets: list[np.ndarray], ks=(10, 20, 50)
 
 def coverage_at_k(topk: np.ndarray, n_items: int, k: int = 10) -> float:
     """Share of the catalogue that appears in at least one row's top ``k``."""
-    return len(np.unique(topk[:, :k])) / n_items if n_items else 0.0
+    shown = np.unique(topk[:, :k])
+    return int((shown != 0).sum()) / n_items if n_items else 0.0  # 0 is PAD, not an item
 
 
 def evaluate(
@@ -119,14 +120,23 @@ def evaluate(
             raise ValueError(f"scorer returned {scores.shape}, expected {(len(histories), n_items + 1)}")
         topk_batches.append(topk_from_scores(scores, max_k, exclude=histories if exclude_history else None))
     topk = np.concatenate(topk_batches) if topk_batches else np.empty((0, max_k), dtype=np.int64)
-    results: dict[str, float] = {"n_rows": float(len(eval_set.targets))}
-    if not len(eval_set.targets):
+    return topk_metrics(topk, eval_set.targets, n_items, ks, cold_items)
+
+
+def topk_metrics(
+    topk: np.ndarray, targets: list[np.ndarray], n_items: int, ks=(10, 20, 50), cold_items: np.ndarray | None = None
+) -> dict[str, float]:
+    """``evaluate``'s metrics from ready top-K lists (PAD = 0 fills short lists and counts as a miss); for
+    rankers that order a candidate set rather than score the whole catalogue."""
+    ks = tuple(sorted(ks))
+    results: dict[str, float] = {"n_rows": float(len(targets))}
+    if not len(targets):
         return results
-    per_row = _per_row_metrics(topk, eval_set.targets, ks)
+    per_row = _per_row_metrics(topk, targets, ks)
     results.update({name: float(values.mean()) for name, values in per_row.items()})
     results.update({f"coverage@{k}": coverage_at_k(topk, n_items, k) for k in ks})
     if cold_items is not None:
-        cold = np.array([np.isin(t, cold_items).any() for t in eval_set.targets], dtype=bool)
+        cold = np.array([np.isin(t, cold_items).any() for t in targets], dtype=bool)
         results["cold/n_rows"] = float(cold.sum())
         if cold.any():
             results.update({f"cold/{name}": float(values[cold].mean()) for name, values in per_row.items()})

@@ -70,7 +70,7 @@ def _artifacts(warehouse: WarehouseResource) -> ArtifactPaths:
 
 
 def _mlflow_name(metric: str) -> str:
-    return metric.replace("@", "_").replace("/", "_")  # MLflow names allow neither '@' nor path-like '/'
+    return metric.replace("@", "_").replace("/", "_").replace("+", "_")  # MLflow names allow none of @ / +
 
 
 class UserSequencesConfig(dg.Config):
@@ -415,68 +415,4 @@ def candidate_scores(
     )
 
 
-class EvaluationMetricsConfig(dg.Config):
-    cold_max_train_events: int = Field(
-        default=10, description="Items with at most this many training events count as cold."
-    )
-
-
-def _log_evaluation(mlflow: MLflowResource, model_folder: Path, metrics, png: bytes) -> str | None:
-    """Add the comparison to the SASRec run that produced ``model_folder``; returns its run id."""
-    tracking_file = model_folder / TRACKING_FILE
-    if not tracking_file.exists():
-        return None
-    run_id = json.loads(tracking_file.read_text())["run_id"]
-    client = mlflow.client()
-    headline = metrics[(metrics["segment"] == "all") & (metrics["metric"] == "ndcg") & (metrics["k"] == 10)]
-    for row in headline.itertuples():
-        client.log_metric(run_id, f"eval_{row.split}_{row.variant}_{row.model}_ndcg_10", row.value)
-    with tempfile.TemporaryDirectory() as folder:
-        metrics.to_csv(Path(folder) / "evaluation_metrics.csv", index=False)
-        (Path(folder) / "ndcg_10.png").write_bytes(png)
-        client.log_artifacts(run_id, folder, artifact_path="evaluation")
-    return run_id
-
-
-@dg.asset(deps=[sasrec_model, baseline_models], group_name="models", kinds={"duckdb", "mlflow"})
-def evaluation_metrics(
-    context: AssetExecutionContext, config: EvaluationMetricsConfig, warehouse: WarehouseResource, mlflow: MLflowResource
-) -> dg.MaterializeResult:
-    """Full-ranking metrics of every model on validation and test, history items allowed and excluded, overall and cold."""
-    paths = _artifacts(warehouse)
-    stored = load_split(paths.split_file)
-    n_items = stored.split.n_items
-    rows = []
-    for phase in PHASES:
-        train, _, eval_rows = stored.training(phase)
-        counts = np.bincount(np.concatenate(train), minlength=n_items + 1)
-        cold = np.flatnonzero(counts[1:] <= config.cold_max_train_events) + 1
-        for name, model in _load_models(paths, stored, phase).items():
-            for variant, exclude in (("allowed", False), ("excluded", True)):
-                results = evaluate(model.score, eval_rows, n_items, KS, exclude_history=exclude, cold_items=cold)
-                rows += metric_rows(name, phase, variant, results)
-    metrics = pd.DataFrame(rows).astype({"k": "Int64"})
-    with warehouse.connect() as con:
-        write_table(con, METRICS_TABLE, metrics)
-    table = report_table(metrics)
-    png = ndcg_chart_png(metrics)
-    run_id = _log_evaluation(mlflow, paths.sasrec_dir("test"), metrics, png)
-    best = table["ndcg@10"].idxmax()
-    context.log.info(
-        f"Test NDCG@10: SASRec {table.at['sasrec', 'ndcg@10']:.4f}, best {best} {table.at[best, 'ndcg@10']:.4f}"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(metrics),
-            "models": dg.MetadataValue.json(list(table.index)),
-            "test_ndcg@10": dg.MetadataValue.json({name: round(value, 4) for name, value in table["ndcg@10"].items()}),
-            "best_model_test_ndcg@10": best,
-            "test_metrics_history_allowed": dg.MetadataValue.md(markdown_table(table)),
-            "ndcg@10_chart": dg.MetadataValue.md(markdown_image(png, "NDCG@10 per model")),
-            "mlflow_run_id": run_id or "",
-            "table": METRICS_TABLE,
-        }
-    )
-
-
-model_assets = [user_sequences, sasrec_model, baseline_models, candidate_scores, evaluation_metrics]
+model_assets = [user_sequences, sasrec_model, baseline_models, candidate_scores]

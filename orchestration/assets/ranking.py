@@ -5,6 +5,7 @@ customer bought in it) and is scored on the test window (candidates from models 
 Its inputs are checked by a blocking Great Expectations check, including the leak checks, before it trains.
 """
 
+import json
 import time
 
 import dagster as dg
@@ -13,7 +14,7 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from orchestration.assets.models import _artifacts, _load_models, _text_matrix, baseline_models, sasrec_model
-from orchestration.model_reports import KS, markdown_table, write_table
+from orchestration.model_reports import KS, importance_chart_png, markdown_image, markdown_table, write_table
 from orchestration.model_store import PHASES, load_split, replaced_folder, write_lineage
 from orchestration.quality.expectations import ranker_input_suite, validate_frame
 from orchestration.resources import WarehouseResource
@@ -31,14 +32,19 @@ from recmodels.ranking import (
     ranker_feature_names,
     rerank_topk,
 )
+from recmodels.recommender import TwoStageConfig
 
 FEATURES_TABLE = "ml.ranker_features"
+FEATURES_SPEC_FILE = "ranker_features.json"  # under the models folder: how the candidates were made
 # A single feature separates a handful of purchases perfectly by chance; below this many, the leak check abstains.
 LEAK_CHECK_MIN_POSITIVES = 20
 
 
 class RankerFeaturesConfig(dg.Config):
-    n_candidates: int = Field(default=100, description="Candidates per customer, all sources together.")
+    n_candidates: int = Field(default=TwoStageConfig.n_candidates, description="Candidates per customer, all sources together.")
+    recent_items: int = Field(
+        default=TwoStageConfig.recent_items, description="Recent distinct items behind the text_cosine feature."
+    )
 
 
 @dg.asset(deps=[sasrec_model, baseline_models], group_name="ranking", kinds={"duckdb", "pandas"})
@@ -62,7 +68,8 @@ def ranker_features(
         models = _load_models(paths, stored, phase)
         candidates = generate_candidates({name: m.score for name, m in models.items()}, rows.histories,
                                          config.n_candidates)
-        features = compute_features(candidates, rows.keys, events, stored.info[f"{phase}_cutoff"], item_text=text)
+        features = compute_features(candidates, rows.keys, events, stored.info[f"{phase}_cutoff"], item_text=text,
+                                    recent_items=config.recent_items)
         features.insert(0, "phase", phase)
         features.insert(1, "user_key", rows.keys[features["row"].to_numpy()])
         features["cutoff"] = pd.Timestamp(stored.info[f"{phase}_cutoff"])
@@ -72,6 +79,8 @@ def ranker_features(
     table = pd.concat(frames, ignore_index=True)
     with warehouse.connect() as con:
         write_table(con, FEATURES_TABLE, table)
+    spec = {"n_candidates": config.n_candidates, "recent_items": config.recent_items, "split_hash": stored.content_hash}
+    (paths.models_dir / FEATURES_SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     context.log.info(f"{len(table):,} candidate rows; candidate recall {recall}")
     return dg.MaterializeResult(
         metadata={
@@ -144,13 +153,16 @@ def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, ware
     started = time.perf_counter()
     ranker = LambdaRanker(ranker_config).fit(training, training["label"].to_numpy(), training["row"].to_numpy(), names)
     fit_s = time.perf_counter() - started
+    importance = ranker.feature_importance()
+    importance_png = importance_chart_png(importance)
     with replaced_folder(paths.models_dir / "ranker") as folder:
         ranker.save(folder)
+        importance.to_csv(folder / "feature_importance.csv", index=False)
+        (folder / "feature_importance.png").write_bytes(importance_png)
         write_lineage(folder, stored)
     rows = stored.split.test
     topk = rerank_topk(test, ranker.score(test), len(rows), max(KS))
     metrics = ranking_metrics(topk, rows.targets, KS)
-    importance = ranker.feature_importance()
     context.log.info(f"Ranker: {ranker.best_iteration_} rounds, test NDCG@10 {metrics['ndcg@10']:.4f}")
     return dg.MaterializeResult(
         metadata={
@@ -160,6 +172,7 @@ def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, ware
             "test_recall@10": metrics["recall@10"],
             "fit_s": round(fit_s, 2),
             "feature_importance": dg.MetadataValue.md(markdown_table(importance.set_index("feature").head(20))),
+            "feature_importance_chart": dg.MetadataValue.md(markdown_image(importance_png, "gain per feature")),
             "folder": dg.MetadataValue.path(str(paths.models_dir / "ranker")),
         }
     )

@@ -27,7 +27,7 @@ def _shop(folder, titles):
 def _embed(home, data, instance):
     resources = {"warehouse": WarehouseResource(home=str(home)), "data_source": DataSourceResource(source="generic", data=str(data))}
     # Everything but the models group, which needs months of history (test_model_assets.py covers it).
-    result = materialize("not group:models and not group:ranking", resources=resources, instance=instance, log_level="WARNING")
+    result = materialize("not group:models and not group:ranking and not group:evaluation", resources=resources, instance=instance, log_level="WARNING")
     metadata = result.asset_materializations_for_node("item_embeddings")[0].metadata
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("item_embeddings")}
     return metadata, checks

@@ -89,7 +89,9 @@ def test_models_group_end_to_end(recsys_home, tmp_path, monkeypatch):
     # Metrics: every model on both splits and variants, values in [0, 1], popularity recomputed by hand.
     metrics = _query(recsys_home, "select * from ml.evaluation_metrics")
     combinations = metrics[metrics["segment"] == "all"].groupby(["model", "split", "variant"]).size()
-    assert len(combinations) == len(SOURCES) * 2 * 2 and set(metrics["model"]) == SOURCES
+    # Every source on both splits; the two-stage model only on test (it learned from the validation labels).
+    assert len(combinations) == len(SOURCES) * 2 * 2 + 2 and set(metrics["model"]) == SOURCES | {"sasrec+ranker"}
+    assert set(metrics.loc[metrics["model"] == "sasrec+ranker", "split"]) == {"test"}
     assert metrics["value"].between(0, 1).all()
     expected_ndcg, popular = _popularity_ndcg_at_10(recsys_home)
     row = metrics.query("model == 'popularity' and split == 'test' and variant == 'allowed' and segment == 'all' "
@@ -153,7 +155,7 @@ def _assert_ranking(home, result, split):
     meta = _metadata(result, "ranker_model")
     assert 0 <= meta["test_ndcg@10"] <= 1 and meta["best_iteration"] >= 1
     assert sorted(p.name for p in (home / "artifacts" / "models" / "ranker").iterdir()) == [
-        "lineage.json", "ranker.json", "ranker.txt"]
+        "feature_importance.csv", "feature_importance.png", "lineage.json", "ranker.json", "ranker.txt"]
 
     # A feature computed with the answer (here: the label itself) is caught by the blocking check.
     leaked = features.assign(user_item_purchases=features["label"] * 7)

@@ -18,7 +18,7 @@ SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 6
 
 
 # The models group needs months of history and trains models; test_model_assets.py covers it.
-WITHOUT_MODELS = "not group:models and not group:ranking"
+WITHOUT_MODELS = "not group:models and not group:ranking and not group:evaluation"
 
 
 def _run(home, source: DataSourceResource, selection=WITHOUT_MODELS, raise_on_error=True):

@@ -267,3 +267,17 @@ def test_record_refusal_rejects_a_promoting_decision(client, recsys_home):
     register_versions(client, recsys_home, 1)
     with pytest.raises(ValueError):
         record_refusal(client, 1, PromotionDecision(True, ("ok",)))
+
+
+def test_blocking_check_failures_reads_status_severity_and_absence():
+    from orchestration.promotion import blocking_check_failures
+
+    states = {
+        "b:passed": ("SUCCEEDED", "ERROR"),
+        "a:failed": ("FAILED", "ERROR"),
+        "c:warned": ("FAILED", "WARN"),
+        "d:never": None,
+        "e:planned": ("PLANNED", "ERROR"),
+    }
+    assert blocking_check_failures(states) == ["a:failed", "d:never (never ran)", "e:planned (did not finish: planned)"]
+    assert blocking_check_failures({"x:ok": ("SUCCEEDED", "ERROR")}) == []

@@ -1,0 +1,206 @@
+"""The promotion gate end to end: a good run promotes; four faults are refused and leave the champion in place.
+
+One Dagster instance and one RECSYS_HOME serve the whole module, as in production: the gate reads the latest
+check results from the instance and compares with the champion in the MLflow registry.
+"""
+
+import json
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestration.assets.embeddings import item_embeddings_expectations
+from orchestration.assets.quality import mart_expectation_checks
+from orchestration.assets.ranking import ranker_features_expectations
+from orchestration.bundle import download_version, load_bundle
+from orchestration.model_store import StoredSplit, load_split, save_split
+from orchestration.promotion import BUNDLE_MODEL, current_champion
+from orchestration.resources import DataSourceResource, WarehouseResource
+from orchestration.runner import materialize
+from orchestration.tracking import MLflowResource
+from recmodels.ranking import compute_features, purchase_events
+
+SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
+RUN_CONFIG = {
+    "ops": {
+        "user_sequences": {"config": {"test_days": 14, "validation_days": 14}},
+        "sasrec_model": {"config": {"epochs": 3, "hidden_size": 16, "num_threads": 1}},
+    }
+}
+RETRAIN = "group:models or group:ranking or group:evaluation"
+
+
+class Shop:
+    """The module's RECSYS_HOME and Dagster instance, and helpers to run and inspect them."""
+
+    def __init__(self, home):
+        self.home = home
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.warehouse = WarehouseResource(home=str(home))
+        self.client = MLflowResource(home=str(home)).client()
+
+    def run(self, selection, raise_on_error=True):
+        resources = {"warehouse": self.warehouse, "mlflow": MLflowResource(home=str(self.home)),
+                     "data_source": DataSourceResource(source="synthetic", **SMALL_SHOP)}
+        # Dagster refuses config for assets outside the selection.
+        selected = lambda name: selection is None or isinstance(selection, str) and (  # noqa: E731
+            name in selection or "group:models" in selection)
+        run_config = {"ops": {name: config for name, config in RUN_CONFIG["ops"].items() if selected(name)}}
+        return materialize(selection, resources=resources, instance=self.instance, run_config=run_config,
+                           raise_on_error=raise_on_error, log_level="WARNING", stdout_log=self.home / "dbt.log")
+
+    def execute(self, sql, parameters=None):
+        with duckdb.connect(str(self.home / "warehouse.duckdb")) as con:
+            con.execute(sql, parameters or [])
+
+    def replace_table(self, table, frame):
+        with duckdb.connect(str(self.home / "warehouse.duckdb")) as con:
+            con.register("frame", frame)
+            con.execute(f"create or replace table {table} as select * from frame")
+
+    def query(self, sql):
+        with duckdb.connect(str(self.home / "warehouse.duckdb"), read_only=True) as con:
+            return con.execute(sql).df()
+
+    def champion_version(self):
+        champion = current_champion(self.client)
+        return None if champion is None else champion["version"]
+
+    def decisions(self):
+        return self.query("select * from ml.promotion_log order by decided_at")
+
+
+def _decision(result):
+    return {key: value.value for key, value in result.asset_materializations_for_node("promotion_decision")[0].metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    home = tmp_path_factory.mktemp("gate") / "recsys-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECSYS_HOME", str(home))
+        patch.setenv("DAGSTER_HOME", str(home / "dagster"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        shop = Shop(home)
+        first = shop.run(None)
+        shop.first = first
+        yield shop
+
+
+def test_a_good_first_run_is_promoted(shop):
+    decision = _decision(shop.first)
+    assert decision["decision"] == "promoted", decision["reasons"]
+    assert decision["champion_before"] == "none" and decision["champion_after"] == "1"
+    assert decision["failed_checks"] == [] and decision["blocking_checks_seen"] > 50
+    champion = current_champion(shop.client)
+    evaluation = shop.query("select value from ml.evaluation_metrics where model = 'sasrec+ranker' and split = 'test' "
+                            "and variant = 'allowed' and segment = 'all' and metric = 'ndcg' and k = 10")
+    assert champion["version"] == 1 and champion["metrics"]["ndcg@10"] == pytest.approx(evaluation["value"].item())
+    assert champion["data_version"] == shop.first.asset_materializations_for_node("clean_data_version")[0].metadata[
+        "version"].value
+
+    # The registered bundle reloads on its own and ranks the test rows exactly as evaluation measured.
+    from orchestration.assets.evaluation import bundle_test_metrics
+
+    folder = download_version(shop.client, BUNDLE_MODEL, 1, shop.home / "downloads")
+    assert {"sasrec", "baselines", "ranker", "item_index.csv", "bundle.json"} <= {p.name for p in folder.iterdir()}
+    stored = load_split(shop.home / "artifacts" / "user_sequences" / "split.npz")
+    interactions = shop.query("select * from marts.fct_interactions")
+    metrics = bundle_test_metrics(load_bundle(folder), stored, interactions, np.array([], np.int64))
+    assert metrics["ndcg@10"] == pytest.approx(champion["metrics"]["ndcg@10"], abs=1e-12)
+
+
+def test_a_weak_model_from_a_truncated_training_set_is_refused(shop):
+    split_file = shop.home / "artifacts" / "user_sequences" / "split.npz"
+    stored = load_split(split_file)
+    keep = 5  # a handful of customers: what a broken extract might hand over
+    truncated = stored.split.__class__(**{**stored.split.__dict__, "train": stored.split.train[:keep],
+                                          "train_for_test": stored.split.train_for_test[:keep]})
+    save_split(StoredSplit(truncated, stored.train_times[:keep], stored.train_for_test_times[:keep], stored.info),
+               split_file)
+    result = shop.run("key:sasrec_model or key:baseline_models or group:ranking or group:evaluation")
+    decision = _decision(result)
+    assert decision["decision"] == "refused" and decision["model_version"] == 2
+    assert "below the champion" in decision["reasons"], decision["reasons"]
+    assert shop.champion_version() == 1
+    version = shop.client.get_model_version(BUNDLE_MODEL, "2")
+    assert version.tags["promotion"] == "refused" and "below the champion" in version.tags["refusal_reasons"]
+
+
+def test_a_good_retrain_on_the_same_data_is_promoted_again(shop):
+    decision = _decision(shop.run("key:user_sequences or " + RETRAIN))  # the full split again
+    # Same data, same seeds: the same NDCG as the champion re-scored on the same rows, within tolerance 0.
+    assert decision["decision"] == "promoted" and decision["champion_before"] == "1", decision["reasons"]
+    assert decision["model_version"] == 3 and shop.champion_version() == 3
+    log = shop.decisions()
+    assert log["previous_champion_ndcg_10"].iloc[-1] == pytest.approx(log["challenger_ndcg_10"].iloc[-1], abs=1e-12)
+
+
+def test_nan_embeddings_stop_the_retrain_before_promotion(shop):
+    dim = shop.query("select dim from embeddings.text_embedding_cache limit 1")["dim"].item()
+    poisoned = np.full(dim, np.nan, dtype="<f4").tobytes()
+    # A corrupted cache entry is read back as a NaN vector on the next embedding run.
+    shop.execute("update embeddings.text_embedding_cache set vector = ? where text_sha256 in "
+                 "(select text_sha256 from embeddings.text_embedding_cache order by text_sha256 limit 3)", [poisoned])
+    versions_before = len(shop.client.search_model_versions(f"name = '{BUNDLE_MODEL}'"))
+    result = shop.run("group:embeddings or " + RETRAIN, raise_on_error=False)
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert not checks[("item_embeddings", "great_expectations")].passed
+    assert not result.asset_materializations_for_node("promotion_decision")  # blocked downstream
+    assert len(shop.client.search_model_versions(f"name = '{BUNDLE_MODEL}'")) == versions_before
+    assert shop.champion_version() == 3
+
+    # Promotion asked for on its own still reads the failed check and refuses.
+    alone = _decision(shop.run("key:promotion_decision"))
+    assert alone["decision"] == "refused" and "item_embeddings:great_expectations" in alone["failed_checks"]
+    assert shop.champion_version() == 3
+    shop.execute("delete from embeddings.text_embedding_cache where vector = ?", [poisoned])
+    shop.run("group:embeddings")  # re-embedded, checked, passing again
+
+
+def test_a_failed_upstream_data_check_refuses_promotion(shop):
+    shop.execute("create table scratch_backup as select * from marts.fct_interactions")
+    shop.execute("update marts.fct_interactions set quantity = -quantity where source_row % 7 = 0")
+    fct_check = next(c for c in mart_expectation_checks if any(k.asset_key.path == ["fct_interactions"]
+                                                              and k.name == "great_expectations" for k in c.check_keys))
+    failed = shop.run(dg.AssetSelection.checks(fct_check), raise_on_error=False)
+    assert not failed.get_asset_check_evaluations()[0].passed
+    # The data is put right, but nobody re-ran the check: its failure still stands and blocks.
+    shop.execute("create or replace table marts.fct_interactions as select * from scratch_backup")
+    shop.execute("drop table scratch_backup")
+    decision = _decision(shop.run(RETRAIN))
+    assert decision["decision"] == "refused" and decision["failed_checks"] == ["fct_interactions:great_expectations"]
+    assert "Blocking checks failed: fct_interactions:great_expectations." in decision["reasons"]
+    assert shop.champion_version() == 3
+    shop.run(dg.AssetSelection.checks(fct_check))  # passes again on the restored data
+
+
+def test_a_feature_computed_with_future_data_is_caught(shop):
+    features = shop.query("select * from ml.ranker_features order by phase, row, item")
+    stored = load_split(shop.home / "artifacts" / "user_sequences" / "split.npz")
+    events = purchase_events(shop.query("select * from marts.fct_interactions"), stored.split.item_ids)
+    validation = features[features["phase"] == "validation"]
+    # The bug: features of the training window computed as of the end of the data, answers included.
+    later = pd.Timestamp(stored.info["last_event"]) + pd.Timedelta(days=1)
+    leaked = compute_features(validation[["row", "item"]], stored.split.validation.keys, events, later)
+    for column in leaked.columns.drop(["row", "item"]):
+        validation = validation.assign(**{column: leaked[column].to_numpy()})
+    tampered = pd.concat([validation, features[features["phase"] == "test"]], ignore_index=True)
+    shop.replace_table("ml.ranker_features", tampered)
+    result = shop.run(dg.AssetSelection.checks(ranker_features_expectations)
+                      | dg.AssetSelection.assets("ranker_model", "evaluation_metrics", "recommender_bundle",
+                                                 "promotion_decision"), raise_on_error=False)
+    outcome = result.get_asset_check_evaluations()[0]
+    assert not outcome.passed
+    assert "use events at or after the cut-off" in outcome.description
+    assert not result.asset_materializations_for_node("promotion_decision")
+    alone = _decision(shop.run("key:promotion_decision"))
+    assert alone["decision"] == "refused" and alone["failed_checks"] == ["ranker_features:great_expectations"]
+    assert shop.champion_version() == 3
+    log = shop.decisions()
+    assert set(log.loc[log["promoted"], "version"]) == {1, 3} and len(log) == 6
+    assert shop.client.get_registered_model(BUNDLE_MODEL).tags["champion_history"] == "[1]"

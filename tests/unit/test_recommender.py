@@ -1,0 +1,57 @@
+"""The two-stage recommender: history filtering, source checks and ranking by the ranker's scores."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recmodels.metrics import topk_metrics
+from recmodels.ranking import LambdaRanker, RankerConfig
+from recmodels.recommender import TwoStageConfig, TwoStageRecommender, without_history_items
+
+
+def test_without_history_items_drops_only_that_rows_history():
+    candidates = pd.DataFrame({"row": [0, 0, 1, 1], "item": [1, 2, 1, 3], "x": [1.0, 2.0, 3.0, 4.0]})
+    kept = without_history_items(candidates, [np.array([2, 2]), np.array([3])])
+    assert kept[["row", "item"]].values.tolist() == [[0, 1], [1, 1]] and kept["x"].tolist() == [1.0, 3.0]
+
+
+def test_topk_metrics_counts_pad_as_a_miss_and_not_as_coverage():
+    topk = np.array([[3, 0], [0, 0]])
+    metrics = topk_metrics(topk, [np.array([3]), np.array([1])], n_items=4, ks=(2,))
+    assert metrics["recall@2"] == 0.5 and metrics["ndcg@2"] == 0.5 and metrics["coverage@2"] == 0.25
+
+
+def _fitted_ranker():
+    """A ranker that learned 'higher popularity score first' from 40 rows of 5 candidates."""
+    rng = np.random.default_rng(0)
+    rows = np.repeat(np.arange(40), 5)
+    score = rng.random(200)
+    labels = np.zeros(200, np.int8)
+    for row in range(40):
+        labels[row * 5 + np.argmax(score[row * 5:row * 5 + 5])] = 1
+    rank = pd.Series(-score).groupby(rows).rank(method="first").to_numpy()
+    features = pd.DataFrame({"popularity_score": score, "popularity_rank": rank})
+    return LambdaRanker(RankerConfig(n_estimators=20, min_data_in_leaf=1)).fit(
+        features, labels, rows, ["popularity_score", "popularity_rank"])
+
+
+def test_two_stage_ranks_candidates_by_the_ranker():
+    ranker = _fitted_ranker()
+
+    def popularity(histories):
+        scores = np.tile(np.array([-np.inf, 0.1, 0.9, 0.5, 0.3], np.float32), (len(histories), 1))
+        return scores
+
+    recommender = TwoStageRecommender({"popularity": popularity}, ranker, TwoStageConfig(n_candidates=3))
+    events = pd.DataFrame({"user_key": ["u"], "item": [1], "occurred_at": [pd.Timestamp("2024-01-01")],
+                           "quantity": [1.0], "unit_price": [2.0]})
+    ranked = recommender.rank([np.array([1]), np.array([2])], np.array(["u", "v"]), events, "2024-02-01")
+    assert sorted(ranked.groupby("row")["item"].agg(list).iloc[0]) == [2, 3, 4]  # the 3 most popular
+    assert recommender.topk(ranked, 2, 3).tolist() == [[2, 3, 4], [2, 3, 4]]
+    excluded = recommender.rank([np.array([2])], np.array(["u"]), events, "2024-02-01", exclude_history=True)
+    assert recommender.topk(excluded, 1, 3).tolist() == [[3, 4, 0]]
+
+
+def test_two_stage_refuses_a_ranker_reading_a_missing_source():
+    with pytest.raises(ValueError, match="popularity_score"):
+        TwoStageRecommender({"item-knn": lambda h: None}, _fitted_ranker())
