@@ -32,6 +32,7 @@ class Bundle:
     item_ids: np.ndarray  # shop item id of internal id i + 1 at position i
     spec: dict[str, Any]
     folder: Path
+    models: dict[str, Any]  # the candidate sources by name (SASRec and the baselines)
 
     def internal_ids(self, shop_ids) -> np.ndarray:
         """Internal ids of ``shop_ids``; 0 (PAD) for items this bundle does not know."""
@@ -78,7 +79,7 @@ def load_bundle(folder: Path, device: str | None = "cpu") -> Bundle:
     item_text = np.load(text_file, allow_pickle=False) if text_file.exists() else None
     config = TwoStageConfig(n_candidates=spec["n_candidates"], recent_items=spec["recent_items"])
     recommender = TwoStageRecommender(sources, LambdaRanker.load(folder / "ranker"), config, item_text=item_text)
-    return Bundle(recommender, item_ids, spec, folder)
+    return Bundle(recommender, item_ids, spec, folder, models)
 
 
 def download_version(client: Any, model_name: str, version: int, cache_dir: Path) -> Path:

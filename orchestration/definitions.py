@@ -11,7 +11,9 @@ from orchestration.assets.ingest import raw_tables
 from orchestration.assets.models import model_assets
 from orchestration.assets.quality import mart_expectation_checks
 from orchestration.assets.ranking import ranking_assets, ranking_checks
+from orchestration.assets.serving import serving_assets
 from orchestration.assets.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
+from orchestration.automation import automation_schedules, automation_sensors
 from orchestration.resources import DataSourceResource, PrivacyResource, TextEncoderResource, WarehouseResource
 from orchestration.tracking import MLflowResource
 
@@ -50,12 +52,20 @@ retrain_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("embeddings", "models", "ranking", "evaluation"),
     description="Retrain every model on the current clean data, evaluate, register the bundle and decide promotion.",
 )
+recommendations_job = dg.define_asset_job(
+    "recommendations_job",
+    selection=dg.AssetSelection.groups("serving"),
+    description="Recompute every customer's recommendations from the current champion.",
+)
 
 defs = dg.Definitions(
     assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *ranking_assets,
-            *evaluation_assets],
+            *evaluation_assets, *serving_assets],
     asset_checks=[*mart_expectation_checks, item_embeddings_expectations, *ranking_checks],
-    jobs=[ingest_job, transforms_job, embeddings_job, models_job, ranking_job, data_job, retrain_job],
+    jobs=[ingest_job, transforms_job, embeddings_job, models_job, ranking_job, data_job, retrain_job,
+          recommendations_job],
+    schedules=automation_schedules,
+    sensors=automation_sensors,
     resources={
         "warehouse": WarehouseResource(),
         "data_source": DataSourceResource(),

@@ -190,3 +190,15 @@ def importance_chart_png(importance: pd.DataFrame, top: int = 20) -> bytes:
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def frame_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
+    """Any small frame as a Markdown table (floats rounded, missing values empty)."""
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return ""
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

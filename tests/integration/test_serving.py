@@ -1,0 +1,120 @@
+"""Batch recommendations and the recommendation service over a promoted champion on a small synthetic shop."""
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pytest
+
+from orchestration.privacy import pseudonymize
+from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, DataSourceResource, WarehouseResource
+from orchestration.runner import materialize
+from orchestration.service import RecommendationService
+from orchestration.tracking import MLflowResource
+from recmodels.explain import KINDS
+
+SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
+RUN_CONFIG = {
+    "ops": {
+        "user_sequences": {"config": {"test_days": 14, "validation_days": 14}},
+        "sasrec_model": {"config": {"epochs": 3, "hidden_size": 16, "num_threads": 1}},
+        "user_recommendations": {"config": {"k": 5}},
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    home = tmp_path_factory.mktemp("serving") / "recsys-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECSYS_HOME", str(home))
+        patch.setenv("DAGSTER_HOME", str(home / "dagster"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("RECSYS_PSEUDONYMIZATION_KEY", raising=False)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        resources = {"warehouse": WarehouseResource(home=str(home)), "mlflow": MLflowResource(home=str(home)),
+                     "data_source": DataSourceResource(source="synthetic", **SMALL_SHOP)}
+        result = materialize(None, resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=RUN_CONFIG,
+                             log_level="WARNING", stdout_log=home / "dbt.log")
+        service = RecommendationService.from_champion(resources["warehouse"], resources["mlflow"],
+                                                      DEV_PSEUDONYMIZATION_KEY)
+        yield home, result, service
+
+
+def _query(home, sql):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+def _raw_customers(home):
+    """Shop customer ids as the raw file has them, with their pseudonyms."""
+    raw = _query(home, "select distinct customer_id as raw_id from raw.order_lines where customer_id is not null "
+                       "and trim(customer_id) <> ''")
+    return {pseudonymize(r, DEV_PSEUDONYMIZATION_KEY): r for r in raw["raw_id"]}
+
+
+def test_batch_recommendations_cover_every_known_customer_with_reasons(served):
+    home, result, service = served
+    table = _query(home, "select * from ml.user_recommendations order by user_id, rank")
+    customers = _query(home, "select distinct user_id from marts.fct_interactions where event_type = 'purchase' "
+                             "and user_id is not null")
+    assert set(table["user_id"]) == set(customers["user_id"])
+    assert all(ranks == [1, 2, 3, 4, 5] for ranks in table.groupby("user_id")["rank"].agg(list))
+    assert (table.groupby("user_id")["score"].agg(lambda s: s.is_monotonic_decreasing)).all()
+    assert not table.duplicated(["user_id", "item_id"]).any()
+    assert set(table["model_version"]) == {1} and set(table["explanation"]) <= set(KINDS)
+    # "You bought this before" is true: the item is in that customer's purchases.
+    bought = _query(home, "select distinct user_id, item_id from marts.fct_interactions where event_type = 'purchase'")
+    pairs = set(zip(bought["user_id"], bought["item_id"]))
+    repeat = table[table["explanation"] == "bought_before"]
+    assert len(repeat) and all((u, i) in pairs for u, i in zip(repeat["user_id"], repeat["item_id"]))
+    # "People who bought X also bought": X is in the customer's purchases too.
+    also = table[table["explanation"] == "also_bought"]
+    assert len(also) and all((u, x) in pairs for u, x in zip(also["user_id"], also["because_of"]))
+    meta = result.asset_materializations_for_node("user_recommendations")[0].metadata
+    assert meta["model_version"].value == 1 and meta["customers"].value == len(customers)
+
+
+def test_service_matches_the_batch_table_for_a_known_customer(served):
+    home, _, service = served
+    table = _query(home, "select * from ml.user_recommendations order by user_id, rank")
+    pseudonym, raw_id = next(iter(sorted(_raw_customers(home).items())))
+    answer = service.recommend_user(raw_id, k=5)
+    assert answer["known_user"] and answer["strategy"] == "two-stage"
+    expected = table[table["user_id"] == pseudonym]
+    assert answer["items"]["item_id"].tolist() == expected["item_id"].tolist()
+    np.testing.assert_allclose(answer["items"]["score"], expected["score"])
+    # Leading spaces and a spreadsheet's ".0" are the same customer, as in the marts.
+    assert service.recommend_user(f" {raw_id}.0 ", k=5)["items"]["item_id"].tolist() == expected["item_id"].tolist()
+
+    first = expected.iloc[0]
+    why = service.explain(raw_id, first["item_id"])
+    assert why["candidate"] and why["rank"] == 1 and why["explanation"] == first["explanation"]
+    assert set(why["features"]) == set(service.bundle.recommender.ranker.feature_names)
+
+
+def test_unknown_customers_get_popular_items_and_sessions_report_unknown_items(served):
+    _, _, service = served
+    answer = service.recommend_user("no-such-customer", k=3)
+    assert not answer["known_user"] and answer["strategy"].startswith("fallback:")
+    assert set(answer["items"]["explanation"]) == {"popular_now"} and len(answer["items"]) == 3
+
+    known = [str(i) for i in service.bundle.item_ids[:2]]
+    session = service.recommend_session([known[0], "NOT-AN-ITEM", known[1]], k=4)
+    assert session["unknown_items"] == ["NOT-AN-ITEM"] and session["strategy"] == "two-stage"
+    assert len(session["items"]) == 4
+    empty = service.recommend_session(["NOT-AN-ITEM"], k=2)
+    assert empty["strategy"].startswith("fallback:") and empty["unknown_items"] == ["NOT-AN-ITEM"]
+    with pytest.raises(ValueError, match="k must be between 1 and 100"):
+        service.recommend_user("x", k=0)
+
+
+def test_similar_items_blend_co_purchase_and_text(served):
+    _, _, service = served
+    item = str(service.bundle.item_ids[0])
+    answer = service.similar(item, k=5)
+    items = answer["items"]
+    assert item not in set(items["item_id"]) and len(items) == 5
+    np.testing.assert_allclose(items["score"], (items["co_purchase"] + items["text_cosine"]) / 2)
+    assert items["score"].is_monotonic_decreasing
+    with pytest.raises(KeyError, match="NOT-AN-ITEM"):
+        service.similar("NOT-AN-ITEM")
