@@ -1,12 +1,14 @@
-"""The `recsys` command line: materialize assets and inspect what the warehouse holds."""
+"""The `recsys` command line: materialize assets, inspect what the warehouse holds, serve and query the champion."""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from orchestration.resources import SOURCE_KINDS
 
@@ -29,7 +31,72 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("champion", help="print the registry's current champion as JSON")
     commands.add_parser("rollback", help="restore the previous champion and print it as JSON")
+
+    serve = commands.add_parser("serve", help="run the HTTP API over the champion (docs at /docs)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--reload-seconds", type=float, default=30,
+                       help="check the registry for a new champion at most this often (default 30)")
+
+    recommend = commands.add_parser("recommend", help="a customer's or an anonymous session's recommendations")
+    who = recommend.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="the shop's customer id")
+    who.add_argument("--items", nargs="+", metavar="ID", help="a session's item ids, oldest first")
+    similar = commands.add_parser("similar", help="items bought together with an item or described alike")
+    similar.add_argument("--item", required=True, help="the catalogue's item id")
+    for query in (recommend, similar):
+        query.add_argument("--k", type=_k, default=10, help="how many items (1 to 100, default 10)")
+    explain = commands.add_parser("explain", help="why an item is (or is not) recommended to a customer")
+    explain.add_argument("--user", required=True, help="the shop's customer id")
+    explain.add_argument("--item", required=True, help="the catalogue's item id")
+    for query in (recommend, similar, explain):
+        query.add_argument("--json", action="store_true", help="one JSON object (the API's response) instead")
+
+    replay = commands.add_parser(
+        "replay", help="feed an order log into the landing folder in time order and let the sensors run everything")
+    replay.add_argument("--data", required=True, help="order log (.csv, .csv.gz, .xlsx, .parquet)")
+    replay.add_argument("--every", default="7d", help="length of each drop (default 7d)")
+    replay.add_argument("--initial", help="length of the first drop, the history a shop starts with (default --every)")
+    replay.add_argument("--until", help="stop at this date (default: the end of the log)")
+    replay.add_argument("--max-drops", type=int, help="stop after this many drops")
+    replay.add_argument("--bad-drop", type=int,
+                        help="corrupt drop N (negative: from the end) with a currency-unit price bug, to see a refusal")
+    replay.add_argument("--test-days", type=int, default=14, help="test window of each retrain (default 14)")
+    replay.add_argument("--validation-days", type=int, default=14, help="validation window (default 14)")
+    replay.add_argument("--epochs", type=int, default=10, help="SASRec epochs per retrain (default 10)")
+    replay.add_argument("--hidden", type=int, default=64, help="SASRec hidden size (default 64)")
     return parser
+
+
+def _replay_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestration.replay import replay
+    from orchestration.settings import recsys_paths
+
+    run_config = {"ops": {
+        "user_sequences": {"config": {"test_days": args.test_days, "validation_days": args.validation_days}},
+        "sasrec_model": {"config": {"epochs": args.epochs, "hidden_size": args.hidden}},
+    }}
+    try:
+        replay(Path(args.data), args.every, recsys_paths(args.home).home, bad_drop=args.bad_drop, until=args.until,
+               max_drops=args.max_drops, initial=args.initial, run_config=run_config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"replay: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _k(value: str) -> int:
+    from orchestration.service import MAX_K
+
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 1 <= k <= MAX_K:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_K}, got {k}")
+    return k
 
 
 def _registry_command(command: str, home: str | None) -> int:
@@ -53,15 +120,127 @@ def _registry_command(command: str, home: str | None) -> int:
     return 0
 
 
+TITLE_WIDTH = 40  # characters of a title in the tables
+NUMERIC_COLUMNS = {"rank", "score", "co_purchase", "text_cosine"}  # right-aligned
+
+
+def _query_command(args: argparse.Namespace) -> int:
+    """`recommend`, `similar`, `explain`: the API's answer from an in-process service, as a table or JSON."""
+    from orchestration import api
+    from orchestration.resources import PrivacyResource, WarehouseResource
+    from orchestration.service import NoChampionError, RecommendationService
+    from orchestration.tracking import MLflowResource
+
+    try:
+        service = RecommendationService.from_champion(
+            WarehouseResource(home=args.home), MLflowResource(home=args.home), PrivacyResource().key())
+    except (NoChampionError, FileNotFoundError) as error:
+        print(f"{args.command} failed: {error}", file=sys.stderr)
+        return 1
+    version, as_of = service.version, service.data.as_of.isoformat()
+    footer = f"Model version {version}, data as of {as_of}."
+    try:
+        if args.command == "recommend" and args.user is not None:
+            answer = api.user_response(service.recommend_user(args.user, args.k), version)
+            if answer.known_user:
+                header = (f"Customer {answer.user_id}: known, {answer.history_length} purchases; "
+                          f"{answer.strategy} ranking.")
+            else:
+                header = f"Customer {answer.user_id}: unknown, popular items instead ({answer.strategy})."
+            body = _table(answer.items, ("rank", "item_id", "title", "score", "reason"))
+        elif args.command == "recommend":
+            answer = api.session_response(service.recommend_session(args.items, args.k), version)
+            if answer.unknown_items:  # as in the API: ignored, and said so
+                print(f"ignored unknown items: {' '.join(answer.unknown_items)}", file=sys.stderr)
+            header = (f"Session of {len(args.items)} items ({len(answer.unknown_items)} unknown, "
+                      f"{len(answer.text_only_items)} known by description only); {answer.strategy} ranking.")
+            body = _table(answer.items, ("rank", "item_id", "title", "score", "reason"))
+        elif args.command == "similar":
+            answer = api.similar_response(service.similar(args.item, args.k), version)
+            known = "" if answer.known_item else ", matched by its description only"
+            header = f"Items similar to {answer.item_id} {_quoted(answer.title)}{known}."
+            body = _table(answer.items, ("rank", "item_id", "title", "score", "co_purchase", "text_cosine"))
+        else:
+            answer = api.explain_response(service.explain(args.user, args.item), version)
+            header = (f"Customer {answer.user_id} ({'known' if answer.known_user else 'unknown'}) and item "
+                      f"{answer.item_id} {_quoted(answer.title)}.")
+            body = _explanation(answer)
+    except KeyError as error:  # an item neither in the model's catalogue nor described
+        print(f"{args.command} failed: unknown item: {error.args[0] if error.args else error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(answer.model_dump_json())
+    else:
+        print("\n".join([header, footer, "", body]))
+    return 0
+
+
+def _quoted(title: str | None) -> str:
+    return f'"{_cell(title, TITLE_WIDTH)}"' if title else "(no title)"
+
+
+def _cell(value: object, width: int | None = None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    shown = " ".join(str(value).split())  # a title's newlines and tabs would break the columns
+    return shown if width is None or len(shown) <= width else shown[:width - 3] + "..."
+
+
+def _table(rows: Sequence[object], columns: Sequence[str]) -> str:
+    """Aligned columns (numbers right, text left), titles truncated; "-" for a missing value."""
+    if not rows:
+        return "No items."
+    cells = [[_cell(getattr(row, name), TITLE_WIDTH if name == "title" else None) for name in columns]
+             for row in rows]
+    widths = [max(len(name), *(len(line[i]) for line in cells)) for i, name in enumerate(columns)]
+    right = [name in NUMERIC_COLUMNS for name in columns]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(values) for values in cells)])
+
+
+def _explanation(answer: Any) -> str:
+    """An ``api.Explanation`` as aligned "name  value" lines, the ranker's features last."""
+    rows = [("explanation", answer.explanation), ("reason", answer.reason),
+            ("because of", f"{answer.because_of} {_quoted(answer.because_of_title)}" if answer.because_of else "-"),
+            ("strength", _cell(answer.strength)),
+            ("candidate", f"yes, rank {answer.rank}, score {_cell(answer.score)}" if answer.candidate else "no")]
+    if answer.features:
+        # Counts and ranks are whole numbers: no trailing zeros.
+        rows += [("features", ""), *((f"  {name}", "-" if value is None else f"{value:.4f}".rstrip("0").rstrip("."))
+                                     for name, value in answer.features.items())]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}".rstrip() for name, value in rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Resources read these when they are used, so setting them here configures the whole run.
+    data = getattr(args, "data", None) if args.command == "materialize" else None  # replay's --data is its log
     for variable, value in (("RECSYS_HOME", args.home), ("RECSYS_SOURCE", getattr(args, "source", None)),
-                            ("RECSYS_DATA", getattr(args, "data", None))):
+                            ("RECSYS_DATA", data)):
         if value:
             os.environ[variable] = str(value)
     if args.command in ("champion", "rollback"):
         return _registry_command(args.command, args.home)
+    if args.command == "replay":
+        return _replay_command(args)
+    if args.command == "serve":
+        import uvicorn
+
+        from orchestration.api import create_app
+
+        # uvicorn's own log setup, plus the API's messages (which champion version is served, failed reloads).
+        log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+        log_config["loggers"]["orchestration"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+        uvicorn.run(create_app(args.home, args.reload_seconds), host=args.host, port=args.port, log_config=log_config)
+        return 0
+    if args.command in ("recommend", "similar", "explain"):
+        return _query_command(args)
 
     from orchestration.marts import MARTS_SCHEMA, format_summary, pipeline_summary
     from orchestration.resources import WarehouseResource

@@ -1,0 +1,251 @@
+"""The HTTP API over a promoted champion on a small synthetic shop: answers, validation, docs and reloading."""
+
+import logging
+import time
+
+import dagster as dg
+import duckdb
+import pytest
+from fastapi.testclient import TestClient
+
+from orchestration.api import create_app
+from orchestration.privacy import pseudonymize
+from orchestration.promotion import BUNDLE_MODEL, current_champion, promote, rollback
+from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, DataSourceResource, WarehouseResource
+from orchestration.runner import materialize
+from orchestration.service import RecommendationService
+from orchestration.tracking import MLflowResource
+
+SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
+RUN_CONFIG = {
+    "ops": {
+        "user_sequences": {"config": {"test_days": 14, "validation_days": 14}},
+        "sasrec_model": {"config": {"epochs": 3, "hidden_size": 16, "num_threads": 1}},
+        "user_recommendations": {"config": {"k": 5}},
+    }
+}
+ITEM_FIELDS = {"rank", "item_id", "title", "score", "explanation", "because_of", "reason"}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A home whose registry has a champion (version 1): the whole graph on a small synthetic shop."""
+    home = tmp_path_factory.mktemp("api") / "recsys-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECSYS_HOME", str(home))
+        patch.setenv("DAGSTER_HOME", str(home / "dagster"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("RECSYS_PSEUDONYMIZATION_KEY", raising=False)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        resources = {"warehouse": WarehouseResource(home=str(home)), "mlflow": MLflowResource(home=str(home)),
+                     "data_source": DataSourceResource(source="synthetic", **SMALL_SHOP)}
+        result = materialize(None, resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=RUN_CONFIG,
+                             log_level="WARNING", stdout_log=home / "dbt.log")
+        assert result.success
+        yield home
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    # Reloading is tested with its own app; this one must not pick up the versions that test registers.
+    with TestClient(create_app(str(home), reload_seconds=3600)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def service(home):
+    """A service of its own, to compare the API's answers with."""
+    return RecommendationService.from_champion(WarehouseResource(home=str(home)), MLflowResource(home=str(home)),
+                                               DEV_PSEUDONYMIZATION_KEY)
+
+
+def _customer(home) -> str:
+    """A shop customer id, as the raw file has it, of a customer with batch recommendations (so with purchases)."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        raw = con.execute("select distinct customer_id from raw.order_lines where trim(customer_id) <> ''").fetchall()
+        served = {row[0] for row in con.execute("select distinct user_id from ml.user_recommendations").fetchall()}
+    return min(r for (r,) in raw if pseudonymize(r, DEV_PSEUDONYMIZATION_KEY) in served)
+
+
+def _assert_items(items, k):
+    assert [item["rank"] for item in items] == list(range(1, k + 1))
+    assert all(set(item) == ITEM_FIELDS for item in items)
+    scores = [item["score"] for item in items]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_known_customer_gets_the_services_recommendations(client, service, home):
+    customer = _customer(home)
+    response = client.get(f"/recommendations/{customer}", params={"k": 7})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["known_user"] and body["strategy"] == "two-stage" and body["model_version"] == 1
+    assert body["user_id"] == customer and body["history_length"] > 0
+    _assert_items(body["items"], 7)
+    expected = service.recommend_user(customer, k=7)["items"]
+    assert [item["item_id"] for item in body["items"]] == expected["item_id"].tolist()
+    assert [item["score"] for item in body["items"]] == pytest.approx(expected["score"].tolist(), abs=1e-6)
+    assert [item["reason"] for item in body["items"]] == expected["reason"].tolist()
+
+
+def test_unknown_customer_gets_the_flagged_popularity_fallback(client):
+    body = client.get("/recommendations/no-such-customer", params={"k": 3}).json()
+    assert body["known_user"] is False and body["strategy"].startswith("fallback:")
+    assert body["history_length"] is None
+    _assert_items(body["items"], 3)
+    assert {item["explanation"] for item in body["items"]} == {"popular_now"}
+
+
+def test_session_reports_unknown_items_and_ignores_them(client, service):
+    known = [str(i) for i in service.bundle.item_ids[:3]]
+    response = client.post("/recommendations/session", json={"items": [known[0], "NOT-AN-ITEM", *known[1:]], "k": 4})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["unknown_items"] == ["NOT-AN-ITEM"] and body["text_only_items"] == []
+    assert body["strategy"] == "two-stage"
+    _assert_items(body["items"], 4)
+    expected = service.recommend_session(known, k=4)["items"]
+    assert [item["item_id"] for item in body["items"]] == expected["item_id"].tolist()
+    # Only unknown items: the popularity fallback, still a 200.
+    alone = client.post("/recommendations/session", json={"items": ["NOT-AN-ITEM"]}).json()
+    assert alone["strategy"].startswith("fallback:") and len(alone["items"]) == 10
+
+
+def test_similar_items_and_explanations(client, service, home):
+    item = str(service.bundle.item_ids[0])
+    body = client.get(f"/similar/{item}", params={"k": 5}).json()
+    assert body["item_id"] == item and body["known_item"] and len(body["items"]) == 5
+    assert item not in {row["item_id"] for row in body["items"]}
+    assert [row["rank"] for row in body["items"]] == [1, 2, 3, 4, 5]
+    assert all(row["score"] == pytest.approx((row["co_purchase"] + row["text_cosine"]) / 2, abs=2e-6)
+               for row in body["items"])
+
+    customer = _customer(home)
+    first = client.get(f"/recommendations/{customer}", params={"k": 1}).json()["items"][0]
+    why = client.get(f"/explain/{customer}/{first['item_id']}").json()
+    assert why["candidate"] and why["rank"] == 1 and why["explanation"] == first["explanation"]
+    assert set(why["features"]) == set(service.bundle.recommender.ranker.feature_names)
+
+
+def test_health_model_and_docs(client):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model_version"] == 1 and health["as_of"].startswith("20")
+    model = client.get("/model").json()
+    assert model["version"] == 1 and model["model"] == BUNDLE_MODEL
+    assert model["metrics"]["ndcg@10"] > 0 and model["data_version"] and model["promoted_at"]
+    assert "sasrec" in model["sources"] and model["n_candidates"] > 0 and len(model["features"]) > 5
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]) == {"/health", "/model", "/recommendations/{user_id}", "/recommendations/session",
+                                  "/similar/{item_id}", "/explain/{user_id}/{item_id}"}
+    assert "RecommendedItem" in spec["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "payload", "status"), [
+    ("get", "/recommendations/c1?k=0", None, 422),
+    ("get", "/recommendations/c1?k=101", None, 422),
+    ("get", "/recommendations/c1?k=abc", None, 422),
+    ("get", "/recommendations/c1?k=2.5", None, 422),
+    ("get", "/recommendations/" + "x" * 101, None, 422),
+    ("get", "/similar/" + "x" * 101, None, 422),
+    ("get", "/similar/NOT-AN-ITEM", None, 404),
+    ("get", "/explain/c1/NOT-AN-ITEM", None, 404),
+    ("get", "/explain/c1/" + "x" * 101, None, 422),
+    ("post", "/recommendations/session", {"items": []}, 422),
+    ("post", "/recommendations/session", {"items": ["a"] * 201}, 422),
+    ("post", "/recommendations/session", {"items": ["a"], "k": 0}, 422),
+    ("post", "/recommendations/session", {"items": ["a"], "k": 101}, 422),
+    ("post", "/recommendations/session", {"items": ["a"], "k": "many"}, 422),
+    ("post", "/recommendations/session", {"items": [""]}, 422),
+    ("post", "/recommendations/session", {"items": ["   "]}, 422),
+    ("post", "/recommendations/session", {"items": ["x" * 101]}, 422),
+    ("post", "/recommendations/session", {"items": [None]}, 422),
+    ("post", "/recommendations/session", {"items": "a"}, 422),
+    ("post", "/recommendations/session", {"k": 3}, 422),
+    ("post", "/recommendations/session", ["a", "b"], 422),
+    ("post", "/recommendations/session", b"not json", 422),
+    ("post", "/recommendations/session", b"[" * 100_000, 400),
+    ("get", "/recommendations/session", None, 200),  # a customer called "session": unknown, the fallback
+    ("delete", "/recommendations/c1", None, 405),
+    ("get", "/nothing-here", None, 404),
+])
+def test_bad_input_is_a_json_4xx_never_a_5xx(client, method, path, payload, status):
+    if isinstance(payload, bytes):
+        response = client.request(method, path, content=payload, headers={"content-type": "application/json"})
+    else:
+        response = client.request(method, path, json=payload)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    if status != 200:
+        assert "detail" in response.json()
+
+
+def test_numeric_item_ids_and_padding_are_accepted(client, service):
+    numeric = next(str(i) for i in service.bundle.item_ids if str(i).isdigit())
+    as_number = client.post("/recommendations/session", json={"items": [int(numeric)], "k": 3}).json()
+    padded = client.post("/recommendations/session", json={"items": [f"  {numeric} "], "k": 3}).json()
+    assert as_number["unknown_items"] == padded["unknown_items"] == []
+    assert as_number["items"] == padded["items"]
+
+
+def test_a_value_error_from_the_service_is_a_422(client, monkeypatch):
+    served = client.app.state.champion.current
+
+    def broken(*args, **kwargs):
+        raise ValueError("k must be between 1 and 100, got 0")
+
+    monkeypatch.setattr(served.service, "recommend_user", broken)
+    response = client.get("/recommendations/c1")
+    assert response.status_code == 422 and response.json() == {"detail": "k must be between 1 and 100, got 0"}
+
+
+def test_without_a_champion_every_endpoint_answers_503(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with TestClient(create_app(str(tmp_path / "empty-home"), reload_seconds=3600)) as empty:
+        for path in ("/health", "/model", "/recommendations/c1", "/similar/i1", "/explain/c1/i1"):
+            response = empty.get(path)
+            assert response.status_code == 503 and "no champion" in response.json()["detail"]
+        assert empty.post("/recommendations/session", json={"items": ["a"]}).status_code == 503
+
+
+def _wait_for_version(client, version, seconds=60.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        health = client.get("/health").json()
+        if health["model_version"] == version or time.monotonic() > deadline:
+            return health
+        time.sleep(0.2)
+
+
+# Last in the module: it moves the champion alias of the shared home (and puts it back).
+def test_the_app_follows_the_champion_alias_and_survives_a_broken_version(home, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="orchestration.api")
+    registry = MLflowResource(home=str(home)).client()
+    first = current_champion(registry)
+    app = create_app(str(home), reload_seconds=0)
+    with TestClient(app) as watching:
+        assert watching.get("/health").json()["model_version"] == 1
+        # The same bundle registered again is a new version; promoting it moves the alias.
+        source = registry.get_model_version(BUNDLE_MODEL, "1")
+        second = registry.create_model_version(BUNDLE_MODEL, source=source.source, run_id=source.run_id)
+        promote(registry, int(second.version), first["metrics"], first["data_version"])
+        assert _wait_for_version(watching, 2)["model_version"] == 2
+        assert watching.get("/model").json()["version"] == 2
+        assert watching.get("/recommendations/c1").json()["model_version"] == 2
+
+        # A version whose files are no bundle: the reload fails, is logged, and version 2 keeps serving.
+        (tmp_path / "not-a-bundle").mkdir()
+        (tmp_path / "not-a-bundle" / "README").write_text("nothing to load\n")
+        broken = registry.create_model_version(BUNDLE_MODEL, source=(tmp_path / "not-a-bundle").as_uri(),
+                                               run_id=source.run_id)
+        promote(registry, int(broken.version), first["metrics"], first["data_version"])
+        holder = app.state.champion
+        watching.get("/health")  # starts a check
+        holder.wait(timeout=60)
+        assert watching.get("/health").json()["model_version"] == 2
+        assert any("failed" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+
+        assert rollback(registry)["version"] == 2
+        rollback(registry)
+        assert _wait_for_version(watching, 1)["model_version"] == 1
+    assert current_champion(registry)["version"] == 1
