@@ -30,3 +30,40 @@ def recsys_home(tmp_path, monkeypatch) -> Path:
     for variable in ("RECSYS_SOURCE", "RECSYS_DATA", "RECSYS_WAREHOUSE"):
         monkeypatch.delenv(variable, raising=False)
     return home
+
+
+PROMOTED_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
+PROMOTED_RUN_CONFIG = {
+    "ops": {
+        "user_sequences": {"config": {"test_days": 14, "validation_days": 14}},
+        "sasrec_model": {"config": {"epochs": 3, "hidden_size": 16, "num_threads": 1}},
+        "user_recommendations": {"config": {"k": 5}},
+    }
+}
+
+
+@pytest.fixture(scope="session")
+def promoted(tmp_path_factory):
+    """(home, run result): the whole graph on a small synthetic shop, with champion version 1 and k = 5 batch
+    recommendations. Built once per session and shared, so a test that moves the champion must move it back."""
+    import types
+
+    import dagster as dg
+
+    from orchestration.resources import DataSourceResource, WarehouseResource
+    from orchestration.runner import materialize
+    from orchestration.tracking import MLflowResource
+
+    home = tmp_path_factory.mktemp("promoted") / "recsys-home"
+    with pytest.MonkeyPatch.context() as patch:  # only while building: tests pass the home explicitly
+        patch.setenv("RECSYS_HOME", str(home))
+        patch.setenv("DAGSTER_HOME", str(home / "dagster"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("RECSYS_PSEUDONYMIZATION_KEY", raising=False)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        resources = {"warehouse": WarehouseResource(home=str(home)), "mlflow": MLflowResource(home=str(home)),
+                     "data_source": DataSourceResource(source="synthetic", **PROMOTED_SHOP)}
+        result = materialize(None, resources=resources, instance=dg.DagsterInstance.ephemeral(),
+                             run_config=PROMOTED_RUN_CONFIG, log_level="WARNING", stdout_log=home / "dbt.log")
+    assert result.success
+    return types.SimpleNamespace(home=home, result=result)

@@ -3,7 +3,6 @@
 import logging
 import time
 
-import dagster as dg
 import duckdb
 import pytest
 from fastapi.testclient import TestClient
@@ -11,38 +10,17 @@ from fastapi.testclient import TestClient
 from orchestration.api import create_app
 from orchestration.privacy import pseudonymize
 from orchestration.promotion import BUNDLE_MODEL, current_champion, promote, rollback
-from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, DataSourceResource, WarehouseResource
-from orchestration.runner import materialize
+from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, WarehouseResource
 from orchestration.service import RecommendationService
 from orchestration.tracking import MLflowResource
 
-SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
-RUN_CONFIG = {
-    "ops": {
-        "user_sequences": {"config": {"test_days": 14, "validation_days": 14}},
-        "sasrec_model": {"config": {"epochs": 3, "hidden_size": 16, "num_threads": 1}},
-        "user_recommendations": {"config": {"k": 5}},
-    }
-}
 ITEM_FIELDS = {"rank", "item_id", "title", "score", "explanation", "because_of", "reason"}
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A home whose registry has a champion (version 1): the whole graph on a small synthetic shop."""
-    home = tmp_path_factory.mktemp("api") / "recsys-home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RECSYS_HOME", str(home))
-        patch.setenv("DAGSTER_HOME", str(home / "dagster"))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("RECSYS_PSEUDONYMIZATION_KEY", raising=False)
-        patch.chdir(tmp_path_factory.mktemp("cwd"))
-        resources = {"warehouse": WarehouseResource(home=str(home)), "mlflow": MLflowResource(home=str(home)),
-                     "data_source": DataSourceResource(source="synthetic", **SMALL_SHOP)}
-        result = materialize(None, resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=RUN_CONFIG,
-                             log_level="WARNING", stdout_log=home / "dbt.log")
-        assert result.success
-        yield home
+def home(promoted):
+    """A home whose registry has a champion (version 1), shared with other modules (conftest.promoted)."""
+    return promoted.home
 
 
 @pytest.fixture(scope="module")

@@ -1,43 +1,23 @@
 """Batch recommendations and the recommendation service over a promoted champion on a small synthetic shop."""
 
-import dagster as dg
 import duckdb
 import numpy as np
 import pytest
 
 from orchestration.privacy import pseudonymize
-from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, DataSourceResource, WarehouseResource
-from orchestration.runner import materialize
+from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, WarehouseResource
 from orchestration.service import RecommendationService
 from orchestration.tracking import MLflowResource
 from recmodels.explain import KINDS
 
-SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
-RUN_CONFIG = {
-    "ops": {
-        "user_sequences": {"config": {"test_days": 14, "validation_days": 14}},
-        "sasrec_model": {"config": {"epochs": 3, "hidden_size": 16, "num_threads": 1}},
-        "user_recommendations": {"config": {"k": 5}},
-    }
-}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    home = tmp_path_factory.mktemp("serving") / "recsys-home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RECSYS_HOME", str(home))
-        patch.setenv("DAGSTER_HOME", str(home / "dagster"))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("RECSYS_PSEUDONYMIZATION_KEY", raising=False)
-        patch.chdir(tmp_path_factory.mktemp("cwd"))
-        resources = {"warehouse": WarehouseResource(home=str(home)), "mlflow": MLflowResource(home=str(home)),
-                     "data_source": DataSourceResource(source="synthetic", **SMALL_SHOP)}
-        result = materialize(None, resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=RUN_CONFIG,
-                             log_level="WARNING", stdout_log=home / "dbt.log")
-        service = RecommendationService.from_champion(resources["warehouse"], resources["mlflow"],
-                                                      DEV_PSEUDONYMIZATION_KEY)
-        yield home, result, service
+def served(promoted):
+    home = promoted.home
+    service = RecommendationService.from_champion(WarehouseResource(home=str(home)), MLflowResource(home=str(home)),
+                                                  DEV_PSEUDONYMIZATION_KEY)
+    return home, promoted.result, service
 
 
 def _query(home, sql):
