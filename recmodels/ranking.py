@@ -47,6 +47,16 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "user_item_purchases": "the user's events of this item",
     "user_item_days_since": f"days from the user's last event of this item to the cut-off; {NEVER_DAYS:g} "
     "if never",
+    "user_item_orders": "the user's distinct orders holding this item",
+    "user_item_purchases_90d": "the user's events of this item in the 90 days before the cut-off",
+    "user_item_interval_days": "mean days between the user's consecutive orders of this item; "
+    f"{NEVER_DAYS:g} with fewer than 2 such orders",
+    "user_item_due": "user_item_days_since / user_item_interval_days: about 1 when the next re-order is due; "
+    "0 with fewer than 2 orders of the item",
+    "item_repeat_rate": "share of the item's buyers who ordered it in 2 or more distinct orders; 0 for an item "
+    "never sold",
+    "user_repeat_share": "share of the user's orders (after the first) that re-order an item of an earlier order; 0 "
+    "with fewer than 2 orders",
     "text_cosine": "cosine between the item's text vector and the mean unit text vector of the user's "
     "`recent_items` most recent distinct items; 0 when either has no text (only with item_text)",
     "category_affinity": "share of the user's events in the item's category; 0 without events or category "
@@ -232,6 +242,58 @@ def _text_cosine(
     return cosine
 
 
+def _repeat_features(
+    out: pd.DataFrame,
+    user: np.ndarray,
+    item: np.ndarray,
+    times: np.ndarray,
+    order_key: pd.Series,
+    n_users: int,
+    n_items: int,
+    age: np.ndarray,
+    row_user: np.ndarray,
+    row_item: np.ndarray,
+) -> None:
+    """Re-ordering as a habit: how often and how regularly a user re-orders an item, and how repeat-prone the
+    item and the user are (see FEATURE_DESCRIPTIONS). Adds the columns to ``out``."""
+    # One row per (user, item, order), at the order's first event of the item.
+    lines = pd.DataFrame({"user": user, "item": item, "order": order_key.to_numpy(), "time": times})
+    orders = lines.groupby(["user", "item", "order"], dropna=False, sort=False)["time"].min().reset_index()
+    per_pair = orders.groupby(["user", "item"], sort=False)["time"].agg(["size", "min", "max"])
+    pair_user = per_pair.index.get_level_values("user").to_numpy()
+    pair_item = per_pair.index.get_level_values("item").to_numpy()
+    n_orders = per_pair["size"].to_numpy(np.float64)
+    span = _days((per_pair["max"] - per_pair["min"]).to_numpy())
+    interval = np.where(n_orders >= 2, span / np.maximum(n_orders - 1, 1), NEVER_DAYS)
+    out["user_item_orders"] = _pair_lookup(pair_user, pair_item, n_orders, row_user, row_item, 0.0)
+    recent = age <= 90
+    recent_pairs = pd.DataFrame({"user": user[recent], "item": item[recent]}).value_counts()
+    out["user_item_purchases_90d"] = _pair_lookup(
+        recent_pairs.index.get_level_values("user").to_numpy(), recent_pairs.index.get_level_values("item").to_numpy(),
+        recent_pairs.to_numpy(np.float64), row_user, row_item, 0.0)
+    row_interval = _pair_lookup(pair_user, pair_item, interval, row_user, row_item, NEVER_DAYS)
+    out["user_item_interval_days"] = row_interval
+    regular = row_interval < NEVER_DAYS
+    due = np.zeros(len(out))
+    # A zero interval (two orders the same instant) would divide by zero; a day is the finest rhythm that counts.
+    due[regular] = out["user_item_days_since"].to_numpy()[regular] / np.maximum(row_interval[regular], 1.0)
+    out["user_item_due"] = due
+    buyers = np.bincount(pair_item, minlength=n_items + 1).astype(np.float64)
+    repeaters = np.bincount(pair_item[n_orders >= 2], minlength=n_items + 1).astype(np.float64)
+    item_repeat = np.divide(repeaters, buyers, out=np.zeros(n_items + 1), where=buyers > 0)
+    out["item_repeat_rate"] = item_repeat[row_item]
+    # An order re-orders when it holds an item the user had in an earlier order.
+    orders = orders.sort_values(["user", "item", "time"], kind="stable")
+    is_repeat = orders.duplicated(["user", "item"], keep="first").to_numpy()
+    per_order = pd.DataFrame({"user": orders["user"].to_numpy(), "order": orders["order"].to_numpy(),
+                              "repeat": is_repeat}).groupby(["user", "order"], dropna=False, sort=False)["repeat"].any()
+    users_of_orders = per_order.index.get_level_values("user").to_numpy()
+    user_orders = np.bincount(users_of_orders, minlength=n_users).astype(np.float64)
+    repeat_orders = np.bincount(users_of_orders[per_order.to_numpy()], minlength=n_users).astype(np.float64)
+    share = np.divide(repeat_orders, user_orders - 1, out=np.zeros(n_users), where=user_orders >= 2)
+    out["user_repeat_share"] = _lookup(np.minimum(share, 1.0), row_user, 0.0)
+
+
 def _affinity(
     attribute: pd.Series,
     n_items: int,
@@ -360,6 +422,8 @@ def compute_features(
     out["user_item_days_since"] = _pair_lookup(
         pair_user, pair_item, _days(cut - pair_last), row_user, row_item, NEVER_DAYS
     )
+
+    _repeat_features(out, user, item, times, order_key, n_users, n_items, age, row_user, row_item)
 
     if item_text is not None:
         if len(item_text) < n_items + 1:

@@ -139,7 +139,7 @@ RANKER_NON_NEGATIVE = ("_rank", "purchases", "_7d", "_30d", "trend", "age_days",
 
 def ranker_input_suite(feature_names: list[str]) -> list[Any]:
     """The re-ranker's input frame: candidates present, no NaN outside RANKER_NULLABLE, counts and ages >= 0,
-    cosines in [-1, 1], labels 0/1."""
+    shares in [0, 1], cosines in [-1, 1], labels 0/1."""
     import great_expectations as gx
 
     suite = [
@@ -152,6 +152,8 @@ def ranker_input_suite(feature_names: list[str]) -> list[Any]:
             suite.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=name))
         if name.endswith(RANKER_NON_NEGATIVE) or name.startswith(("item_purchases", "user_item_")):
             suite.append(gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=0))
+        if name.endswith(("_rate", "_share", "_affinity")):  # shares of a whole
+            suite.append(gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=1))
         if name == "text_cosine":
             suite.append(gx.expectations.ExpectColumnValuesToBeBetween(column=name, min_value=-1.001, max_value=1.001))
     return suite

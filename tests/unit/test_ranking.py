@@ -333,3 +333,35 @@ def test_candidate_labels_and_purchase_events_by_hand():
     # The guest row has no customer and item Z is outside the index: both left out.
     assert events["user_key"].tolist() == ["u1", "u2"] and events["item"].tolist() == [2, 1]
     assert events["quantity"].tolist() == [1.0, 4.0]
+
+
+# Re-ordering habits, by hand from EVENTS before the cut-off (orders = distinct basket_id):
+# per (user, item): orders, events in 90 days, mean days between its orders, days since / interval.
+A_1_INTERVAL = 20 + 10 / 24  # a ordered item 1 in b1 (01-01 00:00) and b2 (01-21 10:00)
+REPEAT_EXPECTED = {
+    ("a", 1): (2, 2, A_1_INTERVAL, A_PAIR_1 / A_1_INTERVAL),
+    ("a", 2): (1, 1, NEVER_DAYS, 0.0),
+    ("a", 3): (1, 1, NEVER_DAYS, 0.0),
+    ("a", 5): (0, 0, NEVER_DAYS, 0.0),
+    ("b", 1): (1, 1, NEVER_DAYS, 0.0),
+    ("b", 2): (2, 2, 5.0, 1.0 / 5.0),  # b5 (01-26) and b6 (01-31); last one a day before the cut-off
+    ("b", 3): (0, 0, NEVER_DAYS, 0.0),
+    ("b", 4): (1, 1, NEVER_DAYS, 0.0),
+    ("c", 1): (1, 1, NEVER_DAYS, 0.0),
+    ("c", 3): (2, 2, 20.0, 2.0 / 20.0),
+    ("d", 2): (0, 0, NEVER_DAYS, 0.0),
+    ("d", 5): (0, 0, NEVER_DAYS, 0.0),
+}
+ITEM_REPEAT_RATE = {1: 1 / 3, 2: 1 / 2, 3: 1 / 2, 4: 0.0, 5: 0.0}  # buyers with 2+ orders of it / its buyers
+USER_REPEAT_SHARE = {"a": 1 / 2, "b": 1 / 2, "c": 1.0, "d": 0.0}  # re-ordering orders / orders after the first
+
+
+def test_repeat_features_match_hand_computed_values():
+    for record in _features().to_dict("records"):
+        user, item = ROW_KEYS[record["row"]], record["item"]
+        orders, recent, interval, due = REPEAT_EXPECTED[(user, item)]
+        expected = {"user_item_orders": orders, "user_item_purchases_90d": recent, "user_item_interval_days": interval,
+                    "user_item_due": due, "item_repeat_rate": ITEM_REPEAT_RATE[item],
+                    "user_repeat_share": USER_REPEAT_SHARE[user]}
+        for name, value in expected.items():
+            assert record[name] == pytest.approx(value), (user, item, name)
