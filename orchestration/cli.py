@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--data", required=True, help="order log (.csv, .csv.gz, .xlsx, .parquet)")
     replay.add_argument("--every", default="7d", help="length of each drop (default 7d)")
     replay.add_argument("--initial", help="length of the first drop, the history a shop starts with (default --every)")
-    replay.add_argument("--until", help="stop at this date (default: the end of the log)")
+    replay.add_argument("--until", help="stop before this date (default: the end of the log)")
     replay.add_argument("--max-drops", type=int, help="stop after this many drops")
     replay.add_argument("--bad-drop", type=int,
                         help="corrupt drop N (negative: from the end) with a currency-unit price bug, to see a refusal")

@@ -119,16 +119,17 @@ def read_log(path: Path) -> OrderLog:
 def plan_drops(times: pd.Series, every: pd.Timedelta, until: pd.Timestamp | None = None,
                initial: pd.Timedelta | None = None) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """Consecutive [start, end) windows from the first event's day on: the first ``initial`` long (a shop's
-    history at onboarding; default ``every``), then ``every`` long, up to ``until`` or the last event."""
+    history at onboarding; default ``every``), then ``every`` long, up to ``until`` (exclusive; the last window
+    is cut there) or past the last event."""
     parsed = times.dropna()
     if parsed.empty:
         return []
-    last = min(parsed.max(), until) if until is not None else parsed.max()
     begin = parsed.min().normalize()
+    stop = parsed.max() + pd.Timedelta(microseconds=1) if until is None else until  # exclusive
     windows = []
     length = initial or every
-    while begin <= last:
-        windows.append((begin, begin + length))
+    while begin < stop:
+        windows.append((begin, min(begin + length, stop) if until is not None else begin + length))
         begin += length
         length = every
     return windows

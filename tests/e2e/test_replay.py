@@ -17,6 +17,9 @@ def test_plan_drops_covers_the_log_in_consecutive_windows():
     windows = plan_drops(times, parse_every("7d"))
     assert windows == [(pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-10")),
                        (pd.Timestamp("2024-01-10"), pd.Timestamp("2024-01-17"))]
+    # ``until`` is exclusive and cuts the last window; ``initial`` sets the first window's length.
+    assert plan_drops(times, parse_every("7d"), until=pd.Timestamp("2024-01-12"), initial=parse_every("2d")) == [
+        (pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-05")), (pd.Timestamp("2024-01-05"), pd.Timestamp("2024-01-12"))]
 
 
 def test_drops_account_for_every_row_and_corrupt_only_the_chosen_one(tmp_path):
