@@ -48,7 +48,7 @@ class ShopData:
         with warehouse.connect(read_only=True) as con:
             interactions = con.execute(
                 "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id, source_row "
-                "from marts.fct_interactions order by occurred_at, source_row"
+                "from marts.fct_interactions order by occurred_at, interaction_id"
             ).df()
             catalogue = con.execute("select item_id, title, description from marts.dim_items").df()
             try:

@@ -265,6 +265,7 @@ def _champion_on_same_rows(client, champion: dict, stored: StoredSplit, warehous
     with warehouse.connect(read_only=True) as con:
         interactions = con.execute(
             "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id from marts.fct_interactions"
+            " order by occurred_at, interaction_id"  # a fixed row order: float sums then repeat exactly
         ).df()
     metrics = bundle_test_metrics(load_bundle(folder), stored, interactions, cold)
     return {k: v for k, v in metrics.items() if "/" not in k and k != "n_rows"}, "re-scored on the same test rows"

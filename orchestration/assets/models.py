@@ -100,7 +100,7 @@ def user_sequences(
     with warehouse.connect(read_only=True) as con:
         events = con.execute(
             "select user_id, basket_id, item_id, occurred_at, source_row from marts.fct_interactions "
-            "where event_type = 'purchase' and user_id is not null"
+            "where event_type = 'purchase' and user_id is not null order by occurred_at, interaction_id"
         ).df()
         data_version = mart_fingerprint(con)["version"]
     if events.empty:

@@ -59,7 +59,7 @@ def ranker_features(
     with warehouse.connect(read_only=True) as con:
         interactions = con.execute(
             "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id "
-            "from marts.fct_interactions"
+            "from marts.fct_interactions order by occurred_at, interaction_id"  # fixed order: sums repeat exactly
         ).df()
     events = purchase_events(interactions, split.item_ids)
     frames, recall = [], {}
