@@ -9,6 +9,7 @@ folder back into a ``TwoStageRecommender``; ``champion_bundle`` fetches the regi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,7 +94,16 @@ def download_version(client: Any, model_name: str, version: int, cache_dir: Path
     scratch.mkdir(parents=True)
     import mlflow
 
-    mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(scratch), tracking_uri=client.tracking_uri)
+    # MLflow draws a progress bar per download; in the demo, replay and service logs it is only noise.
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(scratch), tracking_uri=client.tracking_uri)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
     # download_artifacts keeps the last path component ("model") as a sub-folder.
     downloaded = scratch / Path(source.rstrip("/")).name
     shutil.rmtree(target, ignore_errors=True)
