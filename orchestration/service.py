@@ -22,6 +22,7 @@ from orchestration.privacy import pseudonymize
 from orchestration.promotion import BUNDLE_MODEL, current_champion
 from recmodels.explain import Explainer, sentence, unit_rows
 from recmodels.ranking import purchase_events
+from recmodels.recommender import item_feature_table
 from recmodels.sequences import PAD
 
 SESSION_KEY = "__anonymous_session__"  # a user key no pseudonym can take ("u_" + hex)
@@ -78,6 +79,9 @@ class RecommendationService:
         co_bought = models["item-knn"].similarity_ if "item-knn" in models else None
         self.explainer = Explainer(co_bought=co_bought, text_unit=self.text_unit)
         self.fallback = next((name for name in FALLBACK_SOURCES if name in models), None)
+        # Item-level features read every customer's events: once here, so a request reads only its customer's.
+        self.item_features = item_feature_table(data.events, data.as_of, len(bundle.item_ids))
+        self.event_rows = data.events.groupby("user_key", sort=False).indices
         self.lock = threading.Lock()  # torch and LightGBM are called from one request thread at a time
 
     # -------------------------------------------------------------------------------------------- loading
@@ -108,6 +112,10 @@ class RecommendationService:
         title = self.data.catalogue.at[item_id, "title"]
         return None if pd.isna(title) else str(title)
 
+    def _events_of(self, keys: list[str]) -> pd.DataFrame:
+        rows = [self.event_rows[key] for key in keys if key in self.event_rows]
+        return self.data.events.iloc[np.sort(np.concatenate(rows))] if rows else self.data.events.iloc[:0]
+
     def _check_k(self, k: int) -> int:
         if not 1 <= int(k) <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
@@ -117,7 +125,8 @@ class RecommendationService:
         """Top ``k`` per history with score, rank and explanation; one frame per history."""
         recommender = self.bundle.recommender
         with self.lock:
-            ranked = recommender.rank(histories, np.asarray(keys, dtype=object), self.data.events, self.data.as_of)
+            ranked = recommender.rank(histories, np.asarray(keys, dtype=object), self._events_of(keys),
+                                      self.data.as_of, item_features=self.item_features)
         ranked = ranked.sort_values(["row", "score", "item"], ascending=[True, False, True], kind="stable")
         ranked = ranked.groupby("row", sort=True).head(k)
         by_row = {row: top for row, top in ranked.groupby("row", sort=False)}
@@ -231,8 +240,8 @@ class RecommendationService:
             out.update({"candidate": False, "rank": None, "score": None, "features": {}})
             return out
         with self.lock:
-            ranked = self.bundle.recommender.rank([history], np.array([key], dtype=object), self.data.events,
-                                                  self.data.as_of)
+            ranked = self.bundle.recommender.rank([history], np.array([key], dtype=object), self._events_of([key]),
+                                                  self.data.as_of, item_features=self.item_features)
         ranked = ranked.sort_values(["score", "item"], ascending=[False, True], kind="stable").reset_index(drop=True)
         hit = ranked.index[ranked["item"] == code]
         if not len(hit):

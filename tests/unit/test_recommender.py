@@ -55,3 +55,28 @@ def test_two_stage_ranks_candidates_by_the_ranker():
 def test_two_stage_refuses_a_ranker_reading_a_missing_source():
     with pytest.raises(ValueError, match="popularity_score"):
         TwoStageRecommender({"item-knn": lambda h: None}, _fitted_ranker())
+
+
+def test_item_feature_table_with_one_customers_events_equals_the_full_computation():
+    from recmodels.ranking import compute_features
+    from recmodels.recommender import item_feature_table
+
+    rng = np.random.default_rng(3)
+    n = 400
+    events = pd.DataFrame({
+        "user_key": rng.choice(["a", "b", "c", "d", "e"], n), "item": rng.integers(1, 13, n),
+        "occurred_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n), unit="h"),
+        "quantity": rng.integers(1, 5, n).astype(float), "unit_price": rng.choice([0.0, 1.5, 2.0, 7.25], n),
+        "basket_id": rng.integers(0, 60, n).astype(str),
+    })
+    cutoff = pd.Timestamp("2024-03-01")
+    candidates = pd.DataFrame({"row": np.repeat([0, 1], 12), "item": np.tile(np.arange(1, 13), 2)})
+    keys = np.array(["b", "zz"], dtype=object)  # a customer with events and one without
+    full = compute_features(candidates, keys, events, cutoff)
+    table = item_feature_table(events, cutoff, 12)
+    from recmodels.recommender import _with_item_features
+
+    own = events[events["user_key"].isin(keys)]
+    fast = _with_item_features(compute_features(candidates, keys, own, cutoff), table, keys, own, cutoff)
+    columns = [c for c in full.columns if c != "features_as_of"]  # as-of reads the item's last event: global
+    pd.testing.assert_frame_equal(fast[columns], full[columns])
