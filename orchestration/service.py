@@ -20,10 +20,11 @@ from orchestration.bundle import Bundle, download_version, load_bundle
 from orchestration.embedding_cache import read_item_embeddings
 from orchestration.privacy import pseudonymize
 from orchestration.promotion import BUNDLE_MODEL, current_champion
-from recmodels.explain import Explainer, sentence, unit_rows
+from recmodels.explain import Explainer, sentence
 from recmodels.ranking import purchase_events
 from recmodels.recommender import item_feature_table
 from recmodels.sequences import PAD
+from recmodels.similarity import unit_rows
 
 SESSION_KEY = "__anonymous_session__"  # a user key no pseudonym can take ("u_" + hex)
 FALLBACK_SOURCES = ("recent-popularity", "popularity")  # unknown customers get the first one the bundle has

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recmodels.sequences import PAD
+from recmodels.similarity import unit_rows
 
 
 def _counts(sequences: list[np.ndarray], n_items: int) -> np.ndarray:
@@ -243,9 +244,7 @@ class TextKNN:
         if embeddings.shape[0] != n_items + 1:
             raise ValueError(f"embeddings need n_items + 1 = {n_items + 1} rows, got {embeddings.shape[0]}")
         self.n_items = n_items
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        self.unit_ = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+        self.unit_ = unit_rows(embeddings)
         self.popularity_ = _popularity_rank(_counts(train, n_items))
         return self
 

@@ -68,13 +68,6 @@ class Explainer:
         return out
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; zero rows stay zero."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
 def sentence(explanation: Explanation, anchor_title: str | None) -> str:
     """The explanation as a short sentence; ``anchor_title`` names the anchor item."""
     name = anchor_title or "an item you bought"

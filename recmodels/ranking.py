@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from recmodels.sequences import PAD
+from recmodels.similarity import unit_rows
 
 Scorer = Callable[[list[np.ndarray]], np.ndarray]
 TimeLike = pd.Timestamp | np.datetime64 | str
@@ -204,12 +205,6 @@ def _days(delta: np.ndarray) -> np.ndarray:
     return delta / np.timedelta64(1, "D")
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
 def _text_cosine(
     user: np.ndarray,
     item: np.ndarray,
@@ -221,7 +216,7 @@ def _text_cosine(
     recent_items: int,
 ) -> np.ndarray:
     """Cosine between each candidate's text and its user's recent-items profile (see FEATURE_DESCRIPTIONS)."""
-    unit = _unit_rows(item_text)  # unit rows so that long descriptions do not outweigh short ones
+    unit = unit_rows(item_text)  # unit rows so that long descriptions do not outweigh short ones
     if len(user):
         recent = pd.DataFrame({"user": user, "item": item, "time": times})
         # Distinct items by their last event; equal times order by id, only to be deterministic.
@@ -230,7 +225,7 @@ def _text_cosine(
         profile = np.zeros((n_users, unit.shape[1]), dtype=np.float64)
         # Items without text add a zero vector, which changes the mean's length but not its direction.
         np.add.at(profile, recent["user"].to_numpy(), unit[recent["item"].to_numpy()])
-        profile = _unit_rows(profile)
+        profile = unit_rows(profile)
     else:
         profile = np.zeros((0, unit.shape[1]), dtype=np.float32)
     cosine = np.zeros(len(row_user), dtype=np.float64)

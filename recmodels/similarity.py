@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32), so dot products are cosines; zero rows (no text) stay zero."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
 def nearest_neighbours(
     vectors: np.ndarray, queries: np.ndarray | None = None, k: int = 10, chunk_size: int = 2048
 ) -> tuple[np.ndarray, np.ndarray]:

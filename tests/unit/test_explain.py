@@ -3,7 +3,8 @@
 import numpy as np
 import scipy.sparse as sp
 
-from recmodels.explain import Explainer, Explanation, sentence, unit_rows
+from recmodels.explain import Explainer, Explanation, sentence
+from recmodels.similarity import unit_rows
 
 # Items 1..5. Co-purchase: 1 ~ 3 (0.4), 2 ~ 3 (0.6), 2 ~ 4 (0.2). Text: 5 points like 1; 4 is unlike everything.
 CO = sp.csr_matrix(np.array([
