@@ -13,54 +13,52 @@ from orchestration.assets.quality import mart_expectation_checks
 from orchestration.assets.ranking import ranking_assets, ranking_checks
 from orchestration.assets.serving import serving_assets
 from orchestration.assets.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
-from orchestration.automation import automation_schedules, automation_sensors
+from orchestration.automation import (
+    DATA_JOB,
+    RECOMMENDATIONS_JOB,
+    RETRAIN_JOB,
+    automation_schedules,
+    automation_sensors,
+)
 from orchestration.resources import DataSourceResource, PrivacyResource, TextEncoderResource, WarehouseResource
 from orchestration.tracking import MLflowResource
 
-ingest_job = dg.define_asset_job(
-    "ingest_job", selection=dg.AssetSelection.groups("ingest"), description="Load new raw files into the warehouse."
-)
-embeddings_job = dg.define_asset_job(
-    "embeddings_job",
-    selection=dg.AssetSelection.groups("embeddings"),
-    description="Embed new or changed item descriptions.",
-)
-transforms_job = dg.define_asset_job(
-    "transforms_job",
-    selection=dg.AssetSelection.groups("transforms"),
-    description="Rebuild the dbt models, run every data-quality check and version the clean data.",
-)
-models_job = dg.define_asset_job(
-    "models_job",
-    selection=dg.AssetSelection.groups("models"),
-    description="Split the purchases, train SASRec and the baselines, score candidates and evaluate every model.",
-)
 
-ranking_job = dg.define_asset_job(
-    "ranking_job",
-    selection=dg.AssetSelection.groups("ranking"),
-    description="Candidates and features as of each cut-off, checked for leaks, and the LambdaMART re-ranker.",
-)
 
-data_job = dg.define_asset_job(
-    "data_job",
-    selection=dg.AssetSelection.groups("ingest", "transforms", "embeddings"),
-    description="Load new files, rebuild and check the clean data, embed new item texts.",
+def _group_job(name: str, groups: tuple[str, ...], description: str):
+    return dg.define_asset_job(name, selection=dg.AssetSelection.groups(*groups), description=description)
+
+
+ingest_job = _group_job("ingest_job", ("ingest",), "Load new raw files into the warehouse.")
+embeddings_job = _group_job("embeddings_job", ("embeddings",), "Embed new or changed item descriptions.")
+transforms_job = _group_job(
+    "transforms_job", ("transforms",),
+    "Rebuild the dbt models, run every data-quality check and version the clean data.",
 )
-retrain_job = dg.define_asset_job(
-    "retrain_job",
-    selection=dg.AssetSelection.groups("embeddings", "models", "ranking", "evaluation"),
-    description="Retrain every model on the current clean data, evaluate, register the bundle and decide promotion.",
+models_job = _group_job(
+    "models_job", ("models",),
+    "Split the purchases, train SASRec and the baselines, score every model's candidates.",
 )
-recommendations_job = dg.define_asset_job(
-    "recommendations_job",
-    selection=dg.AssetSelection.groups("serving"),
-    description="Recompute every customer's recommendations from the current champion.",
+ranking_job = _group_job(
+    "ranking_job", ("ranking",),
+    "Candidates and features as of each cut-off, checked for leaks, and the LambdaMART re-ranker.",
+)
+# The sensors and schedules target these three by name (orchestration.automation).
+data_job = _group_job(
+    DATA_JOB, ("ingest", "transforms", "embeddings"),
+    "Load new files, rebuild and check the clean data, embed new item texts.",
+)
+retrain_job = _group_job(
+    RETRAIN_JOB, ("embeddings", "models", "ranking", "evaluation"),
+    "Retrain every model on the current clean data, evaluate, register the bundle and decide promotion.",
+)
+recommendations_job = _group_job(
+    RECOMMENDATIONS_JOB, ("serving",), "Recompute every customer's recommendations from the current champion."
 )
 
 defs = dg.Definitions(
-    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *ranking_assets,
-            *evaluation_assets, *serving_assets],
+    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets,
+            *ranking_assets, *evaluation_assets, *serving_assets],
     asset_checks=[*mart_expectation_checks, item_embeddings_expectations, *ranking_checks],
     jobs=[ingest_job, transforms_job, embeddings_job, models_job, ranking_job, data_job, retrain_job,
           recommendations_job],
