@@ -220,7 +220,7 @@ class Replayer:
 
     def _execute(self, job, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         from orchestration.resources import DataSourceResource
-        from orchestration.runner import materialize
+        from orchestration.runner import config_for_selection, materialize
 
         resources: dict[str, Any] = {"warehouse": self.warehouse, "mlflow": self.mlflow}
         source = (request.run_config or {}).get("resources", {}).get("data_source", {}).get("config")
@@ -228,7 +228,7 @@ class Replayer:
             resources["data_source"] = DataSourceResource(**source)
         return materialize(job.selection, resources=resources, instance=self.instance, raise_on_error=False,
                            log_level="CRITICAL", stdout_log=self.home / "replay-dbt.log",
-                           run_config=_config_for(self.run_config, job.name))
+                           run_config=config_for_selection(self.run_config, job.selection))
 
     def step(self, drop: Drop, path: Path) -> StepReport:
         from orchestration.automation import champion_sensor, landing_sensor, retrain_sensor
@@ -267,14 +267,6 @@ class Replayer:
 def _first_line(message: str) -> str:
     lines = [line for line in message.splitlines() if line.strip()]
     return lines[-1] if lines else message  # Dagster's wrapper line comes first, the cause last
-
-
-def _config_for(run_config: dict[str, Any], job_name: str) -> dict[str, Any]:
-    """Only the ops a job holds may be configured."""
-    retrain_ops = {"user_sequences", "sasrec_model", "baseline_models", "ranker_features", "ranker_model",
-                   "evaluation_metrics", "promotion_decision"}
-    held = retrain_ops if job_name == "retrain_job" else set()
-    return {"ops": {name: config for name, config in run_config.get("ops", {}).items() if name in held}}
 
 
 def replay(data: Path, every: str, home: Path, bad_drop: int | None = None, until: str | None = None,

@@ -42,6 +42,21 @@ def materialize(
         return _materialize(defs, selection, resources, instance, raise_on_error, log_level, run_config)
 
 
+def config_for_selection(
+    run_config: Mapping[str, Any], selection: str | dg.AssetSelection | None
+) -> dict[str, Any]:
+    """``run_config`` with its ``ops`` cut to the assets ``selection`` holds (None: every asset), since Dagster
+    refuses config for an asset outside the run."""
+    ops = dict(run_config.get("ops", {}))
+    if selection is not None:
+        from orchestration.definitions import defs
+
+        chosen = dg.AssetSelection.from_string(selection) if isinstance(selection, str) else selection
+        held = {key.to_user_string() for key in chosen.resolve(defs.resolve_asset_graph())}
+        ops = {name: config for name, config in ops.items() if name in held}
+    return {**run_config, "ops": ops}
+
+
 def _materialize(defs, selection, resources, instance, raise_on_error, log_level, run_config) -> dg.ExecuteInProcessResult:
     assets = [*defs.assets, *defs.asset_checks]
     merged_resources = {**defs.resources, **(resources or {})}

@@ -19,7 +19,7 @@ from orchestration.bundle import download_version, load_bundle
 from orchestration.model_store import StoredSplit, load_split, save_split
 from orchestration.promotion import BUNDLE_MODEL, current_champion
 from orchestration.resources import DataSourceResource, WarehouseResource
-from orchestration.runner import materialize
+from orchestration.runner import config_for_selection, materialize
 from orchestration.tracking import MLflowResource
 from recmodels.ranking import compute_features, purchase_events
 
@@ -45,11 +45,8 @@ class Shop:
     def run(self, selection, raise_on_error=True):
         resources = {"warehouse": self.warehouse, "mlflow": MLflowResource(home=str(self.home)),
                      "data_source": DataSourceResource(source="synthetic", **SMALL_SHOP)}
-        # Dagster refuses config for assets outside the selection.
-        selected = lambda name: selection is None or isinstance(selection, str) and (  # noqa: E731
-            name in selection or "group:models" in selection)
-        run_config = {"ops": {name: config for name, config in RUN_CONFIG["ops"].items() if selected(name)}}
-        return materialize(selection, resources=resources, instance=self.instance, run_config=run_config,
+        return materialize(selection, resources=resources, instance=self.instance,
+                           run_config=config_for_selection(RUN_CONFIG, selection),
                            raise_on_error=raise_on_error, log_level="WARNING", stdout_log=self.home / "dbt.log")
 
     def execute(self, sql, parameters=None):
