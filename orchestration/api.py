@@ -26,7 +26,6 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from orchestration.bundle import download_version
 from orchestration.promotion import BUNDLE_MODEL, CHAMPION_ALIAS, current_champion
 from orchestration.service import MAX_K, RecommendationService
 
@@ -181,9 +180,8 @@ class ChampionHolder:
             if current is not None and int(champion["version"]) == current.version:
                 return False
             started = time.perf_counter()
-            folder = download_version(self.client, BUNDLE_MODEL, champion["version"],
-                                      self.warehouse.paths.cache_dir / "bundles")
-            service = RecommendationService.from_folder(folder, self.warehouse, self.key, int(champion["version"]))
+            service = RecommendationService.from_registry(self.client, int(champion["version"]), self.warehouse,
+                                                          self.key)
         except Exception as error:  # any failure: keep serving what we have
             self.problem = f"loading the {CHAMPION_ALIAS} of {BUNDLE_MODEL} failed: {error}"
             logger.exception("Loading the %s of %s failed; %s", CHAMPION_ALIAS, BUNDLE_MODEL,

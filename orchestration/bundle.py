@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from orchestration.model_store import load_baselines, load_sasrec
+from orchestration.promotion import BUNDLE_MODEL
+from orchestration.settings import RecsysPaths
 from recmodels.ranking import LambdaRanker
 from recmodels.recommender import TwoStageConfig, TwoStageRecommender
 
@@ -81,6 +83,11 @@ def load_bundle(folder: Path, device: str | None = "cpu") -> Bundle:
     config = TwoStageConfig(n_candidates=spec["n_candidates"], recent_items=spec["recent_items"])
     recommender = TwoStageRecommender(sources, LambdaRanker.load(folder / "ranker"), config, item_text=item_text)
     return Bundle(recommender, item_ids, spec, folder, models)
+
+
+def registered_bundle(client: Any, version: int, paths: RecsysPaths) -> Path:
+    """Version ``version`` of the registered bundle model, downloaded once under RECSYS_HOME/cache/bundles."""
+    return download_version(client, BUNDLE_MODEL, version, paths.cache_dir / "bundles")
 
 
 def download_version(client: Any, model_name: str, version: int, cache_dir: Path) -> Path:

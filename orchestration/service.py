@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from orchestration.bundle import Bundle, download_version, load_bundle
+from orchestration.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.embedding_cache import read_item_embeddings
 from orchestration.privacy import pseudonymize
 from orchestration.promotion import BUNDLE_MODEL, current_champion
@@ -55,7 +56,7 @@ class ShopData:
             catalogue = con.execute("select item_id, title, description from marts.dim_items").df()
             try:
                 embedded, vectors = read_item_embeddings(con)
-            except Exception:  # no embeddings table yet: the service still ranks, without text-only items
+            except duckdb.CatalogException:  # no embeddings table yet: the service ranks, without text-only items
                 embedded, vectors = pd.DataFrame({"item_id": []}), np.zeros((0, 1), np.float32)
         events = purchase_events(interactions, bundle.item_ids)
         histories = {key: group.to_numpy(np.int64) for key, group in events.groupby("user_key", sort=False)["item"]}
@@ -93,8 +94,12 @@ class RecommendationService:
         champion = current_champion(client)
         if champion is None:
             raise NoChampionError(f"{BUNDLE_MODEL} has no champion yet: run the retrain job (promotion_decision).")
-        folder = download_version(client, BUNDLE_MODEL, champion["version"], warehouse.paths.cache_dir / "bundles")
-        return cls.from_folder(folder, warehouse, pseudonymization_key, champion["version"])
+        return cls.from_registry(client, champion["version"], warehouse, pseudonymization_key)
+
+    @classmethod
+    def from_registry(cls, client, version: int, warehouse, pseudonymization_key: str) -> RecommendationService:
+        folder = registered_bundle(client, version, warehouse.paths)
+        return cls.from_folder(folder, warehouse, pseudonymization_key, version)
 
     @classmethod
     def from_folder(cls, folder: Path, warehouse, pseudonymization_key: str, version: int | None = None

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from orchestration.assets.models import TRACKING_FILE, _artifacts, _load_models, _mlflow_name
 from orchestration.assets.ranking import FEATURES_SPEC_FILE, FEATURES_TABLE, ranker_model
-from orchestration.bundle import Bundle, download_version, load_bundle, write_bundle
+from orchestration.bundle import Bundle, load_bundle, registered_bundle, write_bundle
 from orchestration.model_reports import (
     KS,
     importance_chart_png,
@@ -261,7 +261,7 @@ def _champion_on_same_rows(client, champion: dict, stored: StoredSplit, warehous
                            cold: np.ndarray, challenger_version: int, challenger_metrics: dict) -> tuple[dict, str]:
     if champion["version"] == challenger_version:
         return challenger_metrics, "the champion is this version"
-    folder = download_version(client, BUNDLE_MODEL, champion["version"], warehouse.paths.cache_dir / "bundles")
+    folder = registered_bundle(client, champion["version"], warehouse.paths)
     with warehouse.connect(read_only=True) as con:
         interactions = con.execute(
             "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id from marts.fct_interactions"
