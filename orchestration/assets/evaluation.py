@@ -22,7 +22,6 @@ from orchestration.assets.ranking import FEATURES_SPEC_FILE, FEATURES_TABLE, ran
 from orchestration.bundle import Bundle, load_bundle, registered_bundle, write_bundle
 from orchestration.model_reports import (
     KS,
-    importance_chart_png,
     markdown_image,
     markdown_table,
     metric_rows,
@@ -165,8 +164,8 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
     data_version = stored.info["data_version"]
     info = {"data_version": data_version, "split": stored.split.name, "split_hash": stored.content_hash[:16],
             "test_cutoff": stored.info["test_cutoff"], "last_event": stored.info["last_event"], "test_metrics": metrics}
-    importance = LambdaRanker.load(folders["ranker"]).feature_importance()
-    importance_png = importance_chart_png(importance)
+    # ranker_model drew the importance chart; the bundle (logged as the run's model/) carries it and the table.
+    importance_png = (folders["ranker"] / "feature_importance.png").read_bytes()
     tags = {"data_version": data_version, "dagster_run_id": context.run_id, "split": stored.split.name}
     with replaced_folder(paths.models_dir / "bundle") as folder:
         spec = write_bundle(folder, folders["sasrec"], folders["baselines"], folders["ranker"], config, info)
@@ -178,8 +177,6 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
             mlflow_api.log_metrics({f"test_{_mlflow_name(k)}": v for k, v in metrics.items()})
             mlflow_api.log_metrics({f"test_ndcg_10_{_mlflow_name(name)}": float(value)
                                     for name, value in table["ndcg@10"].items() if name != TWO_STAGE})
-            mlflow_api.log_image(_png_image(importance_png), "ranker/feature_importance.png")
-            mlflow_api.log_table(importance, "ranker/feature_importance.json")
             version = mlflow.register_folder(run, folder, BUNDLE_MODEL,
                                              tags={"data_version": data_version, "split_hash": info["split_hash"],
                                                    "ndcg_10": f"{metrics.get(HEADLINE, float('nan')):.6f}"})
@@ -198,14 +195,6 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
             "folder": dg.MetadataValue.path(str(paths.models_dir / "bundle")),
         }
     )
-
-
-def _png_image(png: bytes):
-    import io
-
-    from PIL import Image
-
-    return Image.open(io.BytesIO(png))
 
 
 def bundle_test_metrics(bundle: Bundle, stored: StoredSplit, interactions: pd.DataFrame, cold: np.ndarray) -> dict:
