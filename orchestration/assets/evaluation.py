@@ -197,7 +197,8 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
     )
 
 
-def bundle_test_metrics(bundle: Bundle, stored: StoredSplit, interactions: pd.DataFrame, cold: np.ndarray) -> dict:
+def bundle_test_metrics(bundle: Bundle, stored: StoredSplit, interactions: pd.DataFrame,
+                        cold: np.ndarray | None = None) -> dict:
     """A bundle, possibly trained on other data with another item index, scored on ``stored``'s test rows.
 
     Histories and events are translated into the bundle's ids; its top-K back into the split's, where an item
@@ -247,7 +248,7 @@ def _upstream_check_states(context: AssetExecutionContext) -> dict[str, tuple[st
 
 
 def _champion_on_same_rows(client, champion: dict, stored: StoredSplit, warehouse: WarehouseResource,
-                           cold: np.ndarray, challenger_version: int, challenger_metrics: dict) -> tuple[dict, str]:
+                           challenger_version: int, challenger_metrics: dict) -> tuple[dict, str]:
     if champion["version"] == challenger_version:
         return challenger_metrics, "the champion is this version"
     folder = registered_bundle(client, champion["version"], warehouse.paths)
@@ -256,8 +257,8 @@ def _champion_on_same_rows(client, champion: dict, stored: StoredSplit, warehous
             "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id from marts.fct_interactions"
             " order by occurred_at, interaction_id"  # a fixed row order: float sums then repeat exactly
         ).df()
-    metrics = bundle_test_metrics(load_bundle(folder), stored, interactions, cold)
-    return {k: v for k, v in metrics.items() if "/" not in k and k != "n_rows"}, "re-scored on the same test rows"
+    metrics = bundle_test_metrics(load_bundle(folder), stored, interactions)
+    return {k: v for k, v in metrics.items() if k != "n_rows"}, "re-scored on the same test rows"
 
 
 @dg.asset(deps=[recommender_bundle], group_name="evaluation", kinds={"mlflow"})
@@ -281,9 +282,8 @@ def promotion_decision(
     champion = current_champion(client)
     champion_metrics, how = None, ""
     if champion is not None:
-        cold = _cold_items(stored, "test", EvaluationMetricsConfig().cold_max_train_events)
         try:
-            champion_metrics, how = _champion_on_same_rows(client, champion, stored, warehouse, cold, version, challenger)
+            champion_metrics, how = _champion_on_same_rows(client, champion, stored, warehouse, version, challenger)
         except Exception as error:  # an unreadable champion must not block forever: fall back to its recorded metrics
             context.log.warning(f"Champion version {champion['version']} could not be re-scored ({error}); "
                                 "comparing with the metrics it was promoted on.")
