@@ -41,6 +41,7 @@ class ShopData:
     """The warehouse's purchases and catalogue, in one bundle's item ids."""
 
     events: pd.DataFrame  # purchase_events layout, internal ids
+    event_rows: dict[str, np.ndarray]  # user key -> positions of its events in ``events``, oldest first
     histories: dict[str, np.ndarray]  # user key -> internal ids, oldest first
     catalogue: pd.DataFrame  # item_id -> title, description (every catalogue item, known to the bundle or not)
     text: dict[str, np.ndarray]  # item_id -> unit text vector, for items outside the bundle (cold start)
@@ -59,11 +60,13 @@ class ShopData:
             except duckdb.CatalogException:  # no embeddings table yet: the service ranks, without text-only items
                 embedded, vectors = pd.DataFrame({"item_id": []}), np.zeros((0, 1), np.float32)
         events = purchase_events(interactions, bundle.item_ids)
-        histories = {key: group.to_numpy(np.int64) for key, group in events.groupby("user_key", sort=False)["item"]}
+        event_rows = events.groupby("user_key", sort=False).indices
+        items = events["item"].to_numpy(np.int64)
+        histories = {key: items[rows] for key, rows in event_rows.items()}
         unit = unit_rows(vectors)
         text = {str(item): unit[i] for i, item in enumerate(embedded["item_id"]) if np.any(unit[i])}
         newest = pd.to_datetime(interactions["occurred_at"]).max() if len(interactions) else pd.Timestamp.now()
-        return cls(events, histories, catalogue.set_index(catalogue["item_id"].astype(str)), text,
+        return cls(events, event_rows, histories, catalogue.set_index(catalogue["item_id"].astype(str)), text,
                    newest + pd.Timedelta(seconds=1))
 
 
@@ -83,7 +86,6 @@ class RecommendationService:
         self.fallback = next((name for name in FALLBACK_SOURCES if name in models), None)
         # Item-level features read every customer's events: once here, so a request reads only its customer's.
         self.item_features = item_feature_table(data.events, data.as_of, len(bundle.item_ids))
-        self.event_rows = data.events.groupby("user_key", sort=False).indices
         self.lock = threading.Lock()  # torch and LightGBM are called from one request thread at a time
 
     # -------------------------------------------------------------------------------------------- loading
@@ -119,7 +121,7 @@ class RecommendationService:
         return None if pd.isna(title) else str(title)
 
     def _events_of(self, keys: list[str]) -> pd.DataFrame:
-        rows = [self.event_rows[key] for key in keys if key in self.event_rows]
+        rows = [self.data.event_rows[key] for key in keys if key in self.data.event_rows]
         return self.data.events.iloc[np.sort(np.concatenate(rows))] if rows else self.data.events.iloc[:0]
 
     def _check_k(self, k: int) -> int:
