@@ -36,7 +36,10 @@ from recmodels.training import TrainConfig, train_sasrec
 PROTOCOLS = ("or-session", "or-session-fileorder", "or-customer-temporal", "generic-loo")
 KS = (10, 20, 50)
 COLD_MAX_TRAIN_EVENTS = 10  # items with at most this many training events count as cold
-ITEM_KNN_GRID = ({}, {"shrink": 10.0, "neighbours": 50}, {"window": 3}, {"window": 5})
+# Recency-weighted variants (decay < 1) win where the recorded order carries signal (or-session-fileorder: the
+# till's line order makes the last item the best clue); validation picks, so they cost nothing elsewhere.
+ITEM_KNN_GRID = ({}, {"shrink": 10.0, "neighbours": 50}, {"window": 3}, {"window": 5}, {"window": 5, "decay": 0.7},
+                 {"window": 2, "decay": 0.5})
 BUY_AGAIN_GRID = ({"decay": 1.0}, {"decay": 0.99}, {"decay": 0.9})  # plain counts ... strongly recency-weighted
 
 
