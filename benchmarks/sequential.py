@@ -164,7 +164,7 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
             "device": str(trained.device),
             "config": {"item_text": config.item_text, "item_to_item": config.item_to_item,
                        "hidden_size": config.hidden_size, "num_layers": config.num_layers, "num_heads": config.num_heads,
-                       "dropout": config.dropout, "lr": train.lr, "batch_size": train.batch_size,
+                       "dropout": config.dropout, "history_bias": config.history_bias, "lr": train.lr, "batch_size": train.batch_size,
                        "shuffle_ties": train.shuffle_ties and split.train_timestamps is not None,
                        "set_targets": train.set_targets and split.train_timestamps is not None},
         }
@@ -215,10 +215,13 @@ def main() -> None:
     parser.add_argument("--no-set-targets", action="store_true",
                         help="score each position against the next item only, not the rest of its timestamp group")
     parser.add_argument("--no-item-to-item", action="store_true", help="the Transformer alone, without the pair matrix")
+    parser.add_argument("--history-bias", action="store_true",
+                        help="learn a logit offset for items already in the history (SASRecConfig.history_bias)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args()
     model = SASRecConfig(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads, dropout=args.dropout,
-                         item_text="id+text", item_to_item=not args.no_item_to_item)
+                         item_text="id+text", item_to_item=not args.no_item_to_item,
+                         history_bias=args.history_bias)
     train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch,
                         device=args.device, shuffle_ties=not args.no_shuffle_ties, set_targets=not args.no_set_targets)
     figures = run(args.protocol, Path(args.data), args.ablation, model, train)

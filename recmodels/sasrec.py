@@ -52,6 +52,11 @@ class SASRecConfig:
     # (the "softmax bottleneck"); the sum of per-item rows expresses any mixture, as item-kNN does. Costs
     # (n_items + 1)^2 parameters, so it is refused above ITEM_TO_ITEM_MAX_ITEMS.
     item_to_item: bool = False
+    # A learned logit offset for items already in the history: one shared value plus one per item, both from zero.
+    # Tied embeddings make a history's own items score high, which suits re-buying but not an invoice, whose
+    # lines rarely repeat; the offset lets the data decide per item (a penalty in sessions, a bonus in re-orders).
+    # Costs n_items + 1 weights, so unlike item_to_item it suits any catalogue.
+    history_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.item_text not in ITEM_TEXT_MODES:
@@ -144,6 +149,9 @@ class SASRec(nn.Module):
                     f"{ITEM_TO_ITEM_MAX_ITEMS}: switch it off for this catalogue"
                 )
             self.item_to_item = nn.Embedding(n_items + 1, n_items + 1, padding_idx=0)
+        if config.history_bias:
+            self.history_bias_shared = nn.Parameter(torch.zeros(()))
+            self.history_bias = nn.Parameter(torch.zeros(n_items + 1))
         self.positions = nn.Embedding(config.max_length, d)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
@@ -164,6 +172,18 @@ class SASRec(nn.Module):
         if hasattr(self, "item_to_item"):
             # Starts as "no opinion": the Transformer's scores alone, until training finds pair evidence.
             nn.init.zeros_(self.item_to_item.weight)
+
+    def _seen_bias(self) -> torch.Tensor:
+        """(N+1,) logit offset of an item that is in the history; PAD's is 0."""
+        bias = self.history_bias_shared + self.history_bias
+        return torch.cat([bias.new_zeros(1), bias[1:]])
+
+    def _seen_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L, N+1): the history offset of item j at position t when j is among ``input_ids[:, :t+1]``."""
+        seen = torch.zeros(*input_ids.shape, self.n_items + 1, dtype=torch.bool, device=input_ids.device)
+        seen.scatter_(2, input_ids.unsqueeze(-1), True)
+        seen = seen.cummax(dim=1).values
+        return torch.where(seen, self._seen_bias(), 0.0)
 
     @property
     def device(self) -> torch.device:
@@ -232,6 +252,9 @@ class SASRec(nn.Module):
         hidden = self(input_ids, items)  # (B, L', D)
         # (B, L', N+1): position t scores item j with sum over inputs up to t of W[input, j].
         pair_logits = self.item_to_item(input_ids).cumsum(dim=1) if hasattr(self, "item_to_item") else None
+        if hasattr(self, "history_bias") and self.config.loss == "full_ce":
+            seen_logits = self._seen_logits(input_ids)  # (B, L', N+1)
+            pair_logits = seen_logits if pair_logits is None else pair_logits + seen_logits
         if target_groups is not None:
             if self.config.loss != "full_ce":
                 raise ValueError("set-aware targets (target_groups) need loss='full_ce'")
@@ -248,7 +271,14 @@ class SASRec(nn.Module):
                 logits = logits + pair_logits
             logits[:, 0] = float("-inf")
             return F.cross_entropy(logits.float(), targets)
-        return self._sampled_softmax(hidden, targets, items, pair_logits)
+        seen = None
+        if hasattr(self, "history_bias"):
+            # Sampled softmax serves large catalogues, so "seen" is computed for the targets and negatives only.
+            length = input_ids.shape[1]
+            causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()  # s <= t
+            target_seen = ((target_ids.unsqueeze(2) == input_ids.unsqueeze(1)) & causal).any(-1)  # (B, L')
+            seen = (target_seen[scored], input_ids, scored)
+        return self._sampled_softmax(hidden, targets, items, pair_logits, seen)
 
     @staticmethod
     def _set_cross_entropy(logits: torch.Tensor, target_ids: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -273,6 +303,7 @@ class SASRec(nn.Module):
         targets: torch.Tensor,
         items: torch.Tensor,
         pair_logits: torch.Tensor | None = None,
+        seen: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         # Shared negatives: one (P, K) product instead of P separate gathers. logQ correction (Yi et al. 2019)
         # subtracts log q(item) from every logit, so items drawn often are not over-penalised.
@@ -290,6 +321,12 @@ class SASRec(nn.Module):
         if pair_logits is not None:
             positive = positive + pair_logits.gather(1, targets.unsqueeze(1))
             negative = negative + pair_logits[:, negatives]
+        if seen is not None:
+            target_seen, input_ids, scored = seen  # (P,), (B, L'), (B, L')
+            bias = self._seen_bias()
+            negative_seen = (input_ids.unsqueeze(-1) == negatives).cummax(dim=1).values[scored]  # (P, K)
+            positive = positive + (target_seen * bias[targets]).unsqueeze(1)
+            negative = negative + negative_seen * bias[negatives]
         # A negative that happens to be the target is not a negative.
         negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         logits = torch.cat([positive, negative], dim=1).float()  # (P, 1+K)
@@ -317,17 +354,21 @@ class SASRec(nn.Module):
                 items = self.item_representations()  # (N+1, D)
                 batch = self._batch(histories)  # (B, L)
                 last = self(batch, items)[:, -1]  # (B, D)
-                if hasattr(self, "item_to_item"):
+                if hasattr(self, "item_to_item") or hasattr(self, "history_bias"):
                     # How often each item occurs in each history: (B, N+1) @ W is the sum of the history's rows.
                     bag = torch.zeros(len(histories), self.n_items + 1, device=batch.device)
                     bag.scatter_add_(1, batch, torch.ones_like(batch, dtype=bag.dtype))
                     bag[:, 0] = 0.0
+                if hasattr(self, "history_bias"):
+                    seen_bias = self._seen_bias()  # (N+1,)
                 scores = np.empty((len(histories), self.n_items + 1), dtype=np.float32)
                 chunk = self.config.score_chunk_items
                 for start in range(0, self.n_items + 1, chunk):
                     block = last @ items[start : start + chunk].T  # (B, chunk)
                     if hasattr(self, "item_to_item"):
                         block = block + bag @ self.item_to_item.weight[:, start : start + chunk]
+                    if hasattr(self, "history_bias"):
+                        block = block + (bag[:, start : start + chunk] > 0) * seen_bias[start : start + chunk]
                     scores[:, start : start + chunk] = block.float().cpu().numpy()
         finally:
             self.train(was_training)

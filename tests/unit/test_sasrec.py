@@ -287,3 +287,66 @@ def test_item_to_item_round_trips_and_is_refused_for_huge_catalogues(tmp_path, m
     monkeypatch.setattr("recmodels.sasrec.ITEM_TO_ITEM_MAX_ITEMS", 10)
     with pytest.raises(ValueError, match="item_to_item .* 20 items exceed the limit of 10"):
         _model(PAIRS)
+
+
+BIAS = SASRecConfig(hidden_size=16, num_layers=1, num_heads=2, dropout=0.0, max_length=8, history_bias=True)
+
+
+def _with_history_bias(shared=-1.5):
+    model = _model(BIAS)
+    with torch.no_grad():
+        model.history_bias_shared.fill_(shared)
+        model.history_bias.copy_(torch.arange(N_ITEMS + 1, dtype=torch.float32) / 10)  # item i: shared + i/10
+    return model
+
+
+def test_history_bias_offsets_only_the_items_in_the_history_once_each():
+    model = _with_history_bias()
+    history = np.array([3, 7, 3])  # item 3 twice: still one offset
+    with torch.no_grad():
+        last = model(torch.from_numpy(history[None]))[0, -1]
+        expected = (last @ model.item_representations().T).numpy()
+    expected[3] += -1.5 + 0.3
+    expected[7] += -1.5 + 0.7
+    np.testing.assert_allclose(model.score([history])[0][1:], expected[1:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["full_ce", "sampled_softmax"])
+def test_history_bias_in_training_sees_only_earlier_inputs(loss):
+    model = _with_history_bias()
+    model.config = SASRecConfig(**{**model.config.__dict__, "loss": loss, "n_negatives": N_ITEMS})
+    # Position 6 has seen items 2, 4, 5: its target 4 is a repeat. Position 5 has seen 2 and 4: target 5 is new.
+    inputs = torch.tensor([[0, 0, 0, 0, 0, 2, 4, 5]])
+    targets = torch.tensor([[0, 0, 0, 0, 0, 4, 5, 4]])
+    with torch.no_grad():
+        transformer = model(inputs)[0] @ model.item_representations().T  # (L, N+1)
+    seen = {5: [2], 6: [2, 4], 7: [2, 4, 5]}
+    if loss == "full_ce":
+        by_hand = 0.0
+        for position, history in seen.items():
+            logits = transformer[position].clone()
+            for item in history:
+                logits[item] += -1.5 + item / 10
+            by_hand -= torch.log_softmax(logits[1:], dim=-1)[targets[0, position] - 1].item()
+        assert model.training_loss(inputs, targets).item() == pytest.approx(by_hand / 3, rel=1e-5)
+    else:
+        # Item 4 is seen only at the last position, where it is the target: raising its offset can only raise that
+        # positive logit (a negative equal to the target is masked), so the loss must fall.
+        inputs = torch.tensor([[0, 0, 0, 0, 0, 0, 3, 4]])
+        targets = torch.tensor([[0, 0, 0, 0, 0, 0, 4, 4]])
+        torch.manual_seed(0)
+        before = model.training_loss(inputs, targets).item()
+        with torch.no_grad():
+            model.history_bias[4] += 5.0
+        torch.manual_seed(0)
+        assert model.training_loss(inputs, targets).item() < before - 0.5
+
+
+def test_history_bias_learns_that_a_session_never_repeats_and_round_trips(tmp_path):
+    sequences = [np.random.default_rng(seed).permutation(N_ITEMS)[:8] + 1 for seed in range(200)]
+    model, _ = _fit(_model(BIAS), sequences, steps=150, lr=1e-2)
+    # No item ever follows itself or an earlier copy, so the shared offset must turn into a penalty.
+    assert model.history_bias_shared.item() < -0.5
+    save(model, tmp_path)
+    history = [np.array([1, 5, 9])]
+    np.testing.assert_array_equal(load(tmp_path).score(history), model.score(history))
