@@ -178,12 +178,23 @@ class SASRec(nn.Module):
         bias = self.history_bias_shared + self.history_bias
         return torch.cat([bias.new_zeros(1), bias[1:]])
 
-    def _seen_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, L, N+1): the history offset of item j at position t when j is among ``input_ids[:, :t+1]``."""
-        seen = torch.zeros(*input_ids.shape, self.n_items + 1, dtype=torch.bool, device=input_ids.device)
-        seen.scatter_(2, input_ids.unsqueeze(-1), True)
-        seen = seen.cummax(dim=1).values
-        return torch.where(seen, self._seen_bias(), 0.0)
+    def _add_history_bias(
+        self, logits: torch.Tensor, input_ids: torch.Tensor, scored: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``logits`` ``(B, L, N+1)`` (or ``(P, N+1)``, the ``scored`` positions) plus the history offset of every
+        item among ``input_ids[:, :t+1]`` at position ``t``, once per item however often it occurs."""
+        length = input_ids.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()  # s <= t
+        # A later copy of an item becomes PAD, so no item is indexed twice (its offset would get double gradient).
+        earlier_copy = ((input_ids.unsqueeze(2) == input_ids.unsqueeze(1)) & causal.tril(-1)).any(-1)  # (B, L)
+        first = torch.where(earlier_copy, 0, input_ids)  # (B, L)
+        seen = torch.where(causal, first.unsqueeze(1), 0)  # (B, L, L): [b, t, s] = first[b, s] for s <= t
+        if scored is not None:
+            seen = seen[scored]  # (P, L)
+        # Scattering sparse indices instead of a dense (B, L, N+1) mask: at most L items per position are seen.
+        # PAD entries add PAD's offset, 0, to the PAD column, which the loss masks anyway.
+        dim = logits.dim() - 1
+        return logits.scatter(dim, seen, logits.gather(dim, seen) + self._seen_bias()[seen])
 
     @property
     def device(self) -> torch.device:
@@ -252,15 +263,15 @@ class SASRec(nn.Module):
         hidden = self(input_ids, items)  # (B, L', D)
         # (B, L', N+1): position t scores item j with sum over inputs up to t of W[input, j].
         pair_logits = self.item_to_item(input_ids).cumsum(dim=1) if hasattr(self, "item_to_item") else None
-        if hasattr(self, "history_bias") and self.config.loss == "full_ce":
-            seen_logits = self._seen_logits(input_ids)  # (B, L', N+1)
-            pair_logits = seen_logits if pair_logits is None else pair_logits + seen_logits
+        with_bias = hasattr(self, "history_bias")
         if target_groups is not None:
             if self.config.loss != "full_ce":
                 raise ValueError("set-aware targets (target_groups) need loss='full_ce'")
             logits = hidden @ items.T  # (B, L', N+1)
             if pair_logits is not None:
                 logits = logits + pair_logits
+            if with_bias:
+                logits = self._add_history_bias(logits, input_ids)
             return self._set_cross_entropy(logits, target_ids, target_groups[:, start:])
         scored = target_ids != 0  # (B, L')
         hidden, targets = hidden[scored], target_ids[scored]  # (P, D), (P,)
@@ -269,10 +280,12 @@ class SASRec(nn.Module):
             logits = hidden @ items.T  # (P, N+1)
             if pair_logits is not None:
                 logits = logits + pair_logits
+            if with_bias:
+                logits = self._add_history_bias(logits, input_ids, scored)
             logits[:, 0] = float("-inf")
             return F.cross_entropy(logits.float(), targets)
         seen = None
-        if hasattr(self, "history_bias"):
+        if with_bias:
             # Sampled softmax serves large catalogues, so "seen" is computed for the targets and negatives only.
             length = input_ids.shape[1]
             causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()  # s <= t

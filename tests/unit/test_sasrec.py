@@ -315,20 +315,29 @@ def test_history_bias_offsets_only_the_items_in_the_history_once_each():
 def test_history_bias_in_training_sees_only_earlier_inputs(loss):
     model = _with_history_bias()
     model.config = SASRecConfig(**{**model.config.__dict__, "loss": loss, "n_negatives": N_ITEMS})
-    # Position 6 has seen items 2, 4, 5: its target 4 is a repeat. Position 5 has seen 2 and 4: target 5 is new.
-    inputs = torch.tensor([[0, 0, 0, 0, 0, 2, 4, 5]])
-    targets = torch.tensor([[0, 0, 0, 0, 0, 4, 5, 4]])
-    with torch.no_grad():
-        transformer = model(inputs)[0] @ model.item_representations().T  # (L, N+1)
-    seen = {5: [2], 6: [2, 4], 7: [2, 4, 5]}
+    # Position 6 has seen items 2 and 4, and its target 2 is a repeat; position 7 has seen item 2 twice, which
+    # must count once (in the loss and in its gradient).
+    inputs = torch.tensor([[0, 0, 0, 0, 0, 2, 4, 2]])
+    targets = torch.tensor([[0, 0, 0, 0, 0, 4, 2, 5]])
+    seen = {5: [2], 6: [2, 4], 7: [2, 4]}
     if loss == "full_ce":
+        transformer = (model(inputs)[0] @ model.item_representations().T).detach()  # (L, N+1)
         by_hand = 0.0
         for position, history in seen.items():
-            logits = transformer[position].clone()
+            offset = torch.zeros(N_ITEMS + 1)
             for item in history:
-                logits[item] += -1.5 + item / 10
-            by_hand -= torch.log_softmax(logits[1:], dim=-1)[targets[0, position] - 1].item()
-        assert model.training_loss(inputs, targets).item() == pytest.approx(by_hand / 3, rel=1e-5)
+                offset = offset + torch.nn.functional.one_hot(torch.tensor(item), N_ITEMS + 1) * (
+                    model.history_bias_shared + model.history_bias[item])
+            logits = transformer[position] + offset
+            by_hand = by_hand - torch.log_softmax(logits[1:], dim=-1)[targets[0, position] - 1]
+        by_hand = by_hand / 3
+        by_hand.backward()
+        expected_gradient = model.history_bias.grad.clone()
+        model.zero_grad()
+        actual = model.training_loss(inputs, targets)
+        actual.backward()
+        assert actual.item() == pytest.approx(by_hand.item(), rel=1e-5)
+        torch.testing.assert_close(model.history_bias.grad, expected_gradient, rtol=1e-4, atol=1e-6)
     else:
         # Item 4 is seen only at the last position, where it is the target: raising its offset can only raise that
         # positive logit (a negative equal to the target is masked), so the loss must fall.
