@@ -284,14 +284,8 @@ class SASRec(nn.Module):
                 logits = self._add_history_bias(logits, input_ids, scored)
             logits[:, 0] = float("-inf")
             return F.cross_entropy(logits.float(), targets)
-        seen = None
-        if with_bias:
-            # Sampled softmax serves large catalogues, so "seen" is computed for the targets and negatives only.
-            length = input_ids.shape[1]
-            causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()  # s <= t
-            target_seen = ((target_ids.unsqueeze(2) == input_ids.unsqueeze(1)) & causal).any(-1)  # (B, L')
-            seen = (target_seen[scored], input_ids, scored)
-        return self._sampled_softmax(hidden, targets, items, pair_logits, seen)
+        history = (input_ids, target_ids, scored) if with_bias else None
+        return self._sampled_softmax(hidden, targets, items, pair_logits, history)
 
     @staticmethod
     def _set_cross_entropy(logits: torch.Tensor, target_ids: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -316,7 +310,7 @@ class SASRec(nn.Module):
         targets: torch.Tensor,
         items: torch.Tensor,
         pair_logits: torch.Tensor | None = None,
-        seen: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        history: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         # Shared negatives: one (P, K) product instead of P separate gathers. logQ correction (Yi et al. 2019)
         # subtracts log q(item) from every logit, so items drawn often are not over-penalised.
@@ -334,10 +328,15 @@ class SASRec(nn.Module):
         if pair_logits is not None:
             positive = positive + pair_logits.gather(1, targets.unsqueeze(1))
             negative = negative + pair_logits[:, negatives]
-        if seen is not None:
-            target_seen, input_ids, scored = seen  # (P,), (B, L'), (B, L')
-            bias = self._seen_bias()
+        if history is not None:
+            # The history offset, for the targets and the K negatives only: sampling serves catalogues too large
+            # for a dense (P, N+1) "seen" mask.
+            input_ids, target_ids, scored = history  # (B, L') each
+            length = input_ids.shape[1]
+            causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()  # s <= t
+            target_seen = ((target_ids.unsqueeze(2) == input_ids.unsqueeze(1)) & causal).any(-1)[scored]  # (P,)
             negative_seen = (input_ids.unsqueeze(-1) == negatives).cummax(dim=1).values[scored]  # (P, K)
+            bias = self._seen_bias()
             positive = positive + (target_seen * bias[targets]).unsqueeze(1)
             negative = negative + negative_seen * bias[negatives]
         # A negative that happens to be the target is not a negative.
