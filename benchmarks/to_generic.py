@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.common import emit_json
+from orchestration.ingest.schema import ORDER_LINES, map_columns
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -25,29 +26,26 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def _column(frame: pd.DataFrame, *names: str) -> pd.Series:
-    for name in names:
-        if name in frame.columns:
-            return frame[name]
-    raise ValueError(f"the file has none of the columns {names}; found {list(frame.columns)}")
+def to_generic(raw: pd.DataFrame, where: str = "the file") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(interactions, items) in the generic layout, one interaction per raw row.
 
+    The header is matched as ingest matches it (either Online Retail layout; ``where`` names the file in errors).
+    """
+    positions = map_columns([str(name) for name in raw.columns], ORDER_LINES, where)
 
-def to_generic(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(interactions, items) in the generic layout, one interaction per raw row."""
-    def text(series: pd.Series) -> pd.Series:
-        return series.astype("string").fillna("").str.strip()
+    def text(column: str) -> pd.Series:
+        return raw.iloc[:, positions[column]].astype("string").fillna("").str.strip()
 
-    customer = text(_column(raw, "CustomerID", "Customer ID")).str.removesuffix(".0")
     interactions = pd.DataFrame({
-        "user_id": customer,
-        "item_id": text(raw["StockCode"]),
-        "timestamp": pd.to_datetime(_column(raw, "InvoiceDate")).dt.strftime("%Y-%m-%dT%H:%M:%S"),
+        "user_id": text("customer_id").str.removesuffix(".0"),
+        "item_id": text("stock_code"),
+        "timestamp": pd.to_datetime(raw.iloc[:, positions["invoice_date"]]).dt.strftime("%Y-%m-%dT%H:%M:%S"),
         "event_type": "purchase",
-        "quantity": text(raw["Quantity"]),
-        "price": text(_column(raw, "UnitPrice", "Price")),
-        "session_id": text(_column(raw, "InvoiceNo", "Invoice")),
+        "quantity": text("quantity"),
+        "price": text("unit_price"),
+        "session_id": text("invoice"),
     })
-    descriptions = pd.DataFrame({"item_id": interactions["item_id"], "title": text(raw["Description"])})
+    descriptions = pd.DataFrame({"item_id": interactions["item_id"], "title": text("description")})
     counted = descriptions[descriptions["title"] != ""].value_counts().rename("n").reset_index()
     titles = counted.sort_values(["item_id", "n", "title"], ascending=[True, False, True]).drop_duplicates("item_id")
     items = pd.DataFrame({"item_id": sorted(set(interactions["item_id"]) - {""})})
@@ -60,7 +58,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="an Online Retail .csv(.gz) or .parquet file")
     parser.add_argument("--out", required=True, help="folder to write interactions.csv.gz and items.csv into")
     args = parser.parse_args()
-    interactions, items = to_generic(_read(Path(args.data)))
+    interactions, items = to_generic(_read(Path(args.data)), where=args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     interactions.to_csv(out / "interactions.csv.gz", index=False)

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.to_generic import to_generic
+from orchestration.ingest.errors import IngestError
 
 
 def _raw(**renames: str) -> pd.DataFrame:
@@ -15,6 +16,7 @@ def _raw(**renames: str) -> pd.DataFrame:
         "InvoiceDate": ["12/1/2010 8:26", "12/1/2010 8:26", "12/1/2010 9:41", "12/1/2010 9:45"],
         "UnitPrice": ["2.55", "3.39", "2.55", "2.95"],
         "CustomerID": ["17850.0", "17850.0", "", "14911"],
+        "Country": ["United Kingdom"] * 4,
     })
     return frame.rename(columns=renames)
 
@@ -44,5 +46,5 @@ def test_the_online_retail_ii_column_names_are_read_too():
 
 
 def test_a_file_of_another_layout_is_refused_by_name():
-    with pytest.raises(ValueError, match="CustomerID"):
-        to_generic(_raw().drop(columns=["CustomerID"]))
+    with pytest.raises(IngestError, match="orders.csv .*required column.*missing: customer_id"):
+        to_generic(_raw().drop(columns=["CustomerID"]), where="orders.csv")
