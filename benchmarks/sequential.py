@@ -83,9 +83,9 @@ def load_protocol(protocol: str, data: Path) -> tuple[Split, dict[str, str]]:
     return split, dict(zip(texts["item_id"].astype(str), texts["text"]))
 
 
-def text_matrix(split: Split, texts: dict[str, str]) -> np.ndarray:
+def text_matrix(split: Split, texts: dict[str, str], encoder_model: str | None = None) -> np.ndarray:
     """(n_items + 1, d) item text embeddings in internal-id order; row 0 (padding) and text-less items are zero."""
-    encoder = load_encoder(EncoderConfig())
+    encoder = load_encoder(EncoderConfig(model=encoder_model))
     item_texts = [texts.get(str(item), "") for item in split.item_ids]
     vectors = encoder.encode(item_texts, show_progress=True)
     vectors[np.array([not text for text in item_texts])] = 0.0
@@ -104,10 +104,11 @@ def pick_options(model_class, grid, split: Split) -> dict:
                                                   split.validation, split.n_items, (10,))["ndcg@10"])
 
 
-def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: TrainConfig) -> dict:
+def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: TrainConfig,
+        encoder_model: str | None = None) -> dict:
     started = time.perf_counter()
     split, texts = load_protocol(protocol, data)
-    embeddings = text_matrix(split, texts)
+    embeddings = text_matrix(split, texts, encoder_model)
     prepare_s = time.perf_counter() - started
     counts = np.bincount(np.concatenate(split.train_for_test), minlength=split.n_items + 1)
     cold = np.flatnonzero(counts[1:] <= COLD_MAX_TRAIN_EVENTS) + 1
@@ -180,6 +181,7 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
             "test_rows": len(split.test.targets),
             "cold_items": len(cold),
         },
+        "encoder": encoder_model or "all-MiniLM-L6-v2 (packaged)",
         "prepare_s": round(prepare_s, 1),
         "models": results,
         **machine(),
@@ -218,13 +220,15 @@ def main() -> None:
     parser.add_argument("--history-bias", action="store_true",
                         help="learn a logit offset for items already in the history (SASRecConfig.history_bias)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--encoder", default=None,
+                        help="item-text encoder: a Hugging Face model name or local folder (default: the packaged MiniLM)")
     args = parser.parse_args()
     model = SASRecConfig(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads, dropout=args.dropout,
                          item_text="id+text", item_to_item=not args.no_item_to_item,
                          history_bias=args.history_bias)
     train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch,
                         device=args.device, shuffle_ties=not args.no_shuffle_ties, set_targets=not args.no_set_targets)
-    figures = run(args.protocol, Path(args.data), args.ablation, model, train)
+    figures = run(args.protocol, Path(args.data), args.ablation, model, train, args.encoder)
     print_report(figures)
     emit_json(figures)
 

@@ -193,7 +193,9 @@ class SASRec(nn.Module):
             seen = seen[scored]  # (P, L)
         # Scattering sparse indices instead of a dense (B, L, N+1) mask: at most L items per position are seen.
         # PAD entries add PAD's offset, 0, to the PAD column, which the loss masks anyway.
-        dim = logits.dim() - 1
+        # float32: under CUDA's bf16 autocast the logits are bf16, the offsets float32, and the cross-entropy
+        # upcasts to float32 anyway, so the sum costs no extra memory and keeps the offset's precision.
+        logits, dim = logits.float(), logits.dim() - 1
         return logits.scatter(dim, seen, logits.gather(dim, seen) + self._seen_bias()[seen])
 
     @property

@@ -359,3 +359,21 @@ def test_history_bias_learns_that_a_session_never_repeats_and_round_trips(tmp_pa
     save(model, tmp_path)
     history = [np.array([1, 5, 9])]
     np.testing.assert_array_equal(load(tmp_path).score(history), model.score(history))
+
+
+@pytest.mark.parametrize("changes", [{}, {"item_to_item": True}])
+def test_history_bias_trains_under_bf16_autocast(changes):
+    """CUDA trains under bf16 autocast; CPU autocast runs the same dtype rules, so the offset's scatter is checked here."""
+    model = _with_history_bias()
+    model.config = SASRecConfig(**{**model.config.__dict__, **changes})
+    if changes:
+        model = _model(model.config)
+    inputs = torch.tensor([[0, 0, 0, 0, 0, 2, 4, 2]])
+    targets = torch.tensor([[0, 0, 0, 0, 0, 4, 2, 5]])
+    expected = model.training_loss(inputs, targets).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.training_loss(inputs, targets)
+    loss.backward()
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(expected, rel=2e-2)  # bf16 matmuls: about 3 significant digits
+    assert model.history_bias.grad is not None and model.history_bias.grad[[2, 4]].abs().sum() > 0
