@@ -16,12 +16,17 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def machine() -> dict[str, Any]:
-    return {
+    described = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
+    torch = sys.modules.get("torch")  # only where the benchmark uses it: importing torch costs seconds
+    if torch is not None:
+        described["torch"] = torch.__version__
+        described["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return described
 
 
 def peak_rss_mib() -> dict[str, float]:

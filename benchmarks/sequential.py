@@ -161,6 +161,8 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
             "best_epoch": history.best_epoch,
             "best_val_ndcg@10": history.best_metric,
             "epochs_run": len(history.epochs),
+            "epochs": [{key: round(value, 4) if isinstance(value, float) else value for key, value in epoch.items()}
+                       for epoch in history.epochs],
             "refit_on_train_for_test": refit,
             "device": str(trained.device),
             "config": {"item_text": config.item_text, "item_to_item": config.item_to_item,
