@@ -121,6 +121,8 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
         "ranker": {"best_iteration": ranker.best_iteration_, "held_out_ndcg@10": ranker.valid_ndcg_, "training_rows": len(train_rows),
                    "positives": int(labels.sum()), "top_features": importance.head(10)["feature"].tolist()},
         "options": options,
+        "sasrec_config": {"hidden_size": model.hidden_size, "item_text": model.item_text,
+                          "item_to_item": model.item_to_item, "history_bias": model.history_bias},
         "prepare_s": round(prepare_s, 1),
         "models": results,
         **machine(),
@@ -148,8 +150,15 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--device", default=None)
+    # Customer sequences: both lift SASRec on or-customer-temporal (BENCHMARKS.md, 2026-12-01); runs recorded
+    # before then used --no-item-to-item --no-history-bias.
+    parser.add_argument("--item-to-item", action=argparse.BooleanOptionalAction, default=True,
+                        help="SASRec's learned item-to-item matrix (SASRecConfig.item_to_item)")
+    parser.add_argument("--history-bias", action=argparse.BooleanOptionalAction, default=True,
+                        help="SASRec's logit offset for items already in the history (SASRecConfig.history_bias)")
     args = parser.parse_args()
-    model = SASRecConfig(hidden_size=args.hidden, num_heads=4, item_text="id+text")
+    model = SASRecConfig(hidden_size=args.hidden, num_heads=4, item_text="id+text", item_to_item=args.item_to_item,
+                         history_bias=args.history_bias)
     train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=2e-3, batch_size=256, device=args.device)
     figures = run(args.protocol, Path(args.data), args.candidates, model, train, RankerConfig())
     print_report(figures)

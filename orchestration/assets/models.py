@@ -176,6 +176,11 @@ class SASRecModelConfig(dg.Config):
         description="Add a learned item-to-item matrix to the Transformer's scores; null: on for catalogues up to "
         "20,000 items (it holds a weight per item pair).",
     )
+    history_bias: bool = Field(
+        default=True,
+        description="Learn a logit offset for items already in the history (shared plus per item): a penalty where "
+        "lines rarely repeat (baskets), a bonus where customers re-buy. One weight per item.",
+    )
     set_targets: bool = Field(
         default=False,
         description="Train each position against every unseen item of the next basket, not only the one recorded "
@@ -199,6 +204,7 @@ class SASRecModelConfig(dg.Config):
         model = SASRecConfig(**given(
             hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads, dropout=self.dropout,
             max_length=max_length, item_text=self.item_text, text_dim=text_dim, item_to_item=item_to_item,
+            history_bias=self.history_bias,
         ))
         train = TrainConfig(**given(
             epochs=self.epochs, lr=self.lr, warmup_steps=self.warmup_steps, batch_size=self.batch_size,
