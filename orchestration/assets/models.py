@@ -176,10 +176,12 @@ class SASRecModelConfig(dg.Config):
         description="Add a learned item-to-item matrix to the Transformer's scores; null: on for catalogues up to "
         "20,000 items (it holds a weight per item pair).",
     )
+    # Off by default: customers re-buy, the offset does not lift SASRec on customer sequences, and on the demo's
+    # shop it lowered the re-ranked NDCG@10 from 0.4277 to 0.3942. It is for basket or session sequences.
     history_bias: bool = Field(
-        default=True,
+        default=False,
         description="Learn a logit offset for items already in the history (shared plus per item): a penalty where "
-        "lines rarely repeat (baskets), a bonus where customers re-buy. One weight per item.",
+        "lines rarely repeat (baskets, sessions), a bonus where customers re-buy. One weight per item.",
     )
     set_targets: bool = Field(
         default=False,
