@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +121,7 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
         "ranker": {"best_iteration": ranker.best_iteration_, "held_out_ndcg@10": ranker.valid_ndcg_, "training_rows": len(train_rows),
                    "positives": int(labels.sum()), "top_features": importance.head(10)["feature"].tolist()},
         "options": options,
-        "sasrec_config": {"hidden_size": model.hidden_size, "item_text": model.item_text,
-                          "item_to_item": model.item_to_item, "history_bias": model.history_bias},
+        "sasrec_config": asdict(model),
         "prepare_s": round(prepare_s, 1),
         "models": results,
         **machine(),
@@ -150,8 +149,8 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--device", default=None)
-    # Customer sequences: both lift SASRec on or-customer-temporal (BENCHMARKS.md, 2026-12-01); runs recorded
-    # before then used --no-item-to-item --no-history-bias.
+    # W lifts SASRec and the re-ranked result on or-customer-temporal; the offset is neutral there (0.3769 with it,
+    # 0.3768 without; BENCHMARKS.md, 2026-12-01). Runs recorded before then used --no-item-to-item --no-history-bias.
     parser.add_argument("--item-to-item", action=argparse.BooleanOptionalAction, default=True,
                         help="SASRec's learned item-to-item matrix (SASRecConfig.item_to_item)")
     parser.add_argument("--history-bias", action=argparse.BooleanOptionalAction, default=True,
