@@ -24,7 +24,7 @@ from benchmarks.sequential import BUY_AGAIN_GRID, ITEM_KNN_GRID, KS, _marts, pic
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate, ranking_metrics
-from recmodels.protocols import OR_TEST_CUTOFF, OR_VALIDATION_CUTOFF, or_customer_temporal
+from recmodels.protocols import OR_TEST_CUTOFF, OR_VALIDATION_CUTOFF, _purchases, or_customer_temporal
 from recmodels.ranking import (
     LambdaRanker,
     RankerConfig,
@@ -37,7 +37,8 @@ from recmodels.ranking import (
     rerank_topk,
 )
 from recmodels.sasrec import SASRecConfig
-from recmodels.splits import EvalSet, Split
+from recmodels.sequences import SequenceConfig
+from recmodels.splits import EvalSet, Split, temporal_split
 from recmodels.training import TrainConfig, train_sasrec
 
 PROTOCOLS = ("or-customer-temporal",)
@@ -78,8 +79,36 @@ def _candidates(models: dict, rows: EvalSet, events: pd.DataFrame, cutoff: str, 
     return compute_features(candidates, rows.keys, events, np.datetime64(pd.Timestamp(cutoff)), item_text=text)
 
 
+def _earlier_windows(fct: pd.DataFrame, split: Split, n_windows: int, events: pd.DataFrame, text: np.ndarray,
+                     options: dict, model: SASRecConfig, train_config: TrainConfig,
+                     n_candidates: int) -> list[tuple[pd.DataFrame, np.ndarray]]:
+    """Labelled candidates of the ``n_windows`` months before the validation month, each from stage-one models fit
+    on the data before its own month (SASRec for the validation phase's number of epochs)."""
+    edges = [pd.Timestamp(OR_VALIDATION_CUTOFF) - pd.DateOffset(months=k) for k in range(n_windows + 2)]
+    windows = []
+    for k in range(1, n_windows + 1):
+        window = temporal_split(_purchases(fct), SequenceConfig(key="user", seed=42), test_cutoff=edges[k],
+                                validation_cutoff=edges[k + 1], test_end=edges[k - 1], name=f"window-{k}")
+        if not np.array_equal(window.item_ids, split.item_ids):
+            raise ValueError("an earlier window indexed the items differently from the protocol's split")
+        models, _ = _stage_one(window, window.train_for_test, window.train_for_test_timestamps, text, options,
+                               options["sasrec_epochs"], model, train_config)
+        rows = _candidates(models, window.test, events, str(edges[k].date()), text, n_candidates)
+        windows.append((rows, candidate_labels(rows, window.test.targets)))
+    return windows
+
+
+def _stack(parts: list[tuple[pd.DataFrame, np.ndarray]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """One training frame from several windows; each window's rows get their own group ids."""
+    frames, offset = [], 0
+    for rows, _ in parts:
+        frames.append(rows.assign(row=rows["row"] + offset))
+        offset += int(rows["row"].max()) + 1 if len(rows) else 0
+    return pd.concat(frames, ignore_index=True), np.concatenate([labels for _, labels in parts])
+
+
 def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train_config: TrainConfig,
-        ranker_config: RankerConfig) -> dict:
+        ranker_config: RankerConfig, earlier_windows: int = 0) -> dict:
     started = time.perf_counter()
     fct, items = _marts("online_retail", data)
     split = or_customer_temporal(fct)
@@ -95,6 +124,10 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
     train_rows = _candidates(models, split.validation, events, OR_VALIDATION_CUTOFF, text, n_candidates)
     labels = candidate_labels(train_rows, split.validation.targets)
     columns = ranker_feature_names(train_rows)
+    candidate_recall_validation = candidate_recall(train_rows, split.validation.targets)
+    if earlier_windows:
+        train_rows, labels = _stack([(train_rows, labels), *_earlier_windows(
+            fct, split, earlier_windows, events, text, options, model, train_config, n_candidates)])
     ranker_started = time.perf_counter()
     ranker = LambdaRanker(ranker_config).fit(train_rows, labels, train_rows["row"].to_numpy(), columns)
     ranker_s = time.perf_counter() - ranker_started
@@ -116,9 +149,10 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
         "dataset": {"sequences": len(split.train_for_test), "items": split.n_items,
                     "interactions": int(sum(len(s) for s in split.train_for_test)), "test_rows": len(split.test)},
         "candidate_recall": candidate_recall(test_rows, split.test.targets),
-        "candidate_recall_validation": candidate_recall(train_rows, split.validation.targets),
+        "candidate_recall_validation": candidate_recall_validation,
         "n_candidates": n_candidates,
-        "ranker": {"best_iteration": ranker.best_iteration_, "held_out_ndcg@10": ranker.valid_ndcg_, "training_rows": len(train_rows),
+        "ranker": {"objective": ranker_config.objective, "earlier_windows": earlier_windows,
+                   "best_iteration": ranker.best_iteration_, "held_out_ndcg@10": ranker.valid_ndcg_, "training_rows": len(train_rows),
                    "positives": int(labels.sum()), "top_features": importance.head(10)["feature"].tolist()},
         "options": options,
         "sasrec_config": asdict(model),
@@ -155,11 +189,17 @@ def main() -> None:
                         help="SASRec's learned item-to-item matrix (SASRecConfig.item_to_item)")
     parser.add_argument("--history-bias", action=argparse.BooleanOptionalAction, default=True,
                         help="SASRec's logit offset for items already in the history (SASRecConfig.history_bias)")
+    parser.add_argument("--earlier-windows", type=int, default=2,
+                        help="months before the validation month whose customers also train the ranker, each with "
+                             "stage one refit on the data before it (0 = the validation month only)")
+    parser.add_argument("--objective", default="lambdarank", choices=("lambdarank", "rank_xendcg"),
+                        help="LightGBM ranking objective of the re-ranker")
     args = parser.parse_args()
     model = SASRecConfig(hidden_size=args.hidden, num_heads=4, item_text="id+text", item_to_item=args.item_to_item,
                          history_bias=args.history_bias)
     train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=2e-3, batch_size=256, device=args.device)
-    figures = run(args.protocol, Path(args.data), args.candidates, model, train, RankerConfig())
+    figures = run(args.protocol, Path(args.data), args.candidates, model, train, RankerConfig(objective=args.objective),
+                  args.earlier_windows)
     print_report(figures)
     emit_json(figures)
 

@@ -58,6 +58,17 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "never sold",
     "user_repeat_share": "share of the user's orders (after the first) that re-order an item of an earlier order; 0 "
     "with fewer than 2 orders",
+    "item_median_quantity": "median units per event of the item, all users; 0 for an item never sold",
+    "user_mean_quantity": "mean units per event of the user; 0 without events",
+    "user_item_quantity": "units of the item the user bought",
+    "user_item_mean_quantity": "mean units per event of the user's events of the item; 0 if never",
+    "user_item_last_quantity": "units of the item in the user's latest order holding it; 0 if never",
+    "user_item_quantity_ratio": "user_item_mean_quantity / item_median_quantity: above 1 for a user who buys the "
+    "item in bulk; 0 if never bought or without a positive median",
+    "user_item_spend_share": "share of the user's spend (user_monetary) that went on the item; 0 without spend",
+    "days_of_stock_left": "user_item_last_quantity / the user's units of the item per day (units of the orders "
+    "before the latest over the days from the first to the latest), minus the days since the latest: negative "
+    f"when the stock should have run out; {NEVER_DAYS:g} with fewer than 2 orders of the item",
     "text_cosine": "cosine between the item's text vector and the mean unit text vector of the user's "
     "`recent_items` most recent distinct items; 0 when either has no text (only with item_text)",
     "category_affinity": "share of the user's events in the item's category; 0 without events or category "
@@ -289,6 +300,70 @@ def _repeat_features(
     out["user_repeat_share"] = _lookup(np.minimum(share, 1.0), row_user, 0.0)
 
 
+def _quantity_features(
+    out: pd.DataFrame,
+    user: np.ndarray,
+    item: np.ndarray,
+    times: np.ndarray,
+    quantity: np.ndarray,
+    spend: np.ndarray,
+    order_key: pd.Series,
+    cut: np.datetime64,
+    n_users: int,
+    n_items: int,
+    row_user: np.ndarray,
+    row_item: np.ndarray,
+) -> None:
+    """How much a user buys of an item: wholesale customers re-order what they buy in bulk, and a bulk order
+    lasts longer before the next (see FEATURE_DESCRIPTIONS). Adds the columns to ``out``."""
+    lines = pd.DataFrame({"user": user, "item": item, "order": order_key.to_numpy(), "time": times,
+                          "quantity": quantity, "spend": spend})
+    item_median = lines.groupby("item")["quantity"].median().reindex(np.arange(n_items + 1)).fillna(0.0)
+    out["item_median_quantity"] = item_median.to_numpy(np.float64)[row_item]
+    user_lines = np.bincount(user, minlength=n_users)
+    user_mean = np.bincount(user, weights=quantity, minlength=n_users) / np.maximum(user_lines, 1)
+    out["user_mean_quantity"] = _lookup(user_mean, row_user, 0.0)
+
+    per_pair = lines.groupby(["user", "item"], sort=False).agg(
+        units=("quantity", "sum"), mean_units=("quantity", "mean"), spend=("spend", "sum"))
+    pair_user = per_pair.index.get_level_values("user").to_numpy()
+    pair_item = per_pair.index.get_level_values("item").to_numpy()
+
+    def pair_values(values: np.ndarray, default: float) -> np.ndarray:
+        return _pair_lookup(pair_user, pair_item, np.asarray(values, np.float64), row_user, row_item, default)
+
+    out["user_item_quantity"] = pair_values(per_pair["units"].to_numpy(), 0.0)
+    mean_units = pair_values(per_pair["mean_units"].to_numpy(), 0.0)
+    out["user_item_mean_quantity"] = mean_units
+    median = out["item_median_quantity"].to_numpy()
+    out["user_item_quantity_ratio"] = np.divide(mean_units, median, out=np.zeros(len(out)), where=median > 0)
+    pair_spend = pair_values(per_pair["spend"].to_numpy(), 0.0)
+    monetary = out["user_monetary"].to_numpy()
+    # Refunds are not purchases, so the share lies in [0, 1]; the clip only absorbs float rounding.
+    share = np.divide(pair_spend, monetary, out=np.zeros(len(out)), where=monetary > 0)
+    out["user_item_spend_share"] = np.clip(share, 0.0, 1.0)
+
+    # One row per (user, item, order): its time (first event) and units; the latest order per pair is the stock.
+    orders = lines.groupby(["user", "item", "order"], dropna=False, sort=False).agg(
+        time=("time", "min"), units=("quantity", "sum")).reset_index()
+    orders = orders.sort_values(["user", "item", "time"], kind="stable")
+    by_pair = orders.groupby(["user", "item"], sort=False)
+    stats = by_pair.agg(first=("time", "min"), last=("time", "max"), n_orders=("time", "size"),
+                        units=("units", "sum"), last_units=("units", "last"))
+    stats_user = stats.index.get_level_values("user").to_numpy()
+    stats_item = stats.index.get_level_values("item").to_numpy()
+    span = _days((stats["last"] - stats["first"]).to_numpy())
+    consumed = (stats["units"] - stats["last_units"]).to_numpy(np.float64)  # bought before the latest order
+    last_units = stats["last_units"].to_numpy(np.float64)
+    rhythm = (stats["n_orders"].to_numpy() >= 2) & (span > 0) & (consumed > 0)
+    cover = np.full(len(stats), NEVER_DAYS)
+    per_day = consumed[rhythm] / span[rhythm]
+    since = _days(cut - stats["last"].to_numpy().astype("datetime64[ns]"))
+    cover[rhythm] = last_units[rhythm] / per_day - since[rhythm]
+    out["user_item_last_quantity"] = _pair_lookup(stats_user, stats_item, last_units, row_user, row_item, 0.0)
+    out["days_of_stock_left"] = _pair_lookup(stats_user, stats_item, cover, row_user, row_item, NEVER_DAYS)
+
+
 def _affinity(
     attribute: pd.Series,
     n_items: int,
@@ -419,6 +494,8 @@ def compute_features(
     )
 
     _repeat_features(out, user, item, times, order_key, n_users, n_items, age, row_user, row_item)
+    _quantity_features(out, user, item, times, quantity, quantity * price, order_key, cut, n_users, n_items, row_user,
+                       row_item)
 
     if item_text is not None:
         if len(item_text) < n_items + 1:

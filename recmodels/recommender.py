@@ -19,7 +19,7 @@ from recmodels.ranking import LambdaRanker, Scorer, TimeLike, compute_features, 
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
 # requesting customers' events per request, which gives the same features at a fraction of the cost.
 ITEM_LEVEL_FEATURES = ("item_purchases", "item_purchases_7d", "item_purchases_30d", "item_trend", "item_price",
-                       "item_age_days", "item_repeat_rate")
+                       "item_age_days", "item_repeat_rate", "item_median_quantity")
 _NOBODY = "\x00nobody"  # a user key no shop id pseudonymises to
 
 
@@ -49,6 +49,12 @@ def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: n
         ratio[reference] = price[reference] / user_price[reference]
         ratio[np.isnan(price)] = np.nan
         features["item_price_vs_user"] = ratio
+    if "user_item_quantity_ratio" in features.columns:
+        # The same rule as compute_features, against the item's median over every customer's lines.
+        median = features["item_median_quantity"].to_numpy(float)
+        mean_units = features["user_item_mean_quantity"].to_numpy(float)
+        features["user_item_quantity_ratio"] = np.divide(mean_units, median, out=np.zeros(len(features)),
+                                                         where=median > 0)
     return features
 
 

@@ -365,3 +365,41 @@ def test_repeat_features_match_hand_computed_values():
                     "user_repeat_share": USER_REPEAT_SHARE[user]}
         for name, value in expected.items():
             assert record[name] == pytest.approx(value), (user, item, name)
+
+
+# Quantities, by hand from EVENTS before the cut-off. Item medians of units per line: item 1 [2, 1, 1, 3] -> 1.5,
+# items 2 and 3 -> 1, item 4 -> 2, item 5 never sold -> 0. Users' mean units per line: a 5/4, b 5/4, c 5/3, d 0.
+ITEM_MEDIAN_QUANTITY = {1: 1.5, 2: 1.0, 3: 1.0, 4: 2.0, 5: 0.0}
+USER_MEAN_QUANTITY = {"a": 5 / 4, "b": 5 / 4, "c": 5 / 3, "d": 0.0}
+# a bought 2 units of item 1 in b1 (01-01 00:00) and 1 in b2 (01-21 10:00): 2 units over A_1_INTERVAL days, so the
+# last unit lasts A_1_INTERVAL / 2 days, and A_PAIR_1 days have passed since.
+# Per (user, item): units, mean units per line, units of the latest order, mean / item median, share of the
+# user's spend (a 11, b 12, c 14), days of stock left.
+QUANTITY_EXPECTED = {
+    ("a", 1): (3, 1.5, 1, 1.0, 3 / 11, A_1_INTERVAL / 2 - A_PAIR_1),  # negative: overdue
+    ("a", 2): (1, 1.0, 1, 1.0, 3 / 11, NEVER_DAYS),
+    ("a", 3): (1, 1.0, 1, 1.0, 5 / 11, NEVER_DAYS),
+    ("a", 5): (0, 0.0, 0, 0.0, 0.0, NEVER_DAYS),
+    ("b", 1): (1, 1.0, 1, 1 / 1.5, 1 / 12, NEVER_DAYS),
+    ("b", 2): (2, 1.0, 1, 1.0, 7 / 12, 1 / (1 / 5) - 1),  # 1 unit per 5 days; the latest order was a day ago
+    ("b", 3): (0, 0.0, 0, 0.0, 0.0, NEVER_DAYS),
+    ("b", 4): (2, 2.0, 2, 1.0, 4 / 12, NEVER_DAYS),
+    ("c", 1): (3, 3.0, 3, 3 / 1.5, 3 / 14, NEVER_DAYS),  # the 10 units after the cut-off do not count
+    ("c", 3): (2, 1.0, 1, 1.0, 11 / 14, 1 / (1 / 20) - 2),
+    ("d", 2): (0, 0.0, 0, 0.0, 0.0, NEVER_DAYS),
+    ("d", 5): (0, 0.0, 0, 0.0, 0.0, NEVER_DAYS),
+}
+
+
+def test_quantity_features_match_hand_computed_values():
+    features = _features()
+    assert (features["days_of_stock_left"] < 0).sum() == 1  # only a's item 1
+    for record in features.to_dict("records"):
+        user, item = ROW_KEYS[record["row"]], record["item"]
+        units, mean_units, last_units, ratio, spend_share, stock_left = QUANTITY_EXPECTED[(user, item)]
+        expected = {"item_median_quantity": ITEM_MEDIAN_QUANTITY[item], "user_mean_quantity": USER_MEAN_QUANTITY[user],
+                    "user_item_quantity": units, "user_item_mean_quantity": mean_units,
+                    "user_item_last_quantity": last_units, "user_item_quantity_ratio": ratio,
+                    "user_item_spend_share": spend_share, "days_of_stock_left": stock_left}
+        for name, value in expected.items():
+            assert record[name] == pytest.approx(value), (user, item, name)
