@@ -151,8 +151,9 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
         "candidate_recall": candidate_recall(test_rows, split.test.targets),
         "candidate_recall_validation": candidate_recall_validation,
         "n_candidates": n_candidates,
-        "ranker": {"objective": ranker_config.objective, "earlier_windows": earlier_windows,
-                   "best_iteration": ranker.best_iteration_, "held_out_ndcg@10": ranker.valid_ndcg_, "training_rows": len(train_rows),
+        "ranker": {"objective": ranker_config.objective, "n_models": ranker_config.n_models,
+                   "earlier_windows": earlier_windows,
+                   "best_iterations": ranker.best_iterations_, "held_out_ndcg@10": ranker.valid_ndcg_, "training_rows": len(train_rows),
                    "positives": int(labels.sum()), "top_features": importance.head(10)["feature"].tolist()},
         "options": options,
         "sasrec_config": asdict(model),
@@ -192,13 +193,15 @@ def main() -> None:
     parser.add_argument("--earlier-windows", type=int, default=2,
                         help="months before the validation month whose customers also train the ranker, each with "
                              "stage one refit on the data before it (0 = the validation month only)")
+    parser.add_argument("--ranker-models", type=int, default=RankerConfig.n_models,
+                        help="LambdaMART models averaged (RankerConfig.n_models)")
     parser.add_argument("--objective", default="lambdarank", choices=("lambdarank", "rank_xendcg"),
                         help="LightGBM ranking objective of the re-ranker")
     args = parser.parse_args()
     model = SASRecConfig(hidden_size=args.hidden, num_heads=4, item_text="id+text", item_to_item=args.item_to_item,
                          history_bias=args.history_bias)
     train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=2e-3, batch_size=256, device=args.device)
-    figures = run(args.protocol, Path(args.data), args.candidates, model, train, RankerConfig(objective=args.objective),
+    figures = run(args.protocol, Path(args.data), args.candidates, model, train, RankerConfig(objective=args.objective, n_models=args.ranker_models),
                   args.earlier_windows)
     print_report(figures)
     emit_json(figures)

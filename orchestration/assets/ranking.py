@@ -136,20 +136,24 @@ class RankerModelConfig(dg.Config):
     learning_rate: float = Field(default=RankerConfig.learning_rate)
     num_leaves: int = Field(default=RankerConfig.num_leaves)
     min_data_in_leaf: int = Field(default=RankerConfig.min_data_in_leaf)
+    n_models: int = Field(default=RankerConfig.n_models,
+                          description="LambdaMART models averaged, each early-stopped on its own held-out customers.")
     seed: int = Field(default=RankerConfig.seed)
 
 
 @dg.asset(deps=[ranker_features], group_name="ranking", kinds={"lightgbm"})
 def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, warehouse: WarehouseResource
                  ) -> dg.MaterializeResult:
-    """LambdaMART on the validation window's candidates; its test-window re-ranking is scored here too."""
+    """LambdaMART (an average of ``n_models``) on the validation window's candidates; its test-window re-ranking
+    is scored here too."""
     paths = _artifacts(warehouse)
     stored = load_split(paths.split_file)
     table = _read_features(warehouse)
     names = ranker_feature_names(table)
     training, test = table[table["phase"] == "validation"], table[table["phase"] == "test"]
     ranker_config = RankerConfig(n_estimators=config.n_estimators, learning_rate=config.learning_rate,
-                                 num_leaves=config.num_leaves, min_data_in_leaf=config.min_data_in_leaf, seed=config.seed)
+                                 num_leaves=config.num_leaves, min_data_in_leaf=config.min_data_in_leaf,
+                                 n_models=config.n_models, seed=config.seed)
     started = time.perf_counter()
     ranker = LambdaRanker(ranker_config).fit(training, training["label"].to_numpy(), training["row"].to_numpy(), names)
     fit_s = time.perf_counter() - started
@@ -163,10 +167,11 @@ def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, ware
     rows = stored.split.test
     topk = rerank_topk(test, ranker.score(test), len(rows), max(KS))
     metrics = ranking_metrics(topk, rows.targets, KS)
-    context.log.info(f"Ranker: {ranker.best_iteration_} rounds, test NDCG@10 {metrics['ndcg@10']:.4f}")
+    context.log.info(f"Ranker: {len(ranker.best_iterations_)} models of {ranker.best_iterations_} rounds, "
+                     f"test NDCG@10 {metrics['ndcg@10']:.4f}")
     return dg.MaterializeResult(
         metadata={
-            "best_iteration": ranker.best_iteration_,
+            "best_iterations": dg.MetadataValue.json(ranker.best_iterations_),
             "held_out_ndcg@10": float(ranker.valid_ndcg_),
             "test_ndcg@10": metrics["ndcg@10"],
             "test_recall@10": metrics["recall@10"],

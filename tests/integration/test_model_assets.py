@@ -13,6 +13,7 @@ from orchestration.resources import DataSourceResource, WarehouseResource
 from orchestration.runner import materialize
 from orchestration.tracking import MLflowResource
 from recmodels.metrics import evaluate
+from recmodels.ranking import RankerConfig
 
 SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
 TOP_K = 20
@@ -153,9 +154,11 @@ def _assert_ranking(home, result, split):
         bought = {(row, item) for row, targets in enumerate(rows.targets) for item in targets}
         assert part["label"].tolist() == [int((r, i) in bought) for r, i in zip(part["row"], part["item"])]
     meta = _metadata(result, "ranker_model")
-    assert 0 <= meta["test_ndcg@10"] <= 1 and meta["best_iteration"] >= 1
+    assert 0 <= meta["test_ndcg@10"] <= 1 and len(meta["best_iterations"]) == RankerConfig.n_models
+    assert min(meta["best_iterations"]) >= 1
     assert sorted(p.name for p in (home / "artifacts" / "models" / "ranker").iterdir()) == [
-        "feature_importance.csv", "feature_importance.png", "lineage.json", "ranker.json", "ranker.txt"]
+        "feature_importance.csv", "feature_importance.png", "lineage.json",
+        *(f"ranker-{i}.txt" for i in range(RankerConfig.n_models)), "ranker.json"]
 
     # A feature computed with the answer (here: the label itself) is caught by the blocking check.
     leaked = features.assign(user_item_purchases=features["label"] * 7)

@@ -1,5 +1,6 @@
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -242,7 +243,7 @@ def test_future_event_rows_counts_injected_rows():
 
 # ------------------------------------------------------------------------------------------------ ranker
 
-FAST = RankerConfig(n_estimators=60, min_data_in_leaf=5, early_stopping_rounds=10, num_threads=1)
+FAST = RankerConfig(n_estimators=60, min_data_in_leaf=5, early_stopping_rounds=10, num_threads=1, n_models=2)
 
 
 def _planted(seed, n_rows=150, per_row=20, n_without_positive=0):
@@ -272,7 +273,8 @@ def test_ranker_learns_a_planted_signal_deterministically_and_round_trips(tmp_pa
     shuffle = np.random.default_rng(1).permutation(len(frame))
     frame, labels = frame.iloc[shuffle].reset_index(drop=True), labels[shuffle]
     ranker = LambdaRanker(FAST).fit(frame, labels, frame["row"].to_numpy(), ["x", "z"])
-    assert ranker.n_groups_dropped_ == 10 and 1 <= ranker.best_iteration_ <= FAST.n_estimators
+    assert ranker.n_groups_dropped_ == 10 and len(ranker.best_iterations_) == FAST.n_models
+    assert all(1 <= rounds <= FAST.n_estimators for rounds in ranker.best_iterations_)
     assert ranker.valid_ndcg_ > 0.9
     test, test_labels = _planted(2)
     random_ndcg = _ndcg10(test, test_labels, np.random.default_rng(3).random(len(test)))
@@ -284,13 +286,36 @@ def test_ranker_learns_a_planted_signal_deterministically_and_round_trips(tmp_pa
     np.testing.assert_array_equal(ranker.score(test), again.score(test))
 
     ranker.save(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ranker.json", "ranker.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ranker-0.txt", "ranker-1.txt", "ranker.json"]
     meta = json.loads((tmp_path / "ranker.json").read_text())
-    assert meta["feature_names"] == ["x", "z"] and meta["best_iteration"] == ranker.best_iteration_
+    assert meta["feature_names"] == ["x", "z"] and meta["best_iterations"] == ranker.best_iterations_
     loaded = LambdaRanker.load(tmp_path)
     np.testing.assert_array_equal(loaded.score(test), ranker.score(test))
     assert loaded.config == FAST
     pd.testing.assert_frame_equal(loaded.feature_importance(), importance)
+
+
+def test_ranker_averages_its_models_and_loads_the_single_model_format(tmp_path):
+    frame, labels = _planted(0)
+    ranker = LambdaRanker(FAST).fit(frame, labels, frame["row"].to_numpy(), ["x", "z"])
+    test, _ = _planted(2)
+    x = test[["x", "z"]].to_numpy(np.float64)
+    members = [b.predict(x, num_iteration=n) for b, n in zip(ranker.boosters_, ranker.best_iterations_)]
+    assert not np.array_equal(members[0], members[1])  # different held-out users and seeds
+    np.testing.assert_allclose(ranker.score(test), (members[0] + members[1]) / 2)
+
+    # Format 1 (before ensembles): one model in ranker.txt; a champion registered then must still load.
+    single = LambdaRanker(replace(FAST, n_models=1)).fit(frame, labels, frame["row"].to_numpy(), ["x", "z"])
+    single.save(tmp_path)
+    (tmp_path / "ranker-0.txt").rename(tmp_path / "ranker.txt")
+    meta = json.loads((tmp_path / "ranker.json").read_text())
+    config = {k: v for k, v in meta["config"].items() if k != "n_models"}
+    (tmp_path / "ranker.json").write_text(json.dumps({
+        "format_version": 1, "feature_names": meta["feature_names"], "config": config,
+        "best_iteration": single.best_iterations_[0], "valid_ndcg": meta["valid_ndcg"], "n_groups_dropped": 0}))
+    old = LambdaRanker.load(tmp_path)
+    assert old.config.n_models == 1 and old.best_iterations_ == single.best_iterations_
+    np.testing.assert_array_equal(old.score(test), single.score(test))
 
 
 def test_ranker_refuses_missing_columns_and_no_positive():
