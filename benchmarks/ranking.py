@@ -5,8 +5,10 @@
 Stage one is fit twice, as in production: on the data before the validation cut-off (its candidates for the
 validation customers, labelled with what they bought in the validation month, train the ranker) and on the data
 before the test cut-off (its candidates for the test customers are re-ranked and scored). Every feature is
-computed from events before the cut-off of its phase. The JSON line has every single model, ``sasrec+ranker``
-and the candidate recall of both phases.
+computed from events before the cut-off of its phase. By default the ranker also learns from the customers of the
+two months before the validation month (``--earlier-windows``), each labelled by candidates from stage one refit on
+the data before its month. The JSON line has every single model, ``sasrec+ranker`` and the candidate recall of both
+phases.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from benchmarks.sequential import BUY_AGAIN_GRID, ITEM_KNN_GRID, KS, _marts, pic
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate, ranking_metrics
-from recmodels.protocols import OR_TEST_CUTOFF, OR_VALIDATION_CUTOFF, _purchases, or_customer_temporal
+from recmodels.protocols import OR_TEST_CUTOFF, OR_VALIDATION_CUTOFF, or_customer_temporal
 from recmodels.ranking import (
     LambdaRanker,
     RankerConfig,
@@ -37,8 +39,7 @@ from recmodels.ranking import (
     rerank_topk,
 )
 from recmodels.sasrec import SASRecConfig
-from recmodels.sequences import SequenceConfig
-from recmodels.splits import EvalSet, Split, temporal_split
+from recmodels.splits import EvalSet, Split
 from recmodels.training import TrainConfig, train_sasrec
 
 PROTOCOLS = ("or-customer-temporal",)
@@ -87,8 +88,7 @@ def _earlier_windows(fct: pd.DataFrame, split: Split, n_windows: int, events: pd
     edges = [pd.Timestamp(OR_VALIDATION_CUTOFF) - pd.DateOffset(months=k) for k in range(n_windows + 2)]
     windows = []
     for k in range(1, n_windows + 1):
-        window = temporal_split(_purchases(fct), SequenceConfig(key="user", seed=42), test_cutoff=edges[k],
-                                validation_cutoff=edges[k + 1], test_end=edges[k - 1], name=f"window-{k}")
+        window = or_customer_temporal(fct, test_cutoff=edges[k], validation_cutoff=edges[k + 1], test_end=edges[k - 1])
         if not np.array_equal(window.item_ids, split.item_ids):
             raise ValueError("an earlier window indexed the items differently from the protocol's split")
         models, _ = _stage_one(window, window.train_for_test, window.train_for_test_timestamps, text, options,
@@ -153,7 +153,8 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
         "n_candidates": n_candidates,
         "ranker": {"objective": ranker_config.objective, "n_models": ranker_config.n_models,
                    "earlier_windows": earlier_windows,
-                   "best_iterations": ranker.best_iterations_, "held_out_ndcg@10": ranker.valid_ndcg_, "training_rows": len(train_rows),
+                   "best_iterations": ranker.best_iterations_, "held_out_ndcg@10": ranker.valid_ndcg_,
+                   "training_rows": len(train_rows),
                    "positives": int(labels.sum()), "top_features": importance.head(10)["feature"].tolist()},
         "options": options,
         "sasrec_config": asdict(model),
@@ -201,8 +202,8 @@ def main() -> None:
     model = SASRecConfig(hidden_size=args.hidden, num_heads=4, item_text="id+text", item_to_item=args.item_to_item,
                          history_bias=args.history_bias)
     train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=2e-3, batch_size=256, device=args.device)
-    figures = run(args.protocol, Path(args.data), args.candidates, model, train, RankerConfig(objective=args.objective, n_models=args.ranker_models),
-                  args.earlier_windows)
+    ranker = RankerConfig(objective=args.objective, n_models=args.ranker_models)
+    figures = run(args.protocol, Path(args.data), args.candidates, model, train, ranker, args.earlier_windows)
     print_report(figures)
     emit_json(figures)
 

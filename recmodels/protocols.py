@@ -99,18 +99,26 @@ def _purchases(fct: pd.DataFrame) -> pd.DataFrame:
     return events[events["user_id"].notna()]
 
 
-def or_customer_temporal(fct: pd.DataFrame, seed: int = 42) -> Split:
+def or_customer_temporal(
+    fct: pd.DataFrame,
+    seed: int = 42,
+    test_cutoff=OR_TEST_CUTOFF,
+    validation_cutoff=OR_VALIDATION_CUTOFF,
+    test_end=None,
+) -> Split:
     """The ``or-customer-temporal`` protocol on ``marts.fct_interactions`` of Online Retail.
 
     Sequences are customers' purchases. Test: trained on everything before 2011-11-09, targets are the
     distinct items each returning customer buys from then to the end of data (repeat purchases included).
-    Validation: trained before 2011-10-09, targets are the following month's purchases.
+    Validation: trained before 2011-10-09, targets are the following month's purchases. Other cut-offs give the
+    same construction on earlier months (e.g. more months to train a re-ranker on).
     """
     return temporal_split(
         _purchases(fct),
         SequenceConfig(key="user", seed=seed),
-        test_cutoff=OR_TEST_CUTOFF,
-        validation_cutoff=OR_VALIDATION_CUTOFF,
+        test_cutoff=test_cutoff,
+        validation_cutoff=validation_cutoff,
+        test_end=test_end,
         name="or-customer-temporal",
     )
 

@@ -70,6 +70,13 @@ def test_or_customer_temporal_cutoffs():
     assert [h.tolist() for h in split.test.histories] == [[a, b]]
     assert [t.tolist() for t in split.test.targets] == [[c]]
     assert [s.tolist() for s in split.train] == [[a]]
+    # An earlier month, as benchmarks.ranking uses to train its ranker on more customers: the window ends where the
+    # protocol's test month begins, so c (bought at that instant) is not a target.
+    earlier = or_customer_temporal(_fct(), test_cutoff="2011-10-09", validation_cutoff="2011-08-01",
+                                   test_end="2011-11-09")
+    assert [h.tolist() for h in earlier.test.histories] == [[a]]
+    assert [t.tolist() for t in earlier.test.targets] == [[b]]
+    assert len(earlier.validation) == 0  # nobody bought before 2011-08-01
 
 
 def test_generic_loo_by_user():
