@@ -248,12 +248,29 @@ def _text_cosine(
     return cosine
 
 
+def _pair_orders(
+    user: np.ndarray, item: np.ndarray, times: np.ndarray, quantity: np.ndarray, order_key: pd.Series
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each (user, item, order) with its time (the order's first event of the item) and units, sorted by (user,
+    item, time); and per (user, item) its first and latest order time, orders, units and the latest order's
+    units. Both the re-order and the quantity features read these."""
+    lines = pd.DataFrame({"user": user, "item": item, "order": order_key.to_numpy(), "time": times,
+                          "quantity": quantity})
+    orders = lines.groupby(["user", "item", "order"], dropna=False, sort=False).agg(
+        time=("time", "min"), units=("quantity", "sum")).reset_index()
+    orders = orders.sort_values(["user", "item", "time"], kind="stable")
+    per_pair = orders.groupby(["user", "item"], sort=False).agg(
+        first=("time", "min"), last=("time", "max"), n_orders=("time", "size"), units=("units", "sum"),
+        last_units=("units", "last"))
+    return orders, per_pair
+
+
 def _repeat_features(
     out: pd.DataFrame,
+    orders: pd.DataFrame,
+    per_pair: pd.DataFrame,
     user: np.ndarray,
     item: np.ndarray,
-    times: np.ndarray,
-    order_key: pd.Series,
     n_users: int,
     n_items: int,
     age: np.ndarray,
@@ -262,14 +279,10 @@ def _repeat_features(
 ) -> None:
     """Re-ordering as a habit: how often and how regularly a user re-orders an item, and how repeat-prone the
     item and the user are (see FEATURE_DESCRIPTIONS). Adds the columns to ``out``."""
-    # One row per (user, item, order), at the order's first event of the item.
-    lines = pd.DataFrame({"user": user, "item": item, "order": order_key.to_numpy(), "time": times})
-    orders = lines.groupby(["user", "item", "order"], dropna=False, sort=False)["time"].min().reset_index()
-    per_pair = orders.groupby(["user", "item"], sort=False)["time"].agg(["size", "min", "max"])
     pair_user = per_pair.index.get_level_values("user").to_numpy()
     pair_item = per_pair.index.get_level_values("item").to_numpy()
-    n_orders = per_pair["size"].to_numpy(np.float64)
-    span = _days((per_pair["max"] - per_pair["min"]).to_numpy())
+    n_orders = per_pair["n_orders"].to_numpy(np.float64)
+    span = _days((per_pair["last"] - per_pair["first"]).to_numpy())
     interval = np.where(n_orders >= 2, span / np.maximum(n_orders - 1, 1), NEVER_DAYS)
     out["user_item_orders"] = _pair_lookup(pair_user, pair_item, n_orders, row_user, row_item, 0.0)
     recent = age <= 90
@@ -288,8 +301,7 @@ def _repeat_features(
     repeaters = np.bincount(pair_item[n_orders >= 2], minlength=n_items + 1).astype(np.float64)
     item_repeat = np.divide(repeaters, buyers, out=np.zeros(n_items + 1), where=buyers > 0)
     out["item_repeat_rate"] = item_repeat[row_item]
-    # An order re-orders when it holds an item the user had in an earlier order.
-    orders = orders.sort_values(["user", "item", "time"], kind="stable")
+    # An order re-orders when it holds an item the user had in an earlier order (``orders`` is in time order).
     is_repeat = orders.duplicated(["user", "item"], keep="first").to_numpy()
     per_order = pd.DataFrame({"user": orders["user"].to_numpy(), "order": orders["order"].to_numpy(),
                               "repeat": is_repeat}).groupby(["user", "order"], dropna=False, sort=False)["repeat"].any()
@@ -300,14 +312,21 @@ def _repeat_features(
     out["user_repeat_share"] = _lookup(np.minimum(share, 1.0), row_user, 0.0)
 
 
+def quantity_ratio(mean_units: np.ndarray, item_median: np.ndarray) -> np.ndarray:
+    """``user_item_quantity_ratio``: the user's mean units per line of the item over the item's median; 0 where the
+    median is not positive (an item never sold)."""
+    mean_units = np.asarray(mean_units, np.float64)
+    item_median = np.asarray(item_median, np.float64)
+    return np.divide(mean_units, item_median, out=np.zeros(len(mean_units)), where=item_median > 0)
+
+
 def _quantity_features(
     out: pd.DataFrame,
+    per_pair: pd.DataFrame,
     user: np.ndarray,
     item: np.ndarray,
-    times: np.ndarray,
     quantity: np.ndarray,
     spend: np.ndarray,
-    order_key: pd.Series,
     cut: np.datetime64,
     n_users: int,
     n_items: int,
@@ -316,52 +335,43 @@ def _quantity_features(
 ) -> None:
     """How much a user buys of an item: wholesale customers re-order what they buy in bulk, and a bulk order
     lasts longer before the next (see FEATURE_DESCRIPTIONS). Adds the columns to ``out``."""
-    lines = pd.DataFrame({"user": user, "item": item, "order": order_key.to_numpy(), "time": times,
-                          "quantity": quantity, "spend": spend})
+    lines = pd.DataFrame({"user": user, "item": item, "quantity": quantity, "spend": spend})
     item_median = lines.groupby("item")["quantity"].median().reindex(np.arange(n_items + 1)).fillna(0.0)
     out["item_median_quantity"] = item_median.to_numpy(np.float64)[row_item]
     user_lines = np.bincount(user, minlength=n_users)
     user_mean = np.bincount(user, weights=quantity, minlength=n_users) / np.maximum(user_lines, 1)
     out["user_mean_quantity"] = _lookup(user_mean, row_user, 0.0)
 
-    per_pair = lines.groupby(["user", "item"], sort=False).agg(
+    per_line = lines.groupby(["user", "item"], sort=False).agg(
         units=("quantity", "sum"), mean_units=("quantity", "mean"), spend=("spend", "sum"))
-    pair_user = per_pair.index.get_level_values("user").to_numpy()
-    pair_item = per_pair.index.get_level_values("item").to_numpy()
+    line_user = per_line.index.get_level_values("user").to_numpy()
+    line_item = per_line.index.get_level_values("item").to_numpy()
 
-    def pair_values(values: np.ndarray, default: float) -> np.ndarray:
-        return _pair_lookup(pair_user, pair_item, np.asarray(values, np.float64), row_user, row_item, default)
+    def line_values(values: np.ndarray) -> np.ndarray:
+        return _pair_lookup(line_user, line_item, np.asarray(values, np.float64), row_user, row_item, 0.0)
 
-    out["user_item_quantity"] = pair_values(per_pair["units"].to_numpy(), 0.0)
-    mean_units = pair_values(per_pair["mean_units"].to_numpy(), 0.0)
-    out["user_item_mean_quantity"] = mean_units
-    median = out["item_median_quantity"].to_numpy()
-    out["user_item_quantity_ratio"] = np.divide(mean_units, median, out=np.zeros(len(out)), where=median > 0)
-    pair_spend = pair_values(per_pair["spend"].to_numpy(), 0.0)
+    out["user_item_quantity"] = line_values(per_line["units"].to_numpy())
+    out["user_item_mean_quantity"] = line_values(per_line["mean_units"].to_numpy())
+    out["user_item_quantity_ratio"] = quantity_ratio(out["user_item_mean_quantity"], out["item_median_quantity"])
+    pair_spend = line_values(per_line["spend"].to_numpy())
     monetary = out["user_monetary"].to_numpy()
     # Refunds are not purchases, so the share lies in [0, 1]; the clip only absorbs float rounding.
     share = np.divide(pair_spend, monetary, out=np.zeros(len(out)), where=monetary > 0)
     out["user_item_spend_share"] = np.clip(share, 0.0, 1.0)
 
-    # One row per (user, item, order): its time (first event) and units; the latest order per pair is the stock.
-    orders = lines.groupby(["user", "item", "order"], dropna=False, sort=False).agg(
-        time=("time", "min"), units=("quantity", "sum")).reset_index()
-    orders = orders.sort_values(["user", "item", "time"], kind="stable")
-    by_pair = orders.groupby(["user", "item"], sort=False)
-    stats = by_pair.agg(first=("time", "min"), last=("time", "max"), n_orders=("time", "size"),
-                        units=("units", "sum"), last_units=("units", "last"))
-    stats_user = stats.index.get_level_values("user").to_numpy()
-    stats_item = stats.index.get_level_values("item").to_numpy()
-    span = _days((stats["last"] - stats["first"]).to_numpy())
-    consumed = (stats["units"] - stats["last_units"]).to_numpy(np.float64)  # bought before the latest order
-    last_units = stats["last_units"].to_numpy(np.float64)
-    rhythm = (stats["n_orders"].to_numpy() >= 2) & (span > 0) & (consumed > 0)
-    cover = np.full(len(stats), NEVER_DAYS)
+    # The latest order of the item is the stock; the orders before it, over the days they span, the rate of use.
+    pair_user = per_pair.index.get_level_values("user").to_numpy()
+    pair_item = per_pair.index.get_level_values("item").to_numpy()
+    span = _days((per_pair["last"] - per_pair["first"]).to_numpy())
+    last_units = per_pair["last_units"].to_numpy(np.float64)
+    consumed = per_pair["units"].to_numpy(np.float64) - last_units
+    rhythm = (per_pair["n_orders"].to_numpy() >= 2) & (span > 0) & (consumed > 0)
+    cover = np.full(len(per_pair), NEVER_DAYS)
     per_day = consumed[rhythm] / span[rhythm]
-    since = _days(cut - stats["last"].to_numpy().astype("datetime64[ns]"))
+    since = _days(cut - per_pair["last"].to_numpy().astype("datetime64[ns]"))
     cover[rhythm] = last_units[rhythm] / per_day - since[rhythm]
-    out["user_item_last_quantity"] = _pair_lookup(stats_user, stats_item, last_units, row_user, row_item, 0.0)
-    out["days_of_stock_left"] = _pair_lookup(stats_user, stats_item, cover, row_user, row_item, NEVER_DAYS)
+    out["user_item_last_quantity"] = _pair_lookup(pair_user, pair_item, last_units, row_user, row_item, 0.0)
+    out["days_of_stock_left"] = _pair_lookup(pair_user, pair_item, cover, row_user, row_item, NEVER_DAYS)
 
 
 def _affinity(
@@ -493,9 +503,9 @@ def compute_features(
         pair_user, pair_item, _days(cut - pair_last), row_user, row_item, NEVER_DAYS
     )
 
-    _repeat_features(out, user, item, times, order_key, n_users, n_items, age, row_user, row_item)
-    _quantity_features(out, user, item, times, quantity, quantity * price, order_key, cut, n_users, n_items, row_user,
-                       row_item)
+    pair_orders, per_pair = _pair_orders(user, item, times, quantity, order_key)
+    _repeat_features(out, pair_orders, per_pair, user, item, n_users, n_items, age, row_user, row_item)
+    _quantity_features(out, per_pair, user, item, quantity, quantity * price, cut, n_users, n_items, row_user, row_item)
 
     if item_text is not None:
         if len(item_text) < n_items + 1:
@@ -674,16 +684,16 @@ class LambdaRanker:
                 params={"verbosity": -1},
             )
 
+        n_valid = int(round(self.config.valid_fraction * len(kept_groups)))
+        if self.config.valid_fraction > 0 and len(kept_groups) >= 2:
+            n_valid = min(max(n_valid, 1), len(kept_groups) - 1)
+        else:
+            n_valid = 0
         boosters, best_iterations, valid_ndcgs = [], [], []
         for member in range(self.config.n_models):
             seed = self.config.seed + member
             # Users, not candidate rows, are held out, so no user is in both the training and the stopping set.
             shuffled = np.random.default_rng(seed).permutation(kept_groups)
-            n_valid = int(round(self.config.valid_fraction * len(shuffled)))
-            if self.config.valid_fraction > 0 and len(shuffled) >= 2:
-                n_valid = min(max(n_valid, 1), len(shuffled) - 1)
-            else:
-                n_valid = 0
             train_set = dataset(np.sort(shuffled[n_valid:]))
             params = self.config.lightgbm_params(seed)
             if n_valid:

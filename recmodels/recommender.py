@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recmodels.ranking import LambdaRanker, Scorer, TimeLike, compute_features, generate_candidates, rerank_topk
+from recmodels.ranking import (
+    LambdaRanker,
+    Scorer,
+    TimeLike,
+    compute_features,
+    generate_candidates,
+    quantity_ratio,
+    rerank_topk,
+)
 
 
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
@@ -50,11 +58,9 @@ def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: n
         ratio[np.isnan(price)] = np.nan
         features["item_price_vs_user"] = ratio
     if "user_item_quantity_ratio" in features.columns:
-        # The same rule as compute_features, against the item's median over every customer's lines.
-        median = features["item_median_quantity"].to_numpy(float)
-        mean_units = features["user_item_mean_quantity"].to_numpy(float)
-        features["user_item_quantity_ratio"] = np.divide(mean_units, median, out=np.zeros(len(features)),
-                                                         where=median > 0)
+        # Against the item's median over every customer's lines, not over this customer's alone.
+        features["user_item_quantity_ratio"] = quantity_ratio(features["user_item_mean_quantity"],
+                                                              features["item_median_quantity"])
     return features
 
 
