@@ -30,13 +30,13 @@ install: $(STAMP) $(MANIFEST)
 manifest: $(MANIFEST)
 
 demo: install
-	$(PY) -m orchestration.demo
+	$(PY) -m orchestration.apps.demo
 
 test: install
 	$(PY) -m pytest
 
 ui: install
-	$(PY) -m orchestration.instance
+	$(PY) -m orchestration.apps.instance
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 clean:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import SHARED_DATA, emit_json, machine, print_table
-from orchestration.embedding_cache import embed_with_cache
+from orchestration.store.embedding_cache import embed_with_cache
 from recmodels.item_text import clean_field
 from recmodels.text_encoder import EncoderConfig, available_cpus, default_model_dir, load_encoder
 

@@ -53,8 +53,8 @@ def _marts(kind: str, data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     import dagster as dg
     import duckdb
 
-    from orchestration.resources import DataSourceResource, WarehouseResource
-    from orchestration.runner import materialize
+    from orchestration.defs.resources import DataSourceResource, WarehouseResource
+    from orchestration.apps.runner import materialize
 
     home = Path(tempfile.mkdtemp(prefix="recsys-seq-"))
     resources = {"warehouse": WarehouseResource(home=str(home)), "data_source": DataSourceResource(source=kind, data=str(data))}

@@ -29,9 +29,9 @@ import httpx
 import numpy as np
 
 from benchmarks.common import emit_json, machine
-from orchestration.privacy import pseudonymize
-from orchestration.resources import PrivacyResource, WarehouseResource
-from orchestration.settings import recsys_paths
+from orchestration.store.privacy import pseudonymize
+from orchestration.defs.resources import PrivacyResource, WarehouseResource
+from orchestration.store.paths import recsys_paths
 
 USER = "GET /recommendations/{user_id}"
 SESSION = "POST /recommendations/session"
@@ -85,7 +85,7 @@ def _free_port() -> int:
 def start_server(home: str, port: int, log: Path, timeout: float) -> tuple[subprocess.Popen, str, dict]:
     """``recsys serve`` in a child process; returns it, its base URL and its /health once that answers 200."""
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "orchestration.cli", "--home", home, "serve", "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "orchestration.apps.cli", "--home", home, "serve", "--host", "127.0.0.1",
                "--port", str(port), "--reload-seconds", "3600"]
     with log.open("w") as sink:
         server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)

@@ -5,23 +5,23 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.assets.embeddings import item_embeddings, item_embeddings_expectations
-from orchestration.assets.evaluation import evaluation_assets
-from orchestration.assets.ingest import raw_tables
-from orchestration.assets.models import model_assets
-from orchestration.assets.quality import mart_expectation_checks
-from orchestration.assets.ranking import ranking_assets, ranking_checks
-from orchestration.assets.serving import serving_assets
-from orchestration.assets.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
-from orchestration.automation import (
+from orchestration.defs.embeddings import item_embeddings, item_embeddings_expectations
+from orchestration.defs.evaluation import evaluation_assets
+from orchestration.defs.ingest import raw_tables
+from orchestration.defs.models import model_assets
+from orchestration.defs.quality import mart_expectation_checks
+from orchestration.defs.ranking import ranking_assets, ranking_checks
+from orchestration.defs.serving import serving_assets
+from orchestration.defs.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
+from orchestration.defs.automation import (
     DATA_JOB,
     RECOMMENDATIONS_JOB,
     RETRAIN_JOB,
     automation_schedules,
     automation_sensors,
 )
-from orchestration.resources import DataSourceResource, PrivacyResource, TextEncoderResource, WarehouseResource
-from orchestration.tracking import MLflowResource
+from orchestration.defs.resources import DataSourceResource, PrivacyResource, TextEncoderResource, WarehouseResource
+from orchestration.registry.tracking import MLflowResource
 
 
 
@@ -43,7 +43,7 @@ ranking_job = _group_job(
     "ranking_job", ("ranking",),
     "Candidates and features as of each cut-off, checked for leaks, and the LambdaMART re-ranker.",
 )
-# The sensors and schedules target these three by name (orchestration.automation).
+# The sensors and schedules target these three by name (orchestration.defs.automation).
 data_job = _group_job(
     DATA_JOB, ("ingest", "transforms", "embeddings"),
     "Load new files, rebuild and check the clean data, embed new item texts.",

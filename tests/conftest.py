@@ -50,9 +50,9 @@ def promoted(tmp_path_factory):
 
     import dagster as dg
 
-    from orchestration.resources import DataSourceResource, WarehouseResource
-    from orchestration.runner import materialize
-    from orchestration.tracking import MLflowResource
+    from orchestration.defs.resources import DataSourceResource, WarehouseResource
+    from orchestration.apps.runner import materialize
+    from orchestration.registry.tracking import MLflowResource
 
     home = tmp_path_factory.mktemp("promoted") / "recsys-home"
     with pytest.MonkeyPatch.context() as patch:  # only while building: tests pass the home explicitly

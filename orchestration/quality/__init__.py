@@ -1,4 +1,4 @@
-"""Great Expectations suites for the marts, wrapped by blocking asset checks in ``orchestration.assets.quality``."""
+"""Great Expectations suites for the marts, wrapped by blocking asset checks in ``orchestration.defs.quality``."""
 
 from orchestration.quality.expectations import (
     MART_SUITES,

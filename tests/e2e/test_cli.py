@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from orchestration.cli import main
+from orchestration.apps.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

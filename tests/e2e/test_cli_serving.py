@@ -7,9 +7,9 @@ import re
 import duckdb
 import pytest
 
-from orchestration.cli import main
-from orchestration.privacy import pseudonymize
-from orchestration.resources import DEV_PSEUDONYMIZATION_KEY
+from orchestration.apps.cli import main
+from orchestration.store.privacy import pseudonymize
+from orchestration.defs.resources import DEV_PSEUDONYMIZATION_KEY
 
 
 

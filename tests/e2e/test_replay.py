@@ -5,8 +5,8 @@ import json
 
 import pandas as pd
 
-from orchestration.replay import parse_every, plan_drops, read_log, write_drops
-from recmodels.synthetic import SyntheticShopConfig, write_synthetic_shop
+from orchestration.apps.replay import parse_every, plan_drops, read_log, write_drops
+from orchestration.ingest.synthetic import SyntheticShopConfig, write_synthetic_shop
 
 RUN_CONFIG = {"ops": {"user_sequences": {"config": {"test_days": 14, "validation_days": 14}},
                       "sasrec_model": {"config": {"epochs": 3, "hidden_size": 16}}}}
@@ -38,7 +38,7 @@ def test_drops_account_for_every_row_and_corrupt_only_the_chosen_one(tmp_path):
 
 
 def test_replay_ingests_every_drop_retrains_promotes_and_refuses_the_bad_drop(tmp_path, monkeypatch, capsys):
-    from orchestration.replay import replay
+    from orchestration.apps.replay import replay
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)

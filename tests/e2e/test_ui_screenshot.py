@@ -2,14 +2,14 @@
 
 Needs a Chromium binary (Debian: ``apt-get install chromium``; or ``RECSYS_CHROMIUM=/path/to/chrome``);
 skipped without one. The same code writes the README's screenshot:
-``python -m orchestration.screenshot docs/images/asset-graph.png``.
+``python -m orchestration.apps.screenshot docs/images/asset-graph.png``.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from orchestration.screenshot import capture_asset_graph, dagster_webserver, find_chromium
+from orchestration.apps.screenshot import capture_asset_graph, dagster_webserver, find_chromium
 
 WIDTH, HEIGHT = 1600, 1000
 # Short enough to be drawn in full (long names are shortened in the middle), one from each end of the graph.

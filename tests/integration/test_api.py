@@ -7,12 +7,12 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestration.api import create_app
-from orchestration.privacy import pseudonymize
-from orchestration.promotion import BUNDLE_MODEL, current_champion, promote, rollback
-from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, WarehouseResource
-from orchestration.service import RecommendationService
-from orchestration.tracking import MLflowResource
+from orchestration.serving.api import create_app
+from orchestration.store.privacy import pseudonymize
+from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, promote, rollback
+from orchestration.defs.resources import DEV_PSEUDONYMIZATION_KEY, WarehouseResource
+from orchestration.serving.service import RecommendationService
+from orchestration.registry.tracking import MLflowResource
 
 ITEM_FIELDS = {"rank", "item_id", "title", "score", "explanation", "because_of", "reason"}
 
@@ -197,7 +197,7 @@ def _wait_for_version(client, version, seconds=60.0) -> dict:
 
 # Last in the module: it moves the champion alias of the shared home (and puts it back).
 def test_the_app_follows_the_champion_alias_and_survives_a_broken_version(home, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="orchestration.api")
+    caplog.set_level(logging.INFO, logger="orchestration.serving.api")
     registry = MLflowResource(home=str(home)).client()
     first = current_champion(registry)
     app = create_app(str(home), reload_seconds=0)

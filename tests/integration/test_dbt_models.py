@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.privacy import pseudonymize
+from orchestration.store.privacy import pseudonymize
 
 TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"
 KEY = "integration-test-key"

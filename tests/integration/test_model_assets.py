@@ -8,10 +8,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from orchestration.model_store import load_sasrec, load_split
-from orchestration.resources import DataSourceResource, WarehouseResource
-from orchestration.runner import materialize
-from orchestration.tracking import MLflowResource
+from orchestration.store.model_files import load_sasrec, load_split
+from orchestration.defs.resources import DataSourceResource, WarehouseResource
+from orchestration.apps.runner import materialize
+from orchestration.registry.tracking import MLflowResource
 from recmodels.metrics import evaluate
 from recmodels.ranking import RankerConfig
 
@@ -141,7 +141,7 @@ def test_models_group_end_to_end(recsys_home, tmp_path, monkeypatch):
 
 def _assert_ranking(home, result, split):
     """Stage two on the same run: candidates with features as of each cut-off, a passed leak check, a ranker."""
-    from orchestration.assets.ranking import ranker_features_expectations
+    from orchestration.defs.ranking import ranker_features_expectations
 
     features = _query(home, "select * from ml.ranker_features")
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.assets.embeddings import item_embeddings_expectations
-from orchestration.assets.quality import mart_expectation_checks
-from orchestration.assets.ranking import ranker_features_expectations
-from orchestration.bundle import download_version, load_bundle
-from orchestration.model_store import StoredSplit, load_split, save_split
-from orchestration.promotion import BUNDLE_MODEL, current_champion
-from orchestration.resources import DataSourceResource, WarehouseResource
-from orchestration.runner import config_for_selection, materialize
-from orchestration.tracking import MLflowResource
+from orchestration.defs.embeddings import item_embeddings_expectations
+from orchestration.defs.quality import mart_expectation_checks
+from orchestration.defs.ranking import ranker_features_expectations
+from orchestration.registry.bundle import download_version, load_bundle
+from orchestration.store.model_files import StoredSplit, load_split, save_split
+from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
+from orchestration.defs.resources import DataSourceResource, WarehouseResource
+from orchestration.apps.runner import config_for_selection, materialize
+from orchestration.registry.tracking import MLflowResource
 from recmodels.ranking import compute_features, purchase_events
 
 SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
@@ -101,7 +101,7 @@ def test_a_good_first_run_is_promoted(shop):
         "version"].value
 
     # The registered bundle reloads on its own and ranks the test rows exactly as evaluation measured.
-    from orchestration.assets.evaluation import bundle_test_metrics
+    from orchestration.defs.evaluation import bundle_test_metrics
 
     folder = download_version(shop.client, BUNDLE_MODEL, 1, shop.home / "downloads")
     assert {"sasrec", "baselines", "ranker", "item_index.csv", "bundle.json"} <= {p.name for p in folder.iterdir()}

@@ -4,10 +4,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from orchestration.privacy import pseudonymize
-from orchestration.resources import DEV_PSEUDONYMIZATION_KEY, WarehouseResource
-from orchestration.service import RecommendationService
-from orchestration.tracking import MLflowResource
+from orchestration.store.privacy import pseudonymize
+from orchestration.defs.resources import DEV_PSEUDONYMIZATION_KEY, WarehouseResource
+from orchestration.serving.service import RecommendationService
+from orchestration.registry.tracking import MLflowResource
 from recmodels.explain import KINDS
 
 

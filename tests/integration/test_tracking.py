@@ -2,7 +2,7 @@ import json
 
 import mlflow
 
-from orchestration.tracking import MLflowResource
+from orchestration.registry.tracking import MLflowResource
 
 
 def test_runs_and_versions_live_under_recsys_home(recsys_home, tmp_path, monkeypatch):

@@ -1,1 +1,0 @@
-"""Asset definitions, one module per group."""

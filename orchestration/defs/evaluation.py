@@ -1,0 +1,346 @@
+"""Evaluation of every model on one split, the recommender bundle, and the promotion gate in the MLflow registry.
+
+``evaluation_metrics`` scores the baselines, SASRec and SASRec + ranker on the same rows. ``recommender_bundle``
+registers the two-stage model as a new version of ``recsys-recommender``. ``promotion_decision`` moves the
+``champion`` alias to it only when every blocking check upstream passed, it beats the best baseline and it is
+no worse than the champion re-scored on the same rows; otherwise it tags the version with the reasons.
+"""
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext
+from pydantic import Field
+
+from orchestration.defs.models import TRACKING_FILE, _artifacts, _load_models, _mlflow_name
+from orchestration.defs.ranking import FEATURES_SPEC_FILE, FEATURES_TABLE, ranker_model
+from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle, write_bundle
+from orchestration.store.reports import (
+    KS,
+    markdown_image,
+    markdown_table,
+    metric_rows,
+    ndcg_chart_png,
+    report_table,
+    write_table,
+)
+from orchestration.store.model_files import PHASES, StoredSplit, fit_on, load_split, replaced_folder, write_lineage
+from orchestration.registry.promotion import (
+    BUNDLE_MODEL,
+    blocking_check_failures,
+    current_champion,
+    decide_promotion,
+    promote,
+    record_refusal,
+)
+from orchestration.defs.resources import WarehouseResource
+from orchestration.registry.tracking import MLflowResource
+from recmodels.metrics import evaluate, topk_metrics
+from recmodels.ranking import LambdaRanker, purchase_events, rerank_topk
+from recmodels.recommender import TwoStageConfig, without_history_items
+
+METRICS_TABLE = "ml.evaluation_metrics"
+PROMOTIONS_TABLE = "ml.promotion_log"
+TWO_STAGE = "sasrec+ranker"
+BASELINES = ("popularity", "recent-popularity", "buy-again", "item-knn", "text-knn")
+HEADLINE = "ndcg@10"
+
+
+def _cold_items(stored: StoredSplit, phase: str, max_train_events: int) -> np.ndarray:
+    train, _, _ = stored.training(phase)
+    counts = np.bincount(np.concatenate(train), minlength=stored.split.n_items + 1)
+    return np.flatnonzero(counts[1:] <= max_train_events) + 1
+
+
+def _two_stage_rows(warehouse: WarehouseResource, ranker: LambdaRanker, stored: StoredSplit, cold: np.ndarray) -> list:
+    """SASRec + ranker on the test rows, from the candidates and features ``ranker_features`` stored."""
+    with warehouse.connect(read_only=True) as con:
+        candidates = con.execute(f"select * from {FEATURES_TABLE} where phase = 'test' order by row, item").df()
+    rows = stored.split.test
+    out = []
+    for variant, exclude in (("allowed", False), ("excluded", True)):
+        chosen = without_history_items(candidates, rows.histories) if exclude else candidates
+        topk = rerank_topk(chosen, ranker.score(chosen), len(rows), max(KS))
+        out += metric_rows(TWO_STAGE, "test", variant, topk_metrics(topk, rows.targets, stored.split.n_items, KS, cold))
+    return out
+
+
+def _log_evaluation(mlflow: MLflowResource, model_folder: Path, metrics: pd.DataFrame, png: bytes) -> str | None:
+    """Add the comparison to the SASRec run that produced ``model_folder``; returns its run id."""
+    tracking_file = model_folder / TRACKING_FILE
+    if not tracking_file.exists():
+        return None
+    run_id = json.loads(tracking_file.read_text())["run_id"]
+    client = mlflow.client()
+    headline = metrics[(metrics["segment"] == "all") & (metrics["metric"] == "ndcg") & (metrics["k"] == 10)]
+    for row in headline.itertuples():
+        client.log_metric(run_id, f"eval_{row.split}_{row.variant}_{_mlflow_name(row.model)}_ndcg_10", row.value)
+    with tempfile.TemporaryDirectory() as folder:
+        metrics.to_csv(Path(folder) / "evaluation_metrics.csv", index=False)
+        (Path(folder) / "ndcg_10.png").write_bytes(png)
+        client.log_artifacts(run_id, folder, artifact_path="evaluation")
+    return run_id
+
+
+class EvaluationMetricsConfig(dg.Config):
+    cold_max_train_events: int = Field(
+        default=10, description="Items with at most this many training events count as cold."
+    )
+
+
+@dg.asset(deps=[ranker_model], group_name="evaluation", kinds={"duckdb", "mlflow"})
+def evaluation_metrics(
+    context: AssetExecutionContext, config: EvaluationMetricsConfig, warehouse: WarehouseResource, mlflow: MLflowResource
+) -> dg.MaterializeResult:
+    """Full-ranking metrics of every model and of SASRec + ranker on one split, history allowed and excluded,
+    all rows and cold-item rows."""
+    paths = _artifacts(warehouse)
+    stored = load_split(paths.split_file)
+    n_items = stored.split.n_items
+    rows = []
+    for phase in PHASES:
+        _, _, eval_rows = stored.training(phase)
+        cold = _cold_items(stored, phase, config.cold_max_train_events)
+        for name, model in _load_models(paths, stored, phase).items():
+            for variant, exclude in (("allowed", False), ("excluded", True)):
+                results = evaluate(model.score, eval_rows, n_items, KS, exclude_history=exclude, cold_items=cold)
+                rows += metric_rows(name, phase, variant, results)
+    ranker_folder = paths.models_dir / "ranker"
+    if not fit_on(ranker_folder, stored):
+        raise dg.Failure("ranker_model was trained on another split than user_sequences holds now: materialize it again.")
+    # The ranker learned from the validation rows' labels, so only its test rows are an honest measure.
+    rows += _two_stage_rows(warehouse, LambdaRanker.load(ranker_folder), stored,
+                            _cold_items(stored, "test", config.cold_max_train_events))
+    metrics = pd.DataFrame(rows).astype({"k": "Int64"})
+    with warehouse.connect() as con:
+        write_table(con, METRICS_TABLE, metrics)
+    table = report_table(metrics)
+    png = ndcg_chart_png(metrics)
+    run_id = _log_evaluation(mlflow, paths.sasrec_dir("test"), metrics, png)
+    best = table["ndcg@10"].idxmax()
+    context.log.info(f"Test NDCG@10: {TWO_STAGE} {table.at[TWO_STAGE, 'ndcg@10']:.4f}, SASRec "
+                     f"{table.at['sasrec', 'ndcg@10']:.4f}, best {best} {table.at[best, 'ndcg@10']:.4f}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(metrics),
+            "models": dg.MetadataValue.json(list(table.index)),
+            "test_ndcg@10": dg.MetadataValue.json({name: round(value, 4) for name, value in table["ndcg@10"].items()}),
+            "best_model_test_ndcg@10": best,
+            "test_metrics_history_allowed": dg.MetadataValue.md(markdown_table(table)),
+            "ndcg@10_chart": dg.MetadataValue.md(markdown_image(png, "NDCG@10 per model")),
+            "mlflow_run_id": run_id or "",
+            "table": METRICS_TABLE,
+        }
+    )
+
+
+def _test_metrics(warehouse: WarehouseResource) -> pd.DataFrame:
+    """model x metric@K of the test rows, history allowed, all rows (``report_table``)."""
+    return report_table(warehouse.read_table(METRICS_TABLE))
+
+
+@dg.asset(deps=[evaluation_metrics], group_name="evaluation", kinds={"mlflow"})
+def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResource, mlflow: MLflowResource
+                       ) -> dg.MaterializeResult:
+    """SASRec, the baselines, the ranker, the feature spec and the item index as one registered MLflow version."""
+    import mlflow as mlflow_api
+
+    paths = _artifacts(warehouse)
+    stored = load_split(paths.split_file)
+    folders = {"sasrec": paths.sasrec_dir("test"), "baselines": paths.baselines_dir("test"),
+               "ranker": paths.models_dir / "ranker"}
+    stale = [name for name, folder in folders.items() if not fit_on(folder, stored)]
+    if stale:
+        raise dg.Failure(f"{', '.join(stale)} were fit on another split than user_sequences holds now.")
+    table = _test_metrics(warehouse)
+    metrics = {name: float(value) for name, value in table.loc[TWO_STAGE].items() if pd.notna(value)}
+    feature_spec = json.loads((paths.models_dir / FEATURES_SPEC_FILE).read_text())
+    config = TwoStageConfig(n_candidates=feature_spec["n_candidates"], recent_items=feature_spec["recent_items"])
+    data_version = stored.info["data_version"]
+    info = {"data_version": data_version, "split": stored.split.name, "split_hash": stored.content_hash[:16],
+            "test_cutoff": stored.info["test_cutoff"], "last_event": stored.info["last_event"], "test_metrics": metrics}
+    # ranker_model drew the importance chart; the bundle (logged as the run's model/) carries it and the table.
+    importance_png = (folders["ranker"] / "feature_importance.png").read_bytes()
+    tags = {"data_version": data_version, "dagster_run_id": context.run_id, "split": stored.split.name}
+    with replaced_folder(paths.models_dir / "bundle") as folder:
+        spec = write_bundle(folder, folders["sasrec"], folders["baselines"], folders["ranker"], config, info)
+        write_lineage(folder, stored)
+        with mlflow.start_run("recommender-bundle", tags=tags) as run:
+            mlflow_api.log_params({"sources": ",".join(spec["sources"]), "n_candidates": config.n_candidates,
+                                   "recent_items": config.recent_items, "features": len(spec["features"]),
+                                   "split_hash": info["split_hash"]})
+            mlflow_api.log_metrics({f"test_{_mlflow_name(k)}": v for k, v in metrics.items()})
+            mlflow_api.log_metrics({f"test_ndcg_10_{_mlflow_name(name)}": float(value)
+                                    for name, value in table["ndcg@10"].items() if name != TWO_STAGE})
+            version = mlflow.register_folder(run, folder, BUNDLE_MODEL,
+                                             tags={"data_version": data_version, "split_hash": info["split_hash"],
+                                                   "ndcg_10": f"{metrics.get(HEADLINE, float('nan')):.6f}"})
+        tracking = {"run_id": run.info.run_id, "model": BUNDLE_MODEL, "version": int(version.version)}
+        (folder / TRACKING_FILE).write_text(json.dumps(tracking, indent=2) + "\n")
+    context.log.info(f"{BUNDLE_MODEL} version {version.version}: test {HEADLINE} {metrics.get(HEADLINE, float('nan')):.4f}")
+    return dg.MaterializeResult(
+        metadata={
+            "registered_model": BUNDLE_MODEL,
+            "model_version": int(version.version),
+            "mlflow_run_id": run.info.run_id,
+            "test_ndcg@10": metrics.get(HEADLINE, float("nan")),
+            "sources": dg.MetadataValue.json(spec["sources"]),
+            "feature_importance": dg.MetadataValue.md(markdown_image(importance_png, "ranker feature importance")),
+            "data_version": data_version,
+            "folder": dg.MetadataValue.path(str(paths.models_dir / "bundle")),
+        }
+    )
+
+
+def bundle_test_metrics(bundle: Bundle, stored: StoredSplit, interactions: pd.DataFrame,
+                        cold: np.ndarray | None = None) -> dict:
+    """A bundle, possibly trained on other data with another item index, scored on ``stored``'s test rows.
+
+    Histories and events are translated into the bundle's ids; its top-K back into the split's, where an item
+    the split does not know becomes a miss. Targets stay the split's, so every bundle is measured on the same
+    rows with the same denominators.
+    """
+    split = stored.split
+    rows = split.test
+    to_bundle = bundle.internal_ids(split.item_ids)  # split internal id i + 1 -> bundle id
+    to_bundle = np.concatenate([[0], to_bundle])
+    histories = [h[h > 0] for h in (to_bundle[np.asarray(h, dtype=np.int64)] for h in rows.histories)]
+    events = purchase_events(interactions, bundle.item_ids)
+    ranked = bundle.recommender.rank(histories, rows.keys, events, stored.info["test_cutoff"])
+    topk = bundle.recommender.topk(ranked, len(rows), max(KS))
+    back = pd.Index(split.item_ids.astype(str)).get_indexer(pd.Index(bundle.item_ids.astype(str)))
+    back = np.concatenate([[0], np.where(back >= 0, back + 1, 0)])
+    return topk_metrics(back[topk], rows.targets, split.n_items, KS, cold)
+
+
+class PromotionDecisionConfig(dg.Config):
+    tolerance: float = Field(
+        default=0.0, description="How far below the champion's NDCG@10 (same test rows) a challenger may be."
+    )
+
+
+def _upstream_check_states(context: AssetExecutionContext) -> dict[str, tuple[str, str] | None]:
+    """Latest (status, severity) of every blocking check on this asset's ancestors; None where never run."""
+    from orchestration.definitions import defs  # the project's whole graph, whichever subset this run holds
+
+    graph = defs.resolve_asset_graph()
+    ancestors = graph.get_ancestor_asset_keys(context.asset_key)
+    keys = [key for key in graph.asset_check_keys if key.asset_key in ancestors and graph.get_check_spec(key).blocking]
+    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    states = {}
+    for key in keys:
+        record = records.get(key)
+        label = f"{key.asset_key.to_user_string()}:{key.name}"
+        if record is None:
+            states[label] = None
+            continue
+        severity = "ERROR"
+        if record.status.value == "FAILED" and record.event is not None:
+            evaluation = record.event.dagster_event.event_specific_data
+            severity = evaluation.severity.value
+        states[label] = (record.status.value, severity)
+    return states
+
+
+def _champion_on_same_rows(client, champion: dict, stored: StoredSplit, warehouse: WarehouseResource,
+                           challenger_version: int, challenger_metrics: dict) -> tuple[dict, str]:
+    if champion["version"] == challenger_version:
+        return challenger_metrics, "the champion is this version"
+    folder = registered_bundle(client, champion["version"], warehouse.paths)
+    with warehouse.connect(read_only=True) as con:
+        interactions = con.execute(
+            "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id from marts.fct_interactions"
+            " order by occurred_at, interaction_id"  # a fixed row order: float sums then repeat exactly
+        ).df()
+    metrics = bundle_test_metrics(load_bundle(folder), stored, interactions)
+    return {k: v for k, v in metrics.items() if k != "n_rows"}, "re-scored on the same test rows"
+
+
+@dg.asset(deps=[recommender_bundle], group_name="evaluation", kinds={"mlflow"})
+def promotion_decision(
+    context: AssetExecutionContext, config: PromotionDecisionConfig, warehouse: WarehouseResource, mlflow: MLflowResource
+) -> dg.MaterializeResult:
+    """Moves the registry's ``champion`` alias to the new bundle, or records why not; one row per decision."""
+    paths = _artifacts(warehouse)
+    stored = load_split(paths.split_file)
+    bundle_folder = paths.models_dir / "bundle"
+    if not fit_on(bundle_folder, stored):
+        raise dg.Failure("recommender_bundle was built on another split than user_sequences holds now.")
+    version = json.loads((bundle_folder / TRACKING_FILE).read_text())["version"]
+    table = _test_metrics(warehouse)
+    challenger = {name: float(value) for name, value in table.loc[TWO_STAGE].items() if pd.notna(value)}
+    baselines = table.loc[[name for name in BASELINES if name in table.index], HEADLINE]
+    best_baseline = (str(baselines.idxmax()), float(baselines.max()))
+    states = _upstream_check_states(context)
+    failed = blocking_check_failures(states)
+    client = mlflow.client()
+    champion = current_champion(client)
+    champion_metrics, how = None, ""
+    if champion is not None:
+        try:
+            champion_metrics, how = _champion_on_same_rows(client, champion, stored, warehouse, version, challenger)
+        except Exception as error:  # an unreadable champion must not block forever: fall back to its recorded metrics
+            context.log.warning(f"Champion version {champion['version']} could not be re-scored ({error}); "
+                                "comparing with the metrics it was promoted on.")
+            champion_metrics, how = champion["metrics"], f"recorded at promotion (re-scoring failed: {error})"
+    decision = decide_promotion(challenger, champion_metrics, best_baseline, failed, config.tolerance, HEADLINE)
+    data_version = stored.info["data_version"]
+    if decision.promote:
+        promote(client, version, challenger, data_version)
+    elif champion is None or champion["version"] != version:  # the serving champion keeps its promotion tags
+        record_refusal(client, version, decision)
+    after = current_champion(client)
+    log_row = pd.DataFrame.from_records([{
+        "decided_at": pd.Timestamp(time.time(), unit="s"), "dagster_run_id": context.run_id, "version": version,
+        "promoted": decision.promote, "reasons": json.dumps(list(decision.reasons)),
+        "challenger_ndcg_10": challenger.get(HEADLINE), "best_baseline": best_baseline[0],
+        "best_baseline_ndcg_10": best_baseline[1],
+        "previous_champion": None if champion is None else champion["version"],
+        "previous_champion_ndcg_10": None if champion_metrics is None else champion_metrics.get(HEADLINE),
+        "champion_after": None if after is None else after["version"], "failed_checks": json.dumps(failed),
+        "data_version": data_version,
+    }])
+    with warehouse.connect() as con:
+        _append_decision(con, log_row)
+    verdict = "promoted" if decision.promote else "refused"
+    context.log.info(f"{BUNDLE_MODEL} version {version} {verdict}: " + " ".join(decision.reasons))
+    return dg.MaterializeResult(
+        metadata={
+            "decision": verdict,
+            "model_version": version,
+            "reasons": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in decision.reasons)),
+            "challenger_ndcg@10": challenger.get(HEADLINE, float("nan")),
+            "best_baseline": f"{best_baseline[0]} ({best_baseline[1]:.4f})",
+            "champion_before": "none" if champion is None else str(champion["version"]),
+            "champion_compared": how or "no champion",
+            "champion_after": "none" if after is None else str(after["version"]),
+            "blocking_checks_seen": len(states),
+            "failed_checks": dg.MetadataValue.json(failed),
+            "table": PROMOTIONS_TABLE,
+        }
+    )
+
+
+PROMOTIONS_COLUMNS = """
+    decided_at timestamp, dagster_run_id varchar, version integer, promoted boolean, reasons varchar,
+    challenger_ndcg_10 double, best_baseline varchar, best_baseline_ndcg_10 double, previous_champion integer,
+    previous_champion_ndcg_10 double, champion_after integer, failed_checks varchar, data_version varchar
+"""
+
+
+def _append_decision(con, row: pd.DataFrame) -> None:
+    """Decisions accumulate (one row each), unlike the other ml tables that each run replaces."""
+    con.execute("create schema if not exists ml")
+    con.execute(f"create table if not exists {PROMOTIONS_TABLE} ({PROMOTIONS_COLUMNS})")
+    con.register("decision", row)
+    columns = ", ".join(row.columns)
+    con.execute(f"insert into {PROMOTIONS_TABLE} ({columns}) select {columns} from decision")
+    con.unregister("decision")
+
+
+evaluation_assets = [evaluation_metrics, recommender_bundle, promotion_decision]

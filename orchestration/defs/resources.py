@@ -1,0 +1,125 @@
+"""Dagster resources: where the warehouse is and which data source feeds it.
+
+Every setting can come from resource config (UI launchpad, tests) and falls back to the
+environment (``RECSYS_HOME``, ``RECSYS_SOURCE``, ``RECSYS_DATA``, ``RECSYS_PSEUDONYMIZATION_KEY``)
+when the resource is used, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from pydantic import Field
+
+from orchestration.store.paths import RecsysPaths, recsys_paths
+
+if TYPE_CHECKING:
+    from recmodels.text_encoder import EncoderConfig, TextEncoder
+
+SOURCE_KINDS = ("synthetic", "online_retail", "generic")
+DEV_PSEUDONYMIZATION_KEY = "recsys-dev-key"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file under RECSYS_HOME; one writer at a time."""
+
+    home: str | None = Field(default=None, description="State folder; default $RECSYS_HOME or ./.recsys.")
+
+    @property
+    def paths(self) -> RecsysPaths:
+        return recsys_paths(self.home).ensure()
+
+    @property
+    def path(self) -> Path:
+        return self.paths.warehouse
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"The warehouse {self.path} does not exist yet: materialize the ingest assets first.")
+        con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def read_table(self, relation: str) -> pd.DataFrame:
+        with self.connect(read_only=True) as con:
+            return con.sql(f"select * from {relation}").df()
+
+
+class DataSourceResource(dg.ConfigurableResource):
+    """Which shop data feeds the pipeline: the synthetic shop (default), Online Retail files, or the generic format."""
+
+    source: str | None = Field(default=None, description="synthetic | online_retail | generic; default $RECSYS_SOURCE or synthetic.")
+    data: str | None = Field(default=None, description="File or folder to ingest; default $RECSYS_DATA. Unused for synthetic.")
+    synthetic_users: int | None = Field(default=None, description="Synthetic shop: number of customers.")
+    synthetic_items: int | None = Field(default=None, description="Synthetic shop: number of products.")
+    synthetic_days: int | None = Field(default=None, description="Synthetic shop: days of history.")
+    synthetic_seed: int | None = Field(default=None, description="Synthetic shop: random seed.")
+
+    def kind(self) -> str:
+        kind = (self.source or os.environ.get("RECSYS_SOURCE") or "synthetic").strip().lower()
+        if kind not in SOURCE_KINDS:
+            raise ValueError(f"Unknown data source {kind!r} (from config or RECSYS_SOURCE); expected one of {', '.join(SOURCE_KINDS)}.")
+        return kind
+
+    def data_path(self) -> Path | None:
+        value = self.data or os.environ.get("RECSYS_DATA")
+        return Path(value).expanduser().resolve() if value else None
+
+    def synthetic_overrides(self) -> dict[str, int]:
+        fields = {
+            "n_users": self.synthetic_users,
+            "n_items": self.synthetic_items,
+            "n_days": self.synthetic_days,
+            "seed": self.synthetic_seed,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+class PrivacyResource(dg.ConfigurableResource):
+    """The key of the keyed hash that pseudonymises customer ids in every mart."""
+
+    pseudonymization_key: str | None = Field(
+        default=None, description="Default $RECSYS_PSEUDONYMIZATION_KEY, else a development key (logged as a warning)."
+    )
+
+    def key(self) -> str:
+        return self.pseudonymization_key or os.environ.get("RECSYS_PSEUDONYMIZATION_KEY") or DEV_PSEUDONYMIZATION_KEY
+
+
+class TextEncoderResource(dg.ConfigurableResource):
+    """The BERT-family text encoder; loaded once per process and shared by every asset that embeds text."""
+
+    model: str | None = Field(
+        default=None,
+        description="Hugging Face model name or local folder; default $RECSYS_TEXT_MODEL, else the packaged all-MiniLM-L6-v2.",
+    )
+    pooling: str = Field(default="mean", description="mean (over real tokens) or cls.")
+    max_length: int = Field(default=128, description="Tokens per text; longer texts are truncated.")
+    batch_size: int | None = Field(default=None, description="Texts per forward pass; default 64 on CPU, 512 on CUDA.")
+    device: str | None = Field(default=None, description="cpu, cuda, cuda:1...; default CUDA when available.")
+
+    def encoder_config(self) -> "EncoderConfig":
+        from recmodels.text_encoder import EncoderConfig
+
+        return EncoderConfig(
+            model=self.model or os.environ.get("RECSYS_TEXT_MODEL") or None,
+            pooling=self.pooling,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def load(self) -> "TextEncoder":
+        from recmodels.text_encoder import load_encoder
+
+        return load_encoder(self.encoder_config())

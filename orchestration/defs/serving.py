@@ -1,0 +1,57 @@
+"""Batch recommendations from the registry's champion, refreshed when the champion changes."""
+
+import time
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from pydantic import Field
+
+from orchestration.defs.evaluation import promotion_decision
+from orchestration.store.reports import frame_markdown, write_table
+from orchestration.defs.resources import PrivacyResource, WarehouseResource
+from orchestration.serving.service import NoChampionError, RecommendationService
+from orchestration.registry.tracking import MLflowResource
+
+RECOMMENDATIONS_TABLE = "ml.user_recommendations"
+
+
+class UserRecommendationsConfig(dg.Config):
+    k: int = Field(default=10, description="Recommendations per customer (1 to 100).")
+
+
+# Without a champion there is nothing to serve yet: the asset then skips instead of failing the whole run.
+@dg.asset(deps=[promotion_decision], group_name="serving", kinds={"duckdb", "mlflow"}, output_required=False)
+def user_recommendations(
+    context: AssetExecutionContext, config: UserRecommendationsConfig, warehouse: WarehouseResource,
+    mlflow: MLflowResource, privacy: PrivacyResource,
+):
+    """Top-K items per known customer from the champion bundle, with score, rank, model version and the reason."""
+    started = time.perf_counter()
+    try:
+        service = RecommendationService.from_champion(warehouse, mlflow, privacy.key())
+    except NoChampionError as error:
+        context.log.warning(f"Not materialized: {error}")
+        return
+    table = service.batch(config.k)
+    table.insert(4, "model_version", service.version)
+    table["as_of"] = service.data.as_of
+    with warehouse.connect() as con:
+        write_table(con, RECOMMENDATIONS_TABLE, table)
+    seconds = time.perf_counter() - started
+    kinds = table["explanation"].value_counts(normalize=True).round(4).to_dict()
+    context.log.info(f"{table['user_id'].nunique():,} customers, champion version {service.version}, {seconds:.1f} s")
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(table),
+            "customers": int(table["user_id"].nunique()),
+            "model_version": service.version,
+            "explanations": dg.MetadataValue.json(kinds),
+            "catalogue_coverage": round(table["item_id"].nunique() / max(len(service.bundle.item_ids), 1), 4),
+            "seconds": round(seconds, 2),
+            "sample": dg.MetadataValue.md(frame_markdown(table.head(10).drop(columns=["as_of"]))),
+            "table": RECOMMENDATIONS_TABLE,
+        }
+    )
+
+
+serving_assets = [user_recommendations]

@@ -1,0 +1,119 @@
+"""The recommender bundle: everything needed to rank for a customer, as one folder and one registry version.
+
+Layout: ``sasrec/`` and ``baselines/`` (the candidate sources, fit before the test cut-off), ``ranker/``
+(LightGBM text + feature list), ``item_index.csv`` (internal id -> shop item id) and ``bundle.json`` (the
+feature spec: source order, candidate count, the split and data it was evaluated on). ``load_bundle`` turns a
+folder back into a ``TwoStageRecommender``; ``champion_bundle`` fetches the registry's champion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from orchestration.store.model_files import load_baselines, load_sasrec
+from orchestration.registry.promotion import BUNDLE_MODEL
+from orchestration.store.paths import RecsysPaths
+from recmodels.ranking import LambdaRanker
+from recmodels.recommender import TwoStageConfig, TwoStageRecommender
+
+SPEC_FILE = "bundle.json"
+ITEM_INDEX_FILE = "item_index.csv"
+FORMAT_VERSION = 1  # of bundle.json; bump when its fields change meaning
+
+
+@dataclass
+class Bundle:
+    recommender: TwoStageRecommender
+    item_ids: np.ndarray  # shop item id of internal id i + 1 at position i
+    spec: dict[str, Any]
+    folder: Path
+    models: dict[str, Any]  # the candidate sources by name (SASRec and the baselines)
+
+    def internal_ids(self, shop_ids) -> np.ndarray:
+        """Internal ids of ``shop_ids``; 0 (PAD) for items this bundle does not know."""
+        index = pd.Index(self.item_ids.astype(str))
+        position = index.get_indexer(pd.Index(np.asarray(shop_ids).astype(str)))
+        return np.where(position >= 0, position + 1, 0).astype(np.int64)
+
+    def shop_ids(self, internal: np.ndarray) -> np.ndarray:
+        """Shop ids of internal ids; None for PAD."""
+        internal = np.asarray(internal, dtype=np.int64)
+        padded = np.concatenate([[None], self.item_ids.astype(object)])
+        return padded[internal]
+
+
+def write_bundle(
+    folder: Path, sasrec_dir: Path, baselines_dir: Path, ranker_dir: Path, config: TwoStageConfig, info: dict[str, Any]
+) -> dict[str, Any]:
+    """Copy the three model folders into ``folder`` and write the item index and the spec; returns the spec."""
+    for name, source in (("sasrec", sasrec_dir), ("baselines", baselines_dir), ("ranker", ranker_dir)):
+        shutil.copytree(source, folder / name)
+    _, item_ids = load_sasrec(folder / "sasrec", device="cpu")
+    pd.DataFrame({"internal_id": np.arange(1, len(item_ids) + 1), "item_id": item_ids}).to_csv(
+        folder / ITEM_INDEX_FILE, index=False)
+    sources = ["sasrec", *json.loads((folder / "baselines" / "index.json").read_text())["models"]]
+    ranker = LambdaRanker.load(folder / "ranker")
+    spec = {"format_version": FORMAT_VERSION, "sources": sources, "features": ranker.feature_names,
+            **asdict(config), **info}
+    (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=str) + "\n")
+    return spec
+
+
+def load_bundle(folder: Path, device: str | None = "cpu") -> Bundle:
+    """A ``write_bundle`` folder as a ready recommender; refuses unknown format versions."""
+    spec_file = folder / SPEC_FILE
+    if not spec_file.exists():
+        raise FileNotFoundError(f"{folder} is not a recommender bundle: {SPEC_FILE} is missing")
+    spec = json.loads(spec_file.read_text())
+    if spec.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{spec_file} has format_version {spec.get('format_version')}, this code reads {FORMAT_VERSION}")
+    sasrec, item_ids = load_sasrec(folder / "sasrec", device=device)
+    models = {"sasrec": sasrec, **load_baselines(folder / "baselines")}
+    sources = {name: models[name].score for name in spec["sources"]}
+    text_file = folder / "sasrec" / "item_text.npy"
+    item_text = np.load(text_file, allow_pickle=False) if text_file.exists() else None
+    config = TwoStageConfig(n_candidates=spec["n_candidates"], recent_items=spec["recent_items"])
+    recommender = TwoStageRecommender(sources, LambdaRanker.load(folder / "ranker"), config, item_text=item_text)
+    return Bundle(recommender, item_ids, spec, folder, models)
+
+
+def registered_bundle(client: Any, version: int, paths: RecsysPaths) -> Path:
+    """Version ``version`` of the registered bundle model, downloaded once under RECSYS_HOME/cache/bundles."""
+    return download_version(client, BUNDLE_MODEL, version, paths.cache_dir / "bundles")
+
+
+def download_version(client: Any, model_name: str, version: int, cache_dir: Path) -> Path:
+    """The registered version's files, downloaded once into ``cache_dir/<model>/v<version>``."""
+    target = cache_dir / model_name / f"v{version}"
+    if (target / SPEC_FILE).exists():
+        return target
+    source = client.get_model_version(model_name, str(version)).source
+    scratch = target.with_name(target.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    import mlflow
+
+    # MLflow draws a progress bar per download; in the demo, replay and service logs it is only noise.
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(scratch), tracking_uri=client.tracking_uri)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
+    # download_artifacts keeps the last path component ("model") as a sub-folder.
+    downloaded = scratch / Path(source.rstrip("/")).name
+    shutil.rmtree(target, ignore_errors=True)
+    (downloaded if downloaded.is_dir() else scratch).rename(target)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return target

@@ -1,0 +1,365 @@
+"""The serving API: recommendations, similar items and explanations from the registry's champion.
+
+    recsys serve --port 8000        # or: uvicorn --factory orchestration.serving.api:create_app
+
+The champion bundle is loaded at startup. Requests check the registry at most every ``reload_seconds`` (in a
+background thread, so no request waits for it); when the ``champion`` alias has moved, the new version is loaded
+beside the old one and swapped in as one reference, so a request sees one model from start to end. A failed
+reload (the warehouse locked by a writer, a broken bundle) is logged and the old model keeps serving.
+
+Ids are the shop's own: customer ids are pseudonymised exactly as the marts do, item ids are the catalogue's.
+Every error is JSON ``{"detail": ...}``; bad input is a 4xx, never a 5xx.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
+
+import logging
+import math
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS, current_champion
+from orchestration.serving.service import MAX_K, RecommendationService
+
+logger = logging.getLogger(__name__)
+
+MAX_ID_LENGTH = 100  # characters of a customer or item id
+MAX_SESSION_ITEMS = 200
+DIGITS = 6  # decimals kept of scores and similarities: more is noise in JSON
+
+# --------------------------------------------------------------------------------------- response models
+
+
+class ErrorDetail(BaseModel):
+    detail: Any = Field(description="What was wrong: a message, or FastAPI's list of validation errors.")
+
+
+class RecommendedItem(BaseModel):
+    rank: int = Field(description="1 is the best.")
+    item_id: str
+    title: str | None
+    score: float | None = Field(description="Ranker score (higher is better); comparable within one response only.")
+    explanation: str | None = Field(description="bought_before, also_bought, similar_description or popular_now.")
+    because_of: str | None = Field(description="The customer's item behind the explanation, when there is one.")
+    reason: str | None = Field(description="The explanation as a sentence for the shopper.")
+
+
+class UserRecommendations(BaseModel):
+    user_id: str
+    known_user: bool = Field(description="False: no purchases on record, the items are the popularity fallback.")
+    strategy: str = Field(description="two-stage (candidates + ranker) or fallback:<popularity model>.")
+    history_length: int | None = Field(None, description="Purchases the recommendations start from (known users).")
+    model_version: int
+    items: list[RecommendedItem]
+
+
+class SessionRecommendations(BaseModel):
+    strategy: str
+    unknown_items: list[str] = Field(description="Session items with neither catalogue entry nor text: ignored.")
+    text_only_items: list[str] = Field(description="Items the model never saw, standing in through their "
+                                                   "nearest known item by description.")
+    model_version: int
+    items: list[RecommendedItem]
+
+
+class SimilarItem(BaseModel):
+    rank: int
+    item_id: str
+    title: str | None
+    score: float | None = Field(description="Mean of co_purchase and text_cosine, each in [0, 1].")
+    co_purchase: float | None
+    text_cosine: float | None
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    title: str | None
+    known_item: bool = Field(description="False: outside the model's catalogue, matched by its description only.")
+    model_version: int
+    items: list[SimilarItem]
+
+
+class Explanation(BaseModel):
+    user_id: str
+    item_id: str
+    title: str | None
+    known_user: bool
+    explanation: str
+    because_of: str | None
+    because_of_title: str | None
+    reason: str
+    strength: float | None = Field(description="The similarity behind the explanation (1 for bought_before).")
+    candidate: bool = Field(description="Whether the item is among the customer's ranked candidates at all.")
+    rank: int | None = Field(description="Its rank among the candidates, when it is one.")
+    score: float | None
+    features: dict[str, float | None] = Field(description="The ranker's features for this pair.")
+    model_version: int
+
+
+class ModelInfo(BaseModel):
+    model: str
+    version: int
+    metrics: dict[str, float | None] = Field(description="Test metrics it was promoted with.")
+    data_version: str | None
+    promoted_at: str | None
+    run_id: str | None
+    sources: list[str] = Field(description="Candidate sources, in the ranker's feature order.")
+    n_candidates: int | None
+    recent_items: int | None
+    features: list[str] = Field(description="The ranker's features.")
+    split: str | None
+    test_cutoff: str | None
+    as_of: str = Field(description="Features are computed as of this time (just after the newest event).")
+
+
+class Health(BaseModel):
+    status: str
+    model_version: int
+    as_of: str
+
+
+class SessionRequest(BaseModel):
+    # Numeric stock codes sent as JSON numbers are still ids.
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    items: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)]] = (
+        Field(min_length=1, max_length=MAX_SESSION_ITEMS, description="Items viewed or bought, oldest first."))
+    k: int = Field(10, ge=1, le=MAX_K)
+
+
+# ------------------------------------------------------------------------------------------- the champion
+
+
+@dataclass(frozen=True)
+class Served:
+    """One champion version and the service built from it; replaced whole, never edited."""
+
+    service: RecommendationService
+    champion: dict[str, Any]  # current_champion()'s description of the version
+
+    @property
+    def version(self) -> int:
+        return int(self.champion["version"])
+
+
+class ChampionHolder:
+    """The current ``Served``, reloaded when the registry's champion alias moves."""
+
+    def __init__(self, warehouse, mlflow, pseudonymization_key: str, reload_seconds: float):
+        self.warehouse = warehouse
+        self.key = pseudonymization_key
+        self.reload_seconds = max(float(reload_seconds), 0.0)
+        self.client = mlflow.client()  # one client: MLflowResource.client() re-sets MLflow's global tracking URI
+        self.current: Served | None = None
+        self.problem: str | None = None  # why the last check loaded nothing (no champion, a failed load)
+        self._checking = threading.Lock()  # held while a check runs; a second one is skipped, not queued
+        self._last_check = time.monotonic()  # the caller's first refresh() counts as the first check
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Check the registry once; load and swap in a new champion version. True when it swapped. Never raises:
+        a failure is logged and the current model keeps serving."""
+        current = self.current
+        try:
+            champion = current_champion(self.client)
+            if champion is None:
+                self.problem = (f"{BUNDLE_MODEL} has no {CHAMPION_ALIAS} yet: "
+                                "run the retrain job (promotion_decision).")
+                if current is not None:
+                    logger.warning("%s has no %s alias any more; still serving version %d",
+                                   BUNDLE_MODEL, CHAMPION_ALIAS, current.version)
+                return False
+            if current is not None and int(champion["version"]) == current.version:
+                return False
+            started = time.perf_counter()
+            service = RecommendationService.from_registry(self.client, int(champion["version"]), self.warehouse,
+                                                          self.key)
+        except Exception as error:  # any failure: keep serving what we have
+            self.problem = f"loading the {CHAMPION_ALIAS} of {BUNDLE_MODEL} failed: {error}"
+            logger.exception("Loading the %s of %s failed; %s", CHAMPION_ALIAS, BUNDLE_MODEL,
+                             f"still serving version {current.version}" if current else "nothing to serve")
+            return False
+        self.current = Served(service, champion)  # one reference assignment: requests see old or new, never a mix
+        self.problem = None
+        logger.info("Serving %s version %d (%.1f s to load)", BUNDLE_MODEL, self.current.version,
+                    time.perf_counter() - started)
+        return True
+
+    def maybe_refresh(self) -> None:
+        """Start a background check when the last one began ``reload_seconds`` ago or more and none is running."""
+        now = time.monotonic()
+        if now - self._last_check < self.reload_seconds or not self._checking.acquire(blocking=False):
+            return
+        self._last_check = now
+
+        def check() -> None:
+            try:
+                self.refresh()
+            finally:
+                self._checking.release()
+
+        self._thread = threading.Thread(target=check, name="champion-reload", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a running check to finish (shutdown, tests)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+
+def _served(request: Request) -> Served:
+    holder: ChampionHolder = request.app.state.champion
+    holder.maybe_refresh()
+    served = holder.current
+    if served is None:
+        raise HTTPException(503, f"No model to serve: {holder.problem}")
+    return served
+
+
+Champion = Annotated[Served, Depends(_served)]
+UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The shop's customer id.")]
+ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The catalogue's item id.")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")]
+
+# ------------------------------------------------------------------------------------ service -> response
+
+
+def number(value: Any, digits: int = DIGITS) -> float | None:
+    """A finite float rounded to ``digits``; None for missing, NaN and infinities (JSON has no NaN)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def recommended_items(frame: pd.DataFrame) -> list[RecommendedItem]:
+    return [RecommendedItem(rank=int(row["rank"]), item_id=str(row["item_id"]), title=text(row["title"]),
+                            score=number(row["score"]), explanation=text(row["explanation"]),
+                            because_of=text(row["because_of"]), reason=text(row["reason"]))
+            for row in frame.to_dict("records")]
+
+
+def user_response(answer: dict[str, Any], version: int) -> UserRecommendations:
+    return UserRecommendations(user_id=answer["user_id"], known_user=answer["known_user"],
+                               strategy=answer["strategy"], history_length=answer.get("history_length"),
+                               model_version=version, items=recommended_items(answer["items"]))
+
+
+def session_response(answer: dict[str, Any], version: int) -> SessionRecommendations:
+    return SessionRecommendations(strategy=answer["strategy"], unknown_items=answer["unknown_items"],
+                                  text_only_items=answer["text_only_items"], model_version=version,
+                                  items=recommended_items(answer["items"]))
+
+
+def similar_response(answer: dict[str, Any], version: int) -> SimilarItems:
+    items = [SimilarItem(rank=int(row["rank"]), item_id=str(row["item_id"]), title=text(row["title"]),
+                         score=number(row["score"]), co_purchase=number(row["co_purchase"]),
+                         text_cosine=number(row["text_cosine"]))
+             for row in answer["items"].to_dict("records")]
+    return SimilarItems(item_id=answer["item_id"], title=text(answer["title"]), known_item=bool(answer["known_item"]),
+                        model_version=version, items=items)
+
+
+def explain_response(answer: dict[str, Any], version: int) -> Explanation:
+    return Explanation(
+        **{name: answer[name] for name in ("user_id", "item_id", "known_user", "explanation", "reason", "candidate")},
+        title=text(answer["title"]), because_of=text(answer["because_of"]),
+        because_of_title=text(answer["because_of_title"]), strength=number(answer["strength"]),
+        rank=answer["rank"], score=number(answer["score"]),
+        features={name: number(value) for name, value in answer["features"].items()}, model_version=version)
+
+
+def model_response(served: Served) -> ModelInfo:
+    champion, spec = served.champion, served.service.bundle.spec
+    return ModelInfo(
+        model=champion.get("model", BUNDLE_MODEL), version=served.version,
+        metrics={name: number(value) for name, value in (champion.get("metrics") or {}).items()},
+        data_version=text(champion.get("data_version")), promoted_at=text(champion.get("promoted_at")),
+        run_id=text(champion.get("run_id")), sources=list(spec.get("sources", [])),
+        n_candidates=spec.get("n_candidates"), recent_items=spec.get("recent_items"),
+        features=list(spec.get("features", [])), split=text(spec.get("split")),
+        test_cutoff=text(spec.get("test_cutoff")), as_of=served.service.data.as_of.isoformat())
+
+
+# --------------------------------------------------------------------------------------------------- app
+
+
+def _message(error: Exception) -> str:
+    # str(KeyError("x")) is "'x'", quoted; the message itself reads better.
+    return str(error.args[0]) if error.args else type(error).__name__
+
+
+def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
+    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys)."""
+    from orchestration.defs.resources import PrivacyResource, WarehouseResource
+    from orchestration.registry.tracking import MLflowResource
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        holder = ChampionHolder(WarehouseResource(home=home), MLflowResource(home=home), PrivacyResource().key(),
+                                reload_seconds)
+        holder.refresh()  # before the first request; without a champion the app starts and answers 503
+        app.state.champion = holder
+        yield
+        holder.wait(timeout=60)
+
+    app = FastAPI(title="recsys", version="1", lifespan=lifespan,
+                  description="Recommendations from the MLflow registry's champion recommender bundle.",
+                  responses={422: {"model": ErrorDetail, "description": "Invalid input"}})
+    missing = {503: {"model": ErrorDetail, "description": "No champion to serve yet"}}
+    unknown = {404: {"model": ErrorDetail, "description": "Unknown item"}}
+
+    # The service raises ValueError for a bad argument and KeyError for an unknown item: the caller's fault.
+    @app.exception_handler(ValueError)
+    async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
+        logger.info("422 for %s: %s", request.url.path, error)
+        return JSONResponse(status_code=422, content={"detail": _message(error)})
+
+    @app.exception_handler(KeyError)
+    async def _unknown_key(request: Request, error: KeyError) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": _message(error)})
+
+    @app.get("/health", response_model=Health, responses=missing)
+    def health(served: Champion) -> Health:
+        """Ready to serve: the champion version loaded and the time its data runs to."""
+        return Health(status="ok", model_version=served.version, as_of=served.service.data.as_of.isoformat())
+
+    @app.get("/model", response_model=ModelInfo, responses=missing)
+    def model(served: Champion) -> ModelInfo:
+        """The champion being served: version, promotion metrics, data version and bundle spec."""
+        return model_response(served)
+
+    @app.post("/recommendations/session", response_model=SessionRecommendations, responses=missing)
+    def recommend_session(body: SessionRequest, served: Champion) -> SessionRecommendations:
+        """Recommendations for an anonymous session from the items it viewed or bought, oldest first."""
+        return session_response(served.service.recommend_session(body.items, body.k), served.version)
+
+    @app.get("/recommendations/{user_id}", response_model=UserRecommendations, responses=missing)
+    def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> UserRecommendations:
+        """A customer's recommendations from their purchase history; popular items for an unknown customer."""
+        return user_response(served.service.recommend_user(user_id, k), served.version)
+
+    @app.get("/similar/{item_id}", response_model=SimilarItems, responses={**missing, **unknown})
+    def similar(item_id: ItemId, served: Champion, k: K = 10) -> SimilarItems:
+        """Items bought together with this one or described alike."""
+        return similar_response(served.service.similar(item_id, k), served.version)
+
+    @app.get("/explain/{user_id}/{item_id}", response_model=Explanation, responses={**missing, **unknown})
+    def explain(user_id: UserId, item_id: ItemId, served: Champion) -> Explanation:
+        """Why (or why not) an item is recommended to a customer: rank, score, explanation, ranker features."""
+        return explain_response(served.service.explain(user_id, item_id), served.version)
+
+    return app

@@ -1,0 +1,276 @@
+"""The champion bundle plus the shop's current data: what batch recommendations, the API and the CLI share.
+
+``RecommendationService`` speaks the shop's own ids: customer ids are pseudonymised exactly as the marts do
+(``orchestration.store.privacy``), item ids are the catalogue's. Data is read from the warehouse once, read-only,
+and the connection closed, so a running service never holds DuckDB's single writer lock. Features are computed
+as of one second after the newest event the warehouse holds, the same point-in-time rule as in training.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
+from orchestration.store.embedding_cache import read_item_embeddings
+from orchestration.store.privacy import pseudonymize
+from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
+from recmodels.explain import Explainer, sentence
+from recmodels.ranking import purchase_events
+from recmodels.recommender import item_feature_table
+from recmodels.sequences import PAD
+from recmodels.similarity import unit_rows
+
+SESSION_KEY = "__anonymous_session__"  # a user key no pseudonym can take ("u_" + hex)
+FALLBACK_SOURCES = ("recent-popularity", "popularity")  # unknown customers get the first one the bundle has
+MAX_K = 100
+
+
+class NoChampionError(LookupError):
+    """The registry has no champion yet: nothing to serve."""
+
+
+@dataclass(frozen=True)
+class ShopData:
+    """The warehouse's purchases and catalogue, in one bundle's item ids."""
+
+    events: pd.DataFrame  # purchase_events layout, internal ids
+    event_rows: dict[str, np.ndarray]  # user key -> positions of its events in ``events``, oldest first
+    histories: dict[str, np.ndarray]  # user key -> internal ids, oldest first
+    catalogue: pd.DataFrame  # item_id -> title, description (every catalogue item, known to the bundle or not)
+    text: dict[str, np.ndarray]  # item_id -> unit text vector, for items outside the bundle (cold start)
+    as_of: pd.Timestamp  # features are computed as of this time
+
+    @classmethod
+    def read(cls, warehouse, bundle: Bundle) -> ShopData:
+        with warehouse.connect(read_only=True) as con:
+            interactions = con.execute(
+                "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id, source_row "
+                "from marts.fct_interactions order by occurred_at, interaction_id"
+            ).df()
+            catalogue = con.execute("select item_id, title, description from marts.dim_items").df()
+            try:
+                embedded, vectors = read_item_embeddings(con)
+            except duckdb.CatalogException:  # no embeddings table yet: the service ranks, without text-only items
+                embedded, vectors = pd.DataFrame({"item_id": []}), np.zeros((0, 1), np.float32)
+        events = purchase_events(interactions, bundle.item_ids)
+        event_rows = events.groupby("user_key", sort=False).indices
+        items = events["item"].to_numpy(np.int64)
+        histories = {key: items[rows] for key, rows in event_rows.items()}
+        unit = unit_rows(vectors)
+        text = {str(item): unit[i] for i, item in enumerate(embedded["item_id"]) if np.any(unit[i])}
+        newest = pd.to_datetime(interactions["occurred_at"]).max() if len(interactions) else pd.Timestamp.now()
+        return cls(events, event_rows, histories, catalogue.set_index(catalogue["item_id"].astype(str)), text,
+                   newest + pd.Timedelta(seconds=1))
+
+
+class RecommendationService:
+    """Recommendations, similar items and explanations from one bundle over the warehouse's data."""
+
+    def __init__(self, bundle: Bundle, data: ShopData, pseudonymization_key: str, version: int | None = None):
+        self.bundle = bundle
+        self.data = data
+        self.key = pseudonymization_key
+        self.version = version
+        models = bundle.models
+        item_text = bundle.recommender.item_text
+        self.text_unit = None if item_text is None else unit_rows(item_text)
+        co_bought = models["item-knn"].similarity_ if "item-knn" in models else None
+        self.explainer = Explainer(co_bought=co_bought, text_unit=self.text_unit)
+        self.fallback = next((name for name in FALLBACK_SOURCES if name in models), None)
+        # Item-level features read every customer's events: once here, so a request reads only its customer's.
+        self.item_features = item_feature_table(data.events, data.as_of, len(bundle.item_ids))
+        self.lock = threading.Lock()  # torch and LightGBM are called from one request thread at a time
+
+    # -------------------------------------------------------------------------------------------- loading
+
+    @classmethod
+    def from_champion(cls, warehouse, mlflow, pseudonymization_key: str) -> RecommendationService:
+        client = mlflow.client()
+        champion = current_champion(client)
+        if champion is None:
+            raise NoChampionError(f"{BUNDLE_MODEL} has no champion yet: run the retrain job (promotion_decision).")
+        return cls.from_registry(client, champion["version"], warehouse, pseudonymization_key)
+
+    @classmethod
+    def from_registry(cls, client, version: int, warehouse, pseudonymization_key: str) -> RecommendationService:
+        folder = registered_bundle(client, version, warehouse.paths)
+        return cls.from_folder(folder, warehouse, pseudonymization_key, version)
+
+    @classmethod
+    def from_folder(cls, folder: Path, warehouse, pseudonymization_key: str, version: int | None = None
+                    ) -> RecommendationService:
+        bundle = load_bundle(folder)
+        return cls(bundle, ShopData.read(warehouse, bundle), pseudonymization_key, version)
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def user_key(self, shop_customer_id: object) -> str:
+        return pseudonymize(shop_customer_id, self.key)
+
+    def title(self, item_id: str | None) -> str | None:
+        if item_id is None or item_id not in self.data.catalogue.index:
+            return None
+        title = self.data.catalogue.at[item_id, "title"]
+        return None if pd.isna(title) else str(title)
+
+    def _events_of(self, keys: list[str]) -> pd.DataFrame:
+        rows = [self.data.event_rows[key] for key in keys if key in self.data.event_rows]
+        return self.data.events.iloc[np.sort(np.concatenate(rows))] if rows else self.data.events.iloc[:0]
+
+    def _check_k(self, k: int) -> int:
+        if not 1 <= int(k) <= MAX_K:
+            raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
+        return int(k)
+
+    def _rank(self, histories: list[np.ndarray], keys: list[str], k: int) -> list[pd.DataFrame]:
+        """Top ``k`` per history with score, rank and explanation; one frame per history."""
+        recommender = self.bundle.recommender
+        with self.lock:
+            ranked = recommender.rank(histories, np.asarray(keys, dtype=object), self._events_of(keys),
+                                      self.data.as_of, item_features=self.item_features)
+        ranked = ranked.sort_values(["row", "score", "item"], ascending=[True, False, True], kind="stable")
+        ranked = ranked.groupby("row", sort=True).head(k)
+        by_row = {row: top for row, top in ranked.groupby("row", sort=False)}
+        empty = ranked.iloc[:0]
+        frames = []
+        for row, history in enumerate(histories):
+            top = by_row.get(row, empty)
+            frames.append(self._described(history, top["item"].to_numpy(), top["score"].to_numpy()))
+        return frames
+
+    def _described(self, history: np.ndarray, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+        explanations = self.explainer.explain(history, items)
+        item_ids = self.bundle.shop_ids(items)
+        anchors = self.bundle.shop_ids(np.array([e.anchor for e in explanations], dtype=np.int64))
+        return pd.DataFrame({
+            "rank": np.arange(1, len(items) + 1),
+            "item_id": item_ids,
+            "title": [self.title(i) for i in item_ids],
+            "score": np.asarray(scores, dtype=np.float64),
+            "explanation": [e.kind for e in explanations],
+            "because_of": anchors,
+            "reason": [sentence(e, self.title(a)) for e, a in zip(explanations, anchors)],
+        })
+
+    def _popular(self, k: int) -> pd.DataFrame:
+        scores = self.bundle.models[self.fallback].score([np.array([], np.int64)])[0]
+        order = np.argsort(-scores[1:], kind="stable")[:k] + 1
+        frame = self._described(np.array([], np.int64), order, scores[order])
+        return frame
+
+    # ----------------------------------------------------------------------------------------- requests
+
+    def recommend_user(self, shop_customer_id: object, k: int = 10) -> dict[str, Any]:
+        """A known customer's top ``k`` from their latest history; popularity for an unknown one."""
+        k = self._check_k(k)
+        key = self.user_key(shop_customer_id)
+        history = self.data.histories.get(key)
+        if history is None:
+            return {"user_id": str(shop_customer_id), "known_user": False, "strategy": f"fallback:{self.fallback}",
+                    "items": self._popular(k)}
+        return {"user_id": str(shop_customer_id), "known_user": True, "strategy": "two-stage",
+                "history_length": int(len(history)), "items": self._rank([history], [key], k)[0]}
+
+    def session_items(self, shop_item_ids: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+        """(internal ids, unknown ids, text-only ids): an item outside the bundle with a description stands in
+        through its nearest bundle item by text; one without either is unknown and ignored."""
+        internal = self.bundle.internal_ids(shop_item_ids)
+        unknown, text_only, mapped = [], [], []
+        for item_id, code in zip((str(i) for i in shop_item_ids), internal):
+            if code != PAD:
+                mapped.append(int(code))
+            elif item_id in self.data.text and self.text_unit is not None:
+                mapped.append(int(np.argmax(self.text_unit @ self.data.text[item_id])))
+                text_only.append(item_id)
+            else:
+                unknown.append(item_id)
+        return np.asarray(mapped, dtype=np.int64), unknown, text_only
+
+    def recommend_session(self, shop_item_ids: list[str], k: int = 10) -> dict[str, Any]:
+        """An anonymous session's top ``k`` from the items it viewed or bought, in order."""
+        k = self._check_k(k)
+        history, unknown, text_only = self.session_items(shop_item_ids)
+        if not len(history):
+            return {"strategy": f"fallback:{self.fallback}", "unknown_items": unknown, "text_only_items": text_only,
+                    "items": self._popular(k)}
+        return {"strategy": "two-stage", "unknown_items": unknown, "text_only_items": text_only,
+                "items": self._rank([history], [SESSION_KEY], k)[0]}
+
+    def similar(self, shop_item_id: str, k: int = 10) -> dict[str, Any]:
+        """Items like ``shop_item_id``: the mean of co-purchase similarity and text cosine (each in [0, 1])."""
+        k = self._check_k(k)
+        item_id = str(shop_item_id)
+        code = int(self.bundle.internal_ids([item_id])[0])
+        n = len(self.bundle.item_ids) + 1
+        behaviour = np.zeros(n)
+        if code != PAD and self.explainer.co_bought is not None:
+            behaviour = self.explainer.co_bought[code].toarray().ravel()
+        vector = self.text_unit[code] if code != PAD and self.text_unit is not None else self.data.text.get(item_id)
+        text = np.zeros(n) if vector is None or self.text_unit is None else np.clip(self.text_unit @ vector, 0, 1)
+        if code == PAD and vector is None:
+            raise KeyError(f"item {item_id!r} is neither in the model's catalogue nor has a description")
+        score = (behaviour + text) / 2
+        score[PAD] = -np.inf
+        if code != PAD:
+            score[code] = -np.inf  # an item is not similar to itself for this purpose
+        order = np.lexsort((np.arange(n), -score))[:k]
+        order = order[np.isfinite(score[order])]
+        item_ids = self.bundle.shop_ids(order)
+        items = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "item_id": item_ids,
+                              "title": [self.title(i) for i in item_ids], "score": score[order],
+                              "co_purchase": behaviour[order], "text_cosine": text[order]})
+        return {"item_id": item_id, "title": self.title(item_id), "known_item": code != PAD, "items": items}
+
+    def explain(self, shop_customer_id: object, shop_item_id: str) -> dict[str, Any]:
+        """Why (or why not) ``shop_item_id`` is recommended to a customer: rank, score, the explanation and the
+        ranker's features for that pair."""
+        key = self.user_key(shop_customer_id)
+        history = self.data.histories.get(key)
+        code = int(self.bundle.internal_ids([str(shop_item_id)])[0])
+        if code == PAD:
+            raise KeyError(f"item {shop_item_id!r} is not in the model's catalogue")
+        out: dict[str, Any] = {"user_id": str(shop_customer_id), "item_id": str(shop_item_id),
+                               "title": self.title(str(shop_item_id)), "known_user": history is not None}
+        if history is None:
+            history = np.array([], np.int64)
+        explanation = self.explainer.explain(history, np.array([code]))[0]
+        anchor = self.bundle.shop_ids(np.array([explanation.anchor]))[0]
+        out.update({"explanation": explanation.kind, "because_of": anchor, "because_of_title": self.title(anchor),
+                    "reason": sentence(explanation, self.title(anchor)), "strength": explanation.strength})
+        if not len(history):
+            out.update({"candidate": False, "rank": None, "score": None, "features": {}})
+            return out
+        with self.lock:
+            ranked = self.bundle.recommender.rank([history], np.array([key], dtype=object), self._events_of([key]),
+                                                  self.data.as_of, item_features=self.item_features)
+        ranked = ranked.sort_values(["score", "item"], ascending=[False, True], kind="stable").reset_index(drop=True)
+        hit = ranked.index[ranked["item"] == code]
+        if not len(hit):
+            out.update({"candidate": False, "rank": None, "score": None, "features": {}})
+            return out
+        row = ranked.loc[hit[0]]
+        features = {name: float(row[name]) for name in self.bundle.recommender.ranker.feature_names}
+        out.update({"candidate": True, "rank": int(hit[0]) + 1, "score": float(row["score"]), "features": features})
+        return out
+
+    def batch(self, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
+        """Top ``k`` of every known customer: user_id (pseudonym), rank, item_id, score, explanation columns."""
+        k = self._check_k(k)
+        keys = sorted(self.data.histories)
+        frames = []
+        for start in range(0, len(keys), batch_size):
+            chunk = keys[start:start + batch_size]
+            ranked = self._rank([self.data.histories[key] for key in chunk], chunk, k)
+            frames += [frame.assign(user_id=key) for key, frame in zip(chunk, ranked)]
+        if not frames:
+            return pd.DataFrame(columns=["user_id", "rank", "item_id", "title", "score", "explanation", "because_of",
+                                         "reason"])
+        table = pd.concat(frames, ignore_index=True)
+        return table[["user_id", *[c for c in table.columns if c != "user_id"]]]
