@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from orchestration.defs.embeddings import item_embeddings, item_embeddings_expectations
-from orchestration.defs.evaluation import evaluation_assets
+from orchestration.defs.evaluation import evaluation_assets, promotion_decision
 from orchestration.defs.ingest import raw_tables
 from orchestration.defs.models import model_assets
 from orchestration.defs.quality import mart_expectation_checks
@@ -20,9 +20,14 @@ from orchestration.defs.automation import (
     automation_schedules,
     automation_sensors,
 )
-from orchestration.defs.resources import DataSourceResource, PrivacyResource, TextEncoderResource, WarehouseResource
+from orchestration.defs.resources import (
+    DataSourceResource,
+    PrivacyResource,
+    PromotionGateResource,
+    TextEncoderResource,
+    WarehouseResource,
+)
 from orchestration.registry.tracking import MLflowResource
-
 
 
 def _group_job(name: str, groups: tuple[str, ...], description: str):
@@ -56,10 +61,13 @@ recommendations_job = _group_job(
     RECOMMENDATIONS_JOB, ("serving",), "Recompute every customer's recommendations from the current champion."
 )
 
+ASSETS = [raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *ranking_assets,
+          *evaluation_assets, *serving_assets]
+ASSET_CHECKS = [*mart_expectation_checks, item_embeddings_expectations, *ranking_checks]
+
 defs = dg.Definitions(
-    assets=[raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets,
-            *ranking_assets, *evaluation_assets, *serving_assets],
-    asset_checks=[*mart_expectation_checks, item_embeddings_expectations, *ranking_checks],
+    assets=ASSETS,
+    asset_checks=ASSET_CHECKS,
     jobs=[ingest_job, transforms_job, embeddings_job, models_job, ranking_job, data_job, retrain_job,
           recommendations_job],
     schedules=automation_schedules,
@@ -70,6 +78,7 @@ defs = dg.Definitions(
         "privacy": PrivacyResource(),
         "text_encoder": TextEncoderResource(),
         "mlflow": MLflowResource(),
+        "gate": PromotionGateResource.upstream_of(promotion_decision, ASSETS, ASSET_CHECKS),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
     },
     # DuckDB accepts one writer: every step of a run executes in one process, one after another.

@@ -20,6 +20,7 @@ from pydantic import Field
 from orchestration.defs.models import TRACKING_FILE, _artifacts, _load_models, _mlflow_name
 from orchestration.defs.ranking import FEATURES_SPEC_FILE, FEATURES_TABLE, ranker_model
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle, write_bundle
+from orchestration.store.marts import read_interactions
 from orchestration.store.reports import (
     KS,
     markdown_image,
@@ -37,8 +38,9 @@ from orchestration.registry.promotion import (
     decide_promotion,
     promote,
     record_refusal,
+    check_states,
 )
-from orchestration.defs.resources import WarehouseResource
+from orchestration.defs.resources import PromotionGateResource, WarehouseResource
 from orchestration.registry.tracking import MLflowResource
 from recmodels.metrics import evaluate, topk_metrics
 from recmodels.ranking import LambdaRanker, purchase_events, rerank_topk
@@ -224,46 +226,21 @@ class PromotionDecisionConfig(dg.Config):
     )
 
 
-def _upstream_check_states(context: AssetExecutionContext) -> dict[str, tuple[str, str] | None]:
-    """Latest (status, severity) of every blocking check on this asset's ancestors; None where never run."""
-    from orchestration.definitions import defs  # the project's whole graph, whichever subset this run holds
-
-    graph = defs.resolve_asset_graph()
-    ancestors = graph.get_ancestor_asset_keys(context.asset_key)
-    keys = [key for key in graph.asset_check_keys if key.asset_key in ancestors and graph.get_check_spec(key).blocking]
-    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    states = {}
-    for key in keys:
-        record = records.get(key)
-        label = f"{key.asset_key.to_user_string()}:{key.name}"
-        if record is None:
-            states[label] = None
-            continue
-        severity = "ERROR"
-        if record.status.value == "FAILED" and record.event is not None:
-            evaluation = record.event.dagster_event.event_specific_data
-            severity = evaluation.severity.value
-        states[label] = (record.status.value, severity)
-    return states
-
-
 def _champion_on_same_rows(client, champion: dict, stored: StoredSplit, warehouse: WarehouseResource,
                            challenger_version: int, challenger_metrics: dict) -> tuple[dict, str]:
     if champion["version"] == challenger_version:
         return challenger_metrics, "the champion is this version"
     folder = registered_bundle(client, champion["version"], warehouse.paths)
     with warehouse.connect(read_only=True) as con:
-        interactions = con.execute(
-            "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id from marts.fct_interactions"
-            " order by occurred_at, interaction_id"  # a fixed row order: float sums then repeat exactly
-        ).df()
+        interactions = read_interactions(con)
     metrics = bundle_test_metrics(load_bundle(folder), stored, interactions)
     return {k: v for k, v in metrics.items() if k != "n_rows"}, "re-scored on the same test rows"
 
 
 @dg.asset(deps=[recommender_bundle], group_name="evaluation", kinds={"mlflow"})
 def promotion_decision(
-    context: AssetExecutionContext, config: PromotionDecisionConfig, warehouse: WarehouseResource, mlflow: MLflowResource
+    context: AssetExecutionContext, config: PromotionDecisionConfig, warehouse: WarehouseResource, mlflow: MLflowResource,
+    gate: PromotionGateResource,
 ) -> dg.MaterializeResult:
     """Moves the registry's ``champion`` alias to the new bundle, or records why not; one row per decision."""
     paths = _artifacts(warehouse)
@@ -276,7 +253,7 @@ def promotion_decision(
     challenger = {name: float(value) for name, value in table.loc[TWO_STAGE].items() if pd.notna(value)}
     baselines = table.loc[[name for name in BASELINES if name in table.index], HEADLINE]
     best_baseline = (str(baselines.idxmax()), float(baselines.max()))
-    states = _upstream_check_states(context)
+    states = check_states(gate.check_keys(), context.instance.event_log_storage)
     failed = blocking_check_failures(states)
     client = mlflow.client()
     champion = current_champion(client)

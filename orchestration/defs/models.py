@@ -22,7 +22,7 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from orchestration.store.embedding_cache import read_item_embeddings
-from orchestration.store.marts import mart_fingerprint
+from orchestration.store.marts import mart_fingerprint, read_interactions
 from orchestration.store.reports import (
     KS,
     markdown_image,
@@ -61,7 +61,6 @@ from recmodels.splits import temporal_split
 REGISTERED_MODEL = "recsys-sasrec"
 SEQUENCES_TABLE = "ml.user_sequences"
 CANDIDATES_TABLE = "ml.candidate_scores"
-METRICS_TABLE = "ml.evaluation_metrics"
 TRACKING_FILE = "mlflow.json"  # written into the local model folder only, after the folder is registered
 
 
@@ -98,10 +97,7 @@ def user_sequences(
 ) -> dg.MaterializeResult:
     """Customers' purchase sequences and the temporal train / validation / test split every model shares."""
     with warehouse.connect(read_only=True) as con:
-        events = con.execute(
-            "select user_id, basket_id, item_id, occurred_at, source_row from marts.fct_interactions "
-            "where event_type = 'purchase' and user_id is not null order by occurred_at, interaction_id"
-        ).df()
+        events = read_interactions(con, purchases_of_known_customers=True)
         data_version = mart_fingerprint(con)["version"]
     if events.empty:
         raise dg.Failure("marts.fct_interactions holds no purchase of a known customer: there is nothing to split.")

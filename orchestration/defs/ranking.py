@@ -14,6 +14,7 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from orchestration.defs.models import _artifacts, _load_models, _text_matrix, baseline_models, sasrec_model
+from orchestration.store.marts import read_interactions
 from orchestration.store.reports import KS, importance_chart_png, markdown_image, markdown_table, write_table
 from orchestration.store.model_files import PHASES, load_split, replaced_folder, write_lineage
 from orchestration.quality.expectations import ranker_input_suite, validate_frame
@@ -57,10 +58,7 @@ def ranker_features(
     split = stored.split
     text, _ = _text_matrix(warehouse, split.item_ids)
     with warehouse.connect(read_only=True) as con:
-        interactions = con.execute(
-            "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id "
-            "from marts.fct_interactions order by occurred_at, interaction_id"  # fixed order: sums repeat exactly
-        ).df()
+        interactions = read_interactions(con)
     events = purchase_events(interactions, split.item_ids)
     frames, recall = [], {}
     for phase in PHASES:

@@ -96,6 +96,30 @@ class PrivacyResource(dg.ConfigurableResource):
         return self.pseudonymization_key or os.environ.get("RECSYS_PSEUDONYMIZATION_KEY") or DEV_PSEUDONYMIZATION_KEY
 
 
+class PromotionGateResource(dg.ConfigurableResource):
+    """The blocking checks whose latest results gate promotion: ``definitions.py`` lists every one upstream of
+    ``promotion_decision``, so a run that materializes only part of the graph still sees all of them."""
+
+    blocking_checks: list[str] = Field(
+        default_factory=list, description="'asset/key:check_name' of each check; any failing one refuses promotion."
+    )
+
+    @classmethod
+    def upstream_of(cls, gated: dg.AssetsDefinition, assets: list, checks: list) -> PromotionGateResource:
+        from orchestration.registry.promotion import blocking_checks_upstream
+
+        ancestors = dg.AssetSelection.assets(gated).upstream().resolve(assets)
+        keys = blocking_checks_upstream([*assets, *checks], gated.key, ancestors)
+        return cls(blocking_checks=[f"{key.asset_key.to_user_string()}:{key.name}" for key in keys])
+
+    def check_keys(self) -> list[dg.AssetCheckKey]:
+        keys = []
+        for label in self.blocking_checks:
+            asset, _, name = label.rpartition(":")
+            keys.append(dg.AssetCheckKey(dg.AssetKey.from_user_string(asset), name))
+        return keys
+
+
 class TextEncoderResource(dg.ConfigurableResource):
     """The BERT-family text encoder; loaded once per process and shared by every asset that embeds text."""
 

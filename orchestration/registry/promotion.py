@@ -104,6 +104,34 @@ def blocking_check_failures(states: Mapping[str, tuple[str, str] | None]) -> lis
     return failures
 
 
+def blocking_checks_upstream(definitions: Sequence[Any], gated: Any, ancestors: Any) -> list[Any]:
+    """Check keys of every blocking check on ``ancestors`` (asset keys), from Dagster assets and checks
+    definitions, read through their public ``check_specs``; ``gated`` (the deciding asset's key) is left out."""
+    return sorted((spec.key for definition in definitions for spec in definition.check_specs
+                   if spec.blocking and spec.asset_key in ancestors and spec.asset_key != gated),
+                  key=lambda key: (key.asset_key.to_user_string(), key.name))
+
+
+def check_states(keys: Sequence[Any], event_log: Any) -> dict[str, tuple[str, str] | None]:
+    """Latest (status, severity) of each check key in Dagster's ``event_log`` storage; None where never run.
+
+    Dagster objects come in and are read through their public attributes only, so this module imports no Dagster.
+    """
+    records = event_log.get_latest_asset_check_execution_by_key(list(keys))
+    states = {}
+    for key in keys:
+        record = records.get(key)
+        label = f"{key.asset_key.to_user_string()}:{key.name}"
+        if record is None:
+            states[label] = None
+            continue
+        severity = "ERROR"
+        if record.status.value == "FAILED" and record.event is not None:
+            severity = record.event.dagster_event.event_specific_data.severity.value
+        states[label] = (record.status.value, severity)
+    return states
+
+
 def _tag_key(metric: str) -> str:
     return "metric." + metric.replace("@", "_")  # MLflow tag keys do not allow '@'
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.store.embedding_cache import read_item_embeddings
+from orchestration.store.marts import read_interactions
 from orchestration.store.privacy import pseudonymize
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from recmodels.explain import Explainer, sentence
@@ -50,10 +51,7 @@ class ShopData:
     @classmethod
     def read(cls, warehouse, bundle: Bundle) -> ShopData:
         with warehouse.connect(read_only=True) as con:
-            interactions = con.execute(
-                "select user_id, item_id, event_type, occurred_at, quantity, unit_price, basket_id, source_row "
-                "from marts.fct_interactions order by occurred_at, interaction_id"
-            ).df()
+            interactions = read_interactions(con)
             catalogue = con.execute("select item_id, title, description from marts.dim_items").df()
             try:
                 embedded, vectors = read_item_embeddings(con)

@@ -8,8 +8,21 @@ from typing import Any
 
 import duckdb
 
+import pandas as pd
+
 MARTS_SCHEMA = "marts"
 CLEAN_MARTS = ("fct_interactions", "dim_items", "dim_users")
+INTERACTION_COLUMNS = ("user_id", "item_id", "event_type", "occurred_at", "quantity", "unit_price", "basket_id",
+                       "source_row")
+
+
+def read_interactions(con: duckdb.DuckDBPyConnection, purchases_of_known_customers: bool = False) -> pd.DataFrame:
+    """``marts.fct_interactions`` in its one fixed row order (time, then id), so float sums over it repeat exactly."""
+    where = "where event_type = 'purchase' and user_id is not null " if purchases_of_known_customers else ""
+    return con.execute(
+        f"select {', '.join(INTERACTION_COLUMNS)} from {MARTS_SCHEMA}.fct_interactions "
+        f"{where}order by occurred_at, interaction_id"
+    ).df()
 
 
 def mart_fingerprint(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = CLEAN_MARTS) -> dict[str, Any]:
