@@ -28,26 +28,36 @@ from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate, ranking_metrics
 from recmodels.protocols import OR_TEST_CUTOFF, OR_VALIDATION_CUTOFF, or_customer_temporal
 from recmodels.ranking import (
+    DEFAULT_N_CANDIDATES,
     LambdaRanker,
     RankerConfig,
-    candidate_labels,
     candidate_recall,
-    compute_features,
-    generate_candidates,
+    labelled_candidates,
     purchase_events,
     ranker_feature_names,
     rerank_topk,
 )
-from recmodels.sasrec import SASRecConfig
+from recmodels.presets import RANKING_BENCHMARK, SASRecConfig, TrainConfig
+from recmodels.sasrec import SASRec
 from recmodels.splits import EvalSet, Split
-from recmodels.training import TrainConfig, train_sasrec
+from recmodels.training import Refit, fit_then_refit, train_sasrec
 
 PROTOCOLS = ("or-customer-temporal",)
 
 
-def _stage_one(split: Split, train: list[np.ndarray], times, text: np.ndarray, options: dict, sasrec_epochs: int | None,
-               model: SASRecConfig, train_config: TrainConfig) -> tuple[dict, dict]:
-    """Every candidate source fit on ``train``; SASRec early-stops on validation when ``sasrec_epochs`` is None."""
+def _sasrec(split: Split, text: np.ndarray, model: SASRecConfig, train_config: TrainConfig) -> Refit:
+    """SASRec of both phases: early-stopped before the validation cut-off, refit before the test cut-off."""
+    def validate(trained) -> float:
+        return evaluate(trained.score, split.validation, split.n_items, (10,))["ndcg@10"]
+
+    return fit_then_refit(split.train, split.train_for_test, split.n_items, model, train_config, validate,
+                          item_text_embeddings=text, train_timestamps=split.train_timestamps,
+                          refit_timestamps=split.train_for_test_timestamps)
+
+
+def _stage_one(split: Split, train: list[np.ndarray], times, text: np.ndarray, options: dict, sasrec: SASRec,
+               sasrec_s: float) -> tuple[dict, dict]:
+    """Every candidate source: the baselines fit on ``train``, beside ``sasrec`` (trained on it in ``sasrec_s``)."""
     seconds = {}
     sources = {}
     for name, build in {
@@ -60,24 +70,15 @@ def _stage_one(split: Split, train: list[np.ndarray], times, text: np.ndarray, o
         started = time.perf_counter()
         sources[name] = build()
         seconds[name] = time.perf_counter() - started
-    started = time.perf_counter()
-    if sasrec_epochs is None:
-        def validate(trained) -> float:
-            return evaluate(trained.score, split.validation, split.n_items, (10,))["ndcg@10"]
-        sasrec, history = train_sasrec(train, split.n_items, model, train_config, validate=validate,
-                                       item_text_embeddings=text, train_timestamps=times)
-        options["sasrec_epochs"] = history.best_epoch
-    else:
-        sasrec, _ = train_sasrec(train, split.n_items, model, replace(train_config, epochs=sasrec_epochs),
-                                 item_text_embeddings=text, train_timestamps=times)
-    seconds["sasrec"] = time.perf_counter() - started
+    seconds["sasrec"] = sasrec_s
     return {"sasrec": sasrec, **sources}, seconds
 
 
 def _candidates(models: dict, rows: EvalSet, events: pd.DataFrame, cutoff: str, text: np.ndarray,
-                n_candidates: int) -> pd.DataFrame:
-    candidates = generate_candidates({name: m.score for name, m in models.items()}, rows.histories, n_candidates)
-    return compute_features(candidates, rows.keys, events, np.datetime64(pd.Timestamp(cutoff)), item_text=text)
+                n_candidates: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every model's candidates for ``rows`` with their features as of ``cutoff``, and their labels."""
+    return labelled_candidates({name: m.score for name, m in models.items()}, rows, events, cutoff, n_candidates,
+                               item_text=text)
 
 
 def _earlier_windows(fct: pd.DataFrame, split: Split, n_windows: int, events: pd.DataFrame, text: np.ndarray,
@@ -91,10 +92,13 @@ def _earlier_windows(fct: pd.DataFrame, split: Split, n_windows: int, events: pd
         window = or_customer_temporal(fct, test_cutoff=edges[k], validation_cutoff=edges[k + 1], test_end=edges[k - 1])
         if not np.array_equal(window.item_ids, split.item_ids):
             raise ValueError("an earlier window indexed the items differently from the protocol's split")
+        started = time.perf_counter()
+        sasrec, _ = train_sasrec(window.train_for_test, window.n_items, model,
+                                 replace(train_config, epochs=options["sasrec_epochs"]), item_text_embeddings=text,
+                                 train_timestamps=window.train_for_test_timestamps)
         models, _ = _stage_one(window, window.train_for_test, window.train_for_test_timestamps, text, options,
-                               options["sasrec_epochs"], model, train_config)
-        rows = _candidates(models, window.test, events, str(edges[k].date()), text, n_candidates)
-        windows.append((rows, candidate_labels(rows, window.test.targets)))
+                               sasrec, time.perf_counter() - started)
+        windows.append(_candidates(models, window.test, events, str(edges[k].date()), text, n_candidates))
     return windows
 
 
@@ -119,10 +123,14 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
     options = {"buy-again": pick_options(BuyAgain, BUY_AGAIN_GRID, split),
                "item-knn": pick_options(ItemKNN, ITEM_KNN_GRID, split)}
 
+    # SASRec trains first for both phases; each run is seeded on its own, so the order does not change it.
+    sasrec = _sasrec(split, text, model, train_config)
+    options["sasrec_epochs"] = sasrec.selection.best_epoch
+
     # Phase 1: models before the validation cut-off -> labelled candidates -> the ranker.
-    models, _ = _stage_one(split, split.train, split.train_timestamps, text, options, None, model, train_config)
-    train_rows = _candidates(models, split.validation, events, OR_VALIDATION_CUTOFF, text, n_candidates)
-    labels = candidate_labels(train_rows, split.validation.targets)
+    models, _ = _stage_one(split, split.train, split.train_timestamps, text, options, sasrec.selected,
+                           sasrec.selection_s)
+    train_rows, labels = _candidates(models, split.validation, events, OR_VALIDATION_CUTOFF, text, n_candidates)
     columns = ranker_feature_names(train_rows)
     candidate_recall_validation = candidate_recall(train_rows, split.validation.targets)
     if earlier_windows:
@@ -134,8 +142,8 @@ def run(protocol: str, data: Path, n_candidates: int, model: SASRecConfig, train
 
     # Phase 2: models before the test cut-off, the same number of SASRec epochs -> re-ranked test candidates.
     models, seconds = _stage_one(split, split.train_for_test, split.train_for_test_timestamps, text, options,
-                                 options["sasrec_epochs"], model, train_config)
-    test_rows = _candidates(models, split.test, events, OR_TEST_CUTOFF, text, n_candidates)
+                                 sasrec.model, sasrec.refit_s)
+    test_rows, _ = _candidates(models, split.test, events, OR_TEST_CUTOFF, text, n_candidates)
     results = {}
     for name, single in models.items():
         results[name] = {**evaluate(single.score, split.test, split.n_items, KS), "train_s": round(seconds[name], 1)}
@@ -180,17 +188,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="or-customer-temporal")
     parser.add_argument("--data", default=str(SHARED_DATA / "online_retail" / "online_retail.csv.gz"))
-    parser.add_argument("--candidates", type=int, default=100, help="candidates per customer, all sources together")
-    parser.add_argument("--hidden", type=int, default=128, help="SASRec hidden size")
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--device", default=None)
-    # W lifts SASRec and the re-ranked result on or-customer-temporal; the offset is neutral there (0.3769 with it,
-    # 0.3768 without; BENCHMARKS.md, 2026-12-01). Runs recorded before then used --no-item-to-item --no-history-bias.
-    parser.add_argument("--item-to-item", action=argparse.BooleanOptionalAction, default=True,
-                        help="SASRec's learned item-to-item matrix (SASRecConfig.item_to_item)")
-    parser.add_argument("--history-bias", action=argparse.BooleanOptionalAction, default=True,
-                        help="SASRec's logit offset for items already in the history (SASRecConfig.history_bias)")
+    parser.add_argument("--candidates", type=int, default=DEFAULT_N_CANDIDATES,
+                        help="candidates per customer, all sources together")
+    model_defaults, train_defaults = RANKING_BENCHMARK.model, RANKING_BENCHMARK.train
+    preset = "presets.RANKING_BENCHMARK"
+    parser.add_argument("--hidden", type=int, default=model_defaults.hidden_size,
+                        help=f"SASRec hidden size (default %(default)s, {preset})")
+    parser.add_argument("--patience", type=int, default=train_defaults.patience,
+                        help=f"validations without improvement before stopping (default %(default)s, {preset})")
+    parser.add_argument("--epochs", type=int, default=train_defaults.epochs,
+                        help=f"upper bound; early stopping usually ends sooner (default %(default)s, {preset})")
+    parser.add_argument("--device", default=train_defaults.device, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--item-to-item", action=argparse.BooleanOptionalAction, default=model_defaults.item_to_item,
+                        help=f"SASRec's learned item-to-item matrix, SASRecConfig.item_to_item (default %(default)s, "
+                             f"{preset})")
+    parser.add_argument("--history-bias", action=argparse.BooleanOptionalAction, default=model_defaults.history_bias,
+                        help="SASRec's logit offset for items already in the history, SASRecConfig.history_bias "
+                             f"(default %(default)s, {preset})")
     parser.add_argument("--earlier-windows", type=int, default=2,
                         help="months before the validation month whose customers also train the ranker, each with "
                              "stage one refit on the data before it (0 = the validation month only)")
@@ -199,9 +213,9 @@ def main() -> None:
     parser.add_argument("--objective", default="lambdarank", choices=("lambdarank", "rank_xendcg"),
                         help="LightGBM ranking objective of the re-ranker")
     args = parser.parse_args()
-    model = SASRecConfig(hidden_size=args.hidden, num_heads=4, item_text="id+text", item_to_item=args.item_to_item,
-                         history_bias=args.history_bias)
-    train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=2e-3, batch_size=256, device=args.device)
+    model = replace(model_defaults, hidden_size=args.hidden, item_to_item=args.item_to_item,
+                    history_bias=args.history_bias)
+    train = replace(train_defaults, epochs=args.epochs, patience=args.patience, device=args.device)
     ranker = RankerConfig(objective=args.objective, n_models=args.ranker_models)
     figures = run(args.protocol, Path(args.data), args.candidates, model, train, ranker, args.earlier_windows)
     print_report(figures)

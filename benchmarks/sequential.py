@@ -8,8 +8,8 @@
 Every model is scored twice on the test rows: with the history's own items allowed, and excluded. Baselines
 with options (buy-again, item-kNN) pick them on the validation rows; SASRec stops early on validation NDCG@10. Add
 ``--ablation`` for the ID-only and text-only SASRec variants (and, where the item-to-item matrix is on, for the
-model without it). The defaults are the best configuration measured: text-aware, hidden 256, the history offset,
-and the item-to-item matrix on or-customer-temporal only.
+model without it). The defaults are the best configuration measured (``recmodels.presets.SEQUENTIAL_BENCHMARK``):
+text-aware, hidden 256, the history offset, and the item-to-item matrix on or-customer-temporal only.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, T
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate
 from recmodels.protocols import generic_loo, or_customer_temporal, or_session
-from recmodels.sasrec import SASRecConfig
+from recmodels.presets import SEQUENTIAL_BENCHMARK, SASRecConfig, TrainConfig
 from recmodels.splits import Split
 from recmodels.text_encoder import EncoderConfig, load_encoder
-from recmodels.training import TrainConfig, train_sasrec
+from recmodels.training import fit_then_refit
 
 PROTOCOLS = ("or-session", "or-session-fileorder", "or-customer-temporal", "generic-loo")
 KS = (10, 20, 50)
@@ -147,14 +147,12 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
 
         fit_started = time.perf_counter()
         text = embeddings if config.uses_text else None
-        trained, history = train_sasrec(split.train, split.n_items, config, train, validate=validate,
-                                        item_text_embeddings=text, train_timestamps=split.train_timestamps)
-        if refit:
-            # A temporal test window starts a month after the validation one: refit on that month too, for the
-            # epoch count validation chose (the baselines are likewise fit on train_for_test).
-            trained, _ = train_sasrec(split.train_for_test, split.n_items, config,
-                                      replace(train, epochs=history.best_epoch), item_text_embeddings=text,
-                                      train_timestamps=split.train_for_test_timestamps)
+        # A temporal test window starts a month after the validation one: refit on that month too, for the epoch
+        # count validation chose (the baselines are likewise fit on train_for_test).
+        fit = fit_then_refit(split.train, split.train_for_test if refit else None, split.n_items, config, train,
+                             validate, item_text_embeddings=text, train_timestamps=split.train_timestamps,
+                             refit_timestamps=split.train_for_test_timestamps)
+        trained, history = fit.model, fit.selection
         results[name] = {
             **_evaluate_both(trained.score, split, cold),
             "train_s": round(time.perf_counter() - fit_started, 1),
@@ -215,34 +213,44 @@ def main() -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="or-session")
     parser.add_argument("--data", default=str(SHARED_DATA / "online_retail" / "online_retail.parquet"))
     parser.add_argument("--ablation", action="store_true", help="also train the ID-only and text-only SASRec")
-    parser.add_argument("--epochs", type=int, default=200, help="upper bound; early stopping usually ends sooner")
-    parser.add_argument("--patience", type=int, default=3, help="validations without improvement before stopping")
-    parser.add_argument("--hidden", type=int, default=256, help="SASRec hidden size")
-    parser.add_argument("--layers", type=int, default=2, help="SASRec Transformer blocks")
-    parser.add_argument("--heads", type=int, default=4, help="SASRec attention heads")
-    parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--batch", type=int, default=256)
+    model_defaults, train_defaults = SEQUENTIAL_BENCHMARK.model, SEQUENTIAL_BENCHMARK.train
+    preset = "presets.SEQUENTIAL_BENCHMARK"
+    parser.add_argument("--epochs", type=int, default=train_defaults.epochs,
+                        help=f"upper bound; early stopping usually ends sooner (default %(default)s, {preset})")
+    parser.add_argument("--patience", type=int, default=train_defaults.patience,
+                        help=f"validations without improvement before stopping (default %(default)s, {preset})")
+    parser.add_argument("--hidden", type=int, default=model_defaults.hidden_size,
+                        help=f"SASRec hidden size (default %(default)s, {preset})")
+    parser.add_argument("--layers", type=int, default=model_defaults.num_layers,
+                        help=f"SASRec Transformer blocks (default %(default)s, {preset})")
+    parser.add_argument("--heads", type=int, default=model_defaults.num_heads,
+                        help=f"SASRec attention heads (default %(default)s, {preset})")
+    parser.add_argument("--dropout", type=float, default=model_defaults.dropout,
+                        help=f"SASRec dropout (default %(default)s, {preset})")
+    parser.add_argument("--lr", type=float, default=train_defaults.lr,
+                        help=f"peak AdamW learning rate (default %(default)s, {preset})")
+    parser.add_argument("--batch", type=int, default=train_defaults.batch_size,
+                        help=f"training windows per step (default %(default)s, {preset})")
     parser.add_argument("--no-shuffle-ties", action="store_true", help="keep the recorded order of tied events")
     parser.add_argument("--no-set-targets", action="store_true",
                         help="score each position against the next item only, not the rest of its timestamp group")
-    # Defaults: the best configuration measured (BENCHMARKS.md, 2026-12-01). Runs recorded before then used
-    # --item-to-item --no-history-bias --patience 4.
     parser.add_argument("--item-to-item", action=argparse.BooleanOptionalAction, default=None,
                         help="add the learned item-to-item matrix to the Transformer's scores "
                              "(SASRecConfig.item_to_item); default: on for or-customer-temporal only, off where "
                              "the target shares a basket with the history's end (it overfits there)")
-    parser.add_argument("--history-bias", action=argparse.BooleanOptionalAction, default=True,
-                        help="learn a logit offset for items already in the history (SASRecConfig.history_bias)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--history-bias", action=argparse.BooleanOptionalAction, default=model_defaults.history_bias,
+                        help="learn a logit offset for items already in the history, SASRecConfig.history_bias "
+                             f"(default %(default)s, {preset})")
+    parser.add_argument("--device", default=train_defaults.device, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--encoder", default=None,
                         help="item-text encoder: a Hugging Face model name or local folder (default: the packaged MiniLM)")
     args = parser.parse_args()
     item_to_item = item_to_item_default(args.protocol) if args.item_to_item is None else args.item_to_item
-    model = SASRecConfig(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads, dropout=args.dropout,
-                         item_text="id+text", item_to_item=item_to_item, history_bias=args.history_bias)
-    train = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch,
-                        device=args.device, shuffle_ties=not args.no_shuffle_ties, set_targets=not args.no_set_targets)
+    model = replace(model_defaults, hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
+                    dropout=args.dropout, item_to_item=item_to_item, history_bias=args.history_bias)
+    train = replace(train_defaults, epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch,
+                    device=args.device, shuffle_ties=train_defaults.shuffle_ties and not args.no_shuffle_ties,
+                    set_targets=train_defaults.set_targets and not args.no_set_targets)
     figures = run(args.protocol, Path(args.data), args.ablation, model, train, args.encoder)
     print_report(figures)
     emit_json(figures)

@@ -29,9 +29,9 @@ import httpx
 import numpy as np
 
 from benchmarks.common import emit_json, machine
-from orchestration.store.privacy import pseudonymize
-from orchestration.defs.resources import PrivacyResource, WarehouseResource
 from orchestration.store.paths import recsys_paths
+from orchestration.store.privacy import pseudonymization_key, pseudonymize
+from orchestration.store.warehouse import Warehouse
 
 USER = "GET /recommendations/{user_id}"
 SESSION = "POST /recommendations/session"
@@ -43,7 +43,7 @@ def known_customers_and_items(home: str, key: str) -> tuple[list[str], list[str]
 
     Customer ids are taken from the raw tables and kept when their pseudonym has purchases in the marts: the
     API speaks raw ids, the marts only pseudonyms."""
-    with WarehouseResource(home=home).connect(read_only=True) as con:
+    with Warehouse(home=home).connect(read_only=True) as con:
         tables = {f"{s}.{t}" for s, t in con.execute(
             "select table_schema, table_name from information_schema.tables").fetchall()}
         raw: set[str] = set()
@@ -179,7 +179,7 @@ def main() -> None:
         parser.error("--rate and --seconds must be positive")
 
     home = str(recsys_paths(args.home).home)
-    customers, items = known_customers_and_items(home, PrivacyResource().key())
+    customers, items = known_customers_and_items(home, pseudonymization_key())
     requests = plan(customers, items, max(2, int(args.rate * args.seconds)), args.seed)
     warmup = plan(customers, items, args.warmup, args.seed + 1)
     with tempfile.TemporaryDirectory() as scratch:

@@ -22,12 +22,12 @@ from orchestration.defs.automation import (
 )
 from orchestration.defs.resources import (
     DataSourceResource,
+    MLflowResource,
     PrivacyResource,
     PromotionGateResource,
     TextEncoderResource,
     WarehouseResource,
 )
-from orchestration.registry.tracking import MLflowResource
 
 
 def _group_job(name: str, groups: tuple[str, ...], description: str):

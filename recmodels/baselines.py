@@ -7,8 +7,12 @@ Each baseline has ``fit(train, n_items, ...) -> self`` on training sequences of 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -256,3 +260,54 @@ class TextKNN:
         cosine = profile @ self.unit_.T  # (B, n_items + 1)
         # A history without text (or without events) has no profile: fall back to popularity.
         return _finish(np.where(norms > 0, cosine, self.popularity_[None, :]))
+
+
+BASELINE_CLASSES = {cls.__name__: cls for cls in (MostPopular, RecentPopular, BuyAgain, ItemKNN, TextKNN)}
+
+
+def save_baselines(models: dict[str, Any], folder: str | Path, info: dict[str, Any] | None = None) -> None:
+    """Per baseline ``{name}.json`` (class, options) and ``{name}.npz`` (fitted arrays, no pickles); ``index.json``
+    lists them in order, with ``info``."""
+    folder = Path(folder)
+    for name, model in models.items():
+        options, state, arrays = {}, {}, {}
+        for spec_field in dataclasses.fields(model):
+            value = getattr(model, spec_field.name)
+            if spec_field.init:
+                options[spec_field.name] = value
+            elif sp.issparse(value):
+                csr = value.tocsr()
+                arrays.update({f"{spec_field.name}.data": csr.data, f"{spec_field.name}.indices": csr.indices,
+                               f"{spec_field.name}.indptr": csr.indptr, f"{spec_field.name}.shape": np.asarray(csr.shape)})
+            elif isinstance(value, np.ndarray):
+                arrays[spec_field.name] = value
+            else:
+                state[spec_field.name] = value
+        spec = {"class": type(model).__name__, "options": options, "state": state}
+        (folder / f"{name}.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        np.savez(folder / f"{name}.npz", **arrays)
+    (folder / "index.json").write_text(json.dumps({"models": list(models), **(info or {})}, indent=2) + "\n")
+
+
+def load_baselines(folder: str | Path) -> dict[str, Any]:
+    """The fitted baselines of a ``save_baselines`` folder, by name, in the order they were saved."""
+    folder = Path(folder)
+    if not (folder / "index.json").exists():
+        raise FileNotFoundError(f"{folder} holds no baselines (no index.json).")
+    return {name: _load_baseline(folder, name) for name in json.loads((folder / "index.json").read_text())["models"]}
+
+
+def _load_baseline(folder: Path, name: str) -> Any:
+    spec = json.loads((folder / f"{name}.json").read_text())
+    model = BASELINE_CLASSES[spec["class"]](**spec["options"])
+    with np.load(folder / f"{name}.npz", allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    for key, value in spec["state"].items():
+        setattr(model, key, value)
+    for key in {key.split(".")[0] for key in arrays}:
+        if key in arrays:
+            setattr(model, key, arrays[key])
+        else:
+            parts = (arrays[f"{key}.data"], arrays[f"{key}.indices"], arrays[f"{key}.indptr"])
+            setattr(model, key, sp.csr_matrix(parts, shape=tuple(arrays[f"{key}.shape"])))
+    return model

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recmodels.ranking import (
+    DEFAULT_N_CANDIDATES,
+    DEFAULT_RECENT_ITEMS,
     LambdaRanker,
     Scorer,
     TimeLike,
     compute_features,
     generate_candidates,
+    price_vs_user,
     quantity_ratio,
     rerank_topk,
 )
@@ -46,17 +50,11 @@ def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: n
         if name in features.columns:
             features[name] = table[name].to_numpy()[items]
     if "item_price_vs_user" in features.columns:
-        # The same rule as compute_features: the item's price over the user's median paid price; 1 without a
-        # positive reference; NaN when the item has no price.
+        # The item's price has just changed to the one over every customer's events, so the ratio follows it.
         before = events[events["occurred_at"].to_numpy() < np.datetime64(pd.Timestamp(cutoff).to_datetime64(), "ns")]
         median = before.groupby("user_key")["unit_price"].median()
         user_price = median.reindex(np.asarray(row_keys, dtype=object)[features["row"].to_numpy()]).to_numpy(float)
-        price = features["item_price"].to_numpy(float)
-        ratio = np.ones(len(features))
-        reference = user_price > 0
-        ratio[reference] = price[reference] / user_price[reference]
-        ratio[np.isnan(price)] = np.nan
-        features["item_price_vs_user"] = ratio
+        features["item_price_vs_user"] = price_vs_user(features["item_price"].to_numpy(float), user_price)
     if "user_item_quantity_ratio" in features.columns:
         # Against the item's median over every customer's lines, not over this customer's alone.
         features["user_item_quantity_ratio"] = quantity_ratio(features["user_item_mean_quantity"],
@@ -66,8 +64,13 @@ def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: n
 
 @dataclass(frozen=True)
 class TwoStageConfig:
-    n_candidates: int = 100  # candidates per row, all sources together
-    recent_items: int = 10  # distinct recent history items behind the text_cosine feature
+    n_candidates: int = DEFAULT_N_CANDIDATES  # candidates per row, all sources together
+    recent_items: int = DEFAULT_RECENT_ITEMS  # distinct recent history items behind the text_cosine feature
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> TwoStageConfig:
+        """The config a stored feature or bundle spec was built with (its ``n_candidates`` and ``recent_items``)."""
+        return cls(n_candidates=spec["n_candidates"], recent_items=spec["recent_items"])
 
 
 def without_history_items(candidates: pd.DataFrame, histories: list[np.ndarray]) -> pd.DataFrame:

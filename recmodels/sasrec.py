@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,53 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ITEM_TEXT_MODES = ("id", "text", "id+text")
-LOSSES = ("full_ce", "sampled_softmax")
-NEGATIVE_SAMPLERS = ("uniform", "popularity")
+# Defined with the presets, which load without torch; re-exported because the model and its config go together.
+from recmodels.presets import SASRecConfig
+
 _FORMAT_VERSION = 1
+ITEM_IDS_FILE = "item_ids.json"
+ITEM_TEXT_FILE = "item_text.npy"
 ITEM_TO_ITEM_MAX_ITEMS = 20_000  # (n+1)^2 float32 weights plus two AdamW moments: about 4.8 GB at this size
-
-
-@dataclass(frozen=True)
-class SASRecConfig:
-    hidden_size: int = 64  # D: width of item, position and hidden vectors
-    num_layers: int = 2  # Transformer blocks
-    num_heads: int = 2  # attention heads; must divide hidden_size
-    ffn_multiplier: int = 4  # feed-forward inner width = ffn_multiplier * hidden_size
-    dropout: float = 0.2  # on embeddings, attention weights and both residual branches
-    max_length: int = 50  # L: most recent items the model sees; older ones are dropped
-    item_text: str = "id"  # "id" | "text" | "id+text", see the module docstring
-    text_dim: int = 384  # width of the frozen text vectors (all-MiniLM-L6-v2: 384)
-    loss: str = "full_ce"  # "full_ce": softmax over the whole catalogue; "sampled_softmax": over n_negatives
-    n_negatives: int = 256  # sampled softmax: negatives per step, shared by every position in the batch
-    negative_sampler: str = "uniform"  # "uniform" | "popularity" (needs set_item_counts); logQ-corrected
-    score_chunk_items: int = 65_536  # items scored per matrix product at inference, bounds memory
-    # A learned full-rank item-to-item matrix W added to the scores: item j gets sum over the history's items i
-    # of W[i, j]. One softmax over a single hidden vector struggles to express a basket that mixes themes
-    # (the "softmax bottleneck"); the sum of per-item rows expresses any mixture, as item-kNN does. Costs
-    # (n_items + 1)^2 parameters, so it is refused above ITEM_TO_ITEM_MAX_ITEMS.
-    item_to_item: bool = False
-    # A learned logit offset for items already in the history: one shared value plus one per item, both from zero.
-    # Tied embeddings make a history's own items score high, which suits re-buying but not an invoice, whose
-    # lines rarely repeat; the offset lets the data decide per item (a penalty in sessions, a bonus in re-orders).
-    # Costs n_items + 1 weights, so unlike item_to_item it suits any catalogue.
-    history_bias: bool = False
-
-    def __post_init__(self) -> None:
-        if self.item_text not in ITEM_TEXT_MODES:
-            raise ValueError(f"item_text must be one of {ITEM_TEXT_MODES}, got {self.item_text!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.negative_sampler not in NEGATIVE_SAMPLERS:
-            raise ValueError(
-                f"negative_sampler must be one of {NEGATIVE_SAMPLERS}, got {self.negative_sampler!r}"
-            )
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
-
-    @property
-    def uses_text(self) -> bool:
-        return self.item_text in ("text", "id+text")
 
 
 class _CausalSelfAttention(nn.Module):
@@ -405,8 +366,10 @@ class SASRec(nn.Module):
         return np.take_along_axis(candidates, order, axis=1) + 1
 
 
-def save(model: SASRec, folder: str | Path) -> Path:
-    """Write ``model.pt`` (state dict: tensors only) and ``config.json``; the text matrix is not included."""
+def save(model: SASRec, folder: str | Path, item_ids: Sequence[object] | np.ndarray | None = None) -> Path:
+    """Write ``model.pt`` (state dict: tensors only), ``config.json``, the frozen text matrix of a text variant
+    (``item_text.npy``) and, when given, ``item_ids.json`` (internal id i + 1 <-> entry i), so the folder scores
+    on its own, without the catalogue or the embeddings it was trained with."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
@@ -418,6 +381,10 @@ def save(model: SASRec, folder: str | Path) -> Path:
         "has_item_text": model.config.uses_text,
     }
     (folder / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if item_ids is not None:
+        (folder / ITEM_IDS_FILE).write_text(json.dumps([str(item) for item in item_ids]) + "\n")
+    if model.config.uses_text:
+        np.save(folder / ITEM_TEXT_FILE, model.item_text.detach().cpu().numpy().astype(np.float32, copy=False))
     return folder
 
 
@@ -426,12 +393,17 @@ def load(
     item_text_embeddings: torch.Tensor | np.ndarray | None = None,
     device: str | torch.device | None = None,
 ) -> SASRec:
-    """Rebuild a model written by ``save``, in eval mode; text variants need the same text matrix back."""
+    """Rebuild a model written by ``save``, in eval mode, with the text matrix saved beside it unless one is given."""
     folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"{folder} holds no SASRec model (no config.json).")
     meta = json.loads((folder / "config.json").read_text())
     if meta.get("format_version") != _FORMAT_VERSION:
         raise ValueError(f"unsupported SASRec format_version {meta.get('format_version')!r}")
     config = SASRecConfig(**meta["config"])
+    text_file = folder / ITEM_TEXT_FILE
+    if meta["has_item_text"] and item_text_embeddings is None and text_file.exists():
+        item_text_embeddings = np.load(text_file, allow_pickle=False)
     if meta["has_item_text"] and item_text_embeddings is None:
         raise ValueError(f"{folder} holds a {config.item_text!r} model: pass item_text_embeddings")
     model = SASRec(config, meta["n_items"], item_text_embeddings if meta["has_item_text"] else None)
@@ -439,3 +411,8 @@ def load(
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device or "cpu").eval()
+
+
+def load_item_ids(folder: str | Path) -> np.ndarray:
+    """The external item ids ``save`` wrote, in internal-id order (entry i is internal id i + 1)."""
+    return np.asarray(json.loads((Path(folder) / ITEM_IDS_FILE).read_text()), dtype=str)

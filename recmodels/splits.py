@@ -1,7 +1,8 @@
 """Train / validation / test splits of item sequences, built so that no evaluated target leaks into training.
 
 Two protocols: leave-one-out (per sequence: last item tests, second-to-last validates) and a global temporal
-split (one cut-off for everybody, so no model ever trains on an event later than one it is evaluated on).
+split (one cut-off for everybody, so no model ever trains on an event later than one it is evaluated on), whose
+cut-offs ``split_cutoffs`` counts in calendar days back from the last event (``SplitWindows``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ import numpy as np
 import pandas as pd
 
 from recmodels.sequences import SequenceConfig, build_sequences
+
+
+@dataclass(frozen=True)
+class SplitWindows:
+    """Calendar windows of a temporal split that ends at the data's last day."""
+
+    test_days: int = 30  # test window: the last N calendar days of the data
+    validation_days: int = 30  # validation window: the N calendar days before the test window
 
 
 @dataclass(frozen=True)
@@ -157,4 +166,33 @@ def temporal_split(
         item_ids=item_index.item_ids,
         train_timestamps=train_times,
         train_for_test_timestamps=train_for_test_times,
+    )
+
+
+def split_cutoffs(last_event, test_days: int, validation_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(validation_cutoff, test_cutoff) at midnight: the test window is the last ``test_days`` calendar days
+    of the data (the day of ``last_event`` included), the validation window the ``validation_days`` before."""
+    if test_days < 1 or validation_days < 1:
+        raise ValueError(f"test_days and validation_days must be >= 1, got {test_days} and {validation_days}")
+    end = pd.Timestamp(last_event).normalize() + pd.Timedelta(days=1)
+    test_cutoff = end - pd.Timedelta(days=test_days)
+    return test_cutoff - pd.Timedelta(days=validation_days), test_cutoff
+
+
+def split_problem(split: Split, n_events: int, first_event, last_event, validation_cutoff, test_cutoff) -> str | None:
+    """Why ``split`` cannot train and evaluate a model, in one paragraph; None when it can."""
+    trainable = sum(len(s) >= 2 for s in split.train)
+    counts = {
+        "training sequences with 2+ items before the validation cut-off": trainable,
+        "validation rows": len(split.validation),
+        "test rows": len(split.test),
+    }
+    empty = [name for name, count in counts.items() if count == 0]
+    if not empty:
+        return None
+    return (
+        f"Too few events to split: {n_events:,} purchase events of known customers from {first_event} to {last_event}; "
+        f"validation cut-off {validation_cutoff:%Y-%m-%d}, test cut-off {test_cutoff:%Y-%m-%d} give "
+        + ", ".join(f"{count:,} {name}" for name, count in counts.items())
+        + f". Missing: {', '.join(empty)}. Shorten test_days / validation_days or load more history."
     )

@@ -3,7 +3,8 @@
 ``train_sasrec`` is a pure function of its inputs and ``TrainConfig.seed``: on CPU the same call gives the
 same weights bit for bit, and a run that is interrupted and called again with the same ``checkpoint_dir``
 finishes with the weights an uninterrupted run would have had. Validation is a callback, so this module does
-not depend on any particular metric implementation.
+not depend on any particular metric implementation. ``fit_then_refit`` is the protocol the pipeline and the
+benchmarks share: early stopping on validation, then a refit on the test phase's training data.
 """
 
 from __future__ import annotations
@@ -13,59 +14,18 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+# TrainConfig is defined with the presets, which load without torch; re-exported beside the loop it configures.
+from recmodels.presets import TrainConfig
 from recmodels.sasrec import SASRec, SASRecConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
-SCHEDULES = ("constant", "cosine")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 200  # upper bound; early stopping usually ends sooner
-    batch_size: int = 128  # training sequences (windows) per step
-    lr: float = 1e-3  # peak AdamW learning rate, reached after warm-up
-    # Learning-rate multiplier of the item-to-item matrix (SASRecConfig.item_to_item). Adam moves a weight by
-    # about lr per step whatever its gradient, and a pair weight has to travel much further than a Transformer
-    # weight, in the few steps an epoch has when each sequence is one window.
-    item_to_item_lr_scale: float = 10.0
-    # AdamW decay of the item-to-item matrix: it has a weight per item pair, far more than the data constrains,
-    # and, like the ridge penalty of linear item-to-item models (EASE), shrinkage keeps rare pairs from overfitting.
-    item_to_item_weight_decay: float = 0.0
-    weight_decay: float = 0.0  # AdamW decay on matrices only (never on biases or LayerNorm)
-    warmup_steps: int = 100  # optimizer steps of linear warm-up from ~0 to lr
-    schedule: str = "constant"  # after warm-up: "constant" or "cosine" (decays to 0 at the last epoch)
-    grad_clip: float = 1.0  # max global gradient norm; <= 0 disables clipping
-    patience: int = 10  # stop after this many validations without a better validation NDCG@10
-    validate_every: int = 1  # epochs between validations
-    windows_per_sequence: int = 1  # training windows of max_length+1 items per sequence, newest first
-    # With timestamps given: re-draw the order of events that share a timestamp every epoch. Their recorded
-    # order is arbitrary (one invoice's lines, one second's clicks), so each draw is an equally true sequence.
-    shuffle_ties: bool = True
-    # With timestamps given: score each position against all the unseen items of its target's timestamp group
-    # (the rest of the invoice), not only the one that happens to come next. Needs loss="full_ce".
-    set_targets: bool = False
-    # Batches of windows of similar length (drawn from random pools of 32 batches), so little compute goes to
-    # padding; batch order stays random.
-    bucket_by_length: bool = True
-    seed: int = 42  # model init, shuffling, dropout, negative sampling
-    device: str | None = None  # None: "cuda" when available, else "cpu"
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it is slower)
-    compile: bool = False  # torch.compile the Transformer on CUDA
-    num_threads: int | None = None  # CPU threads; None: every core this process may use
-    show_progress: bool = True  # tqdm bar with loss and the last validation metric
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.validate_every < 1 or self.windows_per_sequence < 1:
-            raise ValueError("epochs, batch_size, validate_every and windows_per_sequence must be >= 1")
 
 
 @dataclass
@@ -250,6 +210,207 @@ def train_sasrec(
         torch.set_num_threads(previous_threads)
 
 
+@dataclass
+class Refit:
+    """What ``fit_then_refit`` trained."""
+
+    model: SASRec  # the model to evaluate on test: refit, or the selected model when there was no refit
+    selected: SASRec  # best-validation weights of the run on the training sequences
+    selection: TrainHistory  # the early-stopped run
+    refit: TrainHistory | None  # the run on the refit sequences, None without them
+    selection_s: float  # wall-clock seconds of each run
+    refit_s: float
+
+
+def fit_then_refit(
+    train_sequences: Sequence[np.ndarray],
+    refit_sequences: Sequence[np.ndarray] | None,
+    n_items: int,
+    model_config: SASRecConfig,
+    train_config: TrainConfig,
+    validate: Callable[[SASRec], float],
+    item_text_embeddings: torch.Tensor | np.ndarray | None = None,
+    checkpoint_dir: str | Path | None = None,
+    train_timestamps: Sequence[np.ndarray] | None = None,
+    refit_timestamps: Sequence[np.ndarray] | None = None,
+) -> Refit:
+    """Early-stop on validation, then train afresh on ``refit_sequences`` for exactly the chosen epoch count.
+
+    The refit sequences are the training data of the test phase (the training sequences plus the validation
+    window): the refit sees more data and never the test rows, and the epoch count is the only thing it takes
+    from validation. Without ``refit_sequences`` the selected model is the result. With ``checkpoint_dir`` each
+    run checkpoints in its own subfolder, ``validation`` and ``test``.
+    """
+    def checkpoints(phase: str) -> Path | None:
+        return None if checkpoint_dir is None else Path(checkpoint_dir) / phase
+
+    started = time.perf_counter()
+    selected, selection = train_sasrec(
+        train_sequences, n_items, model_config, train_config, validate=validate,
+        item_text_embeddings=item_text_embeddings, checkpoint_dir=checkpoints("validation"),
+        train_timestamps=train_timestamps,
+    )
+    selection_s = time.perf_counter() - started
+    if refit_sequences is None:
+        return Refit(selected, selected, selection, None, selection_s, 0.0)
+    started = time.perf_counter()
+    model, refit = train_sasrec(
+        refit_sequences, n_items, model_config, replace(train_config, epochs=selection.best_epoch),
+        item_text_embeddings=item_text_embeddings, checkpoint_dir=checkpoints("test"),
+        train_timestamps=refit_timestamps,
+    )
+    return Refit(model, selected, selection, refit, selection_s, time.perf_counter() - started)
+
+
+def _epoch_examples(
+    sequences: Sequence[np.ndarray],
+    tie_timestamps: Sequence[np.ndarray] | None,
+    model_config: SASRecConfig,
+    train_config: TrainConfig,
+    epoch: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    if tie_timestamps is not None:
+        # Drawn from (seed, epoch), not from a running generator, so a resumed run draws the same orders.
+        rng = np.random.default_rng([train_config.seed, epoch])
+        sequences = shuffle_ties(sequences, tie_timestamps, rng)
+    return make_training_examples(sequences, model_config.max_length, train_config.windows_per_sequence)
+
+
+@dataclass
+class _Run:
+    """A training run's state: what changes from epoch to epoch and what a checkpoint holds."""
+
+    model: SASRec
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    shuffle: torch.Generator  # batch order
+    best_state: dict[str, torch.Tensor]
+    history: TrainHistory = field(default_factory=TrainHistory)
+    best_metric: float = float("-inf")
+    stale_validations: int = 0
+    start_epoch: int = 1
+
+
+def _start_run(
+    model_config: SASRecConfig,
+    train_config: TrainConfig,
+    n_items: int,
+    item_text_embeddings: torch.Tensor | np.ndarray | None,
+    device: torch.device,
+    first_targets: np.ndarray,
+    total_steps: int,
+) -> _Run:
+    """A fresh model and optimizer, seeded; the seeding comes first so that initialisation is reproducible."""
+    torch.manual_seed(train_config.seed)  # also seeds every CUDA device
+    shuffle = torch.Generator().manual_seed(train_config.seed)
+    model = SASRec(model_config, n_items, item_text_embeddings).to(device)
+    if model_config.loss == "sampled_softmax" and model_config.negative_sampler == "popularity":
+        model.set_item_counts(np.bincount(first_targets.ravel(), minlength=n_items + 1))
+    optimizer = _make_optimizer(model, train_config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: _lr_factor(step, train_config.warmup_steps, total_steps, train_config.schedule),
+    )
+    if train_config.compile and device.type == "cuda":
+        model.compile(dynamic=True)  # compiles forward only; the state dict keeps its plain names
+    return _Run(model, optimizer, scheduler, shuffle, best_state=_cpu_state(model))
+
+
+def _resume(run: _Run, path: Path, fingerprint: dict, device: torch.device) -> None:
+    # weights_only: a checkpoint is tensors, numbers, strings, lists and dicts; nothing else may unpickle.
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved["fingerprint"] != fingerprint:
+        raise ValueError(f"{path} belongs to another run (config, catalogue or data differ)")
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["torch_rng"])
+    if device.type == "cuda" and saved["cuda_rng"]:
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    run.shuffle.set_state(saved["shuffle_rng"])
+    run.best_state, run.best_metric = saved["best_state"], saved["best_metric"]
+    run.stale_validations = saved["stale_validations"]
+    run.history = TrainHistory(**saved["history"])
+    run.start_epoch = saved["epoch"] + 1
+
+
+def _checkpoint(run: _Run, fingerprint: dict, epoch: int, device: torch.device, validated: bool) -> dict:
+    return {
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "model": _cpu_state(run.model),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+        "shuffle_rng": run.shuffle.get_state(),
+        "best_state": run.best_state if validated else {},
+        "best_metric": run.best_metric,
+        "stale_validations": run.stale_validations,
+        "history": run.history.to_dict(),
+    }
+
+
+def _train_epoch(
+    run: _Run,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    target_groups: torch.Tensor | None,
+    train_config: TrainConfig,
+    device: torch.device,
+    bar: tqdm,
+) -> torch.Tensor:
+    """One pass over the windows in a fresh batch order; returns the summed loss, still on the device."""
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda" and train_config.bf16
+        else contextlib.nullcontext()
+    )
+    lengths = (targets != 0).sum(dim=1).cpu()
+    batches = epoch_batches(lengths, train_config.batch_size, run.shuffle, train_config.bucket_by_length)
+    loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
+    for batch in batches:
+        batch = batch.to(device)
+        with autocast:
+            groups = None if target_groups is None else target_groups[batch]
+            loss = run.model.training_loss(inputs[batch], targets[batch], groups)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if train_config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), train_config.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        loss_sum += loss.detach().float()
+        bar.update(1)
+    return loss_sum
+
+
+def _end_epoch(
+    run: _Run, record: dict, validate: Callable[[SASRec], float] | None, train_config: TrainConfig, started: float
+) -> None:
+    """Validate when due, keep the best weights, record the epoch and decide on early stopping."""
+    epoch = record["epoch"]
+    improved = validate is None
+    if validate is not None and epoch % train_config.validate_every == 0:
+        run.model.eval()
+        metric = float(validate(run.model))
+        run.model.train()
+        record["val_ndcg@10"] = metric
+        if metric > run.best_metric:
+            run.best_metric, run.best_state, run.stale_validations = metric, _cpu_state(run.model), 0
+            improved = True
+        else:
+            run.stale_validations += 1
+    record["seconds"] = time.perf_counter() - started
+    history = run.history
+    history.epochs.append(record)
+    if improved:
+        history.best_epoch = epoch
+        history.best_metric = None if validate is None else run.best_metric
+        history.time_to_best_s = sum(r["seconds"] for r in history.epochs)
+    history.stopped_early = validate is not None and run.stale_validations >= train_config.patience
+
+
 def _train(
     train_sequences: Sequence[np.ndarray],
     n_items: int,
@@ -262,15 +423,7 @@ def _train(
     timestamps: Sequence[np.ndarray] | None,
 ) -> tuple[SASRec, TrainHistory]:
     tie_timestamps = timestamps if train_config.shuffle_ties else None
-    def examples(epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        sequences = train_sequences
-        if tie_timestamps is not None:
-            # Drawn from (seed, epoch), not from a running generator, so a resumed run draws the same orders.
-            rng = np.random.default_rng([train_config.seed, epoch])
-            sequences = shuffle_ties(train_sequences, tie_timestamps, rng)
-        return make_training_examples(sequences, model_config.max_length, train_config.windows_per_sequence)
-
-    inputs_np, targets_np = examples(0)
+    inputs_np, targets_np = _epoch_examples(train_sequences, tie_timestamps, model_config, train_config, 0)
     inputs = torch.from_numpy(inputs_np).to(device)  # (N, L)
     targets = torch.from_numpy(targets_np).to(device)  # (N, L)
     target_groups = None
@@ -282,127 +435,39 @@ def _train(
         target_groups = torch.from_numpy(groups_np).to(device)  # (N, L)
     n_examples = len(inputs)
     steps_per_epoch = math.ceil(n_examples / train_config.batch_size)
-    total_steps = steps_per_epoch * train_config.epochs
-
-    torch.manual_seed(train_config.seed)  # also seeds every CUDA device
-    shuffle = torch.Generator().manual_seed(train_config.seed)
-    model = SASRec(model_config, n_items, item_text_embeddings).to(device)
-    if model_config.loss == "sampled_softmax" and model_config.negative_sampler == "popularity":
-        model.set_item_counts(np.bincount(targets_np.ravel(), minlength=n_items + 1))
-    optimizer = _make_optimizer(model, train_config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: _lr_factor(step, train_config.warmup_steps, total_steps, train_config.schedule),
-    )
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and train_config.bf16
-        else contextlib.nullcontext()
-    )
-    if train_config.compile and device.type == "cuda":
-        model.compile(dynamic=True)  # compiles forward only; the state dict keeps its plain names
-
-    history = TrainHistory()
-    best_state = _cpu_state(model)
-    best_metric = float("-inf")
-    stale_validations = 0
-    start_epoch = 1
+    run = _start_run(model_config, train_config, n_items, item_text_embeddings, device, targets_np,
+                     steps_per_epoch * train_config.epochs)
     fingerprint = _run_fingerprint(model_config, train_config, n_items, n_examples)
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     if checkpoint_path is not None and checkpoint_path.exists():
-        # weights_only: a checkpoint is tensors, numbers, strings, lists and dicts; nothing else may unpickle.
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if saved["fingerprint"] != fingerprint:
-            raise ValueError(f"{checkpoint_path} belongs to another run (config, catalogue or data differ)")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
-        if device.type == "cuda" and saved["cuda_rng"]:
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        shuffle.set_state(saved["shuffle_rng"])
-        best_state, best_metric = saved["best_state"], saved["best_metric"]
-        stale_validations = saved["stale_validations"]
-        history = TrainHistory(**saved["history"])
-        start_epoch = saved["epoch"] + 1
+        _resume(run, checkpoint_path, fingerprint, device)
 
     bar = tqdm(
-        total=max(0, train_config.epochs - start_epoch + 1) * steps_per_epoch,
-        disable=not train_config.show_progress or history.stopped_early,
+        total=max(0, train_config.epochs - run.start_epoch + 1) * steps_per_epoch,
+        disable=not train_config.show_progress or run.history.stopped_early,
         desc="sasrec",
         unit="step",
     )
-    model.train()
-    for epoch in range(start_epoch, train_config.epochs + 1):
-        if history.stopped_early:
+    run.model.train()
+    for epoch in range(run.start_epoch, train_config.epochs + 1):
+        if run.history.stopped_early:
             break
         started = time.perf_counter()
         if tie_timestamps is not None:
-            inputs_np, targets_np = examples(epoch)
+            inputs_np, targets_np = _epoch_examples(train_sequences, tie_timestamps, model_config, train_config, epoch)
             inputs, targets = torch.from_numpy(inputs_np).to(device), torch.from_numpy(targets_np).to(device)
-        lengths = (targets != 0).sum(dim=1).cpu()
-        batches = epoch_batches(lengths, train_config.batch_size, shuffle, train_config.bucket_by_length)
-        loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
-        for batch in batches:
-            batch = batch.to(device)
-            with autocast:
-                groups = None if target_groups is None else target_groups[batch]
-                loss = model.training_loss(inputs[batch], targets[batch], groups)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach().float()
-            bar.update(1)
+        loss_sum = _train_epoch(run, inputs, targets, target_groups, train_config, device, bar)
         record = {"epoch": epoch, "loss": loss_sum.item() / steps_per_epoch, "val_ndcg@10": None}
-        improved = validate is None
-        if validate is not None and epoch % train_config.validate_every == 0:
-            model.eval()
-            metric = float(validate(model))
-            model.train()
-            record["val_ndcg@10"] = metric
-            if metric > best_metric:
-                best_metric, best_state, stale_validations = metric, _cpu_state(model), 0
-                improved = True
-            else:
-                stale_validations += 1
-        record["seconds"] = time.perf_counter() - started
-        history.epochs.append(record)
-        if improved:
-            history.best_epoch = epoch
-            history.best_metric = None if validate is None else best_metric
-            history.time_to_best_s = sum(r["seconds"] for r in history.epochs)
-        history.stopped_early = validate is not None and stale_validations >= train_config.patience
-        bar.set_postfix(
-            epoch=epoch,
-            loss=f"{record['loss']:.4f}",
-            val=f"{best_metric:.4f}" if validate is not None and best_metric > float("-inf") else "-",
-        )
+        _end_epoch(run, record, validate, train_config, started)
+        validated = validate is not None and run.best_metric > float("-inf")
+        bar.set_postfix(epoch=epoch, loss=f"{record['loss']:.4f}", val=f"{run.best_metric:.4f}" if validated else "-")
         if checkpoint_path is not None:
-            _save_checkpoint(
-                checkpoint_path,
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch,
-                    "model": _cpu_state(model),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                    "shuffle_rng": shuffle.get_state(),
-                    "best_state": best_state if validate is not None else {},
-                    "best_metric": best_metric,
-                    "stale_validations": stale_validations,
-                    "history": history.to_dict(),
-                },
-            )
+            _save_checkpoint(checkpoint_path, _checkpoint(run, fingerprint, epoch, device, validate is not None))
     bar.close()
-    if validate is not None and best_metric > float("-inf"):
-        model.load_state_dict(best_state)
-    model.eval()
-    return model, history
+    if validate is not None and run.best_metric > float("-inf"):
+        run.model.load_state_dict(run.best_state)
+    run.model.eval()
+    return run.model, run.history
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:

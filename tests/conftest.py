@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from recmodels.presets import SHORT_WINDOWS, SMOKE
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 ONLINE_RETAIL_CSV = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
@@ -35,8 +37,10 @@ def recsys_home(tmp_path, monkeypatch) -> Path:
 PROMOTED_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
 PROMOTED_RUN_CONFIG = {
     "ops": {
-        "user_sequences": {"config": {"test_days": 14, "validation_days": 14}},
-        "sasrec_model": {"config": {"epochs": 3, "hidden_size": 16, "num_threads": 1}},
+        "user_sequences": {"config": {"test_days": SHORT_WINDOWS.test_days,
+                                      "validation_days": SHORT_WINDOWS.validation_days}},
+        "sasrec_model": {"config": {"epochs": SMOKE.train.epochs, "hidden_size": SMOKE.model.hidden_size,
+                                    "num_threads": SMOKE.train.num_threads}},
         "user_recommendations": {"config": {"k": 5}},
     }
 }
@@ -50,9 +54,8 @@ def promoted(tmp_path_factory):
 
     import dagster as dg
 
-    from orchestration.defs.resources import DataSourceResource, WarehouseResource
+    from orchestration.defs.resources import DataSourceResource, MLflowResource, WarehouseResource
     from orchestration.apps.runner import materialize
-    from orchestration.registry.tracking import MLflowResource
 
     home = tmp_path_factory.mktemp("promoted") / "recsys-home"
     with pytest.MonkeyPatch.context() as patch:  # only while building: tests pass the home explicitly

@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from orchestration.defs.resources import SOURCE_KINDS
+from orchestration.ingest.sources import SOURCE_KINDS
+from recmodels.presets import PIPELINE, REPLAY, SHORT_WINDOWS
+from recmodels.splits import SplitWindows
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,10 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--max-drops", type=int, help="stop after this many drops")
     replay.add_argument("--bad-drop", type=int,
                         help="corrupt drop N (negative: from the end) with a currency-unit price bug, to see a refusal")
-    replay.add_argument("--test-days", type=int, default=14, help="test window of each retrain (default 14)")
-    replay.add_argument("--validation-days", type=int, default=14, help="validation window (default 14)")
-    replay.add_argument("--epochs", type=int, default=10, help="SASRec epochs per retrain (default 10)")
-    replay.add_argument("--hidden", type=int, default=64, help="SASRec hidden size (default 64)")
+    # Not the pipeline's defaults: a replay starts from a short history and retrains once per drop.
+    replay.add_argument("--test-days", type=int, default=SHORT_WINDOWS.test_days,
+                        help="test window of each retrain (default %(default)s, presets.SHORT_WINDOWS; "
+                             f"the pipeline's is {SplitWindows.test_days})")
+    replay.add_argument("--validation-days", type=int, default=SHORT_WINDOWS.validation_days,
+                        help="validation window (default %(default)s, presets.SHORT_WINDOWS; "
+                             f"the pipeline's is {SplitWindows.validation_days})")
+    replay.add_argument("--epochs", type=int, default=REPLAY.train.epochs,
+                        help=f"SASRec epochs per retrain (default %(default)s, presets.REPLAY; "
+                             f"the pipeline's is {PIPELINE.train.epochs})")
+    replay.add_argument("--hidden", type=int, default=REPLAY.model.hidden_size,
+                        help=f"SASRec hidden size (default %(default)s, presets.REPLAY; "
+                             f"the pipeline's is {PIPELINE.model.hidden_size})")
     return parser
 
 
@@ -102,9 +113,9 @@ def _k(value: str) -> int:
 def _registry_command(command: str, home: str | None) -> int:
     """`champion` and `rollback`: read or move the registry's champion alias, JSON on stdout."""
     from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS, current_champion, rollback
-    from orchestration.registry.tracking import MLflowResource
+    from orchestration.registry.tracking import MLflowTracking
 
-    client = MLflowResource(home=home).client()
+    client = MLflowTracking(home=home).client()
     if command == "champion":
         champion = current_champion(client)
         if champion is None:
@@ -126,14 +137,15 @@ NUMERIC_COLUMNS = {"rank", "score", "co_purchase", "text_cosine"}  # right-align
 
 def _query_command(args: argparse.Namespace) -> int:
     """`recommend`, `similar`, `explain`: the API's answer from an in-process service, as a table or JSON."""
+    from orchestration.registry.tracking import MLflowTracking
     from orchestration.serving import api
-    from orchestration.defs.resources import PrivacyResource, WarehouseResource
     from orchestration.serving.service import NoChampionError, RecommendationService
-    from orchestration.registry.tracking import MLflowResource
+    from orchestration.store.privacy import pseudonymization_key
+    from orchestration.store.warehouse import Warehouse
 
     try:
         service = RecommendationService.from_champion(
-            WarehouseResource(home=args.home), MLflowResource(home=args.home), PrivacyResource().key())
+            Warehouse(home=args.home), MLflowTracking(home=args.home), pseudonymization_key())
     except (NoChampionError, FileNotFoundError) as error:
         print(f"{args.command} failed: {error}", file=sys.stderr)
         return 1
@@ -243,9 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _query_command(args)
 
     from orchestration.store.marts import MARTS_SCHEMA, format_summary, pipeline_summary
-    from orchestration.defs.resources import WarehouseResource
+    from orchestration.store.warehouse import Warehouse
 
-    warehouse = WarehouseResource()
+    warehouse = Warehouse()
     if args.command == "materialize":
         from orchestration.apps.runner import materialize
 

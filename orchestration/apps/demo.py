@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 
 from orchestration.store.marts import format_summary, pipeline_summary
-from orchestration.defs.resources import DataSourceResource, WarehouseResource
 from orchestration.apps.runner import materialize
+from orchestration.ingest.sources import source_kind
+from orchestration.store.warehouse import Warehouse
 
 
 def main() -> None:
-    warehouse = WarehouseResource()
-    source = DataSourceResource().kind()
+    warehouse = Warehouse()
+    source = source_kind()
     print(f"recsys demo: source={source}, state folder {warehouse.paths.home}")
     log_path = warehouse.paths.home / "logs" / "demo.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

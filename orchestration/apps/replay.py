@@ -183,8 +183,7 @@ class Replayer:
 
     def __init__(self, home: Path, run_config: dict[str, Any], log: Callable[[str], None] = print):
         from orchestration.apps.instance import ensure_dagster_home
-        from orchestration.defs.resources import WarehouseResource
-        from orchestration.registry.tracking import MLflowResource
+        from orchestration.defs.resources import MLflowResource, WarehouseResource
 
         self.home = home
         os.environ["RECSYS_HOME"] = str(home)

@@ -17,7 +17,8 @@ import pandas as pd
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from orchestration.defs.models import TRACKING_FILE, _artifacts, _load_models, _mlflow_name
+from orchestration.defs.models import TRACKING_FILE, phase_models
+from orchestration.registry.tracking import mlflow_metric_name
 from orchestration.defs.ranking import FEATURES_SPEC_FILE, FEATURES_TABLE, ranker_model
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle, write_bundle
 from orchestration.store.marts import read_interactions
@@ -40,8 +41,7 @@ from orchestration.registry.promotion import (
     record_refusal,
     check_states,
 )
-from orchestration.defs.resources import PromotionGateResource, WarehouseResource
-from orchestration.registry.tracking import MLflowResource
+from orchestration.defs.resources import MLflowResource, PromotionGateResource, WarehouseResource
 from recmodels.metrics import evaluate, topk_metrics
 from recmodels.ranking import LambdaRanker, purchase_events, rerank_topk
 from recmodels.recommender import TwoStageConfig, without_history_items
@@ -81,7 +81,7 @@ def _log_evaluation(mlflow: MLflowResource, model_folder: Path, metrics: pd.Data
     client = mlflow.client()
     headline = metrics[(metrics["segment"] == "all") & (metrics["metric"] == "ndcg") & (metrics["k"] == 10)]
     for row in headline.itertuples():
-        client.log_metric(run_id, f"eval_{row.split}_{row.variant}_{_mlflow_name(row.model)}_ndcg_10", row.value)
+        client.log_metric(run_id, f"eval_{row.split}_{row.variant}_{mlflow_metric_name(row.model)}_ndcg_10", row.value)
     with tempfile.TemporaryDirectory() as folder:
         metrics.to_csv(Path(folder) / "evaluation_metrics.csv", index=False)
         (Path(folder) / "ndcg_10.png").write_bytes(png)
@@ -101,14 +101,14 @@ def evaluation_metrics(
 ) -> dg.MaterializeResult:
     """Full-ranking metrics of every model and of SASRec + ranker on one split, history allowed and excluded,
     all rows and cold-item rows."""
-    paths = _artifacts(warehouse)
+    paths = warehouse.artifacts
     stored = load_split(paths.split_file)
     n_items = stored.split.n_items
     rows = []
     for phase in PHASES:
         _, _, eval_rows = stored.training(phase)
         cold = _cold_items(stored, phase, config.cold_max_train_events)
-        for name, model in _load_models(paths, stored, phase).items():
+        for name, model in phase_models(paths, stored, phase).items():
             for variant, exclude in (("allowed", False), ("excluded", True)):
                 results = evaluate(model.score, eval_rows, n_items, KS, exclude_history=exclude, cold_items=cold)
                 rows += metric_rows(name, phase, variant, results)
@@ -152,7 +152,7 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
     """SASRec, the baselines, the ranker, the feature spec and the item index as one registered MLflow version."""
     import mlflow as mlflow_api
 
-    paths = _artifacts(warehouse)
+    paths = warehouse.artifacts
     stored = load_split(paths.split_file)
     folders = {"sasrec": paths.sasrec_dir("test"), "baselines": paths.baselines_dir("test"),
                "ranker": paths.models_dir / "ranker"}
@@ -162,7 +162,7 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
     table = _test_metrics(warehouse)
     metrics = {name: float(value) for name, value in table.loc[TWO_STAGE].items() if pd.notna(value)}
     feature_spec = json.loads((paths.models_dir / FEATURES_SPEC_FILE).read_text())
-    config = TwoStageConfig(n_candidates=feature_spec["n_candidates"], recent_items=feature_spec["recent_items"])
+    config = TwoStageConfig.from_spec(feature_spec)
     data_version = stored.info["data_version"]
     info = {"data_version": data_version, "split": stored.split.name, "split_hash": stored.content_hash[:16],
             "test_cutoff": stored.info["test_cutoff"], "last_event": stored.info["last_event"], "test_metrics": metrics}
@@ -176,8 +176,8 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
             mlflow_api.log_params({"sources": ",".join(spec["sources"]), "n_candidates": config.n_candidates,
                                    "recent_items": config.recent_items, "features": len(spec["features"]),
                                    "split_hash": info["split_hash"]})
-            mlflow_api.log_metrics({f"test_{_mlflow_name(k)}": v for k, v in metrics.items()})
-            mlflow_api.log_metrics({f"test_ndcg_10_{_mlflow_name(name)}": float(value)
+            mlflow_api.log_metrics({f"test_{mlflow_metric_name(k)}": v for k, v in metrics.items()})
+            mlflow_api.log_metrics({f"test_ndcg_10_{mlflow_metric_name(name)}": float(value)
                                     for name, value in table["ndcg@10"].items() if name != TWO_STAGE})
             version = mlflow.register_folder(run, folder, BUNDLE_MODEL,
                                              tags={"data_version": data_version, "split_hash": info["split_hash"],
@@ -243,7 +243,7 @@ def promotion_decision(
     gate: PromotionGateResource,
 ) -> dg.MaterializeResult:
     """Moves the registry's ``champion`` alias to the new bundle, or records why not; one row per decision."""
-    paths = _artifacts(warehouse)
+    paths = warehouse.artifacts
     stored = load_split(paths.split_file)
     bundle_folder = paths.models_dir / "bundle"
     if not fit_on(bundle_folder, stored):

@@ -10,10 +10,8 @@ import hashlib
 import json
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -21,18 +19,10 @@ import pandas as pd
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from orchestration.store.embedding_cache import read_item_embeddings
 from orchestration.store.marts import mart_fingerprint, read_interactions
 from orchestration.store.reports import (
     KS,
-    markdown_image,
-    markdown_table,
-    metric_rows,
-    ndcg_chart_png,
-    report_table,
     sequence_rows,
-    split_cutoffs,
-    split_problem,
     top_candidates,
     write_table,
 )
@@ -40,36 +30,26 @@ from orchestration.store.model_files import (
     PHASES,
     ArtifactPaths,
     StoredSplit,
-    aligned_text_matrix,
-    fit_on,
-    load_baselines,
-    load_sasrec,
+    StaleModelsError,
+    load_phase_models,
     load_split,
+    read_text_matrix,
     replaced_folder,
-    save_baselines,
-    save_sasrec,
     save_split,
     write_lineage,
 )
-from orchestration.defs.resources import WarehouseResource
-from orchestration.registry.tracking import MLflowResource
-from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from orchestration.defs.resources import MLflowResource, WarehouseResource
+from orchestration.registry.tracking import mlflow_metric_name
+from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN, save_baselines
 from recmodels.metrics import evaluate
 from recmodels.sequences import SequenceConfig, build_sequences
-from recmodels.splits import temporal_split
+from recmodels.presets import PIPELINE
+from recmodels.splits import SplitWindows, split_cutoffs, split_problem, temporal_split
 
 REGISTERED_MODEL = "recsys-sasrec"
 SEQUENCES_TABLE = "ml.user_sequences"
 CANDIDATES_TABLE = "ml.candidate_scores"
 TRACKING_FILE = "mlflow.json"  # written into the local model folder only, after the folder is registered
-
-
-def _artifacts(warehouse: WarehouseResource) -> ArtifactPaths:
-    return ArtifactPaths(warehouse.paths.artifacts_dir)
-
-
-def _mlflow_name(metric: str) -> str:
-    return metric.replace("@", "_").replace("/", "_").replace("+", "_")  # MLflow names allow none of @ / +
 
 
 class UserSequencesConfig(dg.Config):
@@ -84,9 +64,11 @@ class UserSequencesConfig(dg.Config):
     collapse_repeats: bool = Field(
         default=SequenceConfig.collapse_repeats, description="Drop immediate repeats (a a b -> a b)."
     )
-    test_days: int = Field(default=30, description="Test window: the last N calendar days of the data.")
+    test_days: int = Field(
+        default=SplitWindows.test_days, description="Test window: the last N calendar days of the data."
+    )
     validation_days: int = Field(
-        default=30, description="Validation window: the N calendar days before the test window."
+        default=SplitWindows.validation_days, description="Validation window: the N calendar days before the test window."
     )
     seed: int = Field(default=SequenceConfig.seed, description="Seed of the order of events that share a timestamp.")
 
@@ -118,7 +100,7 @@ def user_sequences(
         "first_event": str(first), "last_event": str(last),
     }
     stored = StoredSplit(split, split.train_timestamps, split.train_for_test_timestamps, info)
-    split_file = _artifacts(warehouse).split_file
+    split_file = warehouse.artifacts.split_file
     content_hash = save_split(stored, split_file)
     rows = sequence_rows(sequences, keys, timestamps, split.item_ids, validation_cutoff, test_cutoff)
     with warehouse.connect() as con:
@@ -144,70 +126,74 @@ def user_sequences(
     )
 
 
-def _text_matrix(warehouse: WarehouseResource, item_ids: np.ndarray) -> tuple[np.ndarray, int]:
+def text_matrix(warehouse: WarehouseResource, item_ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """The item-text matrix in internal-id order, and how many items have a text (``read_text_matrix``)."""
     with warehouse.connect(read_only=True) as con:
-        embedded, vectors = read_item_embeddings(con)
-    return aligned_text_matrix(item_ids, embedded, vectors)
+        return read_text_matrix(con, item_ids)
 
 
 class SASRecModelConfig(dg.Config):
-    # Defaults sized for the demo's synthetic shop (about 30 s of CPU training); raise epochs and hidden_size
+    # Defaults: the library's PIPELINE preset, sized for the demo's synthetic shop; raise epochs and hidden_size
     # for real data.
     epochs: int = Field(
-        default=20, description="Upper bound on epochs; early stopping on validation NDCG@10 may end sooner."
+        default=PIPELINE.train.epochs,
+        description="Upper bound on epochs; early stopping on validation NDCG@10 may end sooner.",
     )
-    hidden_size: int = Field(default=32, description="Width of item, position and hidden vectors.")
-    num_layers: int | None = Field(default=None, description="Transformer blocks; default SASRecConfig's.")
-    num_heads: int | None = Field(
-        default=None, description="Attention heads (must divide hidden_size); default SASRecConfig's."
+    hidden_size: int = Field(default=PIPELINE.model.hidden_size, description="Width of item, position and hidden vectors.")
+    num_layers: int = Field(default=PIPELINE.model.num_layers, description="Transformer blocks.")
+    num_heads: int = Field(default=PIPELINE.model.num_heads, description="Attention heads (must divide hidden_size).")
+    dropout: float = Field(default=PIPELINE.model.dropout, description="Dropout rate.")
+    lr: float = Field(default=PIPELINE.train.lr, description="Peak AdamW learning rate.")
+    warmup_steps: int = Field(
+        default=PIPELINE.train.warmup_steps, description="Optimizer steps of linear learning-rate warm-up."
     )
-    dropout: float | None = Field(default=None, description="Dropout rate; default SASRecConfig's.")
-    lr: float = Field(default=5e-3, description="Peak AdamW learning rate.")
-    warmup_steps: int = Field(default=20, description="Optimizer steps of linear learning-rate warm-up.")
-    batch_size: int | None = Field(default=None, description="Training sequences per step; default TrainConfig's.")
-    patience: int = Field(default=5, description="Stop after this many epochs without a better validation NDCG@10.")
-    item_text: str = Field(default="id+text", description="Item representation: id, text or id+text (text-aware).")
+    batch_size: int = Field(default=PIPELINE.train.batch_size, description="Training sequences per step.")
+    patience: int = Field(
+        default=PIPELINE.train.patience, description="Stop after this many epochs without a better validation NDCG@10."
+    )
+    item_text: str = Field(
+        default=PIPELINE.model.item_text, description="Item representation: id, text or id+text (text-aware)."
+    )
     item_to_item: bool | None = Field(
         default=None,
         description="Add a learned item-to-item matrix to the Transformer's scores; null: on for catalogues up to "
         "20,000 items (it holds a weight per item pair).",
     )
-    # Off by default: customers re-buy, the offset does not lift SASRec on customer sequences, and on the demo's
-    # shop it lowered the re-ranked NDCG@10 from 0.4277 to 0.3942. It is for basket or session sequences.
+    # Off: customers re-buy, the offset does not lift SASRec on customer sequences, and on the demo's shop it
+    # lowered the re-ranked NDCG@10 from 0.4277 to 0.3942. It is for basket or session sequences.
     history_bias: bool = Field(
-        default=False,
+        default=PIPELINE.model.history_bias,
         description="Learn a logit offset for items already in the history (shared plus per item): a penalty where "
         "lines rarely repeat (baskets, sessions), a bonus where customers re-buy. One weight per item.",
     )
     set_targets: bool = Field(
-        default=False,
+        default=PIPELINE.train.set_targets,
         description="Train each position against every unseen item of the next basket, not only the one recorded "
         "next (items bought at one time have no true order).",
     )
-    device: str | None = Field(default=None, description="cpu, cuda, cuda:1...; default CUDA when available.")
-    # A model this small gains little from intra-op threads, and on a machine whose cores are busy they spin
-    # against each other (10x slower epochs were measured on 2 shared cores), hence 1.
-    num_threads: int | None = Field(default=1, description="CPU threads for training; null: every core.")
-    seed: int | None = Field(default=None, description="Seed of init, shuffling and dropout; default TrainConfig's.")
+    device: str | None = Field(
+        default=PIPELINE.train.device, description="cpu, cuda, cuda:1...; null: CUDA when available."
+    )
+    num_threads: int | None = Field(
+        default=PIPELINE.train.num_threads, description="CPU threads for training; null: every core."
+    )
+    seed: int = Field(default=PIPELINE.train.seed, description="Seed of init, shuffling and dropout.")
 
     def to_configs(self, max_length: int, text_dim: int | None, n_items: int):
-        from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS, SASRecConfig
-        from recmodels.training import TrainConfig
+        """The library's configs for this run; ``text_dim`` is None when there is no text matrix."""
+        from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS
 
         item_to_item = n_items <= ITEM_TO_ITEM_MAX_ITEMS if self.item_to_item is None else self.item_to_item
-
-        def given(**values):
-            return {name: value for name, value in values.items() if value is not None}
-
-        model = SASRecConfig(**given(
-            hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads, dropout=self.dropout,
-            max_length=max_length, item_text=self.item_text, text_dim=text_dim, item_to_item=item_to_item,
-            history_bias=self.history_bias,
-        ))
-        train = TrainConfig(**given(
-            epochs=self.epochs, lr=self.lr, warmup_steps=self.warmup_steps, batch_size=self.batch_size,
+        model = replace(
+            PIPELINE.model, hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads,
+            dropout=self.dropout, max_length=max_length, item_text=self.item_text, item_to_item=item_to_item,
+            history_bias=self.history_bias, **({} if text_dim is None else {"text_dim": text_dim}),
+        )
+        train = replace(
+            PIPELINE.train, epochs=self.epochs, lr=self.lr, warmup_steps=self.warmup_steps, batch_size=self.batch_size,
             patience=self.patience, device=self.device, num_threads=self.num_threads, seed=self.seed,
-        ), set_targets=self.set_targets, show_progress=sys.stderr.isatty())
+            set_targets=self.set_targets, show_progress=sys.stderr.isatty(),
+        )
         return model, train
 
 
@@ -239,12 +225,13 @@ def sasrec_model(
     """Text-aware SASRec: early-stopped on validation, refit up to the best epoch, registered in MLflow."""
     import mlflow as mlflow_api
 
-    from recmodels.training import train_sasrec
+    from recmodels import sasrec
+    from recmodels.training import fit_then_refit
 
-    paths = _artifacts(warehouse)
+    paths = warehouse.artifacts
     stored = load_split(paths.split_file)
     split = stored.split
-    text, items_with_text = _text_matrix(warehouse, split.item_ids) if config.item_text != "id" else (None, 0)
+    text, items_with_text = text_matrix(warehouse, split.item_ids) if config.item_text != "id" else (None, 0)
     model_config, train_config = config.to_configs(stored.info["sequence_config"]["max_length"],
                                                    None if text is None else text.shape[1], split.n_items)
     checkpoints = paths.checkpoint_dir(_checkpoint_key(stored, model_config, train_config))
@@ -262,30 +249,26 @@ def sasrec_model(
             "split.key": stored.info["sequence_config"]["key"], "split.hash": stored.content_hash[:16],
             "items": split.n_items, "items_with_text": items_with_text,
         })
-        started = time.perf_counter()
-        # Timestamps let training re-draw the arbitrary order of items bought in one basket at one time.
-        selected, selection = train_sasrec(split.train, split.n_items, model_config, train_config, validate=validate,
-                                           item_text_embeddings=text, checkpoint_dir=checkpoints / "validation",
-                                           train_timestamps=stored.train_times)
-        # The refit sees one more month of data for exactly as many epochs as validation chose: no test peeking.
-        model, refit = train_sasrec(split.train_for_test, split.n_items, model_config,
-                                    replace(train_config, epochs=selection.best_epoch),
-                                    item_text_embeddings=text, checkpoint_dir=checkpoints / "test",
-                                    train_timestamps=stored.train_for_test_times)
-        train_s = time.perf_counter() - started
+        # Timestamps let training re-draw the arbitrary order of items bought in one basket at one time. The refit
+        # sees one more month of data for exactly as many epochs as validation chose: no test peeking.
+        fit = fit_then_refit(split.train, split.train_for_test, split.n_items, model_config, train_config, validate,
+                             item_text_embeddings=text, checkpoint_dir=checkpoints,
+                             train_timestamps=stored.train_times, refit_timestamps=stored.train_for_test_times)
+        selected, model, selection, refit = fit.selected, fit.model, fit.selection, fit.refit
+        train_s = fit.selection_s + fit.refit_s
         test = evaluate(model.score, split.test, split.n_items, KS)
         client = mlflow.client()
         _log_epochs(client, run.info.run_id, selection, refit)
         mlflow_api.log_metrics({
             "best_epoch": selection.best_epoch, "refit_epochs": len(refit.epochs), "best_val_ndcg_10": selection.best_metric,
             "time_to_best_s": selection.time_to_best_s, "train_s": train_s,
-            **{f"test_{_mlflow_name(k)}": v for k, v in test.items() if k != "n_rows"},
+            **{f"test_{mlflow_metric_name(k)}": v for k, v in test.items() if k != "n_rows"},
         })
         with replaced_folder(paths.sasrec_dir("validation")) as folder:
-            save_sasrec(selected, folder, split.item_ids, text)
+            sasrec.save(selected, folder, split.item_ids)
             write_lineage(folder, stored)
         with replaced_folder(paths.sasrec_dir("test")) as folder:
-            save_sasrec(model, folder, split.item_ids, text)
+            sasrec.save(model, folder, split.item_ids)
             write_lineage(folder, stored)
             version = mlflow.register_folder(run, folder, REGISTERED_MODEL, tags={"data_version": data_version})
             tracking = {"run_id": run.info.run_id, "model": REGISTERED_MODEL, "version": int(version.version)}
@@ -356,9 +339,9 @@ def baseline_models(
     context: AssetExecutionContext, config: BaselineModelsConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Popularity, recent popularity, buy-again, item-kNN and text-kNN, fit on the same split as SASRec."""
-    paths = _artifacts(warehouse)
+    paths = warehouse.artifacts
     stored = load_split(paths.split_file)
-    text, items_with_text = _text_matrix(warehouse, stored.split.item_ids)
+    text, items_with_text = text_matrix(warehouse, stored.split.item_ids)
     fit_seconds = {}
     for phase in PHASES:
         models, fit_seconds[phase] = _fit_baselines(config, stored, phase, text)
@@ -377,14 +360,12 @@ def baseline_models(
     )
 
 
-def _load_models(paths: ArtifactPaths, stored: StoredSplit, phase: str) -> dict:
-    """Every model of ``phase`` by name, SASRec first; refuses models fit on another split."""
-    folders = {"sasrec_model": paths.sasrec_dir(phase), "baseline_models": paths.baselines_dir(phase)}
-    stale = [asset for asset, folder in folders.items() if folder.exists() and not fit_on(folder, stored)]
-    if stale:
-        raise dg.Failure(f"{' and '.join(stale)} were fit on another split than user_sequences holds now: "
-                         "materialize them again.")
-    return {"sasrec": load_sasrec(folders["sasrec_model"])[0], **load_baselines(folders["baseline_models"])}
+def phase_models(paths: ArtifactPaths, stored: StoredSplit, phase: str) -> dict:
+    """Every model of ``phase`` by name, SASRec first; a Dagster failure for models fit on another split."""
+    try:
+        return load_phase_models(paths, stored, phase)
+    except StaleModelsError as error:
+        raise dg.Failure(str(error)) from error
 
 
 class CandidateScoresConfig(dg.Config):
@@ -396,9 +377,9 @@ def candidate_scores(
     context: AssetExecutionContext, config: CandidateScoresConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Top-K items per test customer from SASRec and every baseline, one long table for the re-ranker."""
-    paths = _artifacts(warehouse)
+    paths = warehouse.artifacts
     stored = load_split(paths.split_file)
-    models = _load_models(paths, stored, "test")
+    models = phase_models(paths, stored, "test")
     split = stored.split
     candidates = pd.concat(
         [top_candidates(name, model.score, split.test, split.item_ids, config.top_k) for name, model in models.items()],

@@ -13,7 +13,7 @@ import pandas as pd
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from orchestration.defs.models import _artifacts, _load_models, _text_matrix, baseline_models, sasrec_model
+from orchestration.defs.models import baseline_models, phase_models, sasrec_model, text_matrix
 from orchestration.store.marts import read_interactions
 from orchestration.store.reports import KS, importance_chart_png, markdown_image, markdown_table, write_table
 from orchestration.store.model_files import PHASES, load_split, replaced_folder, write_lineage
@@ -23,11 +23,9 @@ from recmodels.metrics import ranking_metrics
 from recmodels.ranking import (
     LambdaRanker,
     RankerConfig,
-    candidate_labels,
     candidate_recall,
-    compute_features,
     future_event_rows,
-    generate_candidates,
+    labelled_candidates,
     leak_suspects,
     purchase_events,
     ranker_feature_names,
@@ -53,25 +51,24 @@ def ranker_features(
     context: AssetExecutionContext, config: RankerFeaturesConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Candidates of every model for the validation and test customers, with features as of each cut-off."""
-    paths = _artifacts(warehouse)
+    paths = warehouse.artifacts
     stored = load_split(paths.split_file)
     split = stored.split
-    text, _ = _text_matrix(warehouse, split.item_ids)
+    text, _ = text_matrix(warehouse, split.item_ids)
     with warehouse.connect(read_only=True) as con:
         interactions = read_interactions(con)
     events = purchase_events(interactions, split.item_ids)
     frames, recall = [], {}
     for phase in PHASES:
         _, _, rows = stored.training(phase)
-        models = _load_models(paths, stored, phase)
-        candidates = generate_candidates({name: m.score for name, m in models.items()}, rows.histories,
-                                         config.n_candidates)
-        features = compute_features(candidates, rows.keys, events, stored.info[f"{phase}_cutoff"], item_text=text,
-                                    recent_items=config.recent_items)
+        models = phase_models(paths, stored, phase)
+        features, labels = labelled_candidates({name: m.score for name, m in models.items()}, rows, events,
+                                               stored.info[f"{phase}_cutoff"], n_candidates=config.n_candidates,
+                                               item_text=text, recent_items=config.recent_items)
         features.insert(0, "phase", phase)
         features.insert(1, "user_key", rows.keys[features["row"].to_numpy()])
         features["cutoff"] = pd.Timestamp(stored.info[f"{phase}_cutoff"])
-        features["label"] = candidate_labels(features, rows.targets)
+        features["label"] = labels
         recall[phase] = candidate_recall(features, rows.targets)
         frames.append(features)
     table = pd.concat(frames, ignore_index=True)
@@ -100,7 +97,7 @@ def ranker_features_expectations(warehouse: WarehouseResource) -> dg.AssetCheckR
     """No NaN where not allowed, value ranges, a candidate list for every eligible customer, no event at or after
     the cut-off in any feature, and no feature that alone gives the label away (a leak)."""
     table = _read_features(warehouse)
-    stored = load_split(_artifacts(warehouse).split_file)
+    stored = load_split(warehouse.artifacts.split_file)
     names = ranker_feature_names(table)
     outcome = validate_frame(table, ranker_input_suite(names))
     problems = [] if outcome.success else [outcome.summary()]
@@ -144,7 +141,7 @@ def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, ware
                  ) -> dg.MaterializeResult:
     """LambdaMART (an average of ``n_models``) on the validation window's candidates; its test-window re-ranking
     is scored here too."""
-    paths = _artifacts(warehouse)
+    paths = warehouse.artifacts
     stored = load_split(paths.split_file)
     table = _read_features(warehouse)
     names = ranker_feature_names(table)

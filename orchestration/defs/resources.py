@@ -1,30 +1,34 @@
-"""Dagster resources: where the warehouse is and which data source feeds it.
+"""Dagster resources: where the warehouse and the MLflow store are, and which data source feeds them.
 
-Every setting can come from resource config (UI launchpad, tests) and falls back to the
-environment (``RECSYS_HOME``, ``RECSYS_SOURCE``, ``RECSYS_DATA``, ``RECSYS_PSEUDONYMIZATION_KEY``)
-when the resource is used, never when this module is imported.
+Each resource is the configurable face of a plain class or function (``store.warehouse.Warehouse``,
+``registry.tracking.MLflowTracking``, ``ingest.sources``, ``store.privacy``), which the serving app and the CLI
+use without Dagster. Every setting can come from resource config (UI launchpad, tests) and falls back to the
+environment (``RECSYS_HOME``, ``MLFLOW_TRACKING_URI``, ``RECSYS_SOURCE``, ``RECSYS_DATA``,
+``RECSYS_PSEUDONYMIZATION_KEY``) when the resource is used, never when this module is imported.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
 import pandas as pd
 from pydantic import Field
 
-from orchestration.store.paths import RecsysPaths, recsys_paths
+from orchestration.ingest.sources import source_data_path, source_kind
+from orchestration.registry.tracking import MLflowTracking
+from orchestration.store.model_files import ArtifactPaths
+from orchestration.store.paths import RecsysPaths
+from orchestration.store.privacy import pseudonymization_key
+from orchestration.store.warehouse import Warehouse
 
 if TYPE_CHECKING:
     from recmodels.text_encoder import EncoderConfig, TextEncoder
-
-SOURCE_KINDS = ("synthetic", "online_retail", "generic")
-DEV_PSEUDONYMIZATION_KEY = "recsys-dev-key"
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -32,27 +36,59 @@ class WarehouseResource(dg.ConfigurableResource):
 
     home: str | None = Field(default=None, description="State folder; default $RECSYS_HOME or ./.recsys.")
 
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.home)
+
     @property
     def paths(self) -> RecsysPaths:
-        return recsys_paths(self.home).ensure()
+        return self.warehouse().paths
 
     @property
     def path(self) -> Path:
-        return self.paths.warehouse
+        return self.warehouse().path
+
+    @property
+    def artifacts(self) -> ArtifactPaths:
+        return self.warehouse().artifacts
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        if read_only and not self.path.exists():
-            raise FileNotFoundError(f"The warehouse {self.path} does not exist yet: materialize the ingest assets first.")
-        con = duckdb.connect(str(self.path), read_only=read_only)
-        try:
+        with self.warehouse().connect(read_only) as con:
             yield con
-        finally:
-            con.close()
 
     def read_table(self, relation: str) -> pd.DataFrame:
-        with self.connect(read_only=True) as con:
-            return con.sql(f"select * from {relation}").df()
+        return self.warehouse().read_table(relation)
+
+
+class MLflowResource(dg.ConfigurableResource):
+    """Where runs, metrics, artifacts and registered models go (default: SQLite + folder under RECSYS_HOME)."""
+
+    home: str | None = Field(default=None, description="State folder; default $RECSYS_HOME or ./.recsys.")
+    tracking_uri: str | None = Field(
+        default=None, description="Any MLflow tracking URI; default $MLFLOW_TRACKING_URI, else SQLite under RECSYS_HOME."
+    )
+    experiment: str = Field(default="recsys", description="MLflow experiment that every training run joins.")
+
+    def tracking(self) -> MLflowTracking:
+        return MLflowTracking(self.home, self.tracking_uri, self.experiment)
+
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking().resolved_tracking_uri()
+
+    def client(self) -> Any:
+        return self.tracking().client()
+
+    def experiment_id(self) -> str:
+        return self.tracking().experiment_id()
+
+    @contextmanager
+    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+        with self.tracking().start_run(run_name, tags) as run:
+            yield run
+
+    def register_folder(self, run: Any, folder: Path, model_name: str, tags: Mapping[str, str] | None = None) -> Any:
+        """Log ``folder`` as the run's ``model`` artifact and register it as a new version of ``model_name``."""
+        return self.tracking().register_folder(run, folder, model_name, tags)
 
 
 class DataSourceResource(dg.ConfigurableResource):
@@ -66,14 +102,10 @@ class DataSourceResource(dg.ConfigurableResource):
     synthetic_seed: int | None = Field(default=None, description="Synthetic shop: random seed.")
 
     def kind(self) -> str:
-        kind = (self.source or os.environ.get("RECSYS_SOURCE") or "synthetic").strip().lower()
-        if kind not in SOURCE_KINDS:
-            raise ValueError(f"Unknown data source {kind!r} (from config or RECSYS_SOURCE); expected one of {', '.join(SOURCE_KINDS)}.")
-        return kind
+        return source_kind(self.source)
 
     def data_path(self) -> Path | None:
-        value = self.data or os.environ.get("RECSYS_DATA")
-        return Path(value).expanduser().resolve() if value else None
+        return source_data_path(self.data)
 
     def synthetic_overrides(self) -> dict[str, int]:
         fields = {
@@ -93,7 +125,7 @@ class PrivacyResource(dg.ConfigurableResource):
     )
 
     def key(self) -> str:
-        return self.pseudonymization_key or os.environ.get("RECSYS_PSEUDONYMIZATION_KEY") or DEV_PSEUDONYMIZATION_KEY
+        return pseudonymization_key(self.pseudonymization_key)
 
 
 class PromotionGateResource(dg.ConfigurableResource):

@@ -8,9 +8,8 @@ from pydantic import Field
 
 from orchestration.defs.evaluation import promotion_decision
 from orchestration.store.reports import frame_markdown, write_table
-from orchestration.defs.resources import PrivacyResource, WarehouseResource
+from orchestration.defs.resources import MLflowResource, PrivacyResource, WarehouseResource
 from orchestration.serving.service import NoChampionError, RecommendationService
-from orchestration.registry.tracking import MLflowResource
 
 RECOMMENDATIONS_TABLE = "ml.user_recommendations"
 

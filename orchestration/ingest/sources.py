@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,22 @@ import duckdb
 
 from orchestration.ingest import IngestError, LoadResult, ensure_raw_schema, load_items, load_online_retail, load_source
 from orchestration.ingest.synthetic import SyntheticShopConfig, SyntheticShopFiles, write_synthetic_shop
+
+SOURCE_KINDS = ("synthetic", "online_retail", "generic")
+
+
+def source_kind(configured: str | None = None) -> str:
+    """``configured``, else ``$RECSYS_SOURCE``, else synthetic; one of ``SOURCE_KINDS``."""
+    kind = (configured or os.environ.get("RECSYS_SOURCE") or "synthetic").strip().lower()
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"Unknown data source {kind!r} (from config or RECSYS_SOURCE); expected one of {', '.join(SOURCE_KINDS)}.")
+    return kind
+
+
+def source_data_path(configured: str | None = None) -> Path | None:
+    """The file or folder to ingest: ``configured``, else ``$RECSYS_DATA``; None when neither is set."""
+    value = configured or os.environ.get("RECSYS_DATA")
+    return Path(value).expanduser().resolve() if value else None
 
 
 def synthetic_config(overrides: dict[str, int] | None = None) -> SyntheticShopConfig:

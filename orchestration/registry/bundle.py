@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchestration.store.model_files import load_baselines, load_sasrec
 from orchestration.registry.promotion import BUNDLE_MODEL
 from orchestration.store.paths import RecsysPaths
 from recmodels.ranking import LambdaRanker
@@ -56,7 +55,9 @@ def write_bundle(
     """Copy the three model folders into ``folder`` and write the item index and the spec; returns the spec."""
     for name, source in (("sasrec", sasrec_dir), ("baselines", baselines_dir), ("ranker", ranker_dir)):
         shutil.copytree(source, folder / name)
-    _, item_ids = load_sasrec(folder / "sasrec", device="cpu")
+    from recmodels import sasrec  # torch loads with a model, not when the Definitions load
+
+    item_ids = sasrec.load_item_ids(folder / "sasrec")
     pd.DataFrame({"internal_id": np.arange(1, len(item_ids) + 1), "item_id": item_ids}).to_csv(
         folder / ITEM_INDEX_FILE, index=False)
     sources = ["sasrec", *json.loads((folder / "baselines" / "index.json").read_text())["models"]]
@@ -75,12 +76,15 @@ def load_bundle(folder: Path, device: str | None = "cpu") -> Bundle:
     spec = json.loads(spec_file.read_text())
     if spec.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{spec_file} has format_version {spec.get('format_version')}, this code reads {FORMAT_VERSION}")
-    sasrec, item_ids = load_sasrec(folder / "sasrec", device=device)
-    models = {"sasrec": sasrec, **load_baselines(folder / "baselines")}
+    from recmodels import sasrec
+    from recmodels.baselines import load_baselines
+
+    item_ids = sasrec.load_item_ids(folder / "sasrec")
+    models = {"sasrec": sasrec.load(folder / "sasrec", device=device), **load_baselines(folder / "baselines")}
     sources = {name: models[name].score for name in spec["sources"]}
     text_file = folder / "sasrec" / "item_text.npy"
     item_text = np.load(text_file, allow_pickle=False) if text_file.exists() else None
-    config = TwoStageConfig(n_candidates=spec["n_candidates"], recent_items=spec["recent_items"])
+    config = TwoStageConfig.from_spec(spec)
     recommender = TwoStageRecommender(sources, LambdaRanker.load(folder / "ranker"), config, item_text=item_text)
     return Bundle(recommender, item_ids, spec, folder, models)
 

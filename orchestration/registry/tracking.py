@@ -10,23 +10,25 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import dagster as dg
-from pydantic import Field
 
 from orchestration.store.paths import recsys_paths
 
 
-class MLflowResource(dg.ConfigurableResource):
-    """Where runs, metrics, artifacts and registered models go (default: SQLite + folder under RECSYS_HOME)."""
+@dataclass(frozen=True)
+class MLflowTracking:
+    """Where runs, metrics, artifacts and registered models go (default: SQLite + folder under RECSYS_HOME).
 
-    home: str | None = Field(default=None, description="State folder; default $RECSYS_HOME or ./.recsys.")
-    tracking_uri: str | None = Field(
-        default=None, description="Any MLflow tracking URI; default $MLFLOW_TRACKING_URI, else SQLite under RECSYS_HOME."
-    )
-    experiment: str = Field(default="recsys", description="MLflow experiment that every training run joins.")
+    ``home``: the state folder (None: ``$RECSYS_HOME`` or ./.recsys); ``tracking_uri``: any MLflow tracking URI
+    (None: ``$MLFLOW_TRACKING_URI``, else SQLite under ``home``); ``experiment``: the one every training run joins.
+    Both defaults are read when used, never when this object is built.
+    """
+
+    home: str | None = None
+    tracking_uri: str | None = None
+    experiment: str = "recsys"
 
     def resolved_tracking_uri(self) -> str:
         if self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
@@ -39,8 +41,8 @@ class MLflowResource(dg.ConfigurableResource):
 
         users_setting = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(self.resolved_tracking_uri())
-        # set_tracking_uri also exports MLFLOW_TRACKING_URI; put the user's value back, or the next resource in
-        # this process (another RECSYS_HOME) would mistake ours for a user's choice.
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI; put the user's value back, or the next tracking
+        # object in this process (another RECSYS_HOME) would mistake ours for a user's choice.
         if users_setting is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
@@ -79,3 +81,8 @@ class MLflowResource(dg.ConfigurableResource):
         return client.create_model_version(
             model_name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=dict(tags or {})
         )
+
+
+def mlflow_metric_name(metric: str) -> str:
+    """``metric`` as an MLflow metric name, which allows none of ``@``, ``/`` and ``+`` (``ndcg@10`` -> ``ndcg_10``)."""
+    return metric.replace("@", "_").replace("/", "_").replace("+", "_")

@@ -27,7 +27,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS, current_champion
+from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.service import MAX_K, RecommendationService
+from orchestration.store.privacy import pseudonymization_key
+from orchestration.store.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +160,7 @@ class ChampionHolder:
         self.warehouse = warehouse
         self.key = pseudonymization_key
         self.reload_seconds = max(float(reload_seconds), 0.0)
-        self.client = mlflow.client()  # one client: MLflowResource.client() re-sets MLflow's global tracking URI
+        self.client = mlflow.client()  # one client: MLflowTracking.client() re-sets MLflow's global tracking URI
         self.current: Served | None = None
         self.problem: str | None = None  # why the last check loaded nothing (no champion, a failed load)
         self._checking = threading.Lock()  # held while a check runs; a second one is skipped, not queued
@@ -304,12 +307,10 @@ def _message(error: Exception) -> str:
 
 def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
     """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys)."""
-    from orchestration.defs.resources import PrivacyResource, WarehouseResource
-    from orchestration.registry.tracking import MLflowResource
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        holder = ChampionHolder(WarehouseResource(home=home), MLflowResource(home=home), PrivacyResource().key(),
+        holder = ChampionHolder(Warehouse(home=home), MLflowTracking(home=home), pseudonymization_key(),
                                 reload_seconds)
         holder.refresh()  # before the first request; without a champion the app starts and answers 503
         app.state.champion = holder

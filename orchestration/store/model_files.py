@@ -1,15 +1,14 @@
 """What the model assets hand to each other on disk, under ``RECSYS_HOME/artifacts``, in safe formats only.
 
-Plain functions (no Dagster). A split is one ``.npz`` of flat arrays plus offsets, read with
-``allow_pickle=False``; SASRec is its own state dict + JSON config plus the item ids and the frozen text matrix
-it was trained with, so a registered model scores without the warehouse; a baseline is its fitted arrays
-(``.npz``) and options (JSON). Folders are filled aside and swapped in by rename, so a crashed run never
-leaves half a model where the next asset reads one.
+Plain functions (no Dagster): where each asset writes (``ArtifactPaths``), which split a model folder was
+fit on (lineage), the text matrix a model reads, and folders filled aside and swapped in by rename, so a
+crashed run never leaves half a model where the next asset reads one. Each model writes its own files
+(``recmodels.sasrec.save``, ``recmodels.baselines.save_baselines``, ``LambdaRanker.save``), in safe formats
+only: no pickles. A split is one ``.npz`` of flat arrays plus offsets, read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -19,19 +18,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from orchestration.store.embedding_cache import read_item_embeddings
 from recmodels.splits import EvalSet, Split
 
-if TYPE_CHECKING:  # torch loads only when a model is saved or loaded, not when the Definitions load
-    from recmodels.sasrec import SASRec
-
-BASELINE_CLASSES = {cls.__name__: cls for cls in (MostPopular, RecentPopular, BuyAgain, ItemKNN, TextKNN)}
 LINEAGE_FILE = "lineage.json"
 PHASES = ("validation", "test")  # models fit on split.train score validation; on split.train_for_test, test
 
@@ -190,70 +185,28 @@ def fit_on(folder: Path, split: StoredSplit) -> bool:
     return lineage_file.exists() and json.loads(lineage_file.read_text())["split_hash"] == split.content_hash
 
 
-def save_sasrec(model: SASRec, folder: Path, item_ids: np.ndarray, item_text: np.ndarray | None) -> Path:
-    """``sasrec.save``'s files plus ``item_ids.json`` (internal id i + 1 <-> entry i) and ``item_text.npy``."""
-    from recmodels import sasrec
-
-    sasrec.save(model, folder)
-    (folder / "item_ids.json").write_text(json.dumps([str(item) for item in item_ids]) + "\n")
-    if model.config.uses_text:
-        np.save(folder / "item_text.npy", np.asarray(item_text, dtype=np.float32))
-    return folder
+def read_text_matrix(con: duckdb.DuckDBPyConnection, item_ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """``aligned_text_matrix`` of the embeddings in the warehouse behind ``con``."""
+    embedded, vectors = read_item_embeddings(con)
+    return aligned_text_matrix(item_ids, embedded, vectors)
 
 
-def load_sasrec(folder: Path, device: str | None = None) -> tuple[SASRec, np.ndarray]:
-    """(model in eval mode, external item ids in internal order) from a ``save_sasrec`` folder."""
-    from recmodels import sasrec
-
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"{folder} holds no SASRec model: materialize the sasrec_model asset first.")
-    text_file = folder / "item_text.npy"
-    item_text = np.load(text_file, allow_pickle=False) if text_file.exists() else None
-    model = sasrec.load(folder, item_text_embeddings=item_text, device=device)
-    return model, np.asarray(json.loads((folder / "item_ids.json").read_text()), dtype=str)
+class StaleModelsError(RuntimeError):
+    """A model folder was fit on another split than the one stored now."""
 
 
-def save_baselines(models: dict[str, Any], folder: Path, info: dict[str, Any]) -> None:
-    """Per baseline ``{name}.json`` (class, options) and ``{name}.npz`` (fitted arrays); ``index.json`` lists
-    them in order, with ``info``."""
-    for name, model in models.items():
-        options, state, arrays = {}, {}, {}
-        for field in dataclasses.fields(model):
-            value = getattr(model, field.name)
-            if field.init:
-                options[field.name] = value
-            elif sp.issparse(value):
-                csr = value.tocsr()
-                arrays.update({f"{field.name}.data": csr.data, f"{field.name}.indices": csr.indices,
-                               f"{field.name}.indptr": csr.indptr, f"{field.name}.shape": np.asarray(csr.shape)})
-            elif isinstance(value, np.ndarray):
-                arrays[field.name] = value
-            else:
-                state[field.name] = value
-        spec = {"class": type(model).__name__, "options": options, "state": state}
-        (folder / f"{name}.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        np.savez(folder / f"{name}.npz", **arrays)
-    (folder / "index.json").write_text(json.dumps({"models": list(models), **info}, indent=2) + "\n")
+def load_phase_models(paths: ArtifactPaths, stored: StoredSplit, phase: str) -> dict[str, Any]:
+    """Every model of ``phase`` by name, SASRec first; refuses models fit on another split than ``stored``."""
+    from recmodels import sasrec  # torch loads when a model does, not when the Definitions load
+    from recmodels.baselines import load_baselines
 
-
-def load_baselines(folder: Path) -> dict[str, Any]:
-    """The fitted baselines of a ``save_baselines`` folder, by name, in the order they were saved."""
-    if not (folder / "index.json").exists():
-        raise FileNotFoundError(f"{folder} holds no baselines: materialize the baseline_models asset first.")
-    return {name: _load_baseline(folder, name) for name in json.loads((folder / "index.json").read_text())["models"]}
-
-
-def _load_baseline(folder: Path, name: str) -> Any:
-    spec = json.loads((folder / f"{name}.json").read_text())
-    model = BASELINE_CLASSES[spec["class"]](**spec["options"])
-    with np.load(folder / f"{name}.npz", allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    for key, value in spec["state"].items():
-        setattr(model, key, value)
-    for key in {key.split(".")[0] for key in arrays}:
-        if key in arrays:
-            setattr(model, key, arrays[key])
-        else:
-            parts = (arrays[f"{key}.data"], arrays[f"{key}.indices"], arrays[f"{key}.indptr"])
-            setattr(model, key, sp.csr_matrix(parts, shape=tuple(arrays[f"{key}.shape"])))
-    return model
+    folders = {"sasrec_model": paths.sasrec_dir(phase), "baseline_models": paths.baselines_dir(phase)}
+    missing = [asset for asset, folder in folders.items() if not folder.exists()]
+    if missing:
+        raise FileNotFoundError(f"No {phase} models of {' and '.join(missing)} under {paths.models_dir}: "
+                                "materialize them first.")
+    stale = [asset for asset, folder in folders.items() if not fit_on(folder, stored)]
+    if stale:
+        raise StaleModelsError(f"{' and '.join(stale)} were fit on another split than user_sequences holds now: "
+                               "materialize them again.")
+    return {"sasrec": sasrec.load(folders["sasrec_model"]), **load_baselines(folders["baseline_models"])}

@@ -58,3 +58,16 @@ def recsys_paths(home: str | os.PathLike | None = None) -> RecsysPaths:
     """Paths under ``home``, else ``$RECSYS_HOME``, else ``./.recsys``; always absolute."""
     chosen = home or os.environ.get("RECSYS_HOME") or DEFAULT_HOME
     return RecsysPaths(Path(chosen).expanduser().resolve())
+
+
+def env_float(name: str, default: float) -> float:
+    """``$name`` as a number, ``default`` when unset or blank; a clear error when it is not a number."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number (default {default:g}).") from None
+
+

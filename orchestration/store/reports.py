@@ -1,4 +1,4 @@
-"""Plain helpers of the model assets (no Dagster): split cut-offs, warehouse rows and the evaluation report."""
+"""Plain helpers of the model assets (no Dagster): warehouse rows and the evaluation report."""
 
 from __future__ import annotations
 
@@ -11,39 +11,10 @@ import numpy as np
 import pandas as pd
 
 from recmodels.metrics import topk_from_scores
-from recmodels.splits import EvalSet, Split
+from recmodels.splits import EvalSet
 
 REPORT_COLUMNS = ("recall@10", "ndcg@10", "hr@10", "mrr", "recall@50", "ndcg@50", "coverage@10")
 KS = (10, 20, 50)
-
-
-def split_cutoffs(last_event, test_days: int, validation_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """(validation_cutoff, test_cutoff) at midnight: the test window is the last ``test_days`` calendar days
-    of the data (the day of ``last_event`` included), the validation window the ``validation_days`` before."""
-    if test_days < 1 or validation_days < 1:
-        raise ValueError(f"test_days and validation_days must be >= 1, got {test_days} and {validation_days}")
-    end = pd.Timestamp(last_event).normalize() + pd.Timedelta(days=1)
-    test_cutoff = end - pd.Timedelta(days=test_days)
-    return test_cutoff - pd.Timedelta(days=validation_days), test_cutoff
-
-
-def split_problem(split: Split, n_events: int, first_event, last_event, validation_cutoff, test_cutoff) -> str | None:
-    """Why ``split`` cannot train and evaluate a model, in one paragraph; None when it can."""
-    trainable = sum(len(s) >= 2 for s in split.train)
-    counts = {
-        "training sequences with 2+ items before the validation cut-off": trainable,
-        "validation rows": len(split.validation),
-        "test rows": len(split.test),
-    }
-    empty = [name for name, count in counts.items() if count == 0]
-    if not empty:
-        return None
-    return (
-        f"Too few events to split: {n_events:,} purchase events of known customers from {first_event} to {last_event}; "
-        f"validation cut-off {validation_cutoff:%Y-%m-%d}, test cut-off {test_cutoff:%Y-%m-%d} give "
-        + ", ".join(f"{count:,} {name}" for name, count in counts.items())
-        + f". Missing: {', '.join(empty)}. Shorten test_days / validation_days or load more history."
-    )
 
 
 def write_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:

@@ -8,8 +8,7 @@ import duckdb
 import pytest
 
 from orchestration.apps.cli import main
-from orchestration.store.privacy import pseudonymize
-from orchestration.defs.resources import DEV_PSEUDONYMIZATION_KEY
+from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 
 
 

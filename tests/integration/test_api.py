@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestration.serving.api import create_app
-from orchestration.store.privacy import pseudonymize
+from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, promote, rollback
-from orchestration.defs.resources import DEV_PSEUDONYMIZATION_KEY, WarehouseResource
+from orchestration.store.warehouse import Warehouse
 from orchestration.serving.service import RecommendationService
-from orchestration.registry.tracking import MLflowResource
+from orchestration.registry.tracking import MLflowTracking
 
 ITEM_FIELDS = {"rank", "item_id", "title", "score", "explanation", "because_of", "reason"}
 
@@ -33,7 +33,7 @@ def client(home):
 @pytest.fixture(scope="module")
 def service(home):
     """A service of its own, to compare the API's answers with."""
-    return RecommendationService.from_champion(WarehouseResource(home=str(home)), MLflowResource(home=str(home)),
+    return RecommendationService.from_champion(Warehouse(home=str(home)), MLflowTracking(home=str(home)),
                                                DEV_PSEUDONYMIZATION_KEY)
 
 
@@ -198,7 +198,7 @@ def _wait_for_version(client, version, seconds=60.0) -> dict:
 # Last in the module: it moves the champion alias of the shared home (and puts it back).
 def test_the_app_follows_the_champion_alias_and_survives_a_broken_version(home, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="orchestration.serving.api")
-    registry = MLflowResource(home=str(home)).client()
+    registry = MLflowTracking(home=str(home)).client()
     first = current_champion(registry)
     app = create_app(str(home), reload_seconds=0)
     with TestClient(app) as watching:

@@ -8,10 +8,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from orchestration.store.model_files import load_sasrec, load_split
-from orchestration.defs.resources import DataSourceResource, WarehouseResource
+from orchestration.store.model_files import load_split
+from recmodels import sasrec
+from orchestration.defs.resources import DataSourceResource, MLflowResource, WarehouseResource
 from orchestration.apps.runner import materialize
-from orchestration.registry.tracking import MLflowResource
 from recmodels.metrics import evaluate
 from recmodels.ranking import RankerConfig
 
@@ -113,7 +113,7 @@ def test_models_group_end_to_end(recsys_home, tmp_path, monkeypatch):
 
     # The registered folder reloads on its own and scores exactly as the model did before it was saved.
     folder = mlflow.artifacts.download_artifacts("models:/recsys-sasrec/1", dst_path=str(tmp_path / "registered"))
-    model, item_ids = load_sasrec(tmp_path / "registered")
+    model, item_ids = sasrec.load(tmp_path / "registered"), sasrec.load_item_ids(tmp_path / "registered")
     split = load_split(recsys_home / "artifacts" / "user_sequences" / "split.npz").split
     assert list(item_ids) == list(split.item_ids), folder
     assert evaluate(model.score, split.test, split.n_items, (10,))["ndcg@10"] == model_meta["test_ndcg@10"]

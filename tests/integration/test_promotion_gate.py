@@ -18,9 +18,8 @@ from orchestration.defs.ranking import ranker_features_expectations
 from orchestration.registry.bundle import download_version, load_bundle
 from orchestration.store.model_files import StoredSplit, load_split, save_split
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
-from orchestration.defs.resources import DataSourceResource, WarehouseResource
+from orchestration.defs.resources import DataSourceResource, MLflowResource, WarehouseResource
 from orchestration.apps.runner import config_for_selection, materialize
-from orchestration.registry.tracking import MLflowResource
 from recmodels.ranking import compute_features, purchase_events
 
 SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}

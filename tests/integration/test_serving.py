@@ -4,10 +4,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from orchestration.store.privacy import pseudonymize
-from orchestration.defs.resources import DEV_PSEUDONYMIZATION_KEY, WarehouseResource
+from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
+from orchestration.defs.resources import MLflowResource, WarehouseResource
 from orchestration.serving.service import RecommendationService
-from orchestration.registry.tracking import MLflowResource
 from recmodels.explain import KINDS
 
 

@@ -2,7 +2,7 @@ import json
 
 import mlflow
 
-from orchestration.registry.tracking import MLflowResource
+from orchestration.defs.resources import MLflowResource
 
 
 def test_runs_and_versions_live_under_recsys_home(recsys_home, tmp_path, monkeypatch):

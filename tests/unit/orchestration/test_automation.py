@@ -15,31 +15,30 @@ import duckdb
 import pandas as pd
 import pytest
 
+from orchestration.defs.resources import MLflowResource, WarehouseResource
 from orchestration.defs.automation import (
     DATA_JOB,
     RECOMMENDATIONS_JOB,
     RETRAIN_JOB,
-    LandingFile,
-    RetrainSettings,
     automation_schedules,
     automation_sensors,
-    champion_moved,
     champion_sensor,
     daily_data_schedule,
-    landing_kind,
     landing_sensor,
-    new_landing_files,
-    popularity_drift,
-    retrain_decision,
-    retrain_inputs,
     retrain_sensor,
     weekly_retrain_schedule,
 )
+from orchestration.ingest.landing import LandingFile, landing_kind, new_landing_files
+from orchestration.registry.retraining import (
+    RetrainSettings,
+    champion_moved,
+    popularity_drift,
+    retrain_decision,
+    retrain_inputs,
+)
 from orchestration.store.model_files import ArtifactPaths, StoredSplit, save_split
 from orchestration.registry.promotion import BUNDLE_MODEL, promote, rollback
-from orchestration.defs.resources import WarehouseResource
 from orchestration.store.paths import recsys_paths
-from orchestration.registry.tracking import MLflowResource
 from recmodels.sequences import SequenceConfig
 from recmodels.splits import temporal_split
 

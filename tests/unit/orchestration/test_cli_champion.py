@@ -8,13 +8,13 @@ import pytest
 
 from orchestration.apps import cli
 from orchestration.registry.promotion import BUNDLE_MODEL, promote
-from orchestration.registry.tracking import MLflowResource
+from orchestration.registry.tracking import MLflowTracking
 
 
 @pytest.fixture
 def client(recsys_home, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return MLflowResource(home=str(recsys_home)).client()
+    return MLflowTracking(home=str(recsys_home)).client()
 
 
 def promote_two_versions(client, home) -> None:

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from orchestration.store.reports import metric_rows, split_cutoffs, split_problem
-from orchestration.store.model_files import StoredSplit, aligned_text_matrix, load_baselines, load_split, save_baselines, save_split
-from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from orchestration.store.reports import metric_rows
+from orchestration.store.model_files import StoredSplit, aligned_text_matrix, load_split, save_split
+from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN, load_baselines, save_baselines
 from recmodels.sequences import SequenceConfig
-from recmodels.splits import temporal_split
+from recmodels.splits import split_cutoffs, temporal_split
 
 
 def _events():
@@ -25,12 +24,6 @@ def _stored():
     return StoredSplit(split, split.train_timestamps, split.train_for_test_timestamps, {"note": "x"})
 
 
-def test_cutoffs_count_whole_days_back_from_the_last_event():
-    validation, test = split_cutoffs(pd.Timestamp("2024-01-30 17:45"), 5, 10)
-    # The test window is Jan 26..30 (5 days, the last day included); validation the 10 days before it.
-    assert (validation, test) == (pd.Timestamp("2024-01-16"), pd.Timestamp("2024-01-26"))
-
-
 def test_split_round_trips_without_pickles(tmp_path):
     stored = _stored()
     digest = save_split(stored, tmp_path / "split.npz")
@@ -43,16 +36,6 @@ def test_split_round_trips_without_pickles(tmp_path):
     assert list(loaded.split.test.keys) == ["u1", "u2"] and list(loaded.split.item_ids) == ["a", "b", "c", "d"]
     assert [len(t) for t in loaded.train_times] == [len(s) for s in loaded.split.train]
     assert loaded.info == {"note": "x"}
-
-
-def test_too_few_events_name_the_cutoffs_and_counts():
-    events = _events()
-    validation_cutoff, test_cutoff = split_cutoffs(events["occurred_at"].max(), 20, 20)
-    split = temporal_split(events, SequenceConfig(), test_cutoff, validation_cutoff)
-    message = split_problem(split, len(events), events.occurred_at.min(), events.occurred_at.max(), validation_cutoff, test_cutoff)
-    assert "validation cut-off 2023-12-22, test cut-off 2024-01-11" in message
-    assert "0 training sequences with 2+ items" in message
-    assert split_problem(_stored().split, 9, None, None, validation_cutoff, test_cutoff) is None
 
 
 def test_baselines_reload_with_identical_scores(tmp_path):
@@ -85,9 +68,3 @@ def test_metric_rows_split_names_into_segment_metric_and_k():
         {"model": "m", "split": "test", "variant": "allowed", "segment": "all", "metric": "mrr", "k": None, "value": 0.25, "n_rows": 4},
         {"model": "m", "split": "test", "variant": "allowed", "segment": "cold", "metric": "hr", "k": 20, "value": 1.0, "n_rows": 1},
     ]
-
-
-@pytest.mark.parametrize("days", [0, -1])
-def test_cutoffs_need_positive_windows(days):
-    with pytest.raises(ValueError):
-        split_cutoffs(pd.Timestamp("2024-01-30"), days, 1)

@@ -149,7 +149,7 @@ def test_bad_tolerance_is_an_error(tolerance):
 @pytest.fixture
 def client(recsys_home, monkeypatch):
     """A real SQLite MLflow store under a tmp RECSYS_HOME, never the user's tracking URI."""
-    from orchestration.registry.tracking import MLflowResource
+    from orchestration.defs.resources import MLflowResource
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracking = MLflowResource(home=str(recsys_home))

@@ -428,3 +428,26 @@ def test_quantity_features_match_hand_computed_values():
                     "user_item_spend_share": spend_share, "days_of_stock_left": stock_left}
         for name, value in expected.items():
             assert record[name] == pytest.approx(value), (user, item, name)
+
+
+# ------------------------------------------------------------------------------------------- shared helpers
+
+
+def test_price_vs_user_is_neutral_without_a_reference_and_nan_without_a_price():
+    from recmodels.ranking import price_vs_user
+
+    ratio = price_vs_user(np.array([2.0, 2.0, 2.0, np.nan, 3.0]), np.array([4.0, 0.0, np.nan, 1.0, -1.0]))
+    np.testing.assert_array_equal(ratio, [0.5, 1.0, 1.0, np.nan, 1.0])
+
+
+def test_labelled_candidates_equal_the_steps_it_runs():
+    from recmodels.ranking import candidate_labels, labelled_candidates
+    from recmodels.splits import EvalSet
+
+    rows = EvalSet(histories=HISTORIES, targets=[np.array([2, 5]), np.array([1])], keys=np.array(["a", "b"]))
+    features, labels = labelled_candidates(SOURCES, rows, EVENTS, CUTOFF, n_candidates=4, recent_items=2)
+    expected = compute_features(generate_candidates(SOURCES, HISTORIES, 4), rows.keys, EVENTS, CUTOFF,
+                                recent_items=2)
+    pd.testing.assert_frame_equal(features, expected, check_exact=True)
+    np.testing.assert_array_equal(labels, candidate_labels(expected, rows.targets))
+    assert labels.sum() == 2  # row 0's item 5 is not among its 4 candidates

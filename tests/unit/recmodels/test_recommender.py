@@ -80,3 +80,12 @@ def test_item_feature_table_with_one_customers_events_equals_the_full_computatio
     fast = _with_item_features(compute_features(candidates, keys, own, cutoff), table, keys, own, cutoff)
     columns = [c for c in full.columns if c != "features_as_of"]  # as-of reads the item's last event: global
     pd.testing.assert_frame_equal(fast[columns], full[columns])
+
+
+def test_two_stage_config_from_a_stored_spec_and_its_defaults():
+    from recmodels.ranking import DEFAULT_N_CANDIDATES, DEFAULT_RECENT_ITEMS, generate_candidates
+
+    spec = {"n_candidates": 7, "recent_items": 3, "split_hash": "ignored"}
+    assert TwoStageConfig.from_spec(spec) == TwoStageConfig(n_candidates=7, recent_items=3)
+    assert TwoStageConfig() == TwoStageConfig(DEFAULT_N_CANDIDATES, DEFAULT_RECENT_ITEMS)
+    assert generate_candidates.__defaults__[0] == TwoStageConfig.n_candidates

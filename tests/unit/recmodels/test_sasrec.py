@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recmodels.sasrec import SASRec, SASRecConfig, load, save
+from recmodels.sasrec import SASRec, SASRecConfig, load, load_item_ids, save
 
 N_ITEMS = 20
 TINY = SASRecConfig(hidden_size=16, num_layers=2, num_heads=2, dropout=0.0, max_length=8, text_dim=8)
@@ -193,16 +193,20 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path, item_text):
     text = _text() if item_text != "id" else None
     model = _model(SASRecConfig(**{**TINY.__dict__, "item_text": item_text}), text=text)
     histories = [np.array([1, 2, 3]), np.array([4, 5])]
-    save(model, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.pt"]
-    restored = load(tmp_path, item_text_embeddings=text)
-    assert restored.config == model.config and restored.n_items == N_ITEMS
-    np.testing.assert_array_equal(model.score(histories), restored.score(histories))
+    save(model, tmp_path, item_ids=[f"sku-{i}" for i in range(N_ITEMS)])
+    # The folder is the whole model: weights, config, its item ids and, for text variants, the frozen text matrix.
+    expected = ["config.json", "item_ids.json", "model.pt", *(["item_text.npy"] if text is not None else [])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
+    assert load_item_ids(tmp_path).tolist() == [f"sku-{i}" for i in range(N_ITEMS)]
+    for restored in (load(tmp_path, item_text_embeddings=text), load(tmp_path)):
+        assert restored.config == model.config and restored.n_items == N_ITEMS
+        np.testing.assert_array_equal(model.score(histories), restored.score(histories))
 
 
 def test_load_refuses_a_text_model_without_its_text(tmp_path):
     text = _text()
     save(_model(SASRecConfig(**{**TINY.__dict__, "item_text": "id+text"}), text=text), tmp_path)
+    (tmp_path / "item_text.npy").unlink()  # a folder copied without its text matrix
     with pytest.raises(ValueError, match="item_text_embeddings"):
         load(tmp_path)
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from recmodels.sequences import SequenceConfig
-from recmodels.splits import leave_one_out, temporal_split
+from recmodels.splits import SplitWindows, leave_one_out, split_cutoffs, split_problem, temporal_split
 
 
 def _lists(arrays):
@@ -111,3 +111,38 @@ def test_temporal_split_timestamps_align_with_training_sequences():
     assert split.train_for_test_timestamps[0].astype("datetime64[D]").astype(str).tolist() == [
         "2020-01-01", "2020-01-05", "2020-02-01"
     ]
+
+
+def _month_events():
+    rows = [("u1", "a", "2024-01-01"), ("u1", "b", "2024-01-05"), ("u1", "c", "2024-01-20"), ("u1", "a", "2024-01-29"),
+            ("u2", "b", "2024-01-02"), ("u2", "c", "2024-01-03"), ("u2", "d", "2024-01-21"), ("u2", "b", "2024-01-30"),
+            ("u3", "d", "2024-01-25")]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "occurred_at"]).assign(occurred_at=lambda f: pd.to_datetime(f.occurred_at))
+
+
+def test_cutoffs_count_whole_days_back_from_the_last_event():
+    validation, test = split_cutoffs(pd.Timestamp("2024-01-30 17:45"), 5, 10)
+    # The test window is Jan 26..30 (5 days, the last day included); validation the 10 days before it.
+    assert (validation, test) == (pd.Timestamp("2024-01-16"), pd.Timestamp("2024-01-26"))
+
+
+def test_too_few_events_name_the_cutoffs_and_counts():
+    events = _month_events()
+    validation_cutoff, test_cutoff = split_cutoffs(events["occurred_at"].max(), 20, 20)
+    split = temporal_split(events, SequenceConfig(), test_cutoff, validation_cutoff)
+    message = split_problem(split, len(events), events.occurred_at.min(), events.occurred_at.max(), validation_cutoff, test_cutoff)
+    assert "validation cut-off 2023-12-22, test cut-off 2024-01-11" in message
+    assert "0 training sequences with 2+ items" in message
+    shorter_validation, shorter_test = split_cutoffs(events["occurred_at"].max(), 5, 10)
+    enough = temporal_split(events, SequenceConfig(), shorter_test, shorter_validation)
+    assert split_problem(enough, 9, None, None, validation_cutoff, test_cutoff) is None
+
+
+@pytest.mark.parametrize("days", [0, -1])
+def test_cutoffs_need_positive_windows(days):
+    with pytest.raises(ValueError):
+        split_cutoffs(pd.Timestamp("2024-01-30"), days, 1)
+
+
+def test_default_windows_are_thirty_days_each():
+    assert SplitWindows() == SplitWindows(test_days=30, validation_days=30)

@@ -8,6 +8,7 @@ from recmodels.sasrec import SASRecConfig
 from recmodels.training import (
     TrainConfig,
     epoch_batches,
+    fit_then_refit,
     make_training_examples,
     shuffle_ties,
     timestamp_groups,
@@ -220,3 +221,26 @@ def test_set_targets_change_training_and_stay_seeded():
     plain, _ = train_sasrec(sequences, N_ITEMS, MODEL, FAST, train_timestamps=times)
     assert _states_equal(first.state_dict(), second.state_dict())
     assert not _states_equal(first.state_dict(), plain.state_dict())
+
+
+def test_fit_then_refit_is_early_stopping_then_a_fixed_epoch_refit(tmp_path):
+    sequences, longer = _successor_sequences(n_sequences=40), _successor_sequences(n_sequences=40, length=12)
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 5, "patience": 2})
+    scripted = [0.2, 0.5, 0.4, 0.3, 0.1]
+
+    def validate_from(metrics):
+        remaining = iter(metrics)
+        return lambda model: next(remaining)
+
+    fit = fit_then_refit(sequences, longer, N_ITEMS, MODEL, config, validate_from(scripted), checkpoint_dir=tmp_path)
+    selected, selection = train_sasrec(sequences, N_ITEMS, MODEL, config, validate=validate_from(scripted))
+    refit, refit_history = train_sasrec(longer, N_ITEMS, MODEL, TrainConfig(**{**config.__dict__, "epochs": 2}))
+    assert fit.selection.best_epoch == selection.best_epoch == 2 and len(fit.refit.epochs) == 2
+    assert _states_equal(fit.selected.state_dict(), selected.state_dict())
+    assert _states_equal(fit.model.state_dict(), refit.state_dict())
+    assert [r["loss"] for r in fit.refit.epochs] == [r["loss"] for r in refit_history.epochs]
+    assert {p.name for p in tmp_path.iterdir()} == {"validation", "test"}
+
+    alone = fit_then_refit(sequences, None, N_ITEMS, MODEL, config, validate_from(scripted))
+    assert alone.model is alone.selected and alone.refit is None
+    assert _states_equal(alone.model.state_dict(), selected.state_dict())

@@ -1,0 +1,53 @@
+"""The DuckDB warehouse file under RECSYS_HOME, for any caller: Dagster's resource, the serving app, the CLI.
+
+DuckDB allows one writer per file, so every connection is opened for one block and closed after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from orchestration.store.model_files import ArtifactPaths
+from orchestration.store.paths import RecsysPaths, recsys_paths
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """The warehouse of the state folder ``home`` (None: ``$RECSYS_HOME`` or ./.recsys, read when used)."""
+
+    home: str | None = None
+
+    @property
+    def paths(self) -> RecsysPaths:
+        return recsys_paths(self.home).ensure()
+
+    @property
+    def path(self) -> Path:
+        return self.paths.warehouse
+
+    @property
+    def artifacts(self) -> ArtifactPaths:
+        """Where the model assets write their files."""
+        return ArtifactPaths(self.paths.artifacts_dir)
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        path = self.path
+        # FileNotFoundError, which callers catch to say "run ingest first", rather than DuckDB's IOException.
+        if read_only and not path.exists():
+            raise FileNotFoundError(f"The warehouse {path} does not exist yet: materialize the ingest assets first.")
+        con = duckdb.connect(str(path), read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def read_table(self, relation: str) -> pd.DataFrame:
+        with self.connect(read_only=True) as con:
+            return con.sql(f"select * from {relation}").df()

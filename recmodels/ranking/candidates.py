@@ -1,0 +1,120 @@
+"""Stage-two candidates: the round-robin union of several scorers' top items, their recall and their labels.
+
+A scorer maps ``histories`` to (B, n_items + 1) float32 scores with column 0 (PAD) at -inf, as every model in
+``recmodels.baselines`` and ``SASRec.score`` do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+Scorer = Callable[[list[np.ndarray]], np.ndarray]
+
+DEFAULT_N_CANDIDATES = 100  # candidates per row, all sources together
+
+
+def _full_ranking(scores: np.ndarray) -> np.ndarray:
+    """(B, n_items) internal ids of every item, best first; ties to the lower id; NaN ranks with -inf."""
+    items = np.asarray(scores, dtype=np.float64)[:, 1:]  # PAD is never a candidate
+    items = np.where(np.isnan(items), -np.inf, items)
+    # A stable sort keeps equal scores in column order, i.e. the lower id first.
+    return np.argsort(-items, axis=1, kind="stable") + 1
+
+
+def _empty_candidates(names: list[str]) -> pd.DataFrame:
+    columns: dict[str, np.ndarray] = {"row": np.array([], np.int64), "item": np.array([], np.int64)}
+    for name in names:
+        columns[f"{name}_score"] = np.array([], np.float64)
+        columns[f"{name}_rank"] = np.array([], np.int64)
+    return pd.DataFrame(columns)
+
+
+def generate_candidates(
+    sources: Mapping[str, Scorer],
+    histories: list[np.ndarray],
+    n_candidates: int = DEFAULT_N_CANDIDATES,
+    batch_size: int = 1024,
+) -> pd.DataFrame:
+    """Per row, the union of the sources' top items, taken round-robin by rank until ``n_candidates``.
+
+    Rank 1 of every source (in ``sources`` order), then rank 2, ...; an item already taken is skipped, so a
+    row gets ``min(n_candidates, n_items)`` distinct items. Columns: ``row`` (index into ``histories``),
+    ``item``, and per source ``<source>_score`` (its raw score of the item) and ``<source>_rank`` (1-based
+    rank in its full ranking, ties to the lower id), filled for every candidate. Sorted by (row, item).
+    Rows are scored ``batch_size`` at a time, so memory is bounded by batch_size x n_items per source.
+    """
+    names = list(sources)
+    if not names:
+        raise ValueError("generate_candidates needs at least one source")
+    if n_candidates < 1 or batch_size < 1:
+        raise ValueError(f"n_candidates and batch_size must be >= 1, got {n_candidates}, {batch_size}")
+    frames = []
+    for start in range(0, len(histories), batch_size):
+        batch = histories[start : start + batch_size]
+        n_rows = len(batch)
+        matrices = {name: np.asarray(scorer(batch)) for name, scorer in sources.items()}
+        n_columns = matrices[names[0]].shape[1]
+        for name, matrix in matrices.items():
+            if matrix.shape != (n_rows, n_columns):
+                raise ValueError(f"source {name!r} returned {matrix.shape}, expected {(n_rows, n_columns)}")
+        orders = {name: _full_ranking(matrix) for name, matrix in matrices.items()}  # (B, n_items) each
+        # Source 1 alone yields n_candidates distinct items by its rank n_candidates, so deeper ranks are
+        # never reached and the interleaving stays small.
+        depth = min(n_candidates, n_columns - 1)
+        interleaved = np.stack([orders[name][:, :depth] for name in names], axis=2).reshape(n_rows, -1)
+        # Keep the first occurrence of each item per row: sort by item (stably, so occurrences keep their
+        # round-robin order), flag repeats, then cut each row after n_candidates kept items.
+        by_item = np.argsort(interleaved, axis=1, kind="stable")
+        sorted_items = np.take_along_axis(interleaved, by_item, axis=1)
+        repeat_sorted = np.zeros_like(sorted_items, dtype=bool)
+        repeat_sorted[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
+        repeat = np.empty_like(repeat_sorted)
+        np.put_along_axis(repeat, by_item, repeat_sorted, axis=1)
+        kept = ~repeat & (np.cumsum(~repeat, axis=1) <= n_candidates)
+        rows, positions = np.nonzero(kept)
+        items = interleaved[rows, positions]
+        order = np.lexsort((items, rows))
+        rows, items = rows[order], items[order]
+        columns: dict[str, np.ndarray] = {"row": rows + start, "item": items}
+        for name in names:
+            rank = np.empty_like(orders[name])
+            np.put_along_axis(rank, orders[name] - 1, np.arange(1, n_columns)[None, :], axis=1)
+            columns[f"{name}_score"] = matrices[name][rows, items].astype(np.float64)
+            columns[f"{name}_rank"] = rank[rows, items - 1].astype(np.int64)
+        frames.append(pd.DataFrame(columns))
+    if not frames:
+        return _empty_candidates(names)
+    return pd.concat(frames, ignore_index=True)
+
+
+def candidate_recall(candidates: pd.DataFrame, targets: list[np.ndarray]) -> float:
+    """Share of all (row, target item) pairs whose item is among the row's candidates; NaN without targets.
+
+    The ceiling of any re-ranker: a target the candidates miss cannot be ranked back in.
+    """
+    lengths = np.array([len(t) for t in targets], dtype=np.int64)
+    if lengths.sum() == 0:
+        return float("nan")
+    target_rows = np.repeat(np.arange(len(targets)), lengths)
+    target_items = np.concatenate([np.asarray(t, dtype=np.int64) for t in targets])
+    rows = candidates["row"].to_numpy(np.int64)
+    if len(rows) and rows.max() >= len(targets):
+        raise ValueError(f"candidates have row {rows.max()} but only {len(targets)} target rows")
+    width = int(max(target_items.max(), candidates["item"].max() if len(candidates) else 0)) + 1
+    candidate_codes = rows * width + candidates["item"].to_numpy(np.int64)
+    return float(np.isin(target_rows * width + target_items, candidate_codes).mean())
+
+
+def candidate_labels(candidates: pd.DataFrame, targets: list[np.ndarray]) -> np.ndarray:
+    """(len(candidates),) int8: 1 where the candidate's item is among its row's targets."""
+    lengths = [len(t) for t in targets]
+    bought = pd.DataFrame({
+        "row": np.repeat(np.arange(len(targets)), lengths),
+        "item": np.concatenate(targets) if sum(lengths) else np.array([], dtype=np.int64),
+        "label": np.int8(1),
+    })
+    merged = candidates[["row", "item"]].merge(bought, on=["row", "item"], how="left")
+    return merged["label"].fillna(0).to_numpy(dtype=np.int8)
