@@ -7,12 +7,30 @@ import os
 import platform
 import resource
 import sys
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from recmodels.presets import Preset, SASRecConfig, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The SASRec flags the benchmarks share: flag -> (preset part, field, type, help).
+SASREC_FLAGS = {
+    "--epochs": ("train", "epochs", int, "upper bound; early stopping usually ends sooner"),
+    "--patience": ("train", "patience", int, "validations without improvement before stopping"),
+    "--hidden": ("model", "hidden_size", int, "SASRec hidden size"),
+    "--layers": ("model", "num_layers", int, "SASRec Transformer blocks"),
+    "--heads": ("model", "num_heads", int, "SASRec attention heads"),
+    "--dropout": ("model", "dropout", float, "SASRec dropout"),
+    "--lr": ("train", "lr", float, "peak AdamW learning rate"),
+    "--batch": ("train", "batch_size", int, "training windows per step"),
+}
 
 
 def machine() -> dict[str, Any]:
@@ -48,3 +66,20 @@ def print_table(rows: list[tuple[str, Any]], title: str) -> None:
 def emit_json(figures: dict[str, Any]) -> None:
     sys.stdout.flush()
     print(json.dumps(figures, sort_keys=True, default=str))
+
+
+def add_preset_flags(parser: argparse.ArgumentParser, preset: Preset, preset_name: str, flags: Sequence[str]) -> None:
+    """``flags`` (keys of ``SASREC_FLAGS``) with ``preset``'s values as defaults, named in each help."""
+    for flag in flags:
+        part, field, kind, text = SASREC_FLAGS[flag]
+        parser.add_argument(flag, type=kind, default=getattr(getattr(preset, part), field),
+                            help=f"{text} (default %(default)s, {preset_name})")
+
+
+def configs_from_flags(args: argparse.Namespace, preset: Preset, flags: Sequence[str]) -> tuple[SASRecConfig, TrainConfig]:
+    """``preset``'s model and training configs with the values ``add_preset_flags``' flags were given."""
+    changes: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for flag in flags:
+        part, field, _, _ = SASREC_FLAGS[flag]
+        changes[part][field] = getattr(args, flag.removeprefix("--").replace("-", "_"))
+    return replace(preset.model, **changes["model"]), replace(preset.train, **changes["train"])

@@ -15,10 +15,10 @@ import dagster as dg
 import duckdb
 
 from benchmarks.common import SHARED_DATA, emit_json, machine, peak_rss_mib, print_table
-from orchestration.defs.resources import DataSourceResource, WarehouseResource
 from orchestration.apps.runner import materialize
-from orchestration.store.paths import recsys_paths
+from orchestration.defs.resources import DataSourceResource, WarehouseResource
 from orchestration.ingest.sources import materialize_synthetic_shop, synthetic_config
+from orchestration.store.paths import recsys_paths
 
 PROTOCOLS = ("online_retail", "generic", "synthetic")
 

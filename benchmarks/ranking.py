@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import SHARED_DATA, emit_json, machine
+from benchmarks.common import SHARED_DATA, add_preset_flags, configs_from_flags, emit_json, machine
 from benchmarks.sequential import BUY_AGAIN_GRID, ITEM_KNN_GRID, KS, _marts, pick_options, text_matrix
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate, ranking_metrics
+from recmodels.presets import RANKING_BENCHMARK, SASRecConfig, TrainConfig
 from recmodels.protocols import OR_TEST_CUTOFF, OR_VALIDATION_CUTOFF, or_customer_temporal
 from recmodels.ranking import (
     DEFAULT_N_CANDIDATES,
@@ -37,7 +38,6 @@ from recmodels.ranking import (
     ranker_feature_names,
     rerank_topk,
 )
-from recmodels.presets import RANKING_BENCHMARK, SASRecConfig, TrainConfig
 from recmodels.sasrec import SASRec
 from recmodels.splits import EvalSet, Split
 from recmodels.training import Refit, fit_then_refit, train_sasrec
@@ -183,6 +183,8 @@ def print_report(figures: dict) -> None:
         print(f"{name:<20} {m['recall@10']:>7.4f} {m['ndcg@10']:>7.4f} {m['recall@50']:>7.4f} {m['ndcg@50']:>7.4f} "
               f"{m['train_s']:>8.1f}")
 
+RANKING_FLAGS = ("--hidden", "--patience", "--epochs")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,12 +194,7 @@ def main() -> None:
                         help="candidates per customer, all sources together")
     model_defaults, train_defaults = RANKING_BENCHMARK.model, RANKING_BENCHMARK.train
     preset = "presets.RANKING_BENCHMARK"
-    parser.add_argument("--hidden", type=int, default=model_defaults.hidden_size,
-                        help=f"SASRec hidden size (default %(default)s, {preset})")
-    parser.add_argument("--patience", type=int, default=train_defaults.patience,
-                        help=f"validations without improvement before stopping (default %(default)s, {preset})")
-    parser.add_argument("--epochs", type=int, default=train_defaults.epochs,
-                        help=f"upper bound; early stopping usually ends sooner (default %(default)s, {preset})")
+    add_preset_flags(parser, RANKING_BENCHMARK, preset, RANKING_FLAGS)
     parser.add_argument("--device", default=train_defaults.device, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--item-to-item", action=argparse.BooleanOptionalAction, default=model_defaults.item_to_item,
                         help=f"SASRec's learned item-to-item matrix, SASRecConfig.item_to_item (default %(default)s, "
@@ -213,9 +210,9 @@ def main() -> None:
     parser.add_argument("--objective", default="lambdarank", choices=("lambdarank", "rank_xendcg"),
                         help="LightGBM ranking objective of the re-ranker")
     args = parser.parse_args()
-    model = replace(model_defaults, hidden_size=args.hidden, item_to_item=args.item_to_item,
-                    history_bias=args.history_bias)
-    train = replace(train_defaults, epochs=args.epochs, patience=args.patience, device=args.device)
+    model, train = configs_from_flags(args, RANKING_BENCHMARK, RANKING_FLAGS)
+    model = replace(model, item_to_item=args.item_to_item, history_bias=args.history_bias)
+    train = replace(train, device=args.device)
     ranker = RankerConfig(objective=args.objective, n_models=args.ranker_models)
     figures = run(args.protocol, Path(args.data), args.candidates, model, train, ranker, args.earlier_windows)
     print_report(figures)

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import SHARED_DATA, emit_json, machine
+from benchmarks.common import SHARED_DATA, add_preset_flags, configs_from_flags, emit_json, machine
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate
-from recmodels.protocols import generic_loo, or_customer_temporal, or_session
 from recmodels.presets import SEQUENTIAL_BENCHMARK, SASRecConfig, TrainConfig
+from recmodels.protocols import generic_loo, or_customer_temporal, or_session
 from recmodels.splits import Split
 from recmodels.text_encoder import EncoderConfig, load_encoder
 from recmodels.training import fit_then_refit
@@ -53,8 +53,8 @@ def _marts(kind: str, data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     import dagster as dg
     import duckdb
 
-    from orchestration.defs.resources import DataSourceResource, WarehouseResource
     from orchestration.apps.runner import materialize
+    from orchestration.defs.resources import DataSourceResource, WarehouseResource
 
     home = Path(tempfile.mkdtemp(prefix="recsys-seq-"))
     resources = {"warehouse": WarehouseResource(home=str(home)), "data_source": DataSourceResource(source=kind, data=str(data))}
@@ -207,6 +207,8 @@ def print_report(figures: dict) -> None:
               f"{x['recall@10']:>15.4f} {x['ndcg@10']:>7.4f} {x['recall@50']:>7.4f} {x['ndcg@50']:>7.4f} | "
               f"{m.get('cold/ndcg@10', float('nan')):>9.4f} {m['train_s']:>8.1f}")
 
+SEQUENTIAL_FLAGS = ("--epochs", "--patience", "--hidden", "--layers", "--heads", "--dropout", "--lr", "--batch")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,22 +217,7 @@ def main() -> None:
     parser.add_argument("--ablation", action="store_true", help="also train the ID-only and text-only SASRec")
     model_defaults, train_defaults = SEQUENTIAL_BENCHMARK.model, SEQUENTIAL_BENCHMARK.train
     preset = "presets.SEQUENTIAL_BENCHMARK"
-    parser.add_argument("--epochs", type=int, default=train_defaults.epochs,
-                        help=f"upper bound; early stopping usually ends sooner (default %(default)s, {preset})")
-    parser.add_argument("--patience", type=int, default=train_defaults.patience,
-                        help=f"validations without improvement before stopping (default %(default)s, {preset})")
-    parser.add_argument("--hidden", type=int, default=model_defaults.hidden_size,
-                        help=f"SASRec hidden size (default %(default)s, {preset})")
-    parser.add_argument("--layers", type=int, default=model_defaults.num_layers,
-                        help=f"SASRec Transformer blocks (default %(default)s, {preset})")
-    parser.add_argument("--heads", type=int, default=model_defaults.num_heads,
-                        help=f"SASRec attention heads (default %(default)s, {preset})")
-    parser.add_argument("--dropout", type=float, default=model_defaults.dropout,
-                        help=f"SASRec dropout (default %(default)s, {preset})")
-    parser.add_argument("--lr", type=float, default=train_defaults.lr,
-                        help=f"peak AdamW learning rate (default %(default)s, {preset})")
-    parser.add_argument("--batch", type=int, default=train_defaults.batch_size,
-                        help=f"training windows per step (default %(default)s, {preset})")
+    add_preset_flags(parser, SEQUENTIAL_BENCHMARK, preset, SEQUENTIAL_FLAGS)
     parser.add_argument("--no-shuffle-ties", action="store_true", help="keep the recorded order of tied events")
     parser.add_argument("--no-set-targets", action="store_true",
                         help="score each position against the next item only, not the rest of its timestamp group")
@@ -246,10 +233,9 @@ def main() -> None:
                         help="item-text encoder: a Hugging Face model name or local folder (default: the packaged MiniLM)")
     args = parser.parse_args()
     item_to_item = item_to_item_default(args.protocol) if args.item_to_item is None else args.item_to_item
-    model = replace(model_defaults, hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
-                    dropout=args.dropout, item_to_item=item_to_item, history_bias=args.history_bias)
-    train = replace(train_defaults, epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch,
-                    device=args.device, shuffle_ties=train_defaults.shuffle_ties and not args.no_shuffle_ties,
+    model, train = configs_from_flags(args, SEQUENTIAL_BENCHMARK, SEQUENTIAL_FLAGS)
+    model = replace(model, item_to_item=item_to_item, history_bias=args.history_bias)
+    train = replace(train, device=args.device, shuffle_ties=train_defaults.shuffle_ties and not args.no_shuffle_ties,
                     set_targets=train_defaults.set_targets and not args.no_set_targets)
     figures = run(args.protocol, Path(args.data), args.ablation, model, train, args.encoder)
     print_report(figures)

@@ -5,14 +5,6 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.defs.embeddings import item_embeddings, item_embeddings_expectations
-from orchestration.defs.evaluation import evaluation_assets, promotion_decision
-from orchestration.defs.ingest import raw_tables
-from orchestration.defs.models import model_assets
-from orchestration.defs.quality import mart_expectation_checks
-from orchestration.defs.ranking import ranking_assets, ranking_checks
-from orchestration.defs.serving import serving_assets
-from orchestration.defs.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
 from orchestration.defs.automation import (
     DATA_JOB,
     RECOMMENDATIONS_JOB,
@@ -20,6 +12,12 @@ from orchestration.defs.automation import (
     automation_schedules,
     automation_sensors,
 )
+from orchestration.defs.embeddings import item_embeddings, item_embeddings_expectations
+from orchestration.defs.evaluation import evaluation_assets, promotion_decision
+from orchestration.defs.ingest import raw_tables
+from orchestration.defs.models import model_assets
+from orchestration.defs.quality import mart_expectation_checks
+from orchestration.defs.ranking import ranking_assets, ranking_checks
 from orchestration.defs.resources import (
     DataSourceResource,
     MLflowResource,
@@ -28,6 +26,8 @@ from orchestration.defs.resources import (
     TextEncoderResource,
     WarehouseResource,
 )
+from orchestration.defs.serving import serving_assets
+from orchestration.defs.transforms import clean_data_version, dbt_executable, dbt_project, recsys_dbt_models
 
 
 def _group_job(name: str, groups: tuple[str, ...], description: str):

@@ -27,7 +27,6 @@ from recmodels.ranking import (
     rerank_topk,
 )
 
-
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
 # requesting customers' events per request, which gives the same features at a fraction of the cost.
 ITEM_LEVEL_FEATURES = ("item_purchases", "item_purchases_7d", "item_purchases_30d", "item_trend", "item_price",

@@ -7,12 +7,21 @@ cut-offs ``split_cutoffs`` counts in calendar days back from the last event (``S
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recmodels.sequences import SequenceConfig, build_sequences
+
+PHASES = ("validation", "test")  # models fit on split.train score validation; on split.train_for_test, test
 
 
 @dataclass(frozen=True)
@@ -196,3 +205,87 @@ def split_problem(split: Split, n_events: int, first_event, last_event, validati
         + ", ".join(f"{count:,} {name}" for name, count in counts.items())
         + f". Missing: {', '.join(empty)}. Shorten test_days / validation_days or load more history."
     )
+
+
+@dataclass(frozen=True)
+class StoredSplit:
+    """A ``Split`` with the timestamps of its training events and how it was made."""
+
+    split: Split
+    train_times: list[np.ndarray]  # aligned with split.train
+    train_for_test_times: list[np.ndarray]  # aligned with split.train_for_test
+    info: dict[str, Any]  # sequence config, cut-offs, data version, counts (JSON-able)
+    content_hash: str = ""  # sha256 of the arrays: equal for equal splits, whenever and wherever written
+
+    def training(self, phase: str) -> tuple[list[np.ndarray], list[np.ndarray], EvalSet]:
+        """(training sequences, their timestamps, rows to score) of ``phase``."""
+        if phase == "validation":
+            return self.split.train, self.train_times, self.split.validation
+        if phase == "test":
+            return self.split.train_for_test, self.train_for_test_times, self.split.test
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+
+
+def _pack(arrays: Sequence[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged arrays as (values, offsets): array i is values[offsets[i]:offsets[i + 1]]."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(a) for a in arrays])
+    values = np.concatenate([np.asarray(a, dtype=dtype) for a in arrays]) if len(arrays) else np.array([], dtype)
+    return values.astype(dtype, copy=False), offsets
+
+
+def _unpack(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def save_split(stored: StoredSplit, path: Path) -> str:
+    """Write ``stored`` to ``path`` (``.npz``, no pickles), replacing it atomically; returns its content hash."""
+    split = stored.split
+    arrays: dict[str, np.ndarray] = {"item_ids": np.asarray(split.item_ids, dtype=str)}
+    ragged = {
+        "train": (split.train, np.int64),
+        "train_times": (stored.train_times, "datetime64[ns]"),
+        "train_for_test": (split.train_for_test, np.int64),
+        "train_for_test_times": (stored.train_for_test_times, "datetime64[ns]"),
+    }
+    for name, eval_set in (("validation", split.validation), ("test", split.test)):
+        ragged[f"{name}_histories"] = (eval_set.histories, np.int64)
+        ragged[f"{name}_targets"] = (eval_set.targets, np.int64)
+        arrays[f"{name}_keys"] = np.asarray(eval_set.keys, dtype=str)
+    for name, (sequences, dtype) in ragged.items():
+        arrays[f"{name}_values"], arrays[f"{name}_offsets"] = _pack(sequences, dtype)
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(name.encode() + arrays[name].dtype.str.encode() + arrays[name].tobytes())
+    meta = {"n_items": split.n_items, "name": split.name, "info": stored.info, "content_hash": digest.hexdigest()}
+    arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True, default=str))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.npz")
+    np.savez(partial, **arrays)
+    os.replace(partial, path)
+    return meta["content_hash"]
+
+
+def load_split(path: Path) -> StoredSplit:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: no split was saved there (save_split).")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(str(arrays["meta_json"]))
+
+    def ragged(name: str) -> list[np.ndarray]:
+        return _unpack(arrays[f"{name}_values"], arrays[f"{name}_offsets"])
+
+    def eval_set(name: str) -> EvalSet:
+        return EvalSet(histories=ragged(f"{name}_histories"), targets=ragged(f"{name}_targets"), keys=arrays[f"{name}_keys"])
+
+    split = Split(
+        n_items=int(meta["n_items"]),
+        train=ragged("train"),
+        validation=eval_set("validation"),
+        test=eval_set("test"),
+        train_for_test=ragged("train_for_test"),
+        name=meta["name"],
+        item_ids=arrays["item_ids"],
+    )
+    return StoredSplit(split, ragged("train_times"), ragged("train_for_test_times"), meta["info"], meta["content_hash"])

@@ -262,13 +262,8 @@ def fit_then_refit(
     return Refit(model, selected, selection, refit, selection_s, time.perf_counter() - started)
 
 
-def _epoch_examples(
-    sequences: Sequence[np.ndarray],
-    tie_timestamps: Sequence[np.ndarray] | None,
-    model_config: SASRecConfig,
-    train_config: TrainConfig,
-    epoch: int,
-) -> tuple[np.ndarray, np.ndarray]:
+def _epoch_examples(sequences: Sequence[np.ndarray], tie_timestamps: Sequence[np.ndarray] | None,
+                    model_config: SASRecConfig, train_config: TrainConfig, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     if tie_timestamps is not None:
         # Drawn from (seed, epoch), not from a running generator, so a resumed run draws the same orders.
         rng = np.random.default_rng([train_config.seed, epoch])

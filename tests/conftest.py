@@ -54,8 +54,8 @@ def promoted(tmp_path_factory):
 
     import dagster as dg
 
-    from orchestration.defs.resources import DataSourceResource, MLflowResource, WarehouseResource
     from orchestration.apps.runner import materialize
+    from orchestration.defs.resources import DataSourceResource, MLflowResource, WarehouseResource
 
     home = tmp_path_factory.mktemp("promoted") / "recsys-home"
     with pytest.MonkeyPatch.context() as patch:  # only while building: tests pass the home explicitly

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from orchestration.store.marts import format_summary, pipeline_summary
 from orchestration.apps.runner import materialize
 from orchestration.ingest.sources import source_kind
+from orchestration.store.marts import format_summary, pipeline_summary
 from orchestration.store.warehouse import Warehouse
 
 

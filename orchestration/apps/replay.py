@@ -218,8 +218,8 @@ class Replayer:
         return requests
 
     def _execute(self, job, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        from orchestration.defs.resources import DataSourceResource
         from orchestration.apps.runner import config_for_selection, materialize
+        from orchestration.defs.resources import DataSourceResource
 
         resources: dict[str, Any] = {"warehouse": self.warehouse, "mlflow": self.mlflow}
         source = (request.run_config or {}).get("resources", {}).get("data_source", {}).get("config")
@@ -230,8 +230,8 @@ class Replayer:
                            run_config=config_for_selection(self.run_config, job.selection))
 
     def step(self, drop: Drop, path: Path) -> StepReport:
-        from orchestration.defs.automation import champion_sensor, landing_sensor, retrain_sensor
         from orchestration.definitions import data_job, recommendations_job, retrain_job
+        from orchestration.defs.automation import champion_sensor, landing_sensor, retrain_sensor
 
         report = StepReport(drop)
         landing = self.warehouse.paths.landing_dir

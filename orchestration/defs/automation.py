@@ -33,9 +33,14 @@ from orchestration.ingest.landing import (
     new_landing_files,
 )
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
-from orchestration.registry.retraining import RetrainSettings, champion_moved, retrain_decision, retrain_inputs
-from orchestration.store.model_files import load_split
+from orchestration.registry.retraining import (
+    RetrainSettings,
+    champion_moved,
+    retrain_decision,
+    retrain_inputs,
+)
 from orchestration.store.paths import env_float
+from recmodels.splits import load_split
 
 DATA_JOB = "data_job"  # ingest + transforms + item embeddings
 RETRAIN_JOB = "retrain_job"  # embeddings, models, ranking, evaluation and promotion

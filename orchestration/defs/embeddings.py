@@ -5,9 +5,14 @@ import sys
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from orchestration.store.embedding_cache import ITEM_EMBEDDINGS_TABLE, embed_with_cache, read_item_embeddings, write_item_embeddings
-from orchestration.quality.expectations import embedding_frame, embedding_suite, validate_frame
 from orchestration.defs.resources import TextEncoderResource, WarehouseResource
+from orchestration.quality.expectations import embedding_frame, embedding_suite, validate_frame
+from orchestration.store.embedding_cache import (
+    ITEM_EMBEDDINGS_TABLE,
+    embed_with_cache,
+    read_item_embeddings,
+    write_item_embeddings,
+)
 from recmodels.item_text import build_item_texts
 from recmodels.similarity import nearest_neighbours
 

@@ -18,10 +18,21 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from orchestration.defs.models import TRACKING_FILE, phase_models
-from orchestration.registry.tracking import mlflow_metric_name
 from orchestration.defs.ranking import FEATURES_SPEC_FILE, FEATURES_TABLE, ranker_model
+from orchestration.defs.resources import MLflowResource, PromotionGateResource, WarehouseResource
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle, write_bundle
+from orchestration.registry.promotion import (
+    BUNDLE_MODEL,
+    blocking_check_failures,
+    check_states,
+    current_champion,
+    decide_promotion,
+    promote,
+    record_refusal,
+)
+from orchestration.registry.tracking import mlflow_metric_name
 from orchestration.store.marts import read_interactions
+from orchestration.store.model_files import fit_on, replaced_folder, write_lineage
 from orchestration.store.reports import (
     KS,
     markdown_image,
@@ -29,22 +40,11 @@ from orchestration.store.reports import (
     metric_rows,
     ndcg_chart_png,
     report_table,
-    write_table,
 )
-from orchestration.store.model_files import PHASES, StoredSplit, fit_on, load_split, replaced_folder, write_lineage
-from orchestration.registry.promotion import (
-    BUNDLE_MODEL,
-    blocking_check_failures,
-    current_champion,
-    decide_promotion,
-    promote,
-    record_refusal,
-    check_states,
-)
-from orchestration.defs.resources import MLflowResource, PromotionGateResource, WarehouseResource
 from recmodels.metrics import evaluate, topk_metrics
 from recmodels.ranking import LambdaRanker, purchase_events, rerank_topk
 from recmodels.recommender import TwoStageConfig, without_history_items
+from recmodels.splits import PHASES, StoredSplit, load_split
 
 METRICS_TABLE = "ml.evaluation_metrics"
 PROMOTIONS_TABLE = "ml.promotion_log"
@@ -119,8 +119,7 @@ def evaluation_metrics(
     rows += _two_stage_rows(warehouse, LambdaRanker.load(ranker_folder), stored,
                             _cold_items(stored, "test", config.cold_max_train_events))
     metrics = pd.DataFrame(rows).astype({"k": "Int64"})
-    with warehouse.connect() as con:
-        write_table(con, METRICS_TABLE, metrics)
+    warehouse.write_table(METRICS_TABLE, metrics)
     table = report_table(metrics)
     png = ndcg_chart_png(metrics)
     run_id = _log_evaluation(mlflow, paths.sasrec_dir("test"), metrics, png)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from orchestration.ingest import raw_table_counts
 from orchestration.defs.resources import DataSourceResource, WarehouseResource
+from orchestration.ingest import raw_table_counts
 from orchestration.ingest.sources import ingest_configured_source
 
 RAW_TABLE_DESCRIPTIONS = {

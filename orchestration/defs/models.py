@@ -19,32 +19,36 @@ import pandas as pd
 from dagster import AssetExecutionContext
 from pydantic import Field
 
+from orchestration.defs.resources import MLflowResource, WarehouseResource
+from orchestration.registry.tracking import mlflow_metric_name
 from orchestration.store.marts import mart_fingerprint, read_interactions
+from orchestration.store.model_files import (
+    StaleModelsError,
+    load_phase_models,
+    read_text_matrix,
+    replaced_folder,
+    write_lineage,
+)
+from orchestration.store.paths import ArtifactPaths
 from orchestration.store.reports import (
     KS,
     sequence_rows,
     top_candidates,
-    write_table,
 )
-from orchestration.store.model_files import (
-    PHASES,
-    ArtifactPaths,
-    StoredSplit,
-    StaleModelsError,
-    load_phase_models,
-    load_split,
-    read_text_matrix,
-    replaced_folder,
-    save_split,
-    write_lineage,
-)
-from orchestration.defs.resources import MLflowResource, WarehouseResource
-from orchestration.registry.tracking import mlflow_metric_name
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN, save_baselines
 from recmodels.metrics import evaluate
-from recmodels.sequences import SequenceConfig, build_sequences
 from recmodels.presets import PIPELINE
-from recmodels.splits import SplitWindows, split_cutoffs, split_problem, temporal_split
+from recmodels.sequences import SequenceConfig, build_sequences
+from recmodels.splits import (
+    PHASES,
+    SplitWindows,
+    StoredSplit,
+    load_split,
+    save_split,
+    split_cutoffs,
+    split_problem,
+    temporal_split,
+)
 
 REGISTERED_MODEL = "recsys-sasrec"
 SEQUENCES_TABLE = "ml.user_sequences"
@@ -103,8 +107,7 @@ def user_sequences(
     split_file = warehouse.artifacts.split_file
     content_hash = save_split(stored, split_file)
     rows = sequence_rows(sequences, keys, timestamps, split.item_ids, validation_cutoff, test_cutoff)
-    with warehouse.connect() as con:
-        write_table(con, SEQUENCES_TABLE, rows)
+    warehouse.write_table(SEQUENCES_TABLE, rows)
     context.log.info(f"{len(sequences):,} sequences; {len(split.validation):,} validation and {len(split.test):,} test rows")
     return dg.MaterializeResult(
         metadata={
@@ -385,8 +388,7 @@ def candidate_scores(
         [top_candidates(name, model.score, split.test, split.item_ids, config.top_k) for name, model in models.items()],
         ignore_index=True,
     )
-    with warehouse.connect() as con:
-        write_table(con, CANDIDATES_TABLE, candidates)
+    warehouse.write_table(CANDIDATES_TABLE, candidates)
     context.log.info(f"{len(candidates):,} candidates from {len(models)} sources")
     return dg.MaterializeResult(
         metadata={

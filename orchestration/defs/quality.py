@@ -3,8 +3,8 @@
 
 import dagster as dg
 
-from orchestration.quality import MART_SUITES, MartSuite, QualityThresholds, validate_frame
 from orchestration.defs.resources import WarehouseResource
+from orchestration.quality import MART_SUITES, MartSuite, QualityThresholds, validate_frame
 
 MARTS_SCHEMA = "marts"
 

@@ -14,11 +14,11 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from orchestration.defs.models import baseline_models, phase_models, sasrec_model, text_matrix
-from orchestration.store.marts import read_interactions
-from orchestration.store.reports import KS, importance_chart_png, markdown_image, markdown_table, write_table
-from orchestration.store.model_files import PHASES, load_split, replaced_folder, write_lineage
-from orchestration.quality.expectations import ranker_input_suite, validate_frame
 from orchestration.defs.resources import WarehouseResource
+from orchestration.quality.expectations import ranker_input_suite, validate_frame
+from orchestration.store.marts import read_interactions
+from orchestration.store.model_files import replaced_folder, write_lineage
+from orchestration.store.reports import KS, importance_chart_png, markdown_image, markdown_table
 from recmodels.metrics import ranking_metrics
 from recmodels.ranking import (
     LambdaRanker,
@@ -32,6 +32,7 @@ from recmodels.ranking import (
     rerank_topk,
 )
 from recmodels.recommender import TwoStageConfig
+from recmodels.splits import PHASES, load_split
 
 FEATURES_TABLE = "ml.ranker_features"
 FEATURES_SPEC_FILE = "ranker_features.json"  # under the models folder: how the candidates were made
@@ -72,8 +73,7 @@ def ranker_features(
         recall[phase] = candidate_recall(features, rows.targets)
         frames.append(features)
     table = pd.concat(frames, ignore_index=True)
-    with warehouse.connect() as con:
-        write_table(con, FEATURES_TABLE, table)
+    warehouse.write_table(FEATURES_TABLE, table)
     spec = {"n_candidates": config.n_candidates, "recent_items": config.recent_items, "split_hash": stored.content_hash}
     (paths.models_dir / FEATURES_SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     context.log.info(f"{len(table):,} candidate rows; candidate recall {recall}")

@@ -22,8 +22,7 @@ from pydantic import Field
 
 from orchestration.ingest.sources import source_data_path, source_kind
 from orchestration.registry.tracking import MLflowTracking
-from orchestration.store.model_files import ArtifactPaths
-from orchestration.store.paths import RecsysPaths
+from orchestration.store.paths import ArtifactPaths, RecsysPaths
 from orchestration.store.privacy import pseudonymization_key
 from orchestration.store.warehouse import Warehouse
 
@@ -58,6 +57,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def read_table(self, relation: str) -> pd.DataFrame:
         return self.warehouse().read_table(relation)
+
+    def write_table(self, relation: str, frame: pd.DataFrame) -> int:
+        return self.warehouse().write_table(relation, frame)
 
 
 class MLflowResource(dg.ConfigurableResource):

@@ -7,9 +7,9 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from orchestration.defs.evaluation import promotion_decision
-from orchestration.store.reports import frame_markdown, write_table
 from orchestration.defs.resources import MLflowResource, PrivacyResource, WarehouseResource
 from orchestration.serving.service import NoChampionError, RecommendationService
+from orchestration.store.reports import frame_markdown
 
 RECOMMENDATIONS_TABLE = "ml.user_recommendations"
 
@@ -34,8 +34,7 @@ def user_recommendations(
     table = service.batch(config.k)
     table.insert(4, "model_version", service.version)
     table["as_of"] = service.data.as_of
-    with warehouse.connect() as con:
-        write_table(con, RECOMMENDATIONS_TABLE, table)
+    warehouse.write_table(RECOMMENDATIONS_TABLE, table)
     seconds = time.perf_counter() - started
     kinds = table["explanation"].value_counts(normalize=True).round(4).to_dict()
     context.log.info(f"{table['user_id'].nunique():,} customers, champion version {service.version}, {seconds:.1f} s")

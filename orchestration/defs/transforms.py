@@ -10,10 +10,16 @@ from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
-from orchestration.store.marts import CLEAN_MARTS, mart_fingerprint, model_row_counts
 from orchestration.defs.resources import PrivacyResource, WarehouseResource
+from orchestration.store.marts import CLEAN_MARTS, mart_fingerprint, model_row_counts
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY
 
 TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"

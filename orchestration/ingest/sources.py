@@ -11,7 +11,14 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.ingest import IngestError, LoadResult, ensure_raw_schema, load_items, load_online_retail, load_source
+from orchestration.ingest import (
+    IngestError,
+    LoadResult,
+    ensure_raw_schema,
+    load_items,
+    load_online_retail,
+    load_source,
+)
 from orchestration.ingest.synthetic import SyntheticShopConfig, SyntheticShopFiles, write_synthetic_shop
 
 SOURCE_KINDS = ("synthetic", "online_retail", "generic")

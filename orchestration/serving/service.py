@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
+from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.store.embedding_cache import read_item_embeddings
 from orchestration.store.marts import read_interactions
 from orchestration.store.privacy import pseudonymize
-from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from recmodels.explain import Explainer, sentence
 from recmodels.ranking import purchase_events
 from recmodels.recommender import item_feature_table

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import duckdb
-
 import pandas as pd
 
 MARTS_SCHEMA = "marts"

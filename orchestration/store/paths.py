@@ -48,10 +48,40 @@ class RecsysPaths:
         """Files the model assets hand to each other: splits, fitted models, training checkpoints."""
         return self.home / "artifacts"
 
+    @property
+    def artifacts(self) -> "ArtifactPaths":
+        return ArtifactPaths(self.artifacts_dir)
+
     def ensure(self) -> "RecsysPaths":
         for folder in (self.home, self.dagster_home, self.mlflow_dir, self.sources_dir, self.cache_dir, self.artifacts_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+
+
+@dataclass(frozen=True)
+class ArtifactPaths:
+    """Where each model asset writes, below one root (``RecsysPaths.artifacts_dir``)."""
+
+    root: Path
+
+    @property
+    def split_file(self) -> Path:
+        return self.root / "user_sequences" / "split.npz"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def sasrec_dir(self, phase: str) -> Path:
+        """The test-phase model is the registered one; the validation-phase one is kept for evaluation."""
+        return self.models_dir / ("sasrec" if phase == "test" else f"sasrec-{phase}")
+
+    def baselines_dir(self, phase: str) -> Path:
+        return self.models_dir / "baselines" / phase
+
+    def checkpoint_dir(self, key: str) -> Path:
+        return self.root / "checkpoints" / "sasrec" / key
 
 
 def recsys_paths(home: str | os.PathLike | None = None) -> RecsysPaths:

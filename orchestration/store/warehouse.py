@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from orchestration.store.model_files import ArtifactPaths
-from orchestration.store.paths import RecsysPaths, recsys_paths
+from orchestration.store.paths import ArtifactPaths, RecsysPaths, recsys_paths
+from orchestration.store.reports import write_table
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Warehouse:
     @property
     def artifacts(self) -> ArtifactPaths:
         """Where the model assets write their files."""
-        return ArtifactPaths(self.paths.artifacts_dir)
+        return self.paths.artifacts
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -47,6 +47,11 @@ class Warehouse:
             yield con
         finally:
             con.close()
+
+    def write_table(self, relation: str, frame: pd.DataFrame) -> int:
+        """Replace ``relation`` (``schema.name``) with ``frame`` in one write; returns its row count."""
+        with self.connect() as con:
+            return write_table(con, relation, frame)
 
     def read_table(self, relation: str) -> pd.DataFrame:
         with self.connect(read_only=True) as con:

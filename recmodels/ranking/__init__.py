@@ -27,7 +27,13 @@ from recmodels.ranking.features import (
 )
 from recmodels.ranking.leakage import future_event_rows, leak_suspects, single_feature_auc
 from recmodels.ranking.lookups import NEVER_DAYS, TimeLike
-from recmodels.ranking.ranker import FORMAT_VERSION, LambdaRanker, RankerConfig, ranker_feature_names, rerank_topk
+from recmodels.ranking.ranker import (
+    FORMAT_VERSION,
+    LambdaRanker,
+    RankerConfig,
+    ranker_feature_names,
+    rerank_topk,
+)
 from recmodels.ranking.reorder import quantity_ratio
 from recmodels.ranking.training_rows import labelled_candidates
 

@@ -11,7 +11,6 @@ from orchestration.apps.cli import main
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 
 
-
 @pytest.fixture(scope="module")
 def home(promoted):
     """A home whose registry has a champion (version 1), shared with other modules (conftest.promoted)."""

@@ -7,12 +7,12 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestration.serving.api import create_app
-from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, promote, rollback
-from orchestration.store.warehouse import Warehouse
-from orchestration.serving.service import RecommendationService
 from orchestration.registry.tracking import MLflowTracking
+from orchestration.serving.api import create_app
+from orchestration.serving.service import RecommendationService
+from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
+from orchestration.store.warehouse import Warehouse
 
 ITEM_FIELDS = {"rank", "item_id", "title", "score", "explanation", "because_of", "reason"}
 

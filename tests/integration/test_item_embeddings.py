@@ -7,8 +7,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from orchestration.defs.resources import DataSourceResource, WarehouseResource
 from orchestration.apps.runner import materialize
+from orchestration.defs.resources import DataSourceResource, WarehouseResource
 
 TITLES = {"sku-0": "Red ceramic mug", "sku-1": "Blue ceramic mug", "sku-2": "", "sku-3": "Oak lantern", "sku-4": "Canvas tote bag"}
 

@@ -8,12 +8,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from orchestration.store.model_files import load_split
-from recmodels import sasrec
-from orchestration.defs.resources import DataSourceResource, MLflowResource, WarehouseResource
 from orchestration.apps.runner import materialize
+from orchestration.defs.resources import DataSourceResource, MLflowResource, WarehouseResource
+from recmodels import sasrec
 from recmodels.metrics import evaluate
 from recmodels.ranking import RankerConfig
+from recmodels.splits import load_split
 
 SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
 TOP_K = 20

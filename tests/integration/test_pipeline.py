@@ -10,8 +10,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.defs.resources import DataSourceResource, WarehouseResource
 from orchestration.apps.runner import materialize
+from orchestration.defs.resources import DataSourceResource, WarehouseResource
 from tests.conftest import ONLINE_RETAIL_CSV, require_shared_data
 
 SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}

@@ -4,7 +4,6 @@ One Dagster instance and one RECSYS_HOME serve the whole module, as in productio
 check results from the instance and compares with the champion in the MLflow registry.
 """
 
-import json
 
 import dagster as dg
 import duckdb
@@ -12,15 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.defs.embeddings import item_embeddings_expectations
+from orchestration.apps.runner import config_for_selection, materialize
 from orchestration.defs.quality import mart_expectation_checks
 from orchestration.defs.ranking import ranker_features_expectations
-from orchestration.registry.bundle import download_version, load_bundle
-from orchestration.store.model_files import StoredSplit, load_split, save_split
-from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.defs.resources import DataSourceResource, MLflowResource, WarehouseResource
-from orchestration.apps.runner import config_for_selection, materialize
+from orchestration.registry.bundle import download_version, load_bundle
+from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from recmodels.ranking import compute_features, purchase_events
+from recmodels.splits import StoredSplit, load_split, save_split
 
 SMALL_SHOP = {"synthetic_users": 120, "synthetic_items": 60, "synthetic_days": 60, "synthetic_seed": 7}
 RUN_CONFIG = {

@@ -4,11 +4,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from orchestration.defs.resources import MLflowResource, WarehouseResource
 from orchestration.serving.service import RecommendationService
+from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from recmodels.explain import KINDS
-
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.defs.resources import MLflowResource, WarehouseResource
 from orchestration.defs.automation import (
     DATA_JOB,
     RECOMMENDATIONS_JOB,
@@ -28,7 +27,9 @@ from orchestration.defs.automation import (
     retrain_sensor,
     weekly_retrain_schedule,
 )
+from orchestration.defs.resources import MLflowResource, WarehouseResource
 from orchestration.ingest.landing import LandingFile, landing_kind, new_landing_files
+from orchestration.registry.promotion import BUNDLE_MODEL, promote, rollback
 from orchestration.registry.retraining import (
     RetrainSettings,
     champion_moved,
@@ -36,11 +37,9 @@ from orchestration.registry.retraining import (
     retrain_decision,
     retrain_inputs,
 )
-from orchestration.store.model_files import ArtifactPaths, StoredSplit, save_split
-from orchestration.registry.promotion import BUNDLE_MODEL, promote, rollback
 from orchestration.store.paths import recsys_paths
 from recmodels.sequences import SequenceConfig
-from recmodels.splits import temporal_split
+from recmodels.splits import StoredSplit, save_split, temporal_split
 
 NOW = 1_700_000_000.0  # a fixed "now" for the pure landing decisions
 SETTLE = 60.0
@@ -433,7 +432,7 @@ def _save_split(home, rows, data_version: str = "v-trained") -> None:
         "test_cutoff": str(test_cutoff),
     }
     stored = StoredSplit(split, split.train_timestamps, split.train_for_test_timestamps, info)
-    save_split(stored, ArtifactPaths(recsys_paths(home).artifacts_dir).split_file)
+    save_split(stored, recsys_paths(home).artifacts.split_file)
 
 
 @pytest.fixture

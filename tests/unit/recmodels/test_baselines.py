@@ -1,10 +1,21 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from recmodels.baselines import (
+    BuyAgain,
+    ItemKNN,
+    MostPopular,
+    RecentPopular,
+    TextKNN,
+    load_baselines,
+    save_baselines,
+)
 from recmodels.metrics import topk_from_scores
+from recmodels.sequences import SequenceConfig
+from recmodels.splits import temporal_split
 
 
 def _seqs(*rows):
@@ -111,3 +122,27 @@ def test_baselines_score_full_catalogue_with_pad_at_minus_inf():
         scores = model.score(_seqs([1], [], [3, 3]))
         assert scores.shape == (3, 4) and scores.dtype == np.float32
         assert np.all(scores[:, 0] == -np.inf) and np.all(np.isfinite(scores[:, 1:]))
+
+
+def _stored_month_split():
+    """Three customers over a month, two of them with a test target after 2024-01-25."""
+    rows = [("u1", "a", "01-02"), ("u1", "b", "01-08"), ("u1", "c", "01-27"), ("u2", "b", "01-03"),
+            ("u2", "c", "01-04"), ("u2", "a", "01-12"), ("u2", "d", "01-28"), ("u3", "d", "01-10")]
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "occurred_at"])
+    events["occurred_at"] = pd.to_datetime("2024-" + events["occurred_at"])
+    return temporal_split(events, SequenceConfig(), pd.Timestamp("2024-01-25"), pd.Timestamp("2024-01-15"))
+
+
+def test_baselines_reload_with_identical_scores(tmp_path):
+    split = _stored_month_split()
+    train, times, rows = split.train_for_test, split.train_for_test_timestamps, split.test
+    n = split.n_items
+    text = np.random.default_rng(0).normal(size=(n + 1, 4)).astype(np.float32)
+    text[0] = 0
+    models = {"pop": MostPopular().fit(train, n), "recent": RecentPopular().fit(train, n, timestamps=times),
+              "again": BuyAgain(decay=0.5).fit(train, n), "knn": ItemKNN(window=2).fit(train, n), "text": TextKNN().fit(train, n, text)}
+    save_baselines(models, tmp_path, {})
+    loaded = load_baselines(tmp_path)
+    assert list(loaded) == list(models) and loaded["again"].decay == 0.5 and loaded["knn"].window == 2
+    for name, model in models.items():
+        np.testing.assert_array_equal(loaded[name].score(rows.histories), model.score(rows.histories))

@@ -3,7 +3,16 @@ import pandas as pd
 import pytest
 
 from recmodels.sequences import SequenceConfig
-from recmodels.splits import SplitWindows, leave_one_out, split_cutoffs, split_problem, temporal_split
+from recmodels.splits import (
+    SplitWindows,
+    StoredSplit,
+    leave_one_out,
+    load_split,
+    save_split,
+    split_cutoffs,
+    split_problem,
+    temporal_split,
+)
 
 
 def _lists(arrays):
@@ -146,3 +155,24 @@ def test_cutoffs_need_positive_windows(days):
 
 def test_default_windows_are_thirty_days_each():
     assert SplitWindows() == SplitWindows(test_days=30, validation_days=30)
+
+
+def _stored():
+    events = _month_events()
+    validation_cutoff, test_cutoff = split_cutoffs(events["occurred_at"].max(), 5, 10)
+    split = temporal_split(events, SequenceConfig(), test_cutoff, validation_cutoff)
+    return StoredSplit(split, split.train_timestamps, split.train_for_test_timestamps, {"note": "x"})
+
+
+def test_split_round_trips_without_pickles(tmp_path):
+    stored = _stored()
+    digest = save_split(stored, tmp_path / "split.npz")
+    loaded = load_split(tmp_path / "split.npz")
+    assert loaded.content_hash == digest
+    assert save_split(loaded, tmp_path / "again.npz") == digest  # same content, same hash, whenever written
+    for before, after in ((stored.split.train, loaded.split.train), (stored.split.test.targets, loaded.split.test.targets),
+                          (stored.train_for_test_times, loaded.train_for_test_times)):
+        assert len(before) == len(after) and all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert list(loaded.split.test.keys) == ["u1", "u2"] and list(loaded.split.item_ids) == ["a", "b", "c", "d"]
+    assert [len(t) for t in loaded.train_times] == [len(s) for s in loaded.split.train]
+    assert loaded.info == {"note": "x"}
