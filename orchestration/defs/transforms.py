@@ -11,12 +11,14 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_dbt import (
+    DagsterDbtProjectPreparer,
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliResource,
     DbtProject,
     dbt_assets,
 )
+from dagster_shared import record
 
 from orchestration.defs.resources import PrivacyResource, WarehouseResource
 from orchestration.store.marts import CLEAN_MARTS, mart_fingerprint, model_row_counts
@@ -24,13 +26,27 @@ from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY
 
 TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"
 
-dbt_project = DbtProject(project_dir=TRANSFORMS_DIR, profiles_dir=TRANSFORMS_DIR)
 
 
 def dbt_executable() -> str:
     """The dbt installed beside this interpreter, so `.venv/bin/python` works without an activated venv."""
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"
+
+
+class InterpreterDbtPreparer(DagsterDbtProjectPreparer):
+    """`dagster dev`'s manifest refresh, run with ``dbt_executable()``: dagster-dbt's own preparer looks dbt up
+    on PATH, which `make ui` does not change, so without an activated venv the code location failed to load."""
+
+    def prepare(self, project: DbtProject) -> None:
+        cli = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+        cli.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+
+# DbtProject's constructor always builds the default preparer; ``replace`` (dagster's record API, which the
+# record type is) swaps ours in without going through that constructor again.
+dbt_project = record.replace(DbtProject(project_dir=TRANSFORMS_DIR, profiles_dir=TRANSFORMS_DIR),
+                             preparer=InterpreterDbtPreparer())
 dbt_project.prepare_if_dev()
 
 
