@@ -80,10 +80,11 @@ def load_bundle(folder: Path, device: str | None = "cpu") -> Bundle:
     from recmodels.baselines import load_baselines
 
     item_ids = sasrec.load_item_ids(folder / "sasrec")
-    models = {"sasrec": sasrec.load(folder / "sasrec", device=device), **load_baselines(folder / "baselines")}
+    sequential = sasrec.load(folder / "sasrec", device=device)
+    models = {"sasrec": sequential, **load_baselines(folder / "baselines")}
     sources = {name: models[name].score for name in spec["sources"]}
-    text_file = folder / "sasrec" / "item_text.npy"
-    item_text = np.load(text_file, allow_pickle=False) if text_file.exists() else None
+    # The text matrix SASRec was saved with (and has just loaded) also feeds the ranker's text features.
+    item_text = sequential.item_text.detach().cpu().numpy() if sequential.config.uses_text else None
     config = TwoStageConfig.from_spec(spec)
     recommender = TwoStageRecommender(sources, LambdaRanker.load(folder / "ranker"), config, item_text=item_text)
     return Bundle(recommender, item_ids, spec, folder, models)
