@@ -2,31 +2,42 @@
 
     recsys serve --port 8000        # or: uvicorn --factory orchestration.serving.api:create_app
 
+``/`` is a page over the JSON endpoints (static/: plain HTML and JavaScript, no build step); ``/docs`` and
+``/redoc`` serve Swagger UI and ReDoc from the installed ``fastapi-offline`` package, so nothing is fetched from a
+CDN and both work offline.
+
 The champion bundle is loaded at startup. Requests check the registry at most every ``reload_seconds`` (in a
 background thread, so no request waits for it); when the ``champion`` alias has moved, the new version is loaded
 beside the old one and swapped in as one reference, so a request sees one model from start to end. A failed
 reload (the warehouse locked by a writer, a broken bundle) is logged and the old model keeps serving.
 
 Ids are the shop's own: customer ids are pseudonymised exactly as the marts do, item ids are the catalogue's.
-Every error is JSON ``{"detail": ...}``; bad input is a 4xx, never a 5xx.
+Every error is JSON ``{"detail": ...}``: a message for the app's own errors, FastAPI's list of validation errors
+for a 422; bad input is a 4xx, never a 5xx.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
 
+import json
 import logging
 import math
 import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
+import duckdb
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS, current_champion
+from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS, HISTORY_TAG, current_champion
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.service import MAX_K, RecommendationService
 from orchestration.store.privacy import pseudonymization_key
@@ -37,18 +48,49 @@ logger = logging.getLogger(__name__)
 MAX_ID_LENGTH = 100  # characters of a customer or item id
 MAX_SESSION_ITEMS = 200
 DIGITS = 6  # decimals kept of scores and similarities: more is noise in JSON
+STATIC = FilePath(__file__).parent / "static"  # the page
+PROMOTION_REASONS_TAG = "promotion_reasons"  # version tag: JSON list of the gate's reasons, when promote wrote it
+PROMOTION_LOG = "ml.promotion_log"  # the gate's decisions, one row each (orchestration.defs.evaluation)
+
+# Ids of the default synthetic shop (`make demo`), so that the examples in /docs answer with data there: a
+# customer with a few purchases, a popular item and an item often bought with it (an anonymous session).
+EXAMPLE_CUSTOMER = "10025"
+EXAMPLE_ITEM = "11458"
+EXAMPLE_SESSION = ["11458", "22320"]
+UNKNOWN_ITEM = "NOT-AN-ITEM"
 
 # --------------------------------------------------------------------------------------- response models
 
 
 class ErrorDetail(BaseModel):
-    detail: Any = Field(description="What was wrong: a message, or FastAPI's list of validation errors.")
+    """The app's own errors (400, 404, 503)."""
+
+    detail: str = Field(description="What was wrong.")
+
+
+class InvalidField(BaseModel):
+    """One validation error, as FastAPI (pydantic) reports it."""
+
+    type: str = Field(description="pydantic's error type, e.g. greater_than_equal.")
+    loc: list[str | int] = Field(description="Where: path, query or body, then the field.")
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrors(BaseModel):
+    """A 422: FastAPI's list of what was invalid."""
+
+    detail: list[InvalidField]
+
+
+TITLE = Field(description="The catalogue's title; the item id when the catalogue has none.")
 
 
 class RecommendedItem(BaseModel):
     rank: int = Field(description="1 is the best.")
     item_id: str
-    title: str | None
+    title: str = TITLE
     score: float | None = Field(description="Ranker score (higher is better); comparable within one response only.")
     explanation: str | None = Field(description="bought_before, also_bought, similar_description or popular_now.")
     because_of: str | None = Field(description="The customer's item behind the explanation, when there is one.")
@@ -76,7 +118,7 @@ class SessionRecommendations(BaseModel):
 class SimilarItem(BaseModel):
     rank: int
     item_id: str
-    title: str | None
+    title: str = TITLE
     score: float | None = Field(description="Mean of co_purchase and text_cosine, each in [0, 1].")
     co_purchase: float | None
     text_cosine: float | None
@@ -84,35 +126,62 @@ class SimilarItem(BaseModel):
 
 class SimilarItems(BaseModel):
     item_id: str
-    title: str | None
+    title: str = TITLE
     known_item: bool = Field(description="False: outside the model's catalogue, matched by its description only.")
     model_version: int
     items: list[SimilarItem]
 
 
 class Explanation(BaseModel):
+    """The same rank, score, explanation and reason as the item has in /recommendations/{user_id}."""
+
     user_id: str
     item_id: str
-    title: str | None
+    title: str = TITLE
     known_user: bool
     explanation: str
     because_of: str | None
-    because_of_title: str | None
+    because_of_title: str | None = Field(description="The anchor's title (its id when it has none).")
     reason: str
     strength: float | None = Field(description="The similarity behind the explanation (1 for bought_before).")
-    candidate: bool = Field(description="Whether the item is among the customer's ranked candidates at all.")
-    rank: int | None = Field(description="Its rank among the candidates, when it is one.")
+    candidate: bool = Field(description="Whether the item is among the customer's ranked items at all (every item is "
+                                        "for the popularity fallback).")
+    rank: int | None = Field(description="Its rank among them, when it is one.")
     score: float | None
-    features: dict[str, float | None] = Field(description="The ranker's features for this pair.")
+    features: dict[str, float | None] = Field(description="The ranker's features for this pair (none for the "
+                                                          "popularity fallback).")
     model_version: int
+
+
+class PopularItems(BaseModel):
+    strategy: str = Field(description="fallback:<popularity model>: what a customer without purchases gets.")
+    model_version: int
+    items: list[RecommendedItem]
+
+
+class Purchase(BaseModel):
+    item_id: str
+    title: str = TITLE
+    occurred_at: str
+    quantity: float | None
+
+
+class CustomerHistory(BaseModel):
+    user_id: str
+    known_user: bool = Field(description="False: no purchases on record.")
+    purchases: int = Field(description="Purchases on record of items the model knows.")
+    items: list[Purchase] = Field(description="The latest of them, newest first.")
 
 
 class ModelInfo(BaseModel):
     model: str
     version: int
     metrics: dict[str, float | None] = Field(description="Test metrics it was promoted with.")
+    measured_at: str | None = Field(description="When those metrics were measured (its training run ended).")
     data_version: str | None
     promoted_at: str | None
+    promotion_reasons: list[str] = Field(description="Why the promotion gate let it through.")
+    previous_champions: list[int] = Field(description="Earlier champion versions, oldest first (rollback order).")
     run_id: str | None
     sources: list[str] = Field(description="Candidate sources, in the ranker's feature order.")
     n_candidates: int | None
@@ -130,12 +199,13 @@ class Health(BaseModel):
 
 
 class SessionRequest(BaseModel):
-    # Numeric stock codes sent as JSON numbers are still ids.
-    model_config = ConfigDict(coerce_numbers_to_str=True)
-
+    # Numeric stock codes sent as JSON numbers are still ids (model_config below).
     items: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)]] = (
         Field(min_length=1, max_length=MAX_SESSION_ITEMS, description="Items viewed or bought, oldest first."))
     k: int = Field(10, ge=1, le=MAX_K)
+
+    model_config = ConfigDict(coerce_numbers_to_str=True,
+                              json_schema_extra={"examples": [{"items": EXAMPLE_SESSION, "k": 5}]})
 
 
 # ------------------------------------------------------------------------------------------- the champion
@@ -185,6 +255,7 @@ class ChampionHolder:
             started = time.perf_counter()
             service = RecommendationService.from_registry(self.client, int(champion["version"]), self.warehouse,
                                                           self.key)
+            champion = {**champion, **promotion_record(self.client, champion, self.warehouse)}
         except Exception as error:  # any failure: keep serving what we have
             self.problem = f"loading the {CHAMPION_ALIAS} of {BUNDLE_MODEL} failed: {error}"
             logger.exception("Loading the %s of %s failed; %s", CHAMPION_ALIAS, BUNDLE_MODEL,
@@ -219,6 +290,34 @@ class ChampionHolder:
             thread.join(timeout)
 
 
+def _reasons_logged(warehouse, version: int) -> list[str]:
+    """The gate's reasons for promoting ``version``, from the warehouse's log of decisions; [] without one."""
+    try:
+        with warehouse.connect(read_only=True) as con:
+            row = con.execute(f"select reasons from {PROMOTION_LOG} where version = ? and promoted "
+                              "order by decided_at desc limit 1", [version]).fetchone()
+    except duckdb.Error:  # no decision logged yet (a bundle promoted by hand), or the warehouse busy
+        return []
+    return list(json.loads(row[0])) if row and row[0] else []
+
+
+def promotion_record(client, champion: dict[str, Any], warehouse) -> dict[str, Any]:
+    """What the page tells about the champion besides current_champion(): why it was promoted (its version tag,
+    else the warehouse's decision log), when its metrics were measured and the earlier champions."""
+    version = int(champion["version"])
+    tags = client.get_model_version(BUNDLE_MODEL, str(version)).tags
+    reasons = json.loads(tags[PROMOTION_REASONS_TAG]) if tags.get(PROMOTION_REASONS_TAG) else None
+    measured_at = None
+    if champion.get("run_id"):
+        run = client.get_run(champion["run_id"])
+        ended = run.info.end_time or run.info.start_time
+        if ended:
+            measured_at = datetime.fromtimestamp(ended / 1000, timezone.utc).isoformat(timespec="seconds")
+    history = json.loads(client.get_registered_model(BUNDLE_MODEL).tags.get(HISTORY_TAG, "[]"))
+    return {"promotion_reasons": reasons if reasons is not None else _reasons_logged(warehouse, version),
+            "measured_at": measured_at, "previous_champions": [int(v) for v in history]}
+
+
 def _served(request: Request) -> Served:
     holder: ChampionHolder = request.app.state.champion
     holder.maybe_refresh()
@@ -229,8 +328,13 @@ def _served(request: Request) -> Served:
 
 
 Champion = Annotated[Served, Depends(_served)]
-UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The shop's customer id.")]
-ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The catalogue's item id.")]
+# Stripped, as the marts strip them; a blank id is a 422.
+ShopId = StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)
+UserId = Annotated[str, ShopId, Path(description="The shop's customer id.", openapi_examples={
+    "demo": {"summary": "A customer of the demo shop", "value": EXAMPLE_CUSTOMER},
+    "unknown": {"summary": "An unknown customer: the popularity fallback", "value": "no-such-customer"}})]
+ItemId = Annotated[str, ShopId, Path(description="The catalogue's item id.", openapi_examples={
+    "demo": {"summary": "An item of the demo shop", "value": EXAMPLE_ITEM}})]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")]
 
 # ------------------------------------------------------------------------------------ service -> response
@@ -249,7 +353,7 @@ def text(value: Any) -> str | None:
 
 
 def recommended_items(frame: pd.DataFrame) -> list[RecommendedItem]:
-    return [RecommendedItem(rank=int(row["rank"]), item_id=str(row["item_id"]), title=text(row["title"]),
+    return [RecommendedItem(rank=int(row["rank"]), item_id=str(row["item_id"]), title=str(row["title"]),
                             score=number(row["score"]), explanation=text(row["explanation"]),
                             because_of=text(row["because_of"]), reason=text(row["reason"]))
             for row in frame.to_dict("records")]
@@ -268,21 +372,33 @@ def session_response(answer: dict[str, Any], version: int) -> SessionRecommendat
 
 
 def similar_response(answer: dict[str, Any], version: int) -> SimilarItems:
-    items = [SimilarItem(rank=int(row["rank"]), item_id=str(row["item_id"]), title=text(row["title"]),
+    items = [SimilarItem(rank=int(row["rank"]), item_id=str(row["item_id"]), title=str(row["title"]),
                          score=number(row["score"]), co_purchase=number(row["co_purchase"]),
                          text_cosine=number(row["text_cosine"]))
              for row in answer["items"].to_dict("records")]
-    return SimilarItems(item_id=answer["item_id"], title=text(answer["title"]), known_item=bool(answer["known_item"]),
+    return SimilarItems(item_id=answer["item_id"], title=str(answer["title"]), known_item=bool(answer["known_item"]),
                         model_version=version, items=items)
 
 
 def explain_response(answer: dict[str, Any], version: int) -> Explanation:
     return Explanation(
         **{name: answer[name] for name in ("user_id", "item_id", "known_user", "explanation", "reason", "candidate")},
-        title=text(answer["title"]), because_of=text(answer["because_of"]),
+        title=str(answer["title"]), because_of=text(answer["because_of"]),
         because_of_title=text(answer["because_of_title"]), strength=number(answer["strength"]),
         rank=answer["rank"], score=number(answer["score"]),
         features={name: number(value) for name, value in answer["features"].items()}, model_version=version)
+
+
+def popular_response(answer: dict[str, Any], version: int) -> PopularItems:
+    return PopularItems(strategy=answer["strategy"], model_version=version, items=recommended_items(answer["items"]))
+
+
+def history_response(answer: dict[str, Any]) -> CustomerHistory:
+    items = [Purchase(item_id=str(row["item_id"]), title=str(row["title"]),
+                      occurred_at=pd.Timestamp(row["occurred_at"]).isoformat(), quantity=number(row["quantity"]))
+             for row in answer["items"].to_dict("records")]
+    return CustomerHistory(user_id=answer["user_id"], known_user=answer["known_user"],
+                           purchases=answer["purchases"], items=items)
 
 
 def model_response(served: Served) -> ModelInfo:
@@ -290,7 +406,10 @@ def model_response(served: Served) -> ModelInfo:
     return ModelInfo(
         model=champion.get("model", BUNDLE_MODEL), version=served.version,
         metrics={name: number(value) for name, value in (champion.get("metrics") or {}).items()},
+        measured_at=text(champion.get("measured_at")),
         data_version=text(champion.get("data_version")), promoted_at=text(champion.get("promoted_at")),
+        promotion_reasons=list(champion.get("promotion_reasons") or []),
+        previous_champions=list(champion.get("previous_champions") or []),
         run_id=text(champion.get("run_id")), sources=list(spec.get("sources", [])),
         n_candidates=spec.get("n_candidates"), recent_items=spec.get("recent_items"),
         features=list(spec.get("features", [])), split=text(spec.get("split")),
@@ -305,6 +424,29 @@ def _message(error: Exception) -> str:
     return str(error.args[0]) if error.args else type(error).__name__
 
 
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses: the body each really has, with an example from the demo."""
+    return {status: ERROR_RESPONSES[status] for status in statuses}
+
+
+# Each example is the body the app gives for the request in its description (a test sends each one).
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "The body is not JSON",
+          "content": {"application/json": {"example": {"detail": "There was an error parsing the body"}}}},
+    404: {"model": ErrorDetail, "description": f"Unknown item (here /similar/{UNKNOWN_ITEM})",
+          "content": {"application/json": {"example": {
+              "detail": f"item {UNKNOWN_ITEM!r} is neither in the model's catalogue nor has a description"}}}},
+    422: {"model": ValidationErrors, "description": f"Invalid input (here /recommendations/{EXAMPLE_CUSTOMER}?k=0)",
+          "content": {"application/json": {"example": {"detail": [{
+              "type": "greater_than_equal", "loc": ["query", "k"], "msg": "Input should be greater than or equal to 1",
+              "input": "0", "ctx": {"ge": 1}}]}}}},
+    503: {"model": ErrorDetail, "description": "No champion to serve yet",
+          "content": {"application/json": {"example": {
+              "detail": f"No model to serve: {BUNDLE_MODEL} has no {CHAMPION_ALIAS} yet: "
+                        "run the retrain job (promotion_decision)."}}}},
+}
+
+
 def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
     """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys)."""
 
@@ -317,48 +459,72 @@ def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
         yield
         holder.wait(timeout=60)
 
-    app = FastAPI(title="recsys", version="1", lifespan=lifespan,
-                  description="Recommendations from the MLflow registry's champion recommender bundle.",
-                  responses={422: {"model": ErrorDetail, "description": "Invalid input"}})
-    missing = {503: {"model": ErrorDetail, "description": "No champion to serve yet"}}
-    unknown = {404: {"model": ErrorDetail, "description": "Unknown item"}}
+    app = FastAPIOffline(title="recsys", version="1", lifespan=lifespan,
+                         description="Recommendations from the MLflow registry's champion recommender bundle. "
+                                     "The examples are ids of the demo's synthetic shop (`make demo`).",
+                         swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     # The service raises ValueError for a bad argument and KeyError for an unknown item: the caller's fault.
+    # A ValueError is reported in FastAPI's shape of a 422, so that every 422 has one body.
     @app.exception_handler(ValueError)
     async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
         logger.info("422 for %s: %s", request.url.path, error)
-        return JSONResponse(status_code=422, content={"detail": _message(error)})
+        invalid = InvalidField(type="value_error", loc=[], msg=_message(error))
+        return JSONResponse(status_code=422, content={"detail": [invalid.model_dump(exclude_none=True)]})
 
     @app.exception_handler(KeyError)
     async def _unknown_key(request: Request, error: KeyError) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": _message(error)})
 
-    @app.get("/health", response_model=Health, responses=missing)
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The page: the champion, a customer's history and recommendations, similar items, popular items."""
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/health", response_model=Health, responses=_errors(503))
     def health(served: Champion) -> Health:
         """Ready to serve: the champion version loaded and the time its data runs to."""
         return Health(status="ok", model_version=served.version, as_of=served.service.data.as_of.isoformat())
 
-    @app.get("/model", response_model=ModelInfo, responses=missing)
+    @app.get("/model", response_model=ModelInfo, responses=_errors(503))
     def model(served: Champion) -> ModelInfo:
-        """The champion being served: version, promotion metrics, data version and bundle spec."""
+        """The champion being served: version, promotion metrics and reasons, data version and bundle spec."""
         return model_response(served)
 
-    @app.post("/recommendations/session", response_model=SessionRecommendations, responses=missing)
-    def recommend_session(body: SessionRequest, served: Champion) -> SessionRecommendations:
-        """Recommendations for an anonymous session from the items it viewed or bought, oldest first."""
-        return session_response(served.service.recommend_session(body.items, body.k), served.version)
+    @app.post("/recommendations/session", response_model=SessionRecommendations, responses=_errors(400, 422, 503))
+    def recommend_session(body: SessionRequest, served: Champion,
+                          include_seen: Annotated[bool, Query(description="Also recommend the session's own "
+                                                                          "items.")] = False
+                          ) -> SessionRecommendations:
+        """Recommendations for an anonymous session from the items it viewed or bought, oldest first; its own
+        items are left out unless include_seen."""
+        answer = served.service.recommend_session(body.items, body.k, include_seen=include_seen)
+        return session_response(answer, served.version)
 
-    @app.get("/recommendations/{user_id}", response_model=UserRecommendations, responses=missing)
+    @app.get("/recommendations/{user_id}", response_model=UserRecommendations, responses=_errors(422, 503))
     def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> UserRecommendations:
         """A customer's recommendations from their purchase history; popular items for an unknown customer."""
         return user_response(served.service.recommend_user(user_id, k), served.version)
 
-    @app.get("/similar/{item_id}", response_model=SimilarItems, responses={**missing, **unknown})
+    @app.get("/customers/{user_id}/history", response_model=CustomerHistory, responses=_errors(422, 503))
+    def customer_history(user_id: UserId, served: Champion,
+                         n: Annotated[int, Query(ge=1, le=MAX_K, description="How many purchases.")] = 10
+                         ) -> CustomerHistory:
+        """A customer's latest purchases, newest first: what their recommendations start from."""
+        return history_response(served.service.history(user_id, n))
+
+    @app.get("/popular", response_model=PopularItems, responses=_errors(422, 503))
+    def popular(served: Champion, k: K = 10) -> PopularItems:
+        """Items popular now: what a customer without purchases is recommended."""
+        return popular_response(served.service.popular(k), served.version)
+
+    @app.get("/similar/{item_id}", response_model=SimilarItems, responses=_errors(404, 422, 503))
     def similar(item_id: ItemId, served: Champion, k: K = 10) -> SimilarItems:
         """Items bought together with this one or described alike."""
         return similar_response(served.service.similar(item_id, k), served.version)
 
-    @app.get("/explain/{user_id}/{item_id}", response_model=Explanation, responses={**missing, **unknown})
+    @app.get("/explain/{user_id}/{item_id}", response_model=Explanation, responses=_errors(404, 422, 503))
     def explain(user_id: UserId, item_id: ItemId, served: Champion) -> Explanation:
         """Why (or why not) an item is recommended to a customer: rank, score, explanation, ranker features."""
         return explain_response(served.service.explain(user_id, item_id), served.version)

@@ -113,10 +113,15 @@ class RecommendationService:
         return pseudonymize(shop_customer_id, self.key)
 
     def title(self, item_id: str | None) -> str | None:
+        """The catalogue's title, or None when the catalogue has none."""
         if item_id is None or item_id not in self.data.catalogue.index:
             return None
         title = self.data.catalogue.at[item_id, "title"]
         return None if pd.isna(title) else str(title)
+
+    def label(self, item_id: str | None) -> str | None:
+        """What a shopper is shown for an item: its title, or its id when the catalogue has no title."""
+        return None if item_id is None else self.title(item_id) or str(item_id)
 
     def _events_of(self, keys: list[str]) -> pd.DataFrame:
         rows = [self.data.event_rows[key] for key in keys if key in self.data.event_rows]
@@ -127,41 +132,78 @@ class RecommendationService:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
         return int(k)
 
-    def _rank(self, histories: list[np.ndarray], keys: list[str], k: int) -> list[pd.DataFrame]:
-        """Top ``k`` per history with score, rank and explanation; one frame per history."""
-        recommender = self.bundle.recommender
+    def _ranked(self, histories: list[np.ndarray], keys: list[str], exclude_history: bool = False) -> pd.DataFrame:
+        """Every candidate of every history, best first within each row (the order every answer shares)."""
         with self.lock:
-            ranked = recommender.rank(histories, np.asarray(keys, dtype=object), self._events_of(keys),
-                                      self.data.as_of, item_features=self.item_features)
-        ranked = ranked.sort_values(["row", "score", "item"], ascending=[True, False, True], kind="stable")
-        ranked = ranked.groupby("row", sort=True).head(k)
+            ranked = self.bundle.recommender.rank(histories, np.asarray(keys, dtype=object), self._events_of(keys),
+                                                  self.data.as_of, exclude_history=exclude_history,
+                                                  item_features=self.item_features)
+        return ranked.sort_values(["row", "score", "item"], ascending=[True, False, True],
+                                  kind="stable").reset_index(drop=True)
+
+    def _rank(self, histories: list[np.ndarray], keys: list[str], k: int, session: bool = False,
+              include_seen: bool = True) -> list[pd.DataFrame]:
+        """Top ``k`` per history with score, rank and explanation; one frame per history."""
+        ranked = self._ranked(histories, keys, exclude_history=not include_seen).groupby("row", sort=True).head(k)
         by_row = {row: top for row, top in ranked.groupby("row", sort=False)}
         empty = ranked.iloc[:0]
         frames = []
         for row, history in enumerate(histories):
             top = by_row.get(row, empty)
-            frames.append(self._described(history, top["item"].to_numpy(), top["score"].to_numpy()))
+            frames.append(self._described(history, top["item"].to_numpy(), top["score"].to_numpy(), session))
         return frames
 
-    def _described(self, history: np.ndarray, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    def _explanations(self, history: np.ndarray, items: np.ndarray, session: bool = False) -> list:
+        """The explainer's explanation of each item. A session's items were viewed, not necessarily bought: one of
+        them is explained by the rest of the session, never as bought before."""
         explanations = self.explainer.explain(history, items)
+        if session:
+            explanations = [self.explainer.explain(history[history != item], np.array([item]))[0]
+                            if e.kind == "bought_before" else e for e, item in zip(explanations, items.tolist())]
+        return explanations
+
+    def _described(self, history: np.ndarray, items: np.ndarray, scores: np.ndarray, session: bool = False
+                   ) -> pd.DataFrame:
+        items = np.asarray(items, dtype=np.int64)
+        explanations = self._explanations(history, items, session)
         item_ids = self.bundle.shop_ids(items)
         anchors = self.bundle.shop_ids(np.array([e.anchor for e in explanations], dtype=np.int64))
         return pd.DataFrame({
             "rank": np.arange(1, len(items) + 1),
             "item_id": item_ids,
-            "title": [self.title(i) for i in item_ids],
+            "title": [self.label(i) for i in item_ids],
             "score": np.asarray(scores, dtype=np.float64),
             "explanation": [e.kind for e in explanations],
             "because_of": anchors,
-            "reason": [sentence(e, self.title(a)) for e, a in zip(explanations, anchors)],
+            "reason": [sentence(e, self.label(a)) for e, a in zip(explanations, anchors)],
         })
 
-    def _popular(self, k: int) -> pd.DataFrame:
+    def _popularity(self) -> tuple[np.ndarray, np.ndarray]:
+        """(every item, best first; the fallback model's scores by internal id)."""
         scores = self.bundle.models[self.fallback].score([np.array([], np.int64)])[0]
-        order = np.argsort(-scores[1:], kind="stable")[:k] + 1
-        frame = self._described(np.array([], np.int64), order, scores[order])
-        return frame
+        return np.argsort(-scores[1:], kind="stable") + 1, scores
+
+    def _popular(self, k: int) -> pd.DataFrame:
+        order, scores = self._popularity()
+        return self._described(np.array([], np.int64), order[:k], scores[order[:k]])
+
+    def popular(self, k: int = 10) -> dict[str, Any]:
+        """The items popular now: what a customer without purchases is recommended."""
+        return {"strategy": f"fallback:{self.fallback}", "items": self._popular(self._check_k(k))}
+
+    def history(self, shop_customer_id: object, n: int = 10) -> dict[str, Any]:
+        """A customer's ``n`` latest purchases of catalogue items the model knows, newest first."""
+        n = self._check_k(n)
+        key = self.user_key(shop_customer_id)
+        rows = self.data.event_rows.get(key)
+        known = rows is not None
+        events = self.data.events.iloc[rows[::-1][:n]] if known else self.data.events.iloc[:0]
+        item_ids = self.bundle.shop_ids(events["item"].to_numpy())
+        items = pd.DataFrame({"item_id": item_ids, "title": [self.label(i) for i in item_ids],
+                              "occurred_at": events["occurred_at"].to_numpy(),
+                              "quantity": events["quantity"].to_numpy()})
+        return {"user_id": str(shop_customer_id), "known_user": known,
+                "purchases": int(len(rows)) if known else 0, "items": items}
 
     # ----------------------------------------------------------------------------------------- requests
 
@@ -191,15 +233,17 @@ class RecommendationService:
                 unknown.append(item_id)
         return np.asarray(mapped, dtype=np.int64), unknown, text_only
 
-    def recommend_session(self, shop_item_ids: list[str], k: int = 10) -> dict[str, Any]:
-        """An anonymous session's top ``k`` from the items it viewed or bought, in order."""
+    def recommend_session(self, shop_item_ids: list[str], k: int = 10, include_seen: bool = False
+                          ) -> dict[str, Any]:
+        """An anonymous session's top ``k`` from the items it viewed or bought, in order; the session's own items
+        only with ``include_seen``."""
         k = self._check_k(k)
         history, unknown, text_only = self.session_items(shop_item_ids)
         if not len(history):
             return {"strategy": f"fallback:{self.fallback}", "unknown_items": unknown, "text_only_items": text_only,
                     "items": self._popular(k)}
-        return {"strategy": "two-stage", "unknown_items": unknown, "text_only_items": text_only,
-                "items": self._rank([history], [SESSION_KEY], k)[0]}
+        ranked = self._rank([history], [SESSION_KEY], k, session=True, include_seen=include_seen)[0]
+        return {"strategy": "two-stage", "unknown_items": unknown, "text_only_items": text_only, "items": ranked}
 
     def similar(self, shop_item_id: str, k: int = 10) -> dict[str, Any]:
         """Items like ``shop_item_id``: the mean of co-purchase similarity and text cosine (each in [0, 1])."""
@@ -222,41 +266,39 @@ class RecommendationService:
         order = order[np.isfinite(score[order])]
         item_ids = self.bundle.shop_ids(order)
         items = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "item_id": item_ids,
-                              "title": [self.title(i) for i in item_ids], "score": score[order],
+                              "title": [self.label(i) for i in item_ids], "score": score[order],
                               "co_purchase": behaviour[order], "text_cosine": text[order]})
-        return {"item_id": item_id, "title": self.title(item_id), "known_item": code != PAD, "items": items}
+        return {"item_id": item_id, "title": self.label(item_id), "known_item": code != PAD, "items": items}
 
     def explain(self, shop_customer_id: object, shop_item_id: str) -> dict[str, Any]:
-        """Why (or why not) ``shop_item_id`` is recommended to a customer: rank, score, the explanation and the
-        ranker's features for that pair."""
+        """Why (or why not) ``shop_item_id`` is recommended to a customer: its rank, score and explanation as
+        ``recommend_user`` gives them, and the ranker's features for that pair (none for the popularity fallback)."""
         key = self.user_key(shop_customer_id)
         history = self.data.histories.get(key)
-        code = int(self.bundle.internal_ids([str(shop_item_id)])[0])
+        item_id = str(shop_item_id)
+        code = int(self.bundle.internal_ids([item_id])[0])
         if code == PAD:
-            raise KeyError(f"item {shop_item_id!r} is not in the model's catalogue")
-        out: dict[str, Any] = {"user_id": str(shop_customer_id), "item_id": str(shop_item_id),
-                               "title": self.title(str(shop_item_id)), "known_user": history is not None}
-        if history is None:
-            history = np.array([], np.int64)
-        explanation = self.explainer.explain(history, np.array([code]))[0]
+            raise KeyError(f"item {item_id!r} is not in the model's catalogue")
+        rank = score = None
+        features: dict[str, float] = {}
+        if history is None:  # recommend_user's fallback: every item has its place in the popularity order
+            order, scores = self._popularity()
+            rank, score = int(np.flatnonzero(order == code)[0]) + 1, float(scores[code])
+        else:
+            ranked = self._ranked([history], [key])
+            hit = np.flatnonzero(ranked["item"].to_numpy() == code)
+            if len(hit):
+                row = ranked.iloc[int(hit[0])]
+                rank, score = int(hit[0]) + 1, float(row["score"])
+                features = {name: float(row[name]) for name in self.bundle.recommender.ranker.feature_names}
+        explanation = self.explainer.explain(history if history is not None else np.array([], np.int64),
+                                             np.array([code]))[0]
         anchor = self.bundle.shop_ids(np.array([explanation.anchor]))[0]
-        out.update({"explanation": explanation.kind, "because_of": anchor, "because_of_title": self.title(anchor),
-                    "reason": sentence(explanation, self.title(anchor)), "strength": explanation.strength})
-        if not len(history):
-            out.update({"candidate": False, "rank": None, "score": None, "features": {}})
-            return out
-        with self.lock:
-            ranked = self.bundle.recommender.rank([history], np.array([key], dtype=object), self._events_of([key]),
-                                                  self.data.as_of, item_features=self.item_features)
-        ranked = ranked.sort_values(["score", "item"], ascending=[False, True], kind="stable").reset_index(drop=True)
-        hit = ranked.index[ranked["item"] == code]
-        if not len(hit):
-            out.update({"candidate": False, "rank": None, "score": None, "features": {}})
-            return out
-        row = ranked.loc[hit[0]]
-        features = {name: float(row[name]) for name in self.bundle.recommender.ranker.feature_names}
-        out.update({"candidate": True, "rank": int(hit[0]) + 1, "score": float(row["score"]), "features": features})
-        return out
+        return {"user_id": str(shop_customer_id), "item_id": item_id, "title": self.label(item_id),
+                "known_user": history is not None, "explanation": explanation.kind, "because_of": anchor,
+                "because_of_title": self.label(anchor), "reason": sentence(explanation, self.label(anchor)),
+                "strength": explanation.strength, "candidate": rank is not None, "rank": rank, "score": score,
+                "features": features}
 
     def batch(self, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
         """Top ``k`` of every known customer: user_id (pseudonym), rank, item_id, score, explanation columns."""
