@@ -61,6 +61,13 @@ recommendations_job = _group_job(
     RECOMMENDATIONS_JOB, ("serving",), "Recompute every customer's recommendations from the current champion."
 )
 
+# `make demo` and `recsys materialize` run this job (a --select cuts it), so their runs are a job's history in
+# the UI and can be re-executed from there.
+all_assets_job = dg.define_asset_job(
+    "all_assets_job", selection=dg.AssetSelection.all(),
+    description="Every asset and its checks: ingest, clean, embed, train, evaluate, promote, recommend.",
+)
+
 ASSETS = [raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *ranking_assets,
           *evaluation_assets, *serving_assets]
 ASSET_CHECKS = [*mart_expectation_checks, item_embeddings_expectations, *ranking_checks]
@@ -68,7 +75,7 @@ ASSET_CHECKS = [*mart_expectation_checks, item_embeddings_expectations, *ranking
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ASSET_CHECKS,
-    jobs=[ingest_job, transforms_job, embeddings_job, models_job, ranking_job, data_job, retrain_job,
+    jobs=[all_assets_job, ingest_job, transforms_job, embeddings_job, models_job, ranking_job, data_job, retrain_job,
           recommendations_job],
     schedules=automation_schedules,
     sensors=automation_sensors,

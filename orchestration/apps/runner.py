@@ -1,8 +1,15 @@
-"""Materialize assets in-process against the project's Definitions (used by the demo, the CLI and tests)."""
+"""Materialize assets in-process through the project's named jobs (used by the demo, the CLI, replay and tests).
+
+Dagster's ``materialize()`` records its runs as ``__ephemeral_asset_job__``, a job that no code location holds:
+the UI lists such runs but cannot re-execute them. Here every run is a run of a job in ``definitions.py``
+(``all_assets_job`` unless the caller names another), recorded against the code location of ``workspace.yaml``
+as ``make ui`` loads it, so the UI's Jobs, Runs and Overview show the history and Re-execute relaunches it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,35 +18,78 @@ import dagster as dg
 
 from orchestration.apps.instance import ensure_dagster_home
 
+WORKSPACE_YAML = Path(__file__).resolve().parents[2] / "workspace.yaml"
+
 
 def materialize(
-    selection: str | None = None,
+    selection: str | dg.AssetSelection | None = None,
     *,
+    job: str | None = None,
     resources: Mapping[str, Any] | None = None,
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
     log_level: str = "INFO",
     stdout_log: Path | None = None,
     run_config: Mapping[str, Any] | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Run ``selection`` (Dagster asset selection syntax; default: every asset) with its asset checks.
+) -> dg.ExecutionResult:
+    """Run the job ``job`` (default ``all_assets_job``: every asset), cut to ``selection`` (Dagster asset
+    selection syntax) when given, with the asset checks of what runs.
 
     ``resources`` override the ones in ``definitions.py`` (tests point the warehouse at a temporary folder);
     ``run_config`` configures assets (``{"ops": {"user_sequences": {"config": {...}}}}``).
     Without ``instance`` the persistent instance under ``$RECSYS_HOME/dagster`` records the run, so it shows
-    in the UI afterwards.
+    in the UI afterwards. The run holds the warehouse (``Warehouse.hold``) from start to end, so a second run
+    on the same home waits for it instead of failing inside dbt.
     """
-    from orchestration.definitions import defs
+    from orchestration.definitions import all_assets_job, defs
+    from orchestration.store.warehouse import Warehouse
 
     if instance is None:
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
+    with_resources = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
+                                    resources={**defs.resources, **(resources or {})}, executor=defs.executor)
+    job_def = with_resources.resolve_job_def(job or all_assets_job.name)
+    keys = None
+    if selection is not None:
+        chosen = dg.AssetSelection.from_string(selection) if isinstance(selection, str) else selection
+        keys = chosen.resolve(job_def.asset_layer.asset_graph)
+    config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
+    warehouse = (resources or {}).get("warehouse")
     with contextlib.ExitStack() as stack:
+        stack.enter_context(Warehouse(home=getattr(warehouse, "home", None)).hold(f"Dagster run of {job_def.name}"))
         if stdout_log is not None:
             # dagster-dbt echoes every dbt log line to stdout; send them to a file so the caller's output stays readable.
             stdout_log.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(stdout_log.open("a"))))
-        return _materialize(defs, selection, resources, instance, raise_on_error, log_level, run_config)
+        return _execute(job_def, keys, instance, config, raise_on_error)
+
+
+def _execute(job_def: dg.JobDefinition, keys: set[dg.AssetKey] | None, instance: dg.DagsterInstance,
+             run_config: Mapping[str, Any], raise_on_error: bool) -> dg.ExecutionResult:
+    # What `dagster job launch` records, executed here rather than by a run launcher: JobDefinition's
+    # execute_in_process cannot record the code location, and the UI's Re-execute needs it
+    # (dagster-graphql's launch_reexecution_from_parent_run reads the parent run's remote_job_origin).
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run
+
+    # The run records the selection, not a subset job, so a re-execution runs the same assets again.
+    run = instance.create_run_for_job(job_def=job_def, run_config=run_config, tags=job_def.run_tags,
+                                      asset_selection=keys, remote_job_origin=code_location_origin(job_def.name))
+    return execute_run(InMemoryJob(job_def), run, instance, raise_on_error=raise_on_error)
+
+
+def code_location_origin(job_name: str):
+    """The job's origin in the code location that ``workspace.yaml`` declares (the one ``make ui`` loads);
+    None when the project runs without its checkout (no workspace.yaml beside the package)."""
+    from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+    from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    if not WORKSPACE_YAML.exists():
+        return None
+    (location,) = location_origins_from_yaml_paths([os.fspath(WORKSPACE_YAML)])
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job_name)
 
 
 def config_for_selection(
@@ -55,16 +105,3 @@ def config_for_selection(
         held = {key.to_user_string() for key in chosen.resolve(defs.resolve_asset_graph())}
         ops = {name: config for name, config in ops.items() if name in held}
     return {**run_config, "ops": ops}
-
-
-def _materialize(defs, selection, resources, instance, raise_on_error, log_level, run_config) -> dg.ExecuteInProcessResult:
-    assets = [*defs.assets, *defs.asset_checks]
-    merged_resources = {**defs.resources, **(resources or {})}
-    return dg.materialize(
-        assets,
-        selection=selection,
-        resources=merged_resources,
-        instance=instance,
-        raise_on_error=raise_on_error,
-        run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
-    )

@@ -1,13 +1,21 @@
 """The DuckDB warehouse file under RECSYS_HOME, for any caller: Dagster's resource, the serving app, the CLI.
 
-DuckDB allows one writer per file, so every connection is opened for one block and closed after it.
+DuckDB allows one writer per file, so every connection is opened for one block and closed after it, and a run
+holds the whole warehouse (``Warehouse.hold``) so that a second run waits for the first instead of failing in
+the middle, when one of its steps (or dbt) finds the file locked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fcntl
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -15,6 +23,26 @@ import pandas as pd
 
 from orchestration.store.paths import ArtifactPaths, RecsysPaths, recsys_paths
 from orchestration.store.reports import write_table
+
+
+WAIT_VARIABLE = "RECSYS_WAREHOUSE_WAIT_SECONDS"
+DEFAULT_WAIT_SECONDS = 600.0  # how long a run or a connection waits for another process's hold on the warehouse
+POLL_SECONDS = 0.5
+_DUCKDB_LOCK = re.compile(r"Could not set lock on file .*Conflicting lock is held in (?P<holder>.*?)\. See also", re.S)
+_held: dict[Path, tuple[int, int]] = {}  # lock file -> (descriptor, depth): a process's holds nest
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process held the warehouse for longer than the wait allows."""
+
+
+def wait_seconds() -> float:
+    """``$RECSYS_WAREHOUSE_WAIT_SECONDS`` (default 600): 0 refuses at once instead of waiting."""
+    return float(os.environ.get(WAIT_VARIABLE) or DEFAULT_WAIT_SECONDS)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -42,11 +70,81 @@ class Warehouse:
         # FileNotFoundError, which callers catch to say "run ingest first", rather than DuckDB's IOException.
         if read_only and not path.exists():
             raise FileNotFoundError(f"The warehouse {path} does not exist yet: materialize the ingest assets first.")
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = self._open(path, read_only)
         try:
             yield con
         finally:
             con.close()
+
+    def _open(self, path: Path, read_only: bool, notify: Callable[[str], None] = _stderr) -> duckdb.DuckDBPyConnection:
+        """A connection, after waiting (up to ``wait_seconds()``) while another process has the file open."""
+        deadline = time.monotonic() + wait_seconds()
+        said = False
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only)
+            except duckdb.IOException as error:
+                locked = _DUCKDB_LOCK.search(str(error))
+                if locked is None:
+                    raise
+                holder = locked["holder"]
+            if time.monotonic() >= deadline:
+                raise WarehouseBusyError(f"The warehouse {path} is in use by {holder}; gave up after "
+                                         f"{wait_seconds():.0f} s (set {WAIT_VARIABLE} to wait longer).")
+            if not said:
+                notify(f"Waiting for the warehouse {path}: in use by {holder} ...")
+                said = True
+            time.sleep(POLL_SECONDS)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".run-lock")
+
+    @contextmanager
+    def hold(self, purpose: str, notify: Callable[[str], None] = _stderr) -> Iterator[None]:
+        """Hold the warehouse for a whole run (an advisory lock beside the file, released when the process
+        ends however it ends). Another process's hold is waited for, up to ``wait_seconds()``, saying who
+        holds it; then ``WarehouseBusyError``. Holds in one process nest."""
+        path = self.lock_path
+        if path in _held:
+            descriptor, depth = _held[path]
+            _held[path] = (descriptor, depth + 1)
+        else:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._acquire(descriptor, path, notify)
+            except BaseException:
+                os.close(descriptor)
+                raise
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"PID {os.getpid()} ({purpose}, since {datetime.now():%Y-%m-%d %H:%M:%S})"
+                      .encode(), 0)
+            _held[path] = (descriptor, 1)
+        try:
+            yield
+        finally:
+            descriptor, depth = _held.pop(path)
+            if depth > 1:
+                _held[path] = (descriptor, depth - 1)
+            else:
+                os.close(descriptor)  # closing releases the lock
+
+    def _acquire(self, descriptor: int, path: Path, notify: Callable[[str], None]) -> None:
+        deadline = time.monotonic() + wait_seconds()
+        said = False
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip() or "another process"
+            if time.monotonic() >= deadline:
+                raise WarehouseBusyError(f"The warehouse {self.path} is held by {holder}; gave up after "
+                                         f"{wait_seconds():.0f} s (set {WAIT_VARIABLE} to wait longer).")
+            if not said:
+                notify(f"Waiting for the warehouse {self.path}: held by {holder} ...")
+                said = True
+            time.sleep(POLL_SECONDS)
 
     def write_table(self, relation: str, frame: pd.DataFrame) -> int:
         """Replace ``relation`` (``schema.name``) with ``frame`` in one write; returns its row count."""
