@@ -5,6 +5,7 @@ import sys
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from orchestration.defs.quality import expectation_metadata
 from orchestration.defs.resources import TextEncoderResource, WarehouseResource
 from orchestration.quality.expectations import embedding_frame, embedding_suite, validate_frame
 from orchestration.store.embedding_cache import (
@@ -33,37 +34,47 @@ def item_embeddings(
         # A progress bar helps in a terminal; in the UI's captured logs it would only be noise.
         vectors, stats = embed_with_cache(con, texts["text"].tolist(), encoder, show_progress=sys.stderr.isatty())
         write_item_embeddings(con, texts, vectors, encoder)
-    context.log.info(f"{stats.n_embedded} texts embedded, {stats.n_cached} from the cache, model {encoder.model_id}")
+    # Per item, so the three counts add up to the catalogue; the encoder's own work is in distinct texts.
+    empty = texts["is_empty_text"].to_numpy(dtype=bool)
+    encoded = stats.encoded_mask()
+    context.log.info(f"{stats.n_embedded} distinct texts embedded, {stats.n_cached} from the cache, "
+                     f"model {encoder.model_id}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(texts),
             "items": len(texts),
-            "newly_embedded": stats.n_embedded,
-            "from_cache": stats.n_cached,
-            "empty_text_items": int(texts["is_empty_text"].sum()),
+            "items_newly_embedded": int((encoded & ~empty).sum()),
+            "items_from_cache": int((~encoded & ~empty).sum()),
+            "items_with_empty_text": int(empty.sum()),
+            "distinct_texts_encoded": stats.n_embedded,
             "texts_per_s": stats.texts_per_s,
             "embed_seconds": stats.embed_seconds,
             "device": str(encoder.device),
             "model": encoder.model_id,
             "dimension": encoder.dim,
             "table": ITEM_EMBEDDINGS_TABLE,
-            "nearest_neighbours": dg.MetadataValue.md(_neighbour_table(texts, vectors)),
+            "nearest_neighbours": dg.MetadataValue.md(_neighbour_table(items, texts, vectors)),
         }
     )
 
 
-def _neighbour_table(texts, vectors) -> str:
+def _neighbour_table(items, texts, vectors) -> str:
+    """A few items with text and their three nearest neighbours, each as item id and title."""
     with_text = texts.index[~texts["is_empty_text"]].to_numpy()
     if len(with_text) < 2:
         return "Fewer than two items have text."
     examples = with_text[:: max(1, len(with_text) // EXAMPLE_ITEMS)][:EXAMPLE_ITEMS]
     neighbours, scores = nearest_neighbours(vectors[with_text], queries=[list(with_text).index(i) for i in examples], k=3)
+    titles = items["title"].fillna("").astype(str)
+
+    def label(row: int) -> str:
+        title = titles.iat[row][:40] or texts.at[row, "text"][:40]
+        return f"{items.at[row, 'item_id']} {title}".replace("|", "/")
+
     rows = ["| item | 3 most similar items (cosine) |", "| --- | --- |"]
     for example, row_neighbours, row_scores in zip(examples, neighbours, scores):
-        similar = "; ".join(
-            f"{texts.at[with_text[n], 'text'][:40]} ({score:.2f})" for n, score in zip(row_neighbours, row_scores)
-        )
-        rows.append(f"| {texts.at[example, 'text'][:50]} | {similar} |")
+        similar = "; ".join(f"{label(with_text[n])} ({score:.2f})" for n, score in zip(row_neighbours, row_scores))
+        rows.append(f"| {label(example)} | {similar} |")
     return "\n".join(rows)
 
 
@@ -77,5 +88,5 @@ def item_embeddings_expectations(warehouse: WarehouseResource, text_encoder: Tex
     return dg.AssetCheckResult(
         passed=outcome.success,
         description=outcome.summary(),
-        metadata={"vectors": len(meta), "catalogue_items": len(catalogue), "failures": dg.MetadataValue.md(outcome.summary())},
+        metadata={"vectors": len(meta), "catalogue_items": len(catalogue), **expectation_metadata(outcome)},
     )

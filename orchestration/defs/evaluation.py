@@ -10,6 +10,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -20,7 +21,16 @@ from pydantic import Field
 from orchestration.defs.models import TRACKING_FILE, phase_models
 from orchestration.defs.ranking import FEATURES_SPEC_FILE, FEATURES_TABLE, ranker_model
 from orchestration.defs.resources import MLflowResource, PromotionGateResource, WarehouseResource
-from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle, write_bundle
+from orchestration.registry.bundle import (
+    ARTIFACT_KEY,
+    HISTORY_COLUMN,
+    PYFUNC_CODE,
+    Bundle,
+    load_bundle,
+    pyfunc_signature,
+    registered_bundle,
+    write_bundle,
+)
 from orchestration.registry.promotion import (
     BUNDLE_MODEL,
     blocking_check_failures,
@@ -30,7 +40,7 @@ from orchestration.registry.promotion import (
     promote,
     record_refusal,
 )
-from orchestration.registry.tracking import mlflow_metric_name
+from orchestration.registry.tracking import mlflow_metric_name, register_pyfunc
 from orchestration.store.marts import read_interactions
 from orchestration.store.model_files import fit_on, replaced_folder, write_lineage
 from orchestration.store.reports import (
@@ -72,8 +82,12 @@ def _two_stage_rows(warehouse: WarehouseResource, ranker: LambdaRanker, stored: 
     return out
 
 
-def _log_evaluation(mlflow: MLflowResource, model_folder: Path, metrics: pd.DataFrame, png: bytes) -> str | None:
-    """Add the comparison to the SASRec run that produced ``model_folder``; returns its run id."""
+SPLIT_PREFIX = {"validation": "val", "test": "test"}  # MLflow metric groups, as the SASRec run names them
+PLOTTED = ("ndcg@10", "recall@10", "coverage@10")  # per model and split, as numbers Dagster's Plots tab draws
+
+
+def _log_evaluation(mlflow: MLflowResource, model_folder: Path, metrics: pd.DataFrame, png: bytes) -> Any | None:
+    """Add the comparison to the SASRec run that produced ``model_folder``; returns that run."""
     tracking_file = model_folder / TRACKING_FILE
     if not tracking_file.exists():
         return None
@@ -81,12 +95,29 @@ def _log_evaluation(mlflow: MLflowResource, model_folder: Path, metrics: pd.Data
     client = mlflow.client()
     headline = metrics[(metrics["segment"] == "all") & (metrics["metric"] == "ndcg") & (metrics["k"] == 10)]
     for row in headline.itertuples():
-        client.log_metric(run_id, f"eval_{row.split}_{row.variant}_{mlflow_metric_name(row.model)}_ndcg_10", row.value)
+        variant = "" if row.variant == "allowed" else "_history_excluded"
+        name = mlflow_metric_name(SPLIT_PREFIX[row.split], f"ndcg@10{variant}", row.model)
+        client.log_metric(run_id, name, row.value)
     with tempfile.TemporaryDirectory() as folder:
         metrics.to_csv(Path(folder) / "evaluation_metrics.csv", index=False)
         (Path(folder) / "ndcg_10.png").write_bytes(png)
         client.log_artifacts(run_id, folder, artifact_path="evaluation")
-    return run_id
+    return client.get_run(run_id)
+
+
+def plotted_metrics(metrics: pd.DataFrame) -> dict[str, float | int]:
+    """``<split>/<model>/<metric>`` for each PLOTTED metric (history allowed, all rows) and the rows each split
+    averages over, as plain numbers: Dagster plots a numeric metadata entry across materializations."""
+    out: dict[str, float | int] = {}
+    for split in PHASES:
+        table = report_table(metrics, split=split)
+        for model, row in table.iterrows():
+            out.update({f"{split}/{model}/{name}": float(row[name]) for name in PLOTTED
+                        if name in row and pd.notna(row[name])})
+        rows = metrics.loc[(metrics["split"] == split) & (metrics["segment"] == "all"), "n_rows"]
+        if len(rows):
+            out[f"{split}/customers"] = int(rows.max())
+    return out
 
 
 class EvaluationMetricsConfig(dg.Config):
@@ -122,22 +153,28 @@ def evaluation_metrics(
     warehouse.write_table(METRICS_TABLE, metrics)
     table = report_table(metrics)
     png = ndcg_chart_png(metrics)
-    run_id = _log_evaluation(mlflow, paths.sasrec_dir("test"), metrics, png)
+    run = _log_evaluation(mlflow, paths.sasrec_dir("test"), metrics, png)
     best = table["ndcg@10"].idxmax()
     context.log.info(f"Test NDCG@10: {TWO_STAGE} {table.at[TWO_STAGE, 'ndcg@10']:.4f}, SASRec "
                      f"{table.at['sasrec', 'ndcg@10']:.4f}, best {best} {table.at[best, 'ndcg@10']:.4f}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(metrics),
-            "models": dg.MetadataValue.json(list(table.index)),
-            "test_ndcg@10": dg.MetadataValue.json({name: round(value, 4) for name, value in table["ndcg@10"].items()}),
+            **plotted_metrics(metrics),
             "best_model_test_ndcg@10": best,
             "test_metrics_history_allowed": dg.MetadataValue.md(markdown_table(table)),
             "ndcg@10_chart": dg.MetadataValue.md(markdown_image(png, "NDCG@10 per model")),
-            "mlflow_run_id": run_id or "",
+            **({} if run is None else {"mlflow_run": mlflow.run_link(run), "mlflow_run_id": run.info.run_id}),
             "table": METRICS_TABLE,
         }
     )
+
+
+BUNDLE_RUN_DESCRIPTION = (
+    "The two-stage recommender as one registered version: SASRec and the baselines propose candidates, the "
+    "LightGBM ranker orders them. test/ holds its full-ranking metrics on the test window and, under "
+    "test/ndcg_10/<model>, every single model's on the same rows. The promotion gate reads these."
+)
 
 
 def _test_metrics(warehouse: WarehouseResource) -> pd.DataFrame:
@@ -171,16 +208,17 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
     with replaced_folder(paths.models_dir / "bundle") as folder:
         spec = write_bundle(folder, folders["sasrec"], folders["baselines"], folders["ranker"], config, info)
         write_lineage(folder, stored)
-        with mlflow.start_run("recommender-bundle", tags=tags) as run:
+        with mlflow.start_run("recommender-bundle", tags=tags, description=BUNDLE_RUN_DESCRIPTION) as run:
+            mlflow.log_data_version(warehouse.path, "marts.fct_interactions", data_version, context="training")
             mlflow_api.log_params({"sources": ",".join(spec["sources"]), "n_candidates": config.n_candidates,
                                    "recent_items": config.recent_items, "features": len(spec["features"]),
                                    "split_hash": info["split_hash"]})
-            mlflow_api.log_metrics({f"test_{mlflow_metric_name(k)}": v for k, v in metrics.items()})
-            mlflow_api.log_metrics({f"test_ndcg_10_{mlflow_metric_name(name)}": float(value)
-                                    for name, value in table["ndcg@10"].items() if name != TWO_STAGE})
-            version = mlflow.register_folder(run, folder, BUNDLE_MODEL,
-                                             tags={"data_version": data_version, "split_hash": info["split_hash"],
-                                                   "ndcg_10": f"{metrics.get(HEADLINE, float('nan')):.6f}"})
+            mlflow_api.log_metrics({mlflow_metric_name("test", k): v for k, v in metrics.items()})
+            mlflow_api.log_metrics({mlflow_metric_name("test", HEADLINE, name): float(value)
+                                    for name, value in table[HEADLINE].items() if name != TWO_STAGE})
+            example = pd.DataFrame({HISTORY_COLUMN: [[str(item) for item in stored.split.item_ids[:3]]]})
+            version = register_pyfunc(folder, BUNDLE_MODEL, PYFUNC_CODE, ARTIFACT_KEY, pyfunc_signature(), example,
+                                      tags={"data_version": data_version, "split_hash": info["split_hash"]})
         tracking = {"run_id": run.info.run_id, "model": BUNDLE_MODEL, "version": int(version.version)}
         (folder / TRACKING_FILE).write_text(json.dumps(tracking, indent=2) + "\n")
     context.log.info(f"{BUNDLE_MODEL} version {version.version}: test {HEADLINE} {metrics.get(HEADLINE, float('nan')):.4f}")
@@ -188,6 +226,8 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
         metadata={
             "registered_model": BUNDLE_MODEL,
             "model_version": int(version.version),
+            "registered_version": mlflow.model_version_link(BUNDLE_MODEL, version.version),
+            "mlflow_run": mlflow.run_link(run),
             "mlflow_run_id": run.info.run_id,
             "test_ndcg@10": metrics.get(HEADLINE, float("nan")),
             "sources": dg.MetadataValue.json(spec["sources"]),
@@ -236,7 +276,15 @@ def _champion_on_same_rows(client, champion: dict, stored: StoredSplit, warehous
     return {k: v for k, v in metrics.items() if k != "n_rows"}, "re-scored on the same test rows"
 
 
-@dg.asset(deps=[recommender_bundle], group_name="evaluation", kinds={"mlflow"})
+PROMOTED_CHECK = "promoted"
+
+
+@dg.asset(
+    deps=[recommender_bundle], group_name="evaluation", kinds={"mlflow"},
+    # A refusal is a correct outcome, not a failed run; the warning makes it visible at a glance in the UI.
+    check_specs=[dg.AssetCheckSpec(PROMOTED_CHECK, asset="promotion_decision",
+                                   description="The new bundle became the champion (warns when the gate refused it).")],
+)
 def promotion_decision(
     context: AssetExecutionContext, config: PromotionDecisionConfig, warehouse: WarehouseResource, mlflow: MLflowResource,
     gate: PromotionGateResource,
@@ -267,7 +315,7 @@ def promotion_decision(
     decision = decide_promotion(challenger, champion_metrics, best_baseline, failed, config.tolerance, HEADLINE)
     data_version = stored.info["data_version"]
     if decision.promote:
-        promote(client, version, challenger, data_version)
+        promote(client, version, challenger, data_version, reasons=decision.reasons)
     elif champion is None or champion["version"] != version:  # the serving champion keeps its promotion tags
         record_refusal(client, version, decision)
     after = current_champion(client)
@@ -284,21 +332,29 @@ def promotion_decision(
     with warehouse.connect() as con:
         _append_decision(con, log_row)
     verdict = "promoted" if decision.promote else "refused"
+    reasons = "\n".join(f"- {reason}" for reason in decision.reasons)
     context.log.info(f"{BUNDLE_MODEL} version {version} {verdict}: " + " ".join(decision.reasons))
     return dg.MaterializeResult(
         metadata={
             "decision": verdict,
             "model_version": version,
-            "reasons": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in decision.reasons)),
+            "registered_version": mlflow.model_version_link(BUNDLE_MODEL, version),
+            "reasons": dg.MetadataValue.md(reasons),
             "challenger_ndcg@10": challenger.get(HEADLINE, float("nan")),
-            "best_baseline": f"{best_baseline[0]} ({best_baseline[1]:.4f})",
+            "best_baseline": best_baseline[0],
+            "best_baseline_ndcg@10": best_baseline[1],
             "champion_before": "none" if champion is None else str(champion["version"]),
             "champion_compared": how or "no champion",
             "champion_after": "none" if after is None else str(after["version"]),
             "blocking_checks_seen": len(states),
             "failed_checks": dg.MetadataValue.json(failed),
             "table": PROMOTIONS_TABLE,
-        }
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name=PROMOTED_CHECK, passed=decision.promote, severity=dg.AssetCheckSeverity.WARN,
+            description=f"Version {version} {verdict}:\n{reasons}",
+            metadata={"model_version": version, "champion_after": "none" if after is None else str(after["version"])},
+        )],
     )
 
 

@@ -212,13 +212,19 @@ def _log_epochs(client, run_id: str, selection, refit) -> None:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    metrics = [Metric("loss", r["loss"], now, r["epoch"]) for r in selection.epochs]
-    metrics += [
-        Metric("val_ndcg_10", r["val_ndcg@10"], now, r["epoch"]) for r in selection.epochs if r["val_ndcg@10"] is not None
-    ]
-    metrics += [Metric("refit_loss", r["loss"], now, r["epoch"]) for r in refit.epochs]
+    metrics = [Metric(mlflow_metric_name("train", "loss"), r["loss"], now, r["epoch"]) for r in selection.epochs]
+    metrics += [Metric(mlflow_metric_name("val", "ndcg@10"), r["val_ndcg@10"], now, r["epoch"])
+                for r in selection.epochs if r["val_ndcg@10"] is not None]
+    metrics += [Metric(mlflow_metric_name("train", "refit_loss"), r["loss"], now, r["epoch"]) for r in refit.epochs]
     for start in range(0, len(metrics), 1000):  # MLflow's cap per batch
         client.log_batch(run_id, metrics=metrics[start:start + 1000])
+
+
+SASREC_RUN_DESCRIPTION = (
+    "SASRec on the customers' purchase sequences: trained on the training window and early-stopped on the "
+    "validation window's NDCG@10 (train/, val/), then refit on training + validation for the chosen number of "
+    "epochs and scored once on the test window (test/). Full ranking over the whole catalogue."
+)
 
 
 @dg.asset(deps=[user_sequences, dg.AssetKey("item_embeddings")], group_name="models", kinds={"pytorch", "mlflow"})
@@ -244,7 +250,8 @@ def sasrec_model(
 
     data_version = stored.info["data_version"]
     tags = {"data_version": data_version, "dagster_run_id": context.run_id, "split": split.name}
-    with mlflow.start_run("sasrec", tags=tags) as run:
+    with mlflow.start_run("sasrec", tags=tags, description=SASREC_RUN_DESCRIPTION) as run:
+        mlflow.log_data_version(warehouse.path, "marts.fct_interactions", data_version, context="training")
         mlflow_api.log_params({
             **{f"model.{k}": v for k, v in asdict(model_config).items()},
             **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "show_progress"},
@@ -263,9 +270,12 @@ def sasrec_model(
         client = mlflow.client()
         _log_epochs(client, run.info.run_id, selection, refit)
         mlflow_api.log_metrics({
-            "best_epoch": selection.best_epoch, "refit_epochs": len(refit.epochs), "best_val_ndcg_10": selection.best_metric,
-            "time_to_best_s": selection.time_to_best_s, "train_s": train_s,
-            **{f"test_{mlflow_metric_name(k)}": v for k, v in test.items() if k != "n_rows"},
+            mlflow_metric_name("train", "best_epoch"): selection.best_epoch,
+            mlflow_metric_name("train", "refit_epochs"): len(refit.epochs),
+            mlflow_metric_name("train", "time_to_best_s"): selection.time_to_best_s,
+            mlflow_metric_name("train", "seconds"): train_s,
+            mlflow_metric_name("val", "best_ndcg@10"): selection.best_metric,
+            **{mlflow_metric_name("test", k): v for k, v in test.items()},
         })
         with replaced_folder(paths.sasrec_dir("validation")) as folder:
             sasrec.save(selected, folder, split.item_ids)
@@ -282,9 +292,11 @@ def sasrec_model(
                      f"{REGISTERED_MODEL} version {version.version}")
     return dg.MaterializeResult(
         metadata={
+            "mlflow_run": mlflow.run_link(run),
             "mlflow_run_id": run.info.run_id,
             "model_version": int(version.version),
             "registered_model": REGISTERED_MODEL,
+            "registered_version": mlflow.model_version_link(REGISTERED_MODEL, version.version),
             "best_epoch": selection.best_epoch,
             "epochs_run": len(selection.epochs),
             "best_val_ndcg@10": selection.best_metric,
@@ -292,6 +304,7 @@ def sasrec_model(
             "train_s": round(train_s, 2),
             "test_ndcg@10": test["ndcg@10"],
             "test_recall@10": test["recall@10"],
+            "test_rows": int(test["n_rows"]),
             "device": device,
             "item_text": model_config.item_text,
             "items_with_text": items_with_text,

@@ -4,9 +4,21 @@
 import dagster as dg
 
 from orchestration.defs.resources import WarehouseResource
-from orchestration.quality import MART_SUITES, MartSuite, QualityThresholds, validate_frame
+from orchestration.quality import MART_SUITES, MartSuite, QualityThresholds, ValidationOutcome, validate_frame
 
 MARTS_SCHEMA = "marts"
+
+
+EXPECTATION_COLUMNS = ("expectation", "column", "bound", "observed", "passed")
+
+
+def expectation_metadata(outcome: ValidationOutcome) -> dict[str, dg.MetadataValue | int]:
+    """Every expectation of a Great Expectations run, with its bound and observed value, as check metadata."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, "bool" if name == "passed" else "string")
+                                     for name in EXPECTATION_COLUMNS])
+    records = [dg.TableRecord({name: check[name] for name in EXPECTATION_COLUMNS}) for check in outcome.checks]
+    return {"expectations": outcome.evaluated, "failed_expectations": len(outcome.failures),
+            "results": dg.MetadataValue.table(records, schema=schema)}
 
 
 def _expectation_check(suite: MartSuite) -> dg.AssetChecksDefinition:
@@ -29,12 +41,7 @@ def _expectation_check(suite: MartSuite) -> dg.AssetChecksDefinition:
             passed=outcome.success,
             severity=dg.AssetCheckSeverity.ERROR if suite.blocking else dg.AssetCheckSeverity.WARN,
             description=outcome.summary(),
-            metadata={
-                "rows_validated": len(frame),
-                "expectations": outcome.evaluated,
-                "failed_expectations": len(outcome.failures),
-                "failures": dg.MetadataValue.md(outcome.summary()),
-            },
+            metadata={"rows_validated": len(frame), **expectation_metadata(outcome)},
         )
 
     return _check

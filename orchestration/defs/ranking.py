@@ -14,6 +14,7 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from orchestration.defs.models import baseline_models, phase_models, sasrec_model, text_matrix
+from orchestration.defs.quality import expectation_metadata
 from orchestration.defs.resources import WarehouseResource
 from orchestration.quality.expectations import ranker_input_suite, validate_frame
 from orchestration.store.marts import read_interactions
@@ -119,10 +120,10 @@ def ranker_features_expectations(warehouse: WarehouseResource) -> dg.AssetCheckR
         problems.append(f"features that alone separate purchases from the rest, computed with the answer? {shown}")
     return dg.AssetCheckResult(
         passed=not problems,
-        description="\n".join(problems) or f"All {outcome.evaluated} expectations and the leak checks passed.",
+        description="\n".join(problems) or f"{outcome.summary()} The leak checks passed.",
         metadata={"rows": len(table), "leak_suspects": dg.MetadataValue.json(suspects),
                   "leak_check": "ran" if enough else f"skipped: {positives} positives < {LEAK_CHECK_MIN_POSITIVES}",
-                  "expectations": outcome.evaluated},
+                  **expectation_metadata(outcome)},
     )
 
 

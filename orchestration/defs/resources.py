@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic import Field
 
 from orchestration.ingest.sources import source_data_path, source_kind
-from orchestration.registry.tracking import MLflowTracking
+from orchestration.registry.tracking import DEFAULT_UI_URL, UI_URL_VARIABLE, MLflowTracking
 from orchestration.store.paths import ArtifactPaths, RecsysPaths
 from orchestration.store.privacy import pseudonymization_key
 from orchestration.store.warehouse import Warehouse
@@ -70,9 +70,21 @@ class MLflowResource(dg.ConfigurableResource):
         default=None, description="Any MLflow tracking URI; default $MLFLOW_TRACKING_URI, else SQLite under RECSYS_HOME."
     )
     experiment: str = Field(default="recsys", description="MLflow experiment that every training run joins.")
+    ui_url: str | None = Field(
+        default=None, description=f"MLflow UI that metadata links open; default ${UI_URL_VARIABLE}, else {DEFAULT_UI_URL}."
+    )
 
     def tracking(self) -> MLflowTracking:
-        return MLflowTracking(self.home, self.tracking_uri, self.experiment)
+        return MLflowTracking(self.home, self.tracking_uri, self.experiment, self.ui_url)
+
+    def run_link(self, run: Any) -> dg.MetadataValue:
+        return dg.MetadataValue.url(self.tracking().run_url(run))
+
+    def model_version_link(self, model_name: str, version: int | str) -> dg.MetadataValue:
+        return dg.MetadataValue.url(self.tracking().model_version_url(model_name, version))
+
+    def log_data_version(self, warehouse_file: Path, table: str, data_version: str, context: str) -> None:
+        self.tracking().log_data_version(warehouse_file, table, data_version, context)
 
     def resolved_tracking_uri(self) -> str:
         return self.tracking().resolved_tracking_uri()
@@ -84,8 +96,9 @@ class MLflowResource(dg.ConfigurableResource):
         return self.tracking().experiment_id()
 
     @contextmanager
-    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
-        with self.tracking().start_run(run_name, tags) as run:
+    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None, description: str | None = None
+                  ) -> Iterator[Any]:
+        with self.tracking().start_run(run_name, tags, description) as run:
             yield run
 
     def register_folder(self, run: Any, folder: Path, model_name: str, tags: Mapping[str, str] | None = None) -> Any:

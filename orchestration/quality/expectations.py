@@ -45,16 +45,62 @@ class MartSuite:
 
 @dataclass
 class ValidationOutcome:
+    """Every expectation's result, in suite order: ``checks`` holds one row each (what, column, bound, observed,
+    passed); ``failures`` the failed ones with their raw keyword arguments."""
+
     success: bool
     evaluated: int
     failures: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
-        if self.success:
-            return f"All {self.evaluated} expectations passed."
-        lines = [f"{len(self.failures)} of {self.evaluated} expectations failed:"]
-        lines += [f"- {f['expectation']} {f['kwargs']}: {f['observed']}" for f in self.failures]
+        passed = self.evaluated - len(self.failures)
+        head = f"{passed} of {self.evaluated} expectations passed" + ("." if self.success else "; failed:")
+        lines = [head] + [f"- {c['expectation']} {c['column']} {c['bound']}: {c['observed']}".replace("  ", " ")
+                          for c in self.checks if not c["passed"]]
         return "\n".join(lines)
+
+
+SET_SHOWN = 5  # values of an expected set written out; a longer set is summarised by its size
+
+
+def _bound(kwargs: dict[str, Any]) -> str:
+    """The expectation's limit in words: ``between 1 and 1000000``, ``in {True}``, ``A >= B``."""
+    parts = []
+    low, high = _plain(kwargs.get("min_value")), _plain(kwargs.get("max_value"))
+    if low is not None and high is not None:
+        parts.append(f"= {low}" if low == high else f"between {low} and {high}")
+    elif low is not None:
+        parts.append(f">= {low}")
+    elif high is not None:
+        parts.append(f"<= {high}")
+    if "value" in kwargs:
+        parts.append(f"= {kwargs['value']}")
+    if "value_set" in kwargs:
+        values = list(kwargs["value_set"])
+        shown = ", ".join(map(str, values)) if len(values) <= SET_SHOWN else f"{len(values):,} allowed values"
+        parts.append(f"in {{{shown}}}")
+    if "regex" in kwargs:
+        parts.append(f"matches {kwargs['regex']}")
+    if "column_A" in kwargs:
+        relation = ">=" if kwargs.get("or_equal") else ">" if "or_equal" in kwargs else "="
+        parts.append(f"{kwargs['column_A']} {relation} {kwargs['column_B']}")
+    if kwargs.get("mostly") is not None:
+        parts.append(f"for at least {kwargs['mostly']:.0%} of rows")
+    return " ".join(parts)
+
+
+def _plain(value: Any) -> Any:
+    """1.0 -> 1 and midnight timestamps as dates, so a bound reads as it was written."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, pd.Timestamp) and value == value.normalize():
+        return value.date()
+    return value
+
+
+def _short_name(expectation_type: str) -> str:
+    return expectation_type.removeprefix("expect_").replace("_", " ")
 
 
 def _event_window(thresholds: QualityThresholds) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -204,23 +250,36 @@ def validate_frame(frame: pd.DataFrame, expectations: list[Any]) -> ValidationOu
     for expectation in expectations:
         suite.add_expectation(expectation)
     result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
-    failures = [
-        {
-            "expectation": outcome.expectation_config.type,
-            "kwargs": {k: v for k, v in outcome.expectation_config.kwargs.items() if k != "batch_id"},
-            "observed": _observed(outcome.result),
-        }
-        for outcome in result.results
-        if not outcome.success
-    ]
-    return ValidationOutcome(success=bool(result.success), evaluated=len(result.results), failures=failures)
+    checks, failures = [], []
+    by_type = {}  # GX returns results in its own order; put them back in the suite's
+    for outcome in result.results:
+        kwargs = {k: v for k, v in outcome.expectation_config.kwargs.items() if k != "batch_id"}
+        by_type.setdefault(_identity(outcome.expectation_config.type, kwargs), []).append((kwargs, outcome))
+    for expectation in expectations:
+        kwargs, outcome = by_type[_identity(expectation.expectation_type, expectation.configuration.kwargs)].pop(0)
+        column = kwargs.get("column") or ""
+        checks.append({"expectation": _short_name(expectation.expectation_type), "column": column,
+                       "bound": _bound(kwargs), "observed": _observed(outcome.result), "passed": bool(outcome.success)})
+        if not outcome.success:
+            failures.append({"expectation": expectation.expectation_type, "kwargs": kwargs,
+                             "observed": _observed(outcome.result)})
+    return ValidationOutcome(success=bool(result.success), evaluated=len(result.results), failures=failures,
+                             checks=checks)
+
+
+def _identity(expectation_type: str, kwargs: dict[str, Any]) -> tuple:
+    return expectation_type, kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")
 
 
 def _observed(result: dict[str, Any]) -> str:
     if "observed_value" in result:
         return f"observed {result['observed_value']}"
+    if "unexpected_count" not in result:
+        return "no observed value"
+    unexpected, total = result["unexpected_count"], result.get("element_count", 0)
+    text = f"{unexpected:,} of {total:,} rows fail ({result.get('unexpected_percent') or 0:.2f}%)"
     sample = [str(value) for value in result.get("partial_unexpected_list", [])[:3]]
-    return f"{result.get('unexpected_count', '?')} unexpected values ({result.get('unexpected_percent', 0):.2f}%), e.g. {sample}"
+    return f"{text}, e.g. {sample}" if sample else text
 
 
 def embedding_frame(item_ids: Any, matrix: Any) -> pd.DataFrame:

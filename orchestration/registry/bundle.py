@@ -26,6 +26,23 @@ from recmodels.recommender import TwoStageConfig, TwoStageRecommender
 SPEC_FILE = "bundle.json"
 ITEM_INDEX_FILE = "item_index.csv"
 FORMAT_VERSION = 1  # of bundle.json; bump when its fields change meaning
+# The registered version is an MLflow pyfunc defined by this file, with the bundle folder as its artifact.
+PYFUNC_CODE = Path(__file__).with_name("bundle_pyfunc.py")
+ARTIFACT_KEY = "bundle"
+HISTORY_COLUMN, ITEMS_COLUMN, SCORES_COLUMN = "history", "items", "scores"
+DEFAULT_K = 10
+
+
+def pyfunc_signature() -> Any:
+    """The pyfunc's input (a history of shop item ids, oldest first), output (items, scores) and ``k``."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(Array("string"), HISTORY_COLUMN)]),
+        outputs=Schema([ColSpec(Array("string"), ITEMS_COLUMN), ColSpec(Array("double"), SCORES_COLUMN)]),
+        params=ParamSchema([ParamSpec("k", "long", DEFAULT_K)]),
+    )
 
 
 @dataclass
@@ -116,9 +133,11 @@ def download_version(client: Any, model_name: str, version: int, cache_dir: Path
             os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
         else:
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
-    # download_artifacts keeps the last path component ("model") as a sub-folder.
-    downloaded = scratch / Path(source.rstrip("/")).name
+    # A pyfunc version (models:/m-...) holds the bundle under artifacts/, an older plain-folder version under the
+    # last path component of its source ("model"): the bundle is the shallowest folder with a spec file.
+    specs = sorted(scratch.rglob(SPEC_FILE), key=lambda path: len(path.parts))
+    downloaded = specs[0].parent if specs else scratch
     shutil.rmtree(target, ignore_errors=True)
-    (downloaded if downloaded.is_dir() else scratch).rename(target)
+    downloaded.rename(target)
     shutil.rmtree(scratch, ignore_errors=True)
     return target

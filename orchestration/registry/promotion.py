@@ -20,6 +20,8 @@ CHAMPION_ALIAS = "champion"
 BUNDLE_MODEL = "recsys-recommender"  # registered model name of the promoted bundle
 HISTORY_TAG = "champion_history"  # registered-model tag: JSON list of earlier champion versions, oldest first
 METRICS_TAG = "metrics"  # version tag: JSON object with the exact metric names ("ndcg@10")
+PROMOTION_REASONS_TAG = "promotion_reasons"  # version tags: JSON list of the gate's reasons, either way
+REFUSAL_REASONS_TAG = "refusal_reasons"
 
 
 @dataclass(frozen=True)
@@ -132,10 +134,6 @@ def check_states(keys: Sequence[Any], event_log: Any) -> dict[str, tuple[str, st
     return states
 
 
-def _tag_key(metric: str) -> str:
-    return "metric." + metric.replace("@", "_")  # MLflow tag keys do not allow '@'
-
-
 def _utc_iso(now: datetime | None) -> str:
     moment = now or datetime.now(timezone.utc)
     if moment.tzinfo is None:  # a naive time is taken as UTC
@@ -168,6 +166,7 @@ def current_champion(client: Any, model_name: str = BUNDLE_MODEL) -> dict[str, A
         "metrics": json.loads(version.tags.get(METRICS_TAG, "{}")),
         "data_version": version.tags.get("data_version"),
         "promoted_at": version.tags.get("promoted_at"),
+        "promotion_reasons": json.loads(version.tags.get(PROMOTION_REASONS_TAG, "[]")),
     }
 
 
@@ -178,22 +177,24 @@ def promote(
     data_version: str,
     model_name: str = BUNDLE_MODEL,
     now: datetime | None = None,
+    reasons: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Tag ``version`` with what it was promoted on, remember the previous champion, move the alias."""
+    """Tag ``version`` with what it was promoted on and why (the gate's ``reasons``), remember the previous
+    champion, move the alias."""
     name, number = model_name, str(version)
     client.get_model_version(name, number)  # fail before any write when the version does not exist
     previous = current_champion(client, name)
     tags = {
-        **{_tag_key(k): repr(float(v)) for k, v in metrics.items()},  # one tag per metric, readable in the UI
         METRICS_TAG: json.dumps({k: float(v) for k, v in metrics.items()}),
         "data_version": data_version,
         "promoted_at": _utc_iso(now),
         "promotion": "promoted",
+        PROMOTION_REASONS_TAG: json.dumps(list(reasons)),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, number, key, value)
     stale = client.get_model_version(name, number).tags
-    for key in ("refusal_reasons", "rolled_back_at"):  # from an earlier refusal or rollback of this version
+    for key in (REFUSAL_REASONS_TAG, "rolled_back_at"):  # from an earlier refusal or rollback of this version
         if key in stale:
             client.delete_model_version_tag(name, number, key)
     if previous is not None and previous["version"] != int(version):
@@ -211,7 +212,7 @@ def record_refusal(
         raise ValueError("record_refusal was given a decision that promotes")
     number = str(version)
     client.set_model_version_tag(model_name, number, "promotion", "refused")
-    client.set_model_version_tag(model_name, number, "refusal_reasons", json.dumps(list(decision.reasons)))
+    client.set_model_version_tag(model_name, number, REFUSAL_REASONS_TAG, json.dumps(list(decision.reasons)))
 
 
 def rollback(client: Any, model_name: str = BUNDLE_MODEL, now: datetime | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ registered as a new model version.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,19 +17,37 @@ from typing import Any
 
 from orchestration.store.paths import recsys_paths
 
+DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` listens unless told otherwise
+UI_URL_VARIABLE = "RECSYS_MLFLOW_UI_URL"
+# The experiment's kind decides the MLflow UI's first view: training runs, not the GenAI trace panels.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+DESCRIPTION_TAG = "mlflow.note.content"  # what the UI shows as a run's description
+
 
 @dataclass(frozen=True)
 class MLflowTracking:
     """Where runs, metrics, artifacts and registered models go (default: SQLite + folder under RECSYS_HOME).
 
     ``home``: the state folder (None: ``$RECSYS_HOME`` or ./.recsys); ``tracking_uri``: any MLflow tracking URI
-    (None: ``$MLFLOW_TRACKING_URI``, else SQLite under ``home``); ``experiment``: the one every training run joins.
-    Both defaults are read when used, never when this object is built.
+    (None: ``$MLFLOW_TRACKING_URI``, else SQLite under ``home``); ``experiment``: the one every training run joins;
+    ``ui_url``: the MLflow UI that links point at (None: ``$RECSYS_MLFLOW_UI_URL``, else ``DEFAULT_UI_URL``).
+    The defaults are read when used, never when this object is built.
     """
 
     home: str | None = None
     tracking_uri: str | None = None
     experiment: str = "recsys"
+    ui_url: str | None = None
+
+    def resolved_ui_url(self) -> str:
+        return (self.ui_url or os.environ.get(UI_URL_VARIABLE) or DEFAULT_UI_URL).rstrip("/")
+
+    def run_url(self, run: Any) -> str:
+        """The MLflow UI page of ``run`` (an MLflow ``Run``)."""
+        return f"{self.resolved_ui_url()}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+    def model_version_url(self, model_name: str, version: int | str) -> str:
+        return f"{self.resolved_ui_url()}/#/models/{model_name}/versions/{version}"
 
     def resolved_tracking_uri(self) -> str:
         if self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
@@ -53,18 +72,36 @@ class MLflowTracking:
         client = self.client()
         existing = client.get_experiment_by_name(self.experiment)
         if existing is not None:
+            if existing.tags.get(EXPERIMENT_KIND_TAG) is None:  # made by an older version, or by hand
+                client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return existing.experiment_id
         # Without an explicit location MLflow writes artifacts to ./mlruns of whatever folder the process runs in.
         artifacts = (recsys_paths(self.home).ensure().mlflow_dir / "artifacts").as_uri()
-        return client.create_experiment(self.experiment, artifact_location=artifacts)
+        return client.create_experiment(self.experiment, artifact_location=artifacts,
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
     @contextmanager
-    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None, description: str | None = None
+                  ) -> Iterator[Any]:
         import mlflow
 
         experiment_id = self.experiment_id()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})) as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}),
+                              description=description) as run:
             yield run
+
+    def log_data_version(self, warehouse_file: Path, table: str, data_version: str, context: str) -> None:
+        """Record in the active run which data it read: ``table`` of the warehouse at ``data_version``
+        (the marts' fingerprint), as an MLflow input dataset, so the UI shows it beside the run."""
+        import mlflow
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source twice and warns that the URI is ambiguous; both are the same.
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(Path(warehouse_file).resolve().as_uri())
+        mlflow.log_input(MetaDataset(source, name=table, digest=data_version), context=context)
 
     def register_folder(self, run: Any, folder: Path, model_name: str, tags: Mapping[str, str] | None = None) -> Any:
         """Log ``folder`` as the run's ``model`` artifact and register it as a new version of ``model_name``.
@@ -83,6 +120,29 @@ class MLflowTracking:
         )
 
 
-def mlflow_metric_name(metric: str) -> str:
-    """``metric`` as an MLflow metric name, which allows none of ``@``, ``/`` and ``+`` (``ndcg@10`` -> ``ndcg_10``)."""
-    return metric.replace("@", "_").replace("/", "_").replace("+", "_")
+def register_pyfunc(folder: Path, model_name: str, code_file: Path, artifact_key: str, signature: Any,
+                    input_example: Any, tags: Mapping[str, str] | None = None) -> Any:
+    """Log ``folder`` as an MLflow 3 ``LoggedModel`` of the active ``run`` (a pyfunc "from code": ``code_file``
+    defines the model, ``folder`` is its ``artifact_key`` artifact) with ``signature``, and register it as a new
+    version of ``model_name``. Returns the version."""
+    import importlib.metadata
+
+    import mlflow
+
+    # The model's code is this project: loading the bundle elsewhere needs this package at this version.
+    requirement = f"recsys=={importlib.metadata.version('recsys')}"
+    with warnings.catch_warnings():
+        # MLflow checks the example against the signature by loading and calling the model: a real test of the
+        # logged files. Its hint that type hints could infer the signature does not apply: it is given.
+        warnings.filterwarnings("ignore", message=".*type hint.*")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(code_file), artifacts={artifact_key: str(folder)}, signature=signature,
+            input_example=input_example, pip_requirements=[requirement],
+        )
+    return mlflow.register_model(info.model_uri, model_name, tags=dict(tags or {}))
+
+
+def mlflow_metric_name(*parts: str) -> str:
+    """An MLflow metric name from ``parts`` joined by ``/``, which the UI groups by (``test``, ``ndcg@10`` ->
+    ``test/ndcg_10``); MLflow allows neither ``@`` nor ``+`` in a name."""
+    return "/".join(part.replace("@", "_").replace("+", "_").replace("/", "_") for part in parts)

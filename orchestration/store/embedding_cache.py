@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import duckdb
@@ -59,9 +59,17 @@ class EmbedStats:
     seconds: float  # wall time of the whole call (hashing, lookup, encoding, insert)
     embed_seconds: float  # of which in the encoder
     texts_per_s: float  # n_texts / seconds
+    # Positions in the input (duplicates included) whose vector the encoder computed in this call.
+    encoded_positions: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64), repr=False)
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "encoded_positions"}
+
+    def encoded_mask(self) -> np.ndarray:
+        """One flag per input text: True where its vector was encoded now, False where it came from the cache."""
+        mask = np.zeros(self.n_texts, dtype=bool)
+        mask[self.encoded_positions] = True
+        return mask
 
 
 def text_sha256(text: str) -> str:
@@ -197,9 +205,11 @@ def embed_with_cache(
                 {**key, "dim": int(encoder.dim)},
             )
 
+    unique_position = np.arange(len(texts))
     if len(unique) != len(texts):
         row_of = {text: row for row, text in enumerate(unique)}
-        vectors = vectors[np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))]
+        unique_position = np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))
+        vectors = vectors[unique_position]
     seconds = time.perf_counter() - started
     stats = EmbedStats(
         n_texts=len(texts),
@@ -209,6 +219,7 @@ def embed_with_cache(
         seconds=round(seconds, 4),
         embed_seconds=round(embed_seconds, 4),
         texts_per_s=round(len(texts) / seconds, 1) if seconds > 0 else float("inf"),
+        encoded_positions=np.flatnonzero(np.isin(unique_position, missing)),
     )
     return vectors, stats
 

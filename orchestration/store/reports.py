@@ -106,10 +106,8 @@ def report_table(metrics: pd.DataFrame, split: str = "test", variant: str = "all
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    lines = ["| model | " + " | ".join(table.columns) + " |", "| --- |" + " ---: |" * len(table.columns)]
-    for model, row in table.iterrows():
-        lines.append(f"| {model} | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in row) + " |")
-    return "\n".join(lines)
+    """A frame whose index names its rows (a model, a feature) as a Markdown table headed by the index's name."""
+    return frame_markdown(table.reset_index(names=table.index.name or "model"))
 
 
 def ndcg_chart_png(metrics: pd.DataFrame, split: str = "test", k: int = 10) -> bytes:
@@ -163,13 +161,28 @@ def importance_chart_png(importance: pd.DataFrame, top: int = 20) -> bytes:
     return buffer.getvalue()
 
 
-def frame_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
-    """Any small frame as a Markdown table (floats rounded, missing values empty)."""
-    def cell(value) -> str:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return ""
-        return f"{value:.{digits}f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+SIGNIFICANT_DIGITS = 4  # of every measured value shown in the UI: enough to compare models, no false precision
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+
+def format_cell(value) -> str:
+    """A table cell: counts as integers, measured values to SIGNIFICANT_DIGITS, missing values empty."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        # Past SIGNIFICANT_DIGITS integer digits, the fraction is noise and an exponent is hard to read.
+        big = abs(value) >= 10 ** SIGNIFICANT_DIGITS
+        return f"{float(value):,.0f}" if big else f"{float(value):.{SIGNIFICANT_DIGITS}g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def frame_markdown(frame: pd.DataFrame) -> str:
+    """Any small frame as a Markdown table, numbers right-aligned and formatted by ``format_cell``."""
+    numeric = [pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype) for dtype in frame.dtypes]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "".join(" ---: |" if right else " --- |" for right in numeric)]
+    lines += ["| " + " | ".join(format_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)

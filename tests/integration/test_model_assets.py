@@ -98,15 +98,28 @@ def test_models_group_end_to_end(recsys_home, tmp_path, monkeypatch):
     row = metrics.query("model == 'popularity' and split == 'test' and variant == 'allowed' and segment == 'all' "
                         "and metric == 'ndcg' and k == 10")
     assert math.isclose(row["value"].item(), expected_ndcg, rel_tol=1e-9)
+    # The same number as a plain float in the asset's metadata, which Dagster's Plots tab draws across runs.
+    plotted = first.asset_materializations_for_node("evaluation_metrics")[0].metadata
+    assert isinstance(plotted["test/popularity/ndcg@10"], dg.FloatMetadataValue)
+    assert math.isclose(plotted["test/popularity/ndcg@10"].value, expected_ndcg, rel_tol=1e-9)
+    assert plotted["test/customers"].value == int(row["n_rows"].item())
     assert candidates[candidates["source"] == "popularity"].groupby("sequence_key")["item_id"].agg(lambda i: list(i[:10]) == popular).all()
 
     # MLflow: one loss and one validation NDCG per epoch, the test metrics, version 1 tagged with the data version.
     client = MLflowResource(home=str(recsys_home)).client()
     run_id = model_meta["mlflow_run_id"]
     epochs = model_meta["epochs_run"]
-    for key in ("loss", "val_ndcg_10"):
+    for key in ("train/loss", "val/ndcg_10"):  # grouped by prefix in the MLflow UI
         assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(1, epochs + 1))
-    assert math.isclose(client.get_run(run_id).data.metrics["test_ndcg_10"], model_meta["test_ndcg@10"])
+    run = client.get_run(run_id)
+    assert math.isclose(run.data.metrics["test/ndcg_10"], model_meta["test_ndcg@10"])
+    assert run.data.tags["mlflow.note.content"].startswith("SASRec")
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "marts.fct_interactions"
+    assert dataset.dataset.digest == _metadata(first, "clean_data_version")["version"]
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert model_meta["mlflow_run"] == f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run_id}"
     version = client.get_model_version("recsys-sasrec", "1")
     assert version.run_id == run_id
     assert version.tags["data_version"] == _metadata(first, "clean_data_version")["version"]

@@ -67,6 +67,11 @@ class Shop:
         return self.query("select * from ml.promotion_log order by decided_at")
 
 
+def _promoted_check(result):
+    (evaluation,) = [c for c in result.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("promotion_decision")]
+    return evaluation
+
+
 def _decision(result):
     return {key: value.value for key, value in result.asset_materializations_for_node("promotion_decision")[0].metadata.items()}
 
@@ -90,7 +95,10 @@ def test_a_good_first_run_is_promoted(shop):
     assert decision["decision"] == "promoted", decision["reasons"]
     assert decision["champion_before"] == "none" and decision["champion_after"] == "1"
     assert decision["failed_checks"] == [] and decision["blocking_checks_seen"] > 50
+    assert _promoted_check(shop.first).passed
     champion = current_champion(shop.client)
+    # A promoted version carries its reasons, as a refused one does.
+    assert "No blocking check failed." in champion["promotion_reasons"]
     evaluation = shop.query("select value from ml.evaluation_metrics where model = 'sasrec+ranker' and split = 'test' "
                             "and variant = 'allowed' and segment = 'all' and metric = 'ndcg' and k = 10")
     assert champion["version"] == 1 and champion["metrics"]["ndcg@10"] == pytest.approx(evaluation["value"].item())
@@ -123,6 +131,10 @@ def test_a_weak_model_from_a_truncated_training_set_is_refused(shop):
     assert shop.champion_version() == 1
     version = shop.client.get_model_version(BUNDLE_MODEL, "2")
     assert version.tags["promotion"] == "refused" and "below the champion" in version.tags["refusal_reasons"]
+    # Visible at a glance: a failed check of warning severity, with the reasons, not only a green asset.
+    check = _promoted_check(result)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "below the champion" in check.description
 
 
 def test_a_good_retrain_on_the_same_data_is_promoted_again(shop):

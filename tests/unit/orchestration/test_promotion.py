@@ -189,7 +189,7 @@ def test_no_alias_means_no_champion(client, recsys_home):
 def test_promote_then_promote_again_keeps_history_and_rolls_back(client, recsys_home):
     run_ids = register_versions(client, recsys_home)
 
-    first = promote(client, 1, {"ndcg@10": 0.3, "recall@10": 0.4}, "data-a", now=NOW)
+    first = promote(client, 1, {"ndcg@10": 0.3, "recall@10": 0.4}, "data-a", now=NOW, reasons=["No blocking check failed."])
     assert first == {
         "model": BUNDLE_MODEL,
         "version": 1,
@@ -197,9 +197,12 @@ def test_promote_then_promote_again_keeps_history_and_rolls_back(client, recsys_
         "metrics": {"ndcg@10": 0.3, "recall@10": 0.4},
         "data_version": "data-a",
         "promoted_at": "2026-01-02T03:04:05+00:00",
+        "promotion_reasons": ["No blocking check failed."],
     }
     tags = client.get_model_version(BUNDLE_MODEL, "1").tags
-    assert tags["metric.ndcg_10"] == "0.3" and tags["promotion"] == "promoted"
+    # One tag per fact: the metrics live once, as JSON with their exact names.
+    assert tags["promotion"] == "promoted" and json.loads(tags["metrics"]) == {"ndcg@10": 0.3, "recall@10": 0.4}
+    assert not [key for key in tags if key.startswith("metric.") or key == "ndcg_10"]
     assert json.loads(client.get_registered_model(BUNDLE_MODEL).tags.get("champion_history", "[]")) == []
 
     second = promote(client, 2, {"ndcg@10": 0.35}, "data-b")

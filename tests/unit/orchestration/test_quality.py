@@ -58,3 +58,16 @@ def test_item_text_coverage_only_warns():
     frame = pd.DataFrame({"has_text": [True, False, False]})
     assert not validate_frame(frame, suite.build(QualityThresholds())).success
     assert validate_frame(frame, suite.build(QualityThresholds(min_item_text_fraction=0.3))).success
+
+
+def test_every_expectation_is_listed_with_its_bound_and_observed_value():
+    frame = _interactions(quantity=[6, 2_000_000])
+    outcome = validate_frame(frame, _suite("fct_interactions").build(QualityThresholds()))
+    assert len(outcome.checks) == outcome.evaluated == 10  # passed ones too, in the suite's order
+    first = outcome.checks[0]
+    assert (first["expectation"], first["bound"], first["observed"], first["passed"]) == (
+        "table row count to be between", ">= 1", "observed 2", True)
+    quantity = next(c for c in outcome.checks if c["column"] == "quantity" and "between" in c["expectation"])
+    assert quantity["bound"] == "between 1 and 1000000" and not quantity["passed"]
+    assert quantity["observed"] == "1 of 2 rows fail (50.00%), e.g. ['2000000']"
+    assert outcome.summary().splitlines()[0] == "9 of 10 expectations passed; failed:"
