@@ -210,3 +210,18 @@ def test_a_feature_computed_with_future_data_is_caught(shop):
     log = shop.decisions()
     assert set(log.loc[log["promoted"], "version"]) == {1, 3} and len(log) == 6
     assert shop.client.get_registered_model(BUNDLE_MODEL).tags["champion_history"] == "[1]"
+
+
+def test_the_registered_bundle_is_a_pyfunc_with_a_signature(shop):
+    import mlflow
+
+    uri = f"models:/{BUNDLE_MODEL}/1"
+    signature = mlflow.models.get_model_info(uri).signature
+    assert signature.inputs.input_names() == ["history"] and signature.outputs.input_names() == ["items", "scores"]
+    items = pd.read_csv(download_version(shop.client, BUNDLE_MODEL, 1, shop.home / "downloads") / "item_index.csv")
+    known = items["item_id"].astype(str).tolist()
+    model = mlflow.pyfunc.load_model(uri)
+    out = model.predict(pd.DataFrame({"history": [known[:3], ["no-such-item"]]}), params={"k": 5})
+    assert [len(row) for row in out["items"]] == [5, 5]
+    assert all(set(row) <= set(known) for row in out["items"])
+    assert all(list(row) == sorted(row, reverse=True) for row in out["scores"])
