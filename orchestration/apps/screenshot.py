@@ -1,12 +1,18 @@
-"""Screenshots of the Dagster UI on this project, taken by a headless Chromium.
+"""Screenshots of the project's web pages, taken by a headless Chromium: the README's pictures.
 
-Starts ``dagster-webserver`` on ``workspace.yaml`` with a throw-away ``RECSYS_HOME``/``DAGSTER_HOME``,
-opens the global asset lineage with every group expanded, waits until the graph has drawn every asset
-of the project, and saves a PNG. The browser is Debian's ``chromium`` (``apt-get install chromium``),
-driven over the Chrome DevTools Protocol with the ``websockets`` package that ``dagster-webserver``
+``asset-graph`` starts ``dagster-webserver`` on ``workspace.yaml`` with a throw-away ``RECSYS_HOME``/
+``DAGSTER_HOME``, opens the global asset lineage with every group expanded, waits until the graph has drawn every
+asset of the project, and saves a PNG. The others need a home that ``make demo`` has filled (``--home``, default
+``$RECSYS_HOME`` or ./.recsys): ``web-page`` is the serving API's page with a customer's recommendations,
+``mlflow-experiment`` the MLflow UI's runs of the experiment, ``evaluation-plots`` the Plots tab of the
+``evaluation_metrics`` asset in the Dagster UI. The browser is Debian's ``chromium`` (``apt-get install
+chromium``), driven over the Chrome DevTools Protocol with the ``websockets`` package that ``dagster-webserver``
 already installs (through ``uvicorn[standard]``); nothing else is needed.
 
     python -m orchestration.apps.screenshot docs/images/asset-graph.png --width 1600 --height 1000
+    python -m orchestration.apps.screenshot docs/images/web-page.png --page web-page --customer 10025
+    python -m orchestration.apps.screenshot docs/images/mlflow-experiment.png --page mlflow-experiment
+    python -m orchestration.apps.screenshot docs/images/evaluation-metrics-plots.png --page evaluation-plots
 """
 
 from __future__ import annotations
@@ -139,20 +145,24 @@ def _answers(url: str) -> bool:
 def dagster_webserver(
     port: int | None = None, home: Path | None = None, timeout: float = 120
 ) -> Iterator[Webserver]:
-    """``dagster-webserver -w workspace.yaml`` on 127.0.0.1, its code location loaded; stopped on exit."""
+    """``dagster-webserver -w workspace.yaml`` on 127.0.0.1, its code location loaded; stopped on exit. A home's
+    own ``dagster.yaml`` is kept (its runs are what a screenshot of it shows); a new one gets INSTANCE_YAML."""
     with contextlib.ExitStack() as stack:
         if home is None:
             home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsys-ui-")))
+        home = Path(home)
         dagster_home = home / "dagster"
         dagster_home.mkdir(parents=True, exist_ok=True)
-        (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
+        if not (dagster_home / "dagster.yaml").exists():
+            (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
         port = port or free_port()
         env = {**os.environ, "RECSYS_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
                "DAGSTER_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
         executable = Path(sys.executable).parent / "dagster-webserver"
         command = [str(executable) if executable.exists() else "dagster-webserver",
                    "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
-        log = home / "dagster-webserver.log"
+        log = home / "logs" / "dagster-webserver.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as log_file:
             # Its own session, so that stopping it also stops the code server it spawns (and nothing else).
             process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log_file,
@@ -358,18 +368,238 @@ def capture_asset_graph(server: Webserver, png: Path, width: int = 1600, height:
     return Capture(png=Path(png), url=url, html=html, assets=assets, drawn=sorted(drawn))
 
 
+# --------------------------------------------------------------------------------- the API and MLflow UI
+
+
+@contextlib.contextmanager
+def _server(name: str, command: list[str], env: dict[str, str], log: Path, ready: str, timeout: float
+            ) -> Iterator[subprocess.Popen]:
+    """``command`` in its own session, logging to ``log``, until ``ready`` (a URL) answers 200; stopped on exit."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        def up() -> bool:
+            if process.poll() is not None:
+                raise ScreenshotError(f"{name} exited ({process.returncode}):\n"
+                                      f"{log.read_text(errors='replace')[-3000:]}")
+            return _answers(ready)
+
+        _wait(f"{name} to answer", up, timeout)
+        yield process
+    finally:
+        _stop_session(process)
+
+
+def _home(home: Path | str | None) -> Path:
+    from orchestration.store.paths import recsys_paths
+
+    return Path(recsys_paths(None if home is None else str(home)).home)
+
+
+@contextlib.contextmanager
+def api_server(home: Path | str | None = None, port: int | None = None, timeout: float = 180) -> Iterator[str]:
+    """The serving API over ``home``'s champion on 127.0.0.1 (the URL), once it serves one; stopped on exit."""
+    home, port = _home(home), port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "uvicorn", "--factory", "orchestration.serving.api:create_app",
+               "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "RECSYS_HOME": str(home)}
+    with _server("the serving API", command, env, home / "logs" / "screenshot-api.log", f"{url}/health", timeout):
+        yield url
+
+
+@contextlib.contextmanager
+def mlflow_ui(home: Path | str | None = None, port: int | None = None, timeout: float = 180) -> Iterator[str]:
+    """``mlflow server`` on ``home``'s tracking store, on 127.0.0.1 (the URL); stopped on exit."""
+    from orchestration.registry.tracking import MLflowTracking
+
+    home, port = _home(home), port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    executable = Path(sys.executable).parent / "mlflow"
+    command = [str(executable) if executable.exists() else "mlflow", "server", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1",
+               "--backend-store-uri", MLflowTracking(home=str(home)).resolved_tracking_uri()]
+    env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "1"}
+    with _server("mlflow server", command, env, home / "logs" / "screenshot-mlflow.log", f"{url}/health", timeout):
+        yield url
+
+
+def _browser(chromium: str | None, width: int, height: int, scale: float) -> Chromium:
+    binary = chromium or find_chromium()
+    if not binary:
+        raise ScreenshotError("no Chromium found (apt-get install chromium, or set RECSYS_CHROMIUM)")
+    return Chromium(binary, width, height, scale=scale)
+
+
+@dataclass
+class PageCapture:
+    png: Path
+    url: str
+    html: str
+    shown: list[str]  # what the capture waited for: recommended titles, run names, plot titles
+
+
+def _type_into(browser: Chromium, selector: str, value: str) -> None:
+    """Focus an input, clear it, type ``value`` as key presses and press Enter, as a person would."""
+    browser.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.focus(); "
+                     "e.value = ''; return true; })()")
+    browser.send("Input.insertText", {"text": value})
+    for kind in ("rawKeyDown", "char", "keyUp"):
+        browser.send("Input.dispatchKeyEvent", {"type": kind, "key": "Enter", "code": "Enter", "text": "\r",
+                                                "windowsVirtualKeyCode": 13})
+
+
+_RECOMMENDED_TITLES = "[...document.querySelectorAll('#customer-recommendations li .title')].map(e => e.textContent)"
+_SIMILAR_TITLES = "[...document.querySelectorAll('#similar-items li .title')].map(e => e.textContent)"
+
+
+def capture_web_page(api_url: str, png: Path, customer: str, item: str | None = None, width: int = 1400,
+                     height: int = 1200, scale: float = 1, chromium: str | None = None, timeout: float = 60
+                     ) -> PageCapture:
+    """Open the API's page, type ``customer`` into the customer box (and ``item`` into the item box), wait until
+    the recommendations are drawn, save the PNG. ``shown``: the recommended titles."""
+    with _browser(chromium, width, height, scale) as browser:
+        browser.navigate(f"{api_url}/")
+        browser.wait_for("the champion and popular items",
+                         "document.querySelectorAll('#popular-items li').length > 0 && "
+                         "document.querySelectorAll('#champion-metrics tbody tr').length > 0", timeout)
+        _type_into(browser, "#customer-id", customer)
+        browser.wait_for("the recommendations", f"{_RECOMMENDED_TITLES}.length > 0", timeout)
+        if item is not None:
+            _type_into(browser, "#item-id", item)
+            browser.wait_for("the similar items", f"{_SIMILAR_TITLES}.length > 0", timeout)
+        browser.evaluate("window.scrollTo(0, 0), true")
+        time.sleep(0.3)
+        browser.screenshot(png)
+        return PageCapture(Path(png), browser.evaluate("location.href"), browser.html(),
+                           browser.evaluate(_RECOMMENDED_TITLES))
+
+
+def capture_mlflow_experiment(mlflow_url: str, png: Path, experiment: str = "recsys", width: int = 1600,
+                              height: int = 1000, scale: float = 1, chromium: str | None = None,
+                              timeout: float = 90) -> PageCapture:
+    """The MLflow UI's table of the experiment's runs, once every run's name is drawn. ``shown``: the names."""
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    with urllib.request.urlopen(f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name?{query}", timeout=30) as r:
+        experiment_id = json.load(r)["experiment"]["experiment_id"]
+    search = {"experiment_ids": [experiment_id], "max_results": 1000}
+    request = urllib.request.Request(f"{mlflow_url}/api/2.0/mlflow/runs/search", data=json.dumps(search).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        names = sorted({run["info"]["run_name"] for run in json.load(r).get("runs", [])})
+    # The runs beside their metric charts: the view that compares them.
+    url = f"{mlflow_url}/#/experiments/{experiment_id}/runs?compareRunsMode=CHART"
+    drawn = f"[...new Set({json.dumps(names)})].filter(name => document.body.innerText.includes(name))"
+    with _browser(chromium, width, height, scale) as browser:
+        # The assistant panel, which opens by itself on a first visit, closed before the page loads.
+        browser.navigate(f"{mlflow_url}/health")
+        browser.wait_for("the health page", "document.readyState === 'complete'", timeout)
+        browser.evaluate("localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true'), "
+                         "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false'), true")
+        browser.navigate(url)
+        browser.wait_for("every run name", f"{drawn}.length === {len(names)}", timeout)
+        browser.wait_for("the metric charts", "document.querySelectorAll('svg .main-svg, .js-plotly-plot').length > 0"
+                         " || document.querySelectorAll('canvas').length > 0", timeout)
+        time.sleep(2)  # the charts animate in
+        browser.screenshot(png)
+        return PageCapture(Path(png), url, browser.html(), browser.evaluate(drawn))
+
+
+# The Dagster UI's first-visit dialog over a home whose dagster.yaml leaves it on: skipped, as a person would.
+_SKIP_NUX = """(() => {
+  const skip = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Skip');
+  if (skip) skip.click();
+  return !!skip;
+})()"""
+_TABS = "[...document.querySelectorAll('[role=\"tab\"], [role=\"tablist\"] a, [role=\"tablist\"] button')]"
+# Each plot's title: the first line of the smallest box around its canvas that has text.
+_PLOTS = """[...document.querySelectorAll('canvas')].map(c => {
+  let box = c.parentElement;
+  while (box && !box.innerText.trim()) box = box.parentElement;
+  return box ? box.innerText.trim().split('\\n')[0] : '';
+})"""
+
+
+def capture_asset_plots(server: Webserver, png: Path, asset: str = "evaluation_metrics", width: int = 1600,
+                        height: int = 1000, scale: float = 1, chromium: str | None = None, timeout: float = 90
+                        ) -> PageCapture:
+    """The Plots tab of ``asset`` in the Dagster UI: its numeric metadata over materializations. Dagster shows
+    the tab only for an asset with numeric metadata; without one this captures the asset's page as it is and
+    ``shown`` is empty, else ``shown`` has the plots' titles."""
+    url = f"{server.url}/assets/{asset}?view=plots"
+    with _browser(chromium, width, height, scale) as browser:
+        browser.navigate(f"{server.url}/server_info")
+        browser.wait_for("the server_info page",
+                         "location.pathname === '/server_info' && document.readyState === 'complete'", timeout)
+        browser.evaluate("localStorage.setItem('dagster-nav-collapsed', 'true'), true")
+        browser.navigate(url)
+        tabs = f"{_TABS}.map(e => e.textContent.trim())"
+        browser.wait_for("the asset's tabs", f"{tabs}.includes('Events')", timeout)
+        with contextlib.suppress(ScreenshotError):  # the dialog comes a moment after the page, or never
+            _wait("the first-visit dialog", lambda: browser.evaluate(_SKIP_NUX), 5)
+            time.sleep(0.5)
+        if browser.evaluate(f"{tabs}.includes('Plots')"):
+            browser.wait_for("the plots", "document.querySelectorAll('canvas').length > 0", timeout)
+        else:  # no numeric metadata yet: its materializations and their metadata instead of a blank page
+            url = f"{server.url}/assets/{asset}?view=events"
+            browser.navigate(url)
+            browser.wait_for("the asset's events", "!!document.body && /Materialized|materialization/i"
+                                                   ".test(document.body.innerText)", timeout)
+        time.sleep(1.5)  # charts animate in
+        browser.screenshot(png)
+        return PageCapture(Path(png), url, browser.html(), browser.evaluate(_PLOTS))
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+PAGES = ("asset-graph", "web-page", "mlflow-experiment", "evaluation-plots")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("output", nargs="?", default=str(REPO_ROOT / "docs" / "images" / "asset-graph.png"))
-    parser.add_argument("--width", type=int, default=1600)
-    parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("output", nargs="?", default=None,
+                        help="the PNG (default docs/images/<the page's picture>.png)")
+    parser.add_argument("--page", choices=PAGES, default="asset-graph")
+    parser.add_argument("--home", default=None,
+                        help="state folder that `make demo` filled (default $RECSYS_HOME or ./.recsys); "
+                             "asset-graph uses a throw-away one")
+    parser.add_argument("--customer", default=None, help="web-page: the customer id typed in (default: the "
+                                                         "demo shop's example customer)")
+    parser.add_argument("--item", default=None, help="web-page: an item id typed into the item box")
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--scale", type=float, default=1,
                         help="device pixels per CSS pixel (2: a sharper PNG)")
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
-    with dagster_webserver(port=args.port) as server:
-        capture = capture_asset_graph(server, Path(args.output), args.width, args.height, args.scale)
-    print(f"{capture.png}: {len(capture.drawn)} assets drawn from {capture.url}")
+    images = REPO_ROOT / "docs" / "images"
+    pictures = {"asset-graph": "asset-graph.png", "web-page": "web-page.png",
+                "mlflow-experiment": "mlflow-experiment.png", "evaluation-plots": "evaluation-metrics-plots.png"}
+    png = Path(args.output or images / pictures[args.page])
+    size = {"width": args.width or (1400 if args.page == "web-page" else 1600),
+            "height": args.height or (1200 if args.page == "web-page" else 1000), "scale": args.scale}
+    if args.page == "asset-graph":
+        with dagster_webserver(port=args.port) as server:
+            capture = capture_asset_graph(server, png, **size)
+        print(f"{capture.png}: {len(capture.drawn)} assets drawn from {capture.url}")
+        return 0
+    if args.page == "web-page":
+        from orchestration.serving.api import EXAMPLE_CUSTOMER
+
+        with api_server(args.home, args.port) as url:
+            shown = capture_web_page(url, png, args.customer or EXAMPLE_CUSTOMER, args.item, **size)
+    elif args.page == "mlflow-experiment":
+        from orchestration.registry.tracking import MLflowTracking
+
+        with mlflow_ui(args.home, args.port) as url:
+            shown = capture_mlflow_experiment(url, png, MLflowTracking().experiment, **size)
+    else:
+        with dagster_webserver(port=args.port, home=_home(args.home)) as server:
+            shown = capture_asset_plots(server, png, **size)
+    print(f"{shown.png}: {shown.url} showing {shown.shown}")
     return 0
 
 

@@ -53,8 +53,8 @@ PROMOTION_REASONS_TAG = "promotion_reasons"  # version tag: JSON list of the gat
 PROMOTION_LOG = "ml.promotion_log"  # the gate's decisions, one row each (orchestration.defs.evaluation)
 
 # Ids of the default synthetic shop (`make demo`), so that the examples in /docs answer with data there: a
-# customer with a few purchases, a popular item and an item often bought with it (an anonymous session).
-EXAMPLE_CUSTOMER = "10025"
+# customer with a few purchases, an item with neighbours bought together and described alike, and a session.
+EXAMPLE_CUSTOMER = "10048"
 EXAMPLE_ITEM = "11458"
 EXAMPLE_SESSION = ["11458", "22320"]
 UNKNOWN_ITEM = "NOT-AN-ITEM"
