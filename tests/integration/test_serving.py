@@ -96,3 +96,57 @@ def test_similar_items_blend_co_purchase_and_text(served):
     assert items["score"].is_monotonic_decreasing
     with pytest.raises(KeyError, match="NOT-AN-ITEM"):
         service.similar("NOT-AN-ITEM")
+
+
+def test_a_session_gets_none_of_its_own_items_unless_asked_and_never_as_bought_before(served):
+    _, _, service = served
+    customer = next(iter(sorted(service.data.histories)))
+    session = [str(i) for i in service.bundle.shop_ids(service.data.histories[customer][-3:])]
+    default = service.recommend_session(session, k=20)["items"]
+    assert len(default) == 20 and not set(default["item_id"]) & set(session)
+    assert "bought_before" not in set(default["explanation"])
+    with_seen = service.recommend_session(session, k=100, include_seen=True)["items"]
+    seen = with_seen[with_seen["item_id"].isin(session)]
+    assert len(seen), "a session's own items are among its candidates when asked for"
+    assert "bought_before" not in set(seen["explanation"]) and "You bought this before" not in set(seen["reason"])
+    # A seen item explained by the rest of the session points at another session item, never itself.
+    anchored = seen[seen["because_of"].notna()]
+    assert all(a in session and a != i for a, i in zip(anchored["because_of"], anchored["item_id"]))
+
+
+def test_explain_agrees_with_recommendations_for_known_and_unknown_customers(served):
+    home, _, service = served
+    for customer in (next(iter(sorted(_raw_customers(home).values()))), "no-such-customer"):
+        for row in service.recommend_user(customer, k=10)["items"].to_dict("records"):
+            why = service.explain(customer, row["item_id"])
+            assert (why["rank"], why["explanation"], why["because_of"], why["reason"], why["title"]) == (
+                row["rank"], row["explanation"], row["because_of"], row["reason"], row["title"])
+            assert why["score"] == pytest.approx(row["score"]) and why["candidate"]
+    unknown = service.explain("no-such-customer", service.recommend_user("no-such-customer", k=2)["items"]
+                              ["item_id"].iloc[1])
+    assert unknown["rank"] == 2 and unknown["features"] == {} and unknown["known_user"] is False
+
+
+def test_every_item_has_a_title_or_its_id(served):
+    _, _, service = served
+    untitled = [str(i) for i in service.bundle.item_ids if service.title(str(i)) is None]
+    titled = next(str(i) for i in service.bundle.item_ids if service.title(str(i)) is not None)
+    assert service.label(titled) == service.data.catalogue.at[titled, "title"]
+    for item in untitled:
+        assert service.label(item) == item
+    popular = service.popular(k=100)["items"]
+    assert popular["title"].notna().all()
+    assert all(t == (service.title(i) or i) for i, t in zip(popular["item_id"], popular["title"]))
+
+
+def test_history_lists_a_customers_latest_purchases_newest_first(served):
+    home, _, service = served
+    pseudonym, raw_id = next(iter(sorted(_raw_customers(home).items())))
+    events = service.data.events.iloc[service.data.event_rows[pseudonym]]
+    answer = service.history(raw_id, n=3)
+    assert answer["known_user"] and answer["purchases"] == len(events)
+    expected = events.iloc[::-1].head(3)
+    assert answer["items"]["item_id"].tolist() == [str(i) for i in service.bundle.shop_ids(expected["item"].to_numpy())]
+    assert answer["items"]["occurred_at"].is_monotonic_decreasing
+    nobody = service.history("no-such-customer")
+    assert not nobody["known_user"] and nobody["purchases"] == 0 and nobody["items"].empty
