@@ -30,7 +30,7 @@ nux:
 """,
 }
 INSTANCE_YAML = (
-    "# Written by orchestration.apps.instance; edit freely: what you set is kept, a missing setting is added.\n"
+    "# Written by orchestration.apps.instance; edit freely: what you set is kept, what is missing is added.\n"
     + "".join(INSTANCE_SETTINGS.values())
 )
 
@@ -46,7 +46,9 @@ def ensure_dagster_home(home: str | os.PathLike | None = None) -> Path:
     else:
         # Homes made before a setting existed here get it too, so an older home also opens without the dialog.
         text = config.read_text()
-        missing = [block for key, block in INSTANCE_SETTINGS.items() if not re.search(rf"^{key}\s*:", text, re.M)]
+        missing = [
+            block for key, block in INSTANCE_SETTINGS.items() if not re.search(rf"^{key}\s*:", text, re.M)
+        ]
         if missing:
             config.write_text(text + ("" if text.endswith("\n") or not text else "\n") + "".join(missing))
     os.environ["DAGSTER_HOME"] = str(dagster_home)

@@ -4,11 +4,13 @@
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster import AssetExecutionContext
 from dagster_dbt import (
     DagsterDbtProjectPreparer,
@@ -18,10 +20,11 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from dagster_dbt.asset_utils import default_description_fn
 from dagster_shared import record
 
 from orchestration.defs.resources import PrivacyResource, WarehouseResource
-from orchestration.store.marts import CLEAN_MARTS, mart_fingerprint, model_row_counts
+from orchestration.store.marts import CLEAN_MARTS, MARTS_SCHEMA, mart_fingerprint, model_row_counts
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY
 
 TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"
@@ -56,6 +59,10 @@ class RecsysDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "transforms"
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # The YAML description only: dagster-dbt would append the model's SQL, which buries it in the UI.
+        return default_description_fn(dbt_resource_props, display_raw_sql=False)
+
 
 dbt_translator = RecsysDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -73,14 +80,26 @@ def recsys_dbt_models(
             "(or the privacy resource's config) to a secret for real data."
         )
     dbt_vars = json.dumps({"pseudonymization_key": privacy.key()})
-    # dagster-dbt's fetch_row_counts() would query through an in-process dbt-duckdb connection that stays
-    # open and locks the warehouse for later steps; count with our own short-lived connection instead.
+    # dagster-dbt's fetch_row_counts() and fetch_column_metadata() would query through an in-process
+    # dbt-duckdb connection that stays open and locks the warehouse for later steps; read with our own
+    # short-lived one.
     events = list(dbt.cli(["build", "--vars", dbt_vars], context=context).stream())
+    built = {_model_name(event) for event in events} - {""}
     with warehouse.connect(read_only=True) as con:
         row_counts = model_row_counts(con)
+        column_types = _column_types(con)
+        breakdowns = _breakdowns(con, built)
     for event in events:
         model = _model_name(event)
-        yield event.with_metadata({**event.metadata, "dagster/row_count": row_counts[model]}) if model in row_counts else event
+        if not model:
+            yield event
+            continue
+        metadata = {**event.metadata, **breakdowns.get(model, {})}
+        if model in row_counts:
+            metadata["dagster/row_count"] = row_counts[model]
+        if model in column_types:
+            metadata["dagster/column_schema"] = _column_schema(context, event, column_types[model])
+        yield event.with_metadata(metadata)
 
 
 def _model_name(event: Any) -> str:
@@ -89,6 +108,80 @@ def _model_name(event: Any) -> str:
         return ""
     unique_id = event.metadata.get("unique_id")
     return str(getattr(unique_id, "value", unique_id) or "").rsplit(".", 1)[-1]
+
+
+def _column_types(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    """Model -> its (column, warehouse type) pairs in table order."""
+    rows = con.execute(
+        "select table_name, column_name, data_type from information_schema.columns "
+        "where table_schema in ('staging', 'intermediate', $marts) order by table_name, ordinal_position",
+        {"marts": MARTS_SCHEMA},
+    ).fetchall()
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for table, column, data_type in rows:
+        columns.setdefault(table, []).append((column, data_type))
+    return columns
+
+
+def _column_schema(
+    context: AssetExecutionContext, event: Any, types: list[tuple[str, str]]
+) -> dg.TableSchema:
+    """The built table's columns with their warehouse types, described as in the model's YAML."""
+    if isinstance(event, dg.AssetMaterialization):
+        key = event.asset_key
+    else:
+        key = context.asset_key_for_output(event.output_name)
+    declared = context.assets_def.specs_by_key[key].metadata.get("dagster/column_schema")  # from the YAML
+    descriptions = {column.name: column.description for column in (declared.columns if declared else [])}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, data_type, description=descriptions.get(name)) for name, data_type in types
+        ]
+    )
+
+
+def _breakdowns(con: duckdb.DuckDBPyConnection, built: set[str]) -> dict[str, dict[str, Any]]:
+    """Model -> metadata: the rows of quarantine and of reconciliation by reason, as tables the UI shows."""
+    metadata: dict[str, dict[str, Any]] = {}
+    if "quarantine" in built:
+        rows = con.execute(
+            f"select source_table, reason, count(*) from {MARTS_SCHEMA}.quarantine group by all order by all"
+        ).fetchall()
+        metadata["quarantine"] = {
+            "rows_by_reason": _table({"source_table": "string", "reason": "string", "rows": "int"}, rows)
+        }
+    if "reconciliation" in built:
+        loads = con.execute(
+            f"select target_table, kept_rows, duplicate_rows, rejected_by_reason, is_balanced "
+            f"from {MARTS_SCHEMA}.reconciliation"
+        ).fetchall()
+        kept: Counter[str] = Counter()
+        duplicate: Counter[str] = Counter()
+        rejected: Counter[tuple[str, str]] = Counter()
+        for table, kept_rows, duplicate_rows, rejected_by_reason, _ in loads:
+            kept[table] += kept_rows
+            duplicate[table] += duplicate_rows
+            for reason, rows in json.loads(rejected_by_reason).items():
+                rejected[(table, reason)] += rows
+        # Per raw table these rows add up to its raw rows: kept + duplicate + each reason of rejection.
+        books = []
+        for table in sorted(kept):
+            books += [(table, "kept", None, kept[table]), (table, "duplicate", None, duplicate[table])]
+            books += [
+                (table, "rejected", reason, n) for (of, reason), n in sorted(rejected.items()) if of == table
+            ]
+        columns = {"target_table": "string", "status": "string", "reason": "string", "rows": "int"}
+        metadata["reconciliation"] = {
+            "rows_by_reason": _table(columns, books),
+            "loads": len(loads),
+            "all_loads_balanced": all(balanced for *_, balanced in loads),
+        }
+    return metadata
+
+
+def _table(columns: Mapping[str, str], rows: list[tuple]) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, data_type) for name, data_type in columns.items()])
+    return dg.MetadataValue.table([dg.TableRecord(dict(zip(columns, row))) for row in rows], schema=schema)
 
 
 @dg.asset(

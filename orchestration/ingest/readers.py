@@ -112,10 +112,19 @@ def _open_text(path: Path, gzipped: bool) -> io.TextIOWrapper:
     return io.TextIOWrapper(_open_binary(path, gzipped), encoding="utf-8-sig", newline="")
 
 
-def _is_utf8(path: Path, gzipped: bool) -> bool:
-    """Stream the file once: refuse binary/UTF-16 data and corrupt gzip; tell UTF-8 from legacy text."""
+@dataclass(frozen=True)
+class _TextScan:
+    """What one pass over a text file's bytes found."""
+
+    utf8: bool  # else it is read as a legacy 8-bit encoding
+    has_nul: bool  # some line holds a NUL byte (it then goes to malformed_line)
+
+
+def _scan_text(path: Path, gzipped: bool) -> _TextScan:
+    """Stream the file once: refuse UTF-16 and corrupt gzip; tell UTF-8 from legacy text; note NUL bytes."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8 = True
+    has_nul = False
     try:
         with _open_binary(path, gzipped) as stream:
             for number, chunk in enumerate(iter(lambda: stream.read(_CHUNK_BYTES), b"")):
@@ -125,12 +134,7 @@ def _is_utf8(path: Path, gzipped: bool) -> bool:
                         "byte-order mark). Expected UTF-8 or Latin-1/Windows-1252 text; "
                         "re-save it as 'CSV UTF-8'."
                     )
-                # Text never contains NUL; NUL bytes mean UTF-16 without a byte-order mark, or binary data.
-                if b"\x00" in chunk:
-                    raise IngestError(
-                        f"Cannot load {path}: it contains NUL bytes, so it is binary data or UTF-16 "
-                        "text, not a readable CSV. Expected UTF-8 or Latin-1/Windows-1252 text."
-                    )
+                has_nul = has_nul or b"\x00" in chunk
                 if utf8:
                     try:
                         decoder.decode(chunk)
@@ -146,7 +150,37 @@ def _is_utf8(path: Path, gzipped: bool) -> bool:
             f"Cannot load {path}: {problem} ({exc}). Expected a complete, readable "
             f"{'gzip-compressed ' if gzipped else ''}CSV file; copy or download it again."
         ) from exc
-    return utf8
+    if has_nul and _nul_throughout(path, gzipped):
+        raise IngestError(
+            f"Cannot load {path}: it contains NUL bytes, so it is binary data or UTF-16 "
+            "text, not a readable CSV. Expected UTF-8 or Latin-1/Windows-1252 text."
+        )
+    return _TextScan(utf8, has_nul)
+
+
+def _nul_throughout(path: Path, gzipped: bool) -> bool:
+    """True when NUL bytes are in the header line or in most lines: UTF-16 (every line) or binary data.
+
+    Text exports may carry a few NUL bytes on some lines (a crash, a bad copy); those lines are malformed,
+    the file is not.
+    """
+    header_nul: bool | None = None
+    lines = nul_lines = 0
+    open_line_nul = open_line = False  # the line the chunk ends inside: holds a NUL / has bytes
+    with _open_binary(path, gzipped) as stream:
+        for chunk in iter(lambda: stream.read(_CHUNK_BYTES), b""):
+            *ended, rest = chunk.split(b"\n")
+            for part in ended:
+                nul = open_line_nul or b"\x00" in part
+                header_nul = nul if header_nul is None else header_nul
+                lines, nul_lines = lines + 1, nul_lines + nul
+                open_line_nul = open_line = False
+            open_line_nul = open_line_nul or b"\x00" in rest
+            open_line = open_line or bool(rest)
+    if open_line:
+        header_nul = open_line_nul if header_nul is None else header_nul
+        lines, nul_lines = lines + 1, nul_lines + open_line_nul
+    return bool(header_nul) or 2 * nul_lines > lines
 
 
 def _transcode_to_utf8(path: Path, gzipped: bool, target: Path) -> str:
@@ -194,12 +228,18 @@ def _read_layout(source: Path, path: Path, gzipped: bool, table: RawTable) -> _C
 def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, table: RawTable, gzipped: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="recsys-ingest-") as scratch:
         text_path = path
-        if not _is_utf8(path, gzipped):
+        scan = _scan_text(path, gzipped)
+        if not scan.utf8:
             text_path = Path(scratch) / "utf8.csv"
             codec = _transcode_to_utf8(path, gzipped, text_path)
             gzipped = False
             log.info("%s is not UTF-8; read it as %s", path, codec)
         layout = _read_layout(path, text_path, gzipped, table)
+        if scan.has_nul:
+            # DuckDB's reader would take a NUL as part of a value; Python sends such a line to malformed_line.
+            log.warning("%s has lines holding NUL bytes; splitting it in Python", path)
+            _csv_line_by_line(con, text_path, gzipped, layout, Path(scratch) / "records.csv")
+            return
         try:
             _csv_with_duckdb(con, text_path, gzipped, layout)
         except duckdb.Error as exc:
@@ -306,8 +346,8 @@ def _split_records(lines: Iterator[str], layout: _CsvLayout) -> Iterator[tuple[s
     ``text`` is the record's original text without its line end. This matches DuckDB's reader on
     well-formed input: blank lines are skipped (in a one-column file they are an empty value), trailing
     empty fields past the header are dropped, quoted fields may span lines. A line is malformed when its
-    field count differs from the header's or its quoting is broken; it is then a record of its own,
-    and the lines after it are read afresh.
+    field count differs from the header's, its quoting is broken or it holds a NUL byte (no text does);
+    it is then a record of its own, and the lines after it are read afresh.
     """
     delimiter, n_fields = layout.delimiter, layout.n_fields
     pending: deque[str] = deque()  # lines read ahead while looking for a closing quote
@@ -339,8 +379,9 @@ def _split_records(lines: Iterator[str], layout: _CsvLayout) -> Iterator[tuple[s
                         break
         while fields is not None and len(fields) > n_fields and fields[-1] == "":
             fields.pop()
-        if fields is not None and len(fields) == n_fields:
-            yield "".join(group).rstrip("\r\n"), fields
+        text = "".join(group) if len(group) > 1 else line
+        if fields is not None and len(fields) == n_fields and "\x00" not in text:
+            yield text.rstrip("\r\n"), fields
         else:
             pending.extendleft(reversed(group[1:]))
             yield line.rstrip("\r\n"), None

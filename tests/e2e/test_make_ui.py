@@ -95,7 +95,8 @@ def test_make_ui_serves_the_code_location_with_every_asset(tmp_path):
     (entry,) = data["workspaceOrError"]["locationEntries"]
     location = entry["locationOrLoadError"]
     assert location["__typename"] == "RepositoryLocation", location
-    served = {"/".join(node["assetKey"]["path"]) for repo in location["repositories"] for node in repo["assetNodes"]}
+    nodes = [node for repo in location["repositories"] for node in repo["assetNodes"]]
+    served = {"/".join(node["assetKey"]["path"]) for node in nodes}
     from orchestration.definitions import defs
 
     assert served == {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
@@ -117,7 +118,8 @@ def test_an_existing_instance_yaml_gets_the_missing_setting_and_keeps_its_own(tm
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     # A home made before the nux setting existed, edited by its user (no trailing newline).
-    (dagster_home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 2\ntelemetry:\n  enabled: true")
+    edited = "run_queue:\n  max_concurrent_runs: 2\ntelemetry:\n  enabled: true"
+    (dagster_home / "dagster.yaml").write_text(edited)
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     ensure_dagster_home()
     ensure_dagster_home()  # a second call adds nothing more
