@@ -6,6 +6,8 @@ import argparse
 import copy
 import json
 import os
+import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,8 +17,27 @@ from recmodels.presets import PIPELINE, REPLAY, SHORT_WINDOWS
 from recmodels.splits import SplitWindows
 
 
+# Exit statuses, for scripts (also in --help).
+OK, FAILED, USAGE, UNKNOWN_CUSTOMER, BUSY = 0, 1, 2, 3, 75
+STOPPED = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
+EXIT_CODES = f"""exit status:
+  {OK}    success
+  {FAILED}    a run failed or a check failed; nothing to answer with (no champion, unknown item)
+  {USAGE}    usage error: a bad option, a --data path that does not exist, an unknown --reason, an empty home
+  {UNKNOWN_CUSTOMER}    recommend --user: the customer is unknown (popular items are printed instead)
+  {BUSY}   the warehouse stayed held by another run for longer than RECSYS_WAREHOUSE_WAIT_SECONDS
+  {STOPPED[signal.SIGINT]}  the run was stopped by SIGINT (Ctrl-C)
+  {STOPPED[signal.SIGTERM]}  the run was stopped by SIGTERM
+"""
+
+
+class UserError(Exception):
+    """A mistake in what was asked: printed as one paragraph, exit status 2, no traceback."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="state folder (default $RECSYS_HOME or ./.recsys)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -24,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--select", help="Dagster asset selection, e.g. 'group:ingest' or 'key:fct_interactions+'")
     run.add_argument("--source", choices=SOURCE_KINDS, help="data source (default $RECSYS_SOURCE or synthetic)")
     run.add_argument("--data", help="file or folder to ingest (default $RECSYS_DATA)")
+    run.add_argument("--log-level", default="CRITICAL",
+                     help="Dagster's console log (default CRITICAL: only the summary; the UI keeps every event)")
 
     commands.add_parser("summary", help="print loads, reconciliation, quarantine reasons and mart sizes")
 
@@ -143,9 +166,15 @@ def _query_command(args: argparse.Namespace) -> int:
     from orchestration.store.privacy import pseudonymization_key
     from orchestration.store.warehouse import Warehouse
 
+    from orchestration.registry.promotion import current_champion
+
+    tracking = MLflowTracking(home=args.home)
     try:
-        service = RecommendationService.from_champion(
-            Warehouse(home=args.home), MLflowTracking(home=args.home), pseudonymization_key())
+        champion = current_champion(tracking.client())
+        if champion is not None:  # loading the model takes seconds: say what is happening
+            print(f"Loading champion v{champion['version']} from MLflow ({tracking.resolved_tracking_uri()}) ...", file=sys.stderr,
+                  flush=True)
+        service = RecommendationService.from_champion(Warehouse(home=args.home), tracking, pseudonymization_key())
     except (NoChampionError, FileNotFoundError) as error:
         print(f"{args.command} failed: {error}", file=sys.stderr)
         return 1
@@ -179,12 +208,14 @@ def _query_command(args: argparse.Namespace) -> int:
             body = _explanation(answer)
     except KeyError as error:  # an item neither in the model's catalogue nor described
         print(f"{args.command} failed: unknown item: {error.args[0] if error.args else error}", file=sys.stderr)
-        return 1
+        return FAILED
     if args.json:
         print(answer.model_dump_json())
     else:
         print("\n".join([header, footer, "", body]))
-    return 0
+    if args.command == "recommend" and args.user is not None and not answer.known_user:
+        return UNKNOWN_CUSTOMER
+    return OK
 
 
 def _quoted(title: str | None) -> str:
@@ -231,6 +262,14 @@ def _explanation(answer: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _main(args)
+    except UserError as error:
+        print(f"recsys {args.command}: {error}", file=sys.stderr)
+        return USAGE
+
+
+def _main(args: argparse.Namespace) -> int:
     # Resources read these when they are used, so setting them here configures the whole run.
     data = getattr(args, "data", None) if args.command == "materialize" else None  # replay's --data is its log
     for variable, value in (("RECSYS_HOME", args.home), ("RECSYS_SOURCE", getattr(args, "source", None)),
@@ -250,35 +289,181 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
         log_config["loggers"]["orchestration"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
         uvicorn.run(create_app(args.home, args.reload_seconds), host=args.host, port=args.port, log_config=log_config)
-        return 0
+        return OK
     if args.command in ("recommend", "similar", "explain"):
         return _query_command(args)
+    if args.command == "materialize":
+        return _materialize_command(args)
 
-    from orchestration.store.marts import MARTS_SCHEMA, format_summary, pipeline_summary
+    from orchestration.store.paths import recsys_paths
     from orchestration.store.warehouse import Warehouse
 
+    paths = recsys_paths(args.home)
+    if not paths.warehouse.exists():  # checked without Warehouse.paths, which would create the home's folders
+        raise UserError(f"the home {paths.home} has no warehouse yet ({paths.warehouse} is missing): "
+                        "expected a home where `recsys materialize` (or `make demo`) has run; pass --home or set "
+                        "RECSYS_HOME to choose another.")
     warehouse = Warehouse()
-    if args.command == "materialize":
-        from orchestration.apps.runner import materialize
+    if args.command == "summary":
+        from orchestration.store.marts import format_summary, pipeline_summary
 
-        result = materialize(args.select, raise_on_error=False)
-        failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
-        for check in failed_checks:
-            print(f"check failed: {check.asset_key.to_user_string()}:{check.check_name}: {check.description}", file=sys.stderr)
-        print(f"{'succeeded' if result.success else 'FAILED'}: {len(result.get_asset_materialization_events())} assets materialized")
-        return 0 if result.success and not failed_checks else 1
-    with warehouse.connect(read_only=True) as con:
-        if args.command == "summary":
+        with warehouse.connect(read_only=True) as con:
             print(format_summary(pipeline_summary(con)))
-        else:
-            where = "where reason = $reason" if args.reason else ""
-            params = {"reason": args.reason} if args.reason else {}
-            frame = con.execute(
-                f"select * from {MARTS_SCHEMA}.quarantine {where} order by load_id, source_table, source_row limit {int(args.limit)}",
-                params,
-            ).df()
-            print(frame.to_string(index=False) if len(frame) else "No quarantined rows.")
-    return 0
+        return OK
+    return _quarantine_command(args, warehouse)
+
+
+def _check_data(source: str | None, data: str | None) -> None:
+    """Refuse a --data (or $RECSYS_DATA) that cannot be read before a run starts: ingest would fail, and with it
+    every asset downstream."""
+    from pathlib import Path
+
+    from orchestration.ingest.sources import source_data_path, source_kind
+
+    try:
+        kind = source_kind(source)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if kind == "synthetic":
+        return
+    path = source_data_path(data)
+    expected = ("a folder holding interactions.csv (or .csv.gz, .parquet) and optionally items.csv"
+                if kind == "generic" else "the Online Retail export, a .csv, .csv.gz or .xlsx file or a folder of them")
+    if path is None:
+        raise UserError(f"--source {kind} needs --data (or RECSYS_DATA): expected {expected}.")
+    if not Path(path).exists():
+        raise UserError(f"--data {path} does not exist: expected {expected}. Nothing was run.")
+    if kind == "generic" and not Path(path).is_dir():
+        raise UserError(f"--data {path} is a file: --source generic expects {expected}. Nothing was run.")
+
+
+def _materialize_command(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from orchestration.apps.runner import materialize
+    from orchestration.store.warehouse import Warehouse, WarehouseBusyError
+
+    _check_data(args.source, args.data)
+    if args.select is not None:
+        from orchestration.definitions import defs
+
+        try:
+            chosen = dg.AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph())
+            problem = "it selects no asset"
+        except Exception as error:  # Dagster's parse and unknown-key errors, each its own class
+            chosen, problem = set(), _first_line(str(error))
+        if not chosen:
+            raise UserError(f"--select {args.select!r} is not an asset selection of this project ({problem}): "
+                            "expected e.g. 'group:ingest' or 'key:fct_interactions+'. Nothing was run.")
+    warehouse = Warehouse()
+    log_path = warehouse.paths.home / "logs" / "materialize.log"
+    print(f"Materializing {args.select or 'every asset'} (dbt's output goes to {log_path}) ...", file=sys.stderr,
+          flush=True)
+    # Dagster maps SIGTERM onto SIGINT's handler while a run executes; the wakeup descriptor still receives
+    # each signal's number, so the exit status can say which one stopped the run.
+    signals_read, signals_write = os.pipe()
+    os.set_blocking(signals_read, False)
+    os.set_blocking(signals_write, False)
+    previous = signal.set_wakeup_fd(signals_write, warn_on_full_buffer=False)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # before the run too: stop with a status, not dead
+    try:
+        result = materialize(args.select, raise_on_error=False, log_level=args.log_level, stdout_log=log_path)
+    except WarehouseBusyError as error:
+        print(f"recsys materialize: {error}", file=sys.stderr)
+        return BUSY
+    except KeyboardInterrupt:
+        result = None
+    finally:
+        signal.set_wakeup_fd(previous)
+        try:
+            received = os.read(signals_read, 64)
+        except BlockingIOError:
+            received = b""
+        os.close(signals_read)
+        os.close(signals_write)
+    stopped_by = next((number for number in (signal.SIGTERM, signal.SIGINT) if number in received), None)
+    if result is None:  # interrupted while loading the definitions, before Dagster took the signals over
+        stopped_by = stopped_by or signal.SIGINT
+        print(f"STOPPED by {stopped_by.name} before the run started.", file=sys.stderr)
+        return STOPPED[stopped_by]
+    materialized = len(result.get_asset_materialization_events())
+    failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    for check in failed_checks:
+        print(f"check failed: {check.asset_key.to_user_string()}:{check.check_name}: {check.description}",
+              file=sys.stderr)
+    run = f"run {result.run_id} of {result.dagster_run.job_name}"
+    if stopped_by is not None:
+        print(f"STOPPED by {stopped_by.name}: {run}, {materialized} assets materialized before it.", file=sys.stderr)
+        return STOPPED[stopped_by]
+    if not result.success:
+        print(f"FAILED: {run}: {_failure_cause(result)}; {materialized} assets materialized "
+              "(every event is in the Dagster UI: make ui).", file=sys.stderr)
+        return FAILED
+    print(f"succeeded: {run}, {materialized} assets materialized"
+          + (f"; {len(failed_checks)} checks failed" if failed_checks else ""))
+    return FAILED if failed_checks else OK
+
+
+def _failure_cause(result: Any) -> str:
+    """The first failed step and the last line of its error: the cause, where Dagster's wrapper comes first."""
+    failures = result.get_step_failure_events()
+    if not failures:
+        return "the run failed before any step did (see the Dagster UI)"
+    error = failures[0].step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    cause = _first_line(error.message)
+    return f"step {failures[0].step_key} failed: {cause}" + (
+        f" (and {len(failures) - 1} more steps)" if len(failures) > 1 else "")
+
+
+def _first_line(message: str) -> str:
+    return next((line.strip() for line in message.splitlines() if line.strip()), message)
+
+
+def _quarantine_reasons() -> list[str]:
+    """The reason codes marts.quarantine accepts, from the dbt model's accepted_values test."""
+    from pathlib import Path
+
+    import yaml
+
+    models = Path(__file__).resolve().parents[2] / "transforms" / "models" / "marts" / "_marts__models.yml"
+    for model in yaml.safe_load(models.read_text())["models"]:
+        if model["name"] == "quarantine":
+            column = next(c for c in model["columns"] if c["name"] == "reason")
+            test = next(t for t in column["data_tests"] if isinstance(t, dict) and "accepted_values" in t)
+            return list(test["accepted_values"]["arguments"]["values"])
+    raise LookupError(f"{models} declares no quarantine model")
+
+
+QUARANTINE_COLUMNS = ("load_id", "source_table", "source_row", "reason", "raw_values")
+
+
+def _quarantine_command(args: argparse.Namespace, warehouse: Any) -> int:
+    from orchestration.store.marts import MARTS_SCHEMA
+
+    if args.reason:
+        reasons = _quarantine_reasons()
+        if args.reason not in reasons:
+            raise UserError(f"--reason {args.reason!r} is not a quarantine reason code: expected one of "
+                            f"{', '.join(reasons)}.")
+    where = "where reason = $reason" if args.reason else ""
+    params = {"reason": args.reason} if args.reason else {}
+    with warehouse.connect(read_only=True) as con:
+        frame = con.execute(
+            f"select {', '.join(QUARANTINE_COLUMNS)} from {MARTS_SCHEMA}.quarantine {where} "
+            f"order by load_id, source_table, source_row limit {int(args.limit)}", params).df()
+    if not len(frame):
+        print("No quarantined rows.")
+        return OK
+    # The raw record is the widest column: cut it so that every line fits the terminal.
+    width = shutil.get_terminal_size().columns
+    others = frame.drop(columns=["raw_values"]).to_string(index=False).splitlines()
+    room = max(width - max(len(line) for line in others) - 2, 12)
+    frame["raw_values"] = [_cell(value, room) for value in frame["raw_values"]]
+    lines = frame.to_string(index=False, justify="left").splitlines()
+    print("\n".join(line.rstrip()[:width] for line in lines))
+    return OK
 
 
 if __name__ == "__main__":

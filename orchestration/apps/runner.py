@@ -54,6 +54,8 @@ def materialize(
     if selection is not None:
         chosen = dg.AssetSelection.from_string(selection) if isinstance(selection, str) else selection
         keys = chosen.resolve(job_def.asset_layer.asset_graph)
+        if not keys:  # an empty selection would otherwise run the whole job
+            raise ValueError(f"The selection {selection!r} holds no asset of {job_def.name}.")
     config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
     warehouse = (resources or {}).get("warehouse")
     with contextlib.ExitStack() as stack:
