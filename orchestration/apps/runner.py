@@ -47,9 +47,12 @@ def materialize(
     if instance is None:
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
-    with_resources = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                                    resources={**defs.resources, **(resources or {})}, executor=defs.executor)
-    job_def = with_resources.resolve_job_def(job or all_assets_job.name)
+    from dagster._core.execution.build_resources import wrap_resources_for_execution
+
+    job_def = defs.resolve_job_def(job or all_assets_job.name)
+    if resources:
+        job_def = job_def.with_top_level_resources(
+            {**job_def.resource_defs, **wrap_resources_for_execution(resources)})
     keys = None
     if selection is not None:
         chosen = dg.AssetSelection.from_string(selection) if isinstance(selection, str) else selection
