@@ -33,6 +33,7 @@ from orchestration.registry.bundle import (
 )
 from orchestration.registry.promotion import (
     BUNDLE_MODEL,
+    PROMOTION_LOG,
     blocking_check_failures,
     check_states,
     current_champion,
@@ -57,7 +58,6 @@ from recmodels.recommender import TwoStageConfig, without_history_items
 from recmodels.splits import PHASES, StoredSplit, load_split
 
 METRICS_TABLE = "ml.evaluation_metrics"
-PROMOTIONS_TABLE = "ml.promotion_log"
 TWO_STAGE = "sasrec+ranker"
 BASELINES = ("popularity", "recent-popularity", "buy-again", "item-knn", "text-knn")
 HEADLINE = "ndcg@10"
@@ -348,7 +348,7 @@ def promotion_decision(
             "champion_after": "none" if after is None else str(after["version"]),
             "blocking_checks_seen": len(states),
             "failed_checks": dg.MetadataValue.json(failed),
-            "table": PROMOTIONS_TABLE,
+            "table": PROMOTION_LOG,
         },
         check_results=[dg.AssetCheckResult(
             check_name=PROMOTED_CHECK, passed=decision.promote, severity=dg.AssetCheckSeverity.WARN,
@@ -368,10 +368,10 @@ PROMOTIONS_COLUMNS = """
 def _append_decision(con, row: pd.DataFrame) -> None:
     """Decisions accumulate (one row each), unlike the other ml tables that each run replaces."""
     con.execute("create schema if not exists ml")
-    con.execute(f"create table if not exists {PROMOTIONS_TABLE} ({PROMOTIONS_COLUMNS})")
+    con.execute(f"create table if not exists {PROMOTION_LOG} ({PROMOTIONS_COLUMNS})")
     con.register("decision", row)
     columns = ", ".join(row.columns)
-    con.execute(f"insert into {PROMOTIONS_TABLE} ({columns}) select {columns} from decision")
+    con.execute(f"insert into {PROMOTION_LOG} ({columns}) select {columns} from decision")
     con.unregister("decision")
 
 

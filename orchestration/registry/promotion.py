@@ -22,6 +22,7 @@ HISTORY_TAG = "champion_history"  # registered-model tag: JSON list of earlier c
 METRICS_TAG = "metrics"  # version tag: JSON object with the exact metric names ("ndcg@10")
 PROMOTION_REASONS_TAG = "promotion_reasons"  # version tags: JSON list of the gate's reasons, either way
 REFUSAL_REASONS_TAG = "refusal_reasons"
+PROMOTION_LOG = "ml.promotion_log"  # warehouse table: one row per gate decision
 
 
 @dataclass(frozen=True)

@@ -35,178 +35,46 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import StringConstraints
 
-from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS, HISTORY_TAG, current_champion
+from orchestration.registry.promotion import (
+    BUNDLE_MODEL,
+    CHAMPION_ALIAS,
+    HISTORY_TAG,
+    PROMOTION_LOG,
+    PROMOTION_REASONS_TAG,
+    current_champion,
+)
 from orchestration.registry.tracking import MLflowTracking
+from orchestration.serving.schemas import (
+    CustomerHistory,
+    EXAMPLE_CUSTOMER,
+    EXAMPLE_ITEM,
+    ErrorDetail,
+    Explanation,
+    Health,
+    InvalidField,
+    MAX_ID_LENGTH,
+    ModelInfo,
+    PopularItems,
+    Purchase,
+    RecommendedItem,
+    SessionRecommendations,
+    SessionRequest,
+    SimilarItem,
+    SimilarItems,
+    UNKNOWN_ITEM,
+    UserRecommendations,
+    ValidationErrors,
+)
 from orchestration.serving.service import MAX_K, RecommendationService
 from orchestration.store.privacy import pseudonymization_key
 from orchestration.store.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
-MAX_ID_LENGTH = 100  # characters of a customer or item id
-MAX_SESSION_ITEMS = 200
-DIGITS = 6  # decimals kept of scores and similarities: more is noise in JSON
 STATIC = FilePath(__file__).parent / "static"  # the page
-PROMOTION_REASONS_TAG = "promotion_reasons"  # version tag: JSON list of the gate's reasons, when promote wrote it
-PROMOTION_LOG = "ml.promotion_log"  # the gate's decisions, one row each (orchestration.defs.evaluation)
-
-# Ids of the default synthetic shop (`make demo`), so that the examples in /docs answer with data there: a
-# customer with a few purchases, an item with neighbours bought together and described alike, and a session.
-EXAMPLE_CUSTOMER = "10048"
-EXAMPLE_ITEM = "11458"
-EXAMPLE_SESSION = ["11458", "22320"]
-UNKNOWN_ITEM = "NOT-AN-ITEM"
-
-# --------------------------------------------------------------------------------------- response models
-
-
-class ErrorDetail(BaseModel):
-    """The app's own errors (400, 404, 503)."""
-
-    detail: str = Field(description="What was wrong.")
-
-
-class InvalidField(BaseModel):
-    """One validation error, as FastAPI (pydantic) reports it."""
-
-    type: str = Field(description="pydantic's error type, e.g. greater_than_equal.")
-    loc: list[str | int] = Field(description="Where: path, query or body, then the field.")
-    msg: str
-    input: Any = None
-    ctx: dict[str, Any] | None = None
-
-
-class ValidationErrors(BaseModel):
-    """A 422: FastAPI's list of what was invalid."""
-
-    detail: list[InvalidField]
-
-
-TITLE = Field(description="The catalogue's title; the item id when the catalogue has none.")
-
-
-class RecommendedItem(BaseModel):
-    rank: int = Field(description="1 is the best.")
-    item_id: str
-    title: str = TITLE
-    score: float | None = Field(description="Ranker score (higher is better); comparable within one response only.")
-    explanation: str | None = Field(description="bought_before, also_bought, similar_description or popular_now.")
-    because_of: str | None = Field(description="The customer's item behind the explanation, when there is one.")
-    reason: str | None = Field(description="The explanation as a sentence for the shopper.")
-
-
-class UserRecommendations(BaseModel):
-    user_id: str
-    known_user: bool = Field(description="False: no purchases on record, the items are the popularity fallback.")
-    strategy: str = Field(description="two-stage (candidates + ranker) or fallback:<popularity model>.")
-    history_length: int | None = Field(None, description="Purchases the recommendations start from (known users).")
-    model_version: int
-    items: list[RecommendedItem]
-
-
-class SessionRecommendations(BaseModel):
-    strategy: str
-    unknown_items: list[str] = Field(description="Session items with neither catalogue entry nor text: ignored.")
-    text_only_items: list[str] = Field(description="Items the model never saw, standing in through their "
-                                                   "nearest known item by description.")
-    model_version: int
-    items: list[RecommendedItem]
-
-
-class SimilarItem(BaseModel):
-    rank: int
-    item_id: str
-    title: str = TITLE
-    score: float | None = Field(description="Mean of co_purchase and text_cosine, each in [0, 1].")
-    co_purchase: float | None
-    text_cosine: float | None
-
-
-class SimilarItems(BaseModel):
-    item_id: str
-    title: str = TITLE
-    known_item: bool = Field(description="False: outside the model's catalogue, matched by its description only.")
-    model_version: int
-    items: list[SimilarItem]
-
-
-class Explanation(BaseModel):
-    """The same rank, score, explanation and reason as the item has in /recommendations/{user_id}."""
-
-    user_id: str
-    item_id: str
-    title: str = TITLE
-    known_user: bool
-    explanation: str
-    because_of: str | None
-    because_of_title: str | None = Field(description="The anchor's title (its id when it has none).")
-    reason: str
-    strength: float | None = Field(description="The similarity behind the explanation (1 for bought_before).")
-    candidate: bool = Field(description="Whether the item is among the customer's ranked items at all (every item is "
-                                        "for the popularity fallback).")
-    rank: int | None = Field(description="Its rank among them, when it is one.")
-    score: float | None
-    features: dict[str, float | None] = Field(description="The ranker's features for this pair (none for the "
-                                                          "popularity fallback).")
-    model_version: int
-
-
-class PopularItems(BaseModel):
-    strategy: str = Field(description="fallback:<popularity model>: what a customer without purchases gets.")
-    model_version: int
-    items: list[RecommendedItem]
-
-
-class Purchase(BaseModel):
-    item_id: str
-    title: str = TITLE
-    occurred_at: str
-    quantity: float | None
-
-
-class CustomerHistory(BaseModel):
-    user_id: str
-    known_user: bool = Field(description="False: no purchases on record.")
-    purchases: int = Field(description="Purchases on record of items the model knows.")
-    items: list[Purchase] = Field(description="The latest of them, newest first.")
-
-
-class ModelInfo(BaseModel):
-    model: str
-    version: int
-    metrics: dict[str, float | None] = Field(description="Test metrics it was promoted with.")
-    measured_at: str | None = Field(description="When those metrics were measured (its training run ended).")
-    data_version: str | None
-    promoted_at: str | None
-    promotion_reasons: list[str] = Field(description="Why the promotion gate let it through.")
-    previous_champions: list[int] = Field(description="Earlier champion versions, oldest first (rollback order).")
-    run_id: str | None
-    sources: list[str] = Field(description="Candidate sources, in the ranker's feature order.")
-    n_candidates: int | None
-    recent_items: int | None
-    features: list[str] = Field(description="The ranker's features.")
-    split: str | None
-    test_cutoff: str | None
-    as_of: str = Field(description="Features are computed as of this time (just after the newest event).")
-
-
-class Health(BaseModel):
-    status: str
-    model_version: int
-    as_of: str
-
-
-class SessionRequest(BaseModel):
-    # Numeric stock codes sent as JSON numbers are still ids (model_config below).
-    items: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)]] = (
-        Field(min_length=1, max_length=MAX_SESSION_ITEMS, description="Items viewed or bought, oldest first."))
-    k: int = Field(10, ge=1, le=MAX_K)
-
-    model_config = ConfigDict(coerce_numbers_to_str=True,
-                              json_schema_extra={"examples": [{"items": EXAMPLE_SESSION, "k": 5}]})
-
+DIGITS = 6  # decimals kept of scores and similarities: more is noise in JSON
 
 # ------------------------------------------------------------------------------------------- the champion
 

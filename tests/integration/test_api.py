@@ -114,7 +114,8 @@ def test_health_model_and_docs(client):
     assert "sasrec" in model["sources"] and model["n_candidates"] > 0 and len(model["features"]) > 5
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {"/health", "/model", "/recommendations/{user_id}", "/recommendations/session",
-                                  "/similar/{item_id}", "/explain/{user_id}/{item_id}"}
+                                  "/similar/{item_id}", "/explain/{user_id}/{item_id}", "/popular",
+                                  "/customers/{user_id}/history"}
     assert "RecommendedItem" in spec["components"]["schemas"]
     assert client.get("/docs").status_code == 200
 
@@ -125,6 +126,8 @@ def test_health_model_and_docs(client):
     ("get", "/recommendations/c1?k=abc", None, 422),
     ("get", "/recommendations/c1?k=2.5", None, 422),
     ("get", "/recommendations/" + "x" * 101, None, 422),
+    ("get", "/recommendations/%20", None, 422),  # a blank id
+    ("get", "/explain/%20/item", None, 422),
     ("get", "/similar/" + "x" * 101, None, 422),
     ("get", "/similar/NOT-AN-ITEM", None, 404),
     ("get", "/explain/c1/NOT-AN-ITEM", None, 404),
@@ -174,7 +177,47 @@ def test_a_value_error_from_the_service_is_a_422(client, monkeypatch):
 
     monkeypatch.setattr(served.service, "recommend_user", broken)
     response = client.get("/recommendations/c1")
-    assert response.status_code == 422 and response.json() == {"detail": "k must be between 1 and 100, got 0"}
+    assert response.status_code == 422
+    assert response.json() == {"detail": [{"type": "value_error", "loc": [], "msg": "k must be between 1 and 100, got 0"}]}
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_need_no_network(client, page):
+    import re
+
+    html = client.get(page).text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"(?:url|spec-url)\s*[:=]\s*'([^']+)'", html)
+    scripts = [a for a in assets if a.endswith((".js", ".css"))]
+    assert scripts, html  # the page does load assets, and every one from the app itself
+    assert all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    assert all(client.get(a).status_code == 200 for a in scripts)
+
+
+def test_documented_error_bodies_are_the_real_ones(client):
+    from orchestration.serving.api import ERROR_RESPONSES, EXAMPLE_CUSTOMER, UNKNOWN_ITEM
+
+    def example(status):
+        return ERROR_RESPONSES[status]["content"]["application/json"]["example"]
+
+    assert client.get(f"/similar/{UNKNOWN_ITEM}").json() == example(404)
+    assert client.get(f"/recommendations/{EXAMPLE_CUSTOMER}?k=0").json() == example(422)
+    nested = client.post("/recommendations/session", content=b"[" * 100_000, headers={"content-type": "application/json"})
+    assert nested.status_code == 400 and nested.json() == example(400)
+
+
+def test_the_documented_examples_exist_in_the_demo_shop(tmp_path):
+    from orchestration.ingest.synthetic import SyntheticShopConfig, write_synthetic_shop
+    from orchestration.serving.api import EXAMPLE_CUSTOMER, EXAMPLE_ITEM, EXAMPLE_SESSION
+
+    import pandas as pd
+
+    write_synthetic_shop(tmp_path, SyntheticShopConfig())  # the demo's default shop
+    # The synthetic shop is dirty on purpose (malformed lines among them); the clean ones hold the examples.
+    lines = pd.read_csv(tmp_path / "order_lines.csv.gz", dtype=str, on_bad_lines="skip")
+    customer_column = next(c for c in lines.columns if "customer" in c.lower())
+    item_column = next(c for c in lines.columns if "stock" in c.lower() or c.lower() == "item_id")
+    assert EXAMPLE_CUSTOMER in set(lines[customer_column].str.strip())
+    assert {EXAMPLE_ITEM, *EXAMPLE_SESSION} <= set(lines[item_column].str.strip())
 
 
 def test_without_a_champion_every_endpoint_answers_503(tmp_path, monkeypatch):
