@@ -225,7 +225,8 @@ class Replayer:
         source = (request.run_config or {}).get("resources", {}).get("data_source", {}).get("config")
         if source:
             resources["data_source"] = DataSourceResource(**source)
-        return materialize(job.selection, resources=resources, instance=self.instance, raise_on_error=False,
+        # By name, so the UI lists replayed runs under the job a sensor would have launched.
+        return materialize(job=job.name, resources=resources, instance=self.instance, raise_on_error=False,
                            log_level="CRITICAL", stdout_log=self.home / "replay-dbt.log",
                            run_config=config_for_selection(self.run_config, job.selection))
 
