@@ -47,12 +47,13 @@ def materialize(
     if instance is None:
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
-    from dagster._core.execution.build_resources import wrap_resources_for_execution
-
-    job_def = defs.resolve_job_def(job or all_assets_job.name)
     if resources:
-        job_def = job_def.with_top_level_resources(
-            {**job_def.resource_defs, **wrap_resources_for_execution(resources)})
+        # The same Definitions with some resources swapped: Dagster binds resources to the assets when it
+        # resolves a job, so swapping them on a resolved job conflicts as soon as the run cuts a subset.
+        from dagster._record import replace
+
+        defs = replace(defs, resources={**(defs.resources or {}), **resources})
+    job_def = defs.resolve_job_def(job or all_assets_job.name)
     keys = None
     if selection is not None:
         chosen = dg.AssetSelection.from_string(selection) if isinstance(selection, str) else selection

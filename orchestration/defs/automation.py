@@ -40,6 +40,7 @@ from orchestration.registry.retraining import (
     retrain_inputs,
 )
 from orchestration.store.paths import env_float
+from orchestration.store.warehouse import WarehouseBusyError
 from recmodels.splits import load_split
 
 DATA_JOB = "data_job"  # ingest + transforms + item embeddings
@@ -104,13 +105,13 @@ def retrain_sensor(
     info = load_split(split_file).info if split_file.exists() else None
     last_event = None if info is None else pd.Timestamp(info["last_event"]).to_pydatetime()
     try:
-        with warehouse.connect(read_only=True) as con:
+        with warehouse.connect(read_only=True, wait=False) as con:
             inputs = retrain_inputs(con, last_event, settings)
     except FileNotFoundError:
         return dg.SkipReason(f"No warehouse at {warehouse.path} yet: run {DATA_JOB} first.")
     except duckdb.CatalogException:
         return dg.SkipReason(f"The warehouse has no marts.fct_interactions yet: run {DATA_JOB} first.")
-    except duckdb.OperationalError as error:  # a run holds DuckDB's single write lock: try again next tick
+    except (duckdb.OperationalError, WarehouseBusyError) as error:  # a run holds DuckDB's write lock: next tick
         return dg.SkipReason(f"The warehouse is busy (a run is writing to it); will look again. {error}")
     decision = retrain_decision(
         inputs.new_rows, inputs.trained_rows, settings.min_new_share, inputs.drift, settings.max_drift

@@ -227,6 +227,17 @@ SASREC_RUN_DESCRIPTION = (
 )
 
 
+def _sasrec_params(model_config, train_config, stored, items_with_text: int) -> dict:
+    """What an MLflow run of SASRec records as parameters: model, training and split settings."""
+    return {
+        **{f"model.{k}": v for k, v in asdict(model_config).items()},
+        **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "show_progress"},
+        **{f"split.{k}": v for k, v in stored.info.items() if k != "sequence_config"},
+        "split.key": stored.info["sequence_config"]["key"], "split.hash": stored.content_hash[:16],
+        "items": stored.split.n_items, "items_with_text": items_with_text,
+    }
+
+
 @dg.asset(deps=[user_sequences, dg.AssetKey("item_embeddings")], group_name="models", kinds={"pytorch", "mlflow"})
 def sasrec_model(
     context: AssetExecutionContext, config: SASRecModelConfig, warehouse: WarehouseResource, mlflow: MLflowResource
@@ -252,13 +263,7 @@ def sasrec_model(
     tags = {"data_version": data_version, "dagster_run_id": context.run_id, "split": split.name}
     with mlflow.start_run("sasrec", tags=tags, description=SASREC_RUN_DESCRIPTION) as run:
         mlflow.log_data_version(warehouse.path, "marts.fct_interactions", data_version, context="training")
-        mlflow_api.log_params({
-            **{f"model.{k}": v for k, v in asdict(model_config).items()},
-            **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "show_progress"},
-            **{f"split.{k}": v for k, v in stored.info.items() if k != "sequence_config"},
-            "split.key": stored.info["sequence_config"]["key"], "split.hash": stored.content_hash[:16],
-            "items": split.n_items, "items_with_text": items_with_text,
-        })
+        mlflow_api.log_params(_sasrec_params(model_config, train_config, stored, items_with_text))
         # Timestamps let training re-draw the arbitrary order of items bought in one basket at one time. The refit
         # sees one more month of data for exactly as many epochs as validation chose: no test peeking.
         fit = fit_then_refit(split.train, split.train_for_test, split.n_items, model_config, train_config, validate,
@@ -275,8 +280,7 @@ def sasrec_model(
             mlflow_metric_name("train", "time_to_best_s"): selection.time_to_best_s,
             mlflow_metric_name("train", "seconds"): train_s,
             mlflow_metric_name("val", "best_ndcg@10"): selection.best_metric,
-            **{mlflow_metric_name("test", k): v for k, v in test.items()},
-        })
+        } | {mlflow_metric_name("test", k): v for k, v in test.items()})
         with replaced_folder(paths.sasrec_dir("validation")) as folder:
             sasrec.save(selected, folder, split.item_ids)
             write_lineage(folder, stored)

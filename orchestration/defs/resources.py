@@ -51,8 +51,8 @@ class WarehouseResource(dg.ConfigurableResource):
         return self.warehouse().artifacts
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.warehouse().connect(read_only) as con:
+    def connect(self, read_only: bool = False, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.warehouse().connect(read_only, wait) as con:
             yield con
 
     def read_table(self, relation: str) -> pd.DataFrame:

@@ -315,6 +315,21 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
 }
 
 
+def _answer_caller_errors(app: FastAPI) -> None:
+    """The service raises ValueError for a bad argument and KeyError for an unknown item: the caller's fault.
+    A ValueError is reported in FastAPI's shape of a 422, so that every 422 has one body."""
+
+    @app.exception_handler(ValueError)
+    async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
+        logger.info("422 for %s: %s", request.url.path, error)
+        invalid = InvalidField(type="value_error", loc=[], msg=_message(error))
+        return JSONResponse(status_code=422, content={"detail": [invalid.model_dump(exclude_none=True)]})
+
+    @app.exception_handler(KeyError)
+    async def _unknown_key(request: Request, error: KeyError) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": _message(error)})
+
+
 def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
     """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys)."""
 
@@ -333,17 +348,7 @@ def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
                          swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    # The service raises ValueError for a bad argument and KeyError for an unknown item: the caller's fault.
-    # A ValueError is reported in FastAPI's shape of a 422, so that every 422 has one body.
-    @app.exception_handler(ValueError)
-    async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
-        logger.info("422 for %s: %s", request.url.path, error)
-        invalid = InvalidField(type="value_error", loc=[], msg=_message(error))
-        return JSONResponse(status_code=422, content={"detail": [invalid.model_dump(exclude_none=True)]})
-
-    @app.exception_handler(KeyError)
-    async def _unknown_key(request: Request, error: KeyError) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": _message(error)})
+    _answer_caller_errors(app)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -65,20 +65,23 @@ class Warehouse:
         return self.paths.artifacts
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection; while another process has the file open, wait for it up to ``wait_seconds()`` or, with
+        ``wait=False`` (sensors, whose ticks must stay short), raise ``WarehouseBusyError`` at once."""
         path = self.path
         # FileNotFoundError, which callers catch to say "run ingest first", rather than DuckDB's IOException.
         if read_only and not path.exists():
             raise FileNotFoundError(f"The warehouse {path} does not exist yet: materialize the ingest assets first.")
-        con = self._open(path, read_only)
+        con = self._open(path, read_only, wait_seconds() if wait else 0.0)
         try:
             yield con
         finally:
             con.close()
 
-    def _open(self, path: Path, read_only: bool, notify: Callable[[str], None] = _stderr) -> duckdb.DuckDBPyConnection:
-        """A connection, after waiting (up to ``wait_seconds()``) while another process has the file open."""
-        deadline = time.monotonic() + wait_seconds()
+    def _open(self, path: Path, read_only: bool, patience: float,
+              notify: Callable[[str], None] = _stderr) -> duckdb.DuckDBPyConnection:
+        """A connection, after waiting (up to ``patience`` seconds) while another process has the file open."""
+        deadline = time.monotonic() + patience
         said = False
         while True:
             try:
@@ -90,7 +93,7 @@ class Warehouse:
                 holder = locked["holder"]
             if time.monotonic() >= deadline:
                 raise WarehouseBusyError(f"The warehouse {path} is in use by {holder}; gave up after "
-                                         f"{wait_seconds():.0f} s (set {WAIT_VARIABLE} to wait longer).")
+                                         f"{patience:.0f} s (set {WAIT_VARIABLE} to wait longer).")
             if not said:
                 notify(f"Waiting for the warehouse {path}: in use by {holder} ...")
                 said = True
