@@ -54,12 +54,14 @@ def materialize(
 
         defs = replace(defs, resources={**(defs.resources or {}), **resources})
     job_def = defs.resolve_job_def(job or all_assets_job.name)
-    keys = None
+    keys = checks = None
     if selection is not None:
         chosen = dg.AssetSelection.from_string(selection) if isinstance(selection, str) else selection
-        keys = chosen.resolve(job_def.asset_layer.asset_graph)
-        if not keys:  # an empty selection would otherwise run the whole job
-            raise ValueError(f"The selection {selection!r} holds no asset of {job_def.name}.")
+        graph = job_def.asset_layer.asset_graph
+        # The checks of the selected assets, or the checks a selection names on their own (re-running a check).
+        keys, checks = chosen.resolve(graph), chosen.resolve_checks(graph)
+        if not keys and not checks:  # an empty selection would otherwise run the whole job
+            raise ValueError(f"The selection {selection!r} holds no asset or check of {job_def.name}.")
     config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
     warehouse = (resources or {}).get("warehouse")
     with contextlib.ExitStack() as stack:
@@ -68,20 +70,33 @@ def materialize(
             # dagster-dbt echoes every dbt log line to stdout; send them to a file so the caller's output stays readable.
             stdout_log.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(stdout_log.open("a"))))
-        return _execute(job_def, keys, instance, config, raise_on_error)
+        return _execute(job_def, keys, checks, instance, config, raise_on_error)
 
 
-def _execute(job_def: dg.JobDefinition, keys: set[dg.AssetKey] | None, instance: dg.DagsterInstance,
-             run_config: Mapping[str, Any], raise_on_error: bool) -> dg.ExecutionResult:
+def _execute(job_def: dg.JobDefinition, keys: set[dg.AssetKey] | None, checks: set[dg.AssetCheckKey] | None,
+             instance: dg.DagsterInstance, run_config: Mapping[str, Any], raise_on_error: bool) -> dg.ExecutionResult:
     # What `dagster job launch` records, executed here rather than by a run launcher: JobDefinition's
     # execute_in_process cannot record the code location, and the UI's Re-execute needs it
     # (dagster-graphql's launch_reexecution_from_parent_run reads the parent run's remote_job_origin).
     from dagster._core.definitions.job_base import InMemoryJob
-    from dagster._core.execution.api import execute_run
+    from dagster._core.execution.api import create_execution_plan, execute_run
+    from dagster._core.snap import snapshot_from_execution_plan
 
-    # The run records the selection, not a subset job, so a re-execution runs the same assets again.
-    run = instance.create_run_for_job(job_def=job_def, run_config=run_config, tags=job_def.run_tags,
-                                      asset_selection=keys, remote_job_origin=code_location_origin(job_def.name))
+    # DagsterInstance.create_run_for_job, which cannot take a check selection, with one. The run records the
+    # selection, not a subset job, so a re-execution runs the same assets and checks again.
+    if keys is not None or checks:
+        job_def = job_def.get_subset(asset_selection=keys or set(), asset_check_selection=checks or set())
+    plan = create_execution_plan(job_def, run_config=run_config, instance_ref=instance.get_ref()
+                                 if instance.is_persistent else None, tags=job_def.run_tags)
+    run = instance.create_run(
+        job_name=job_def.name, run_id=None, run_config=run_config, op_selection=None, asset_selection=keys,
+        asset_check_selection=checks, resolved_op_selection=None, step_keys_to_execute=plan.step_keys_to_execute,
+        status=None, tags=job_def.run_tags, root_run_id=None, parent_run_id=None,
+        job_snapshot=job_def.get_job_snapshot(),
+        execution_plan_snapshot=snapshot_from_execution_plan(plan, job_def.get_job_snapshot_id()),
+        parent_job_snapshot=job_def.get_parent_job_snapshot(), remote_job_origin=code_location_origin(job_def.name),
+        job_code_origin=None, asset_graph=job_def.asset_layer.asset_graph,
+    )
     return execute_run(InMemoryJob(job_def), run, instance, raise_on_error=raise_on_error)
 
 

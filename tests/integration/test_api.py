@@ -207,7 +207,7 @@ def test_documented_error_bodies_are_the_real_ones(client):
 
 def test_the_documented_examples_exist_in_the_demo_shop(tmp_path):
     from orchestration.ingest.synthetic import SyntheticShopConfig, write_synthetic_shop
-    from orchestration.serving.api import EXAMPLE_CUSTOMER, EXAMPLE_ITEM, EXAMPLE_SESSION
+    from orchestration.serving.schemas import EXAMPLE_CUSTOMER, EXAMPLE_ITEM, EXAMPLE_SESSION
 
     import pandas as pd
 
