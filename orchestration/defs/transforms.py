@@ -110,7 +110,10 @@ def _model_name(event: Any) -> str:
     return str(getattr(unique_id, "value", unique_id) or "").rsplit(".", 1)[-1]
 
 
-def _column_types(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+# DuckDB's types are quoted in the annotations of this module, which Dagster needs without
+# `from __future__ import annotations`: a DuckDB class held by a function's annotations outlives the duckdb module at
+# interpreter exit (once torch is imported too), and DuckDB's bindings then print ~40 lines of "nanobind: leaked".
+def _column_types(con: "duckdb.DuckDBPyConnection") -> dict[str, list[tuple[str, str]]]:
     """Model -> its (column, warehouse type) pairs in table order."""
     rows = con.execute(
         "select table_name, column_name, data_type from information_schema.columns "
@@ -140,7 +143,7 @@ def _column_schema(
     )
 
 
-def _breakdowns(con: duckdb.DuckDBPyConnection, built: set[str]) -> dict[str, dict[str, Any]]:
+def _breakdowns(con: "duckdb.DuckDBPyConnection", built: set[str]) -> dict[str, dict[str, Any]]:
     """Model -> metadata: the rows of quarantine and of reconciliation by reason, as tables the UI shows."""
     metadata: dict[str, dict[str, Any]] = {}
     if "quarantine" in built:
