@@ -7,6 +7,7 @@ import time
 from orchestration.apps.runner import materialize
 from orchestration.ingest.sources import source_kind
 from orchestration.store.marts import format_summary, pipeline_summary
+from orchestration.store.privacy import pseudonymization_key, pseudonymize
 from orchestration.store.warehouse import Warehouse
 
 
@@ -35,7 +36,10 @@ def main() -> None:
 
 def _model_line(result) -> str:
     model = result.asset_materializations_for_node("sasrec_model")[0].metadata
-    ndcg = result.asset_materializations_for_node("evaluation_metrics")[0].metadata["test_ndcg@10"].value
+    evaluation = result.asset_materializations_for_node("evaluation_metrics")[0].metadata
+    # evaluation_metrics plots "test/<model>/ndcg@10" for every model scored on the test rows.
+    ndcg = {key.split("/")[1]: entry.value for key, entry in evaluation.items()
+            if key.startswith("test/") and key.endswith("/ndcg@10")}
     best = max((name for name in ndcg if name not in ("sasrec", "sasrec+ranker")), key=ndcg.get)
     return (f"Test NDCG@10: SASRec + ranker {ndcg['sasrec+ranker']:.4f}, SASRec {ndcg['sasrec']:.4f}, best baseline "
             f"{best} {ndcg[best]:.4f}; MLflow model {model['registered_model'].value} version {model['model_version'].value}")
@@ -51,6 +55,19 @@ def _promotion_line(result) -> str:
             f"{meta['champion_after']}. {reasons}")
 
 
+def shop_customer_ids(con, pseudonyms: set[str], key: str) -> dict[str, str]:
+    """The shop's own id of each pseudonymised customer in ``pseudonyms`` that the staged raw rows hold: the id
+    a person types into `recsys recommend --user` or the page, which pseudonymise it again."""
+    raw_ids: set[str] = set()
+    for view, column in (("stg_raw__order_lines", "customer_id"), ("stg_raw__interactions", "user_id")):
+        exists = con.execute("select count(*) from information_schema.tables where table_schema = 'staging' "
+                             "and table_name = ?", [view]).fetchone()[0]
+        if exists:
+            raw_ids.update(row[0] for row in con.execute(
+                f"select distinct {column} from staging.{view} where {column} is not null").fetchall())
+    return {pseudonym: raw for raw in sorted(raw_ids) if (pseudonym := pseudonymize(raw, key)) in pseudonyms}
+
+
 def _print_recommendations(warehouse, rows: int = 5) -> None:
     with warehouse.connect(read_only=True) as con:
         exists = con.execute("select count(*) from information_schema.tables where table_schema = 'ml' "
@@ -58,13 +75,19 @@ def _print_recommendations(warehouse, rows: int = 5) -> None:
         if not exists:
             print("No batch recommendations: there is no champion yet.")
             return
+        users = {row[0] for row in con.execute("select distinct user_id from ml.user_recommendations").fetchall()}
+        shop_ids = shop_customer_ids(con, users, pseudonymization_key())
+        user = min(shop_ids, key=shop_ids.get) if shop_ids else min(users)
         sample = con.execute(
-            "select user_id, rank, item_id, title, round(score, 3) as score, reason from ml.user_recommendations "
-            "where user_id = (select min(user_id) from ml.user_recommendations) order by rank limit ?", [rows]
+            "select rank, item_id, title, round(score, 3) as score, reason from ml.user_recommendations "
+            "where user_id = ? order by rank limit ?", [user, rows]
         ).df()
-    print(f"Batch recommendations (ml.user_recommendations), customer {sample['user_id'].iloc[0]}:")
-    print(sample.drop(columns=["user_id"]).to_string(index=False))
-    print("Serve them with: .venv/bin/recsys serve  (then http://127.0.0.1:8000/docs)")
+    shown = f"{shop_ids[user]} (pseudonymised {user})" if user in shop_ids else user
+    print(f"Batch recommendations (ml.user_recommendations), customer {shown}:")
+    print(sample.to_string(index=False))
+    if user in shop_ids:
+        print(f"The same from the champion, live: .venv/bin/recsys recommend --user {shop_ids[user]}")
+    print("Serve them with: .venv/bin/recsys serve  (then http://127.0.0.1:8000 for the page, /docs for the API)")
 
 
 if __name__ == "__main__":
