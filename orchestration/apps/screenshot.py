@@ -194,7 +194,8 @@ def capture_mlflow_experiment(mlflow_url: str, png: Path, experiment: str = "rec
         names = sorted({run["info"]["run_name"] for run in json.load(r).get("runs", [])})
     # The runs beside their metric charts: the view that compares them.
     url = f"{mlflow_url}/#/experiments/{experiment_id}/runs?compareRunsMode=CHART"
-    drawn = f"[...new Set({json.dumps(names)})].filter(name => document.body.innerText.includes(name))"
+    drawn = (f"[...new Set({json.dumps(names)})].filter(name => !!document.body && "
+             "document.body.innerText.includes(name))")
     with open_browser(chromium, width, height, scale) as browser:
         # The assistant panel, which opens by itself on a first visit, closed before the page loads.
         browser.navigate(f"{mlflow_url}/health")
@@ -225,13 +226,21 @@ _PLOTS = """[...document.querySelectorAll('canvas')].map(c => {
 })"""
 
 
+# Dagster 1.13 draws an asset's numeric metadata over its materializations in the Overview tab: the Metadata
+# section's "Plots" toggle (the separate Plots tab of older releases is gone).
+_PLOTS_TOGGLE = """(() => {
+  const toggle = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Plots');
+  if (toggle) { toggle.scrollIntoView({block: 'start'}); toggle.click(); }
+  return !!toggle;
+})()"""
+
+
 def capture_asset_plots(server: Webserver, png: Path, asset: str = "evaluation_metrics", width: int = 1600,
                         height: int = 1000, scale: float = 1, chromium: str | None = None, timeout: float = 90
                         ) -> PageCapture:
-    """The Plots tab of ``asset`` in the Dagster UI: its numeric metadata over materializations. Dagster shows
-    the tab only for an asset with numeric metadata; without one this captures the asset's page as it is and
-    ``shown`` is empty, else ``shown`` has the plots' titles."""
-    url = f"{server.url}/assets/{asset}?view=plots"
+    """The plots of ``asset``'s numeric metadata over its materializations, in the Dagster UI's asset Overview.
+    ``shown`` has the plots' titles; it is empty, and the page captured as it is, when the asset has none."""
+    url = f"{server.url}/assets/{asset}"
     with open_browser(chromium, width, height, scale) as browser:
         browser.navigate(f"{server.url}/server_info")
         browser.wait_for("the server_info page",
@@ -243,13 +252,9 @@ def capture_asset_plots(server: Webserver, png: Path, asset: str = "evaluation_m
         with contextlib.suppress(ScreenshotError):  # the dialog comes a moment after the page, or never
             wait_until("the first-visit dialog", lambda: browser.evaluate(_SKIP_NUX), 5)
             time.sleep(0.5)
-        if browser.evaluate(f"{tabs}.includes('Plots')"):
+        with contextlib.suppress(ScreenshotError):  # no toggle: the asset has no numeric metadata
+            browser.wait_for("the metadata's Plots toggle", _PLOTS_TOGGLE, 20)
             browser.wait_for("the plots", "document.querySelectorAll('canvas').length > 0", timeout)
-        else:  # no numeric metadata yet: its materializations and their metadata instead of a blank page
-            url = f"{server.url}/assets/{asset}?view=events"
-            browser.navigate(url)
-            browser.wait_for("the asset's events", "!!document.body && /Materialized|materialization/i"
-                                                   ".test(document.body.innerText)", timeout)
         time.sleep(1.5)  # charts animate in
         browser.screenshot(png)
         return PageCapture(Path(png), url, browser.html(), browser.evaluate(_PLOTS))
