@@ -8,6 +8,7 @@ import numpy as np
 
 from recmodels.sequences import PAD
 from recmodels.splits import EvalSet
+from recmodels.stats import Interval, bootstrap_intervals
 
 
 def topk_from_scores(scores: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> np.ndarray:
@@ -53,8 +54,9 @@ def _hits(topk: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
     return np.isin(np.arange(n_rows)[:, None] * width + topk, target_codes)
 
 
-def _per_row_metrics(topk: np.ndarray, targets: list[np.ndarray], ks) -> dict[str, np.ndarray]:
-    """Metrics per row, so that callers can average over any subset of rows."""
+def per_row_metrics(topk: np.ndarray, targets: list[np.ndarray], ks) -> dict[str, np.ndarray]:
+    """Metrics per row (customer), so that callers can average over any subset of rows, bootstrap them, or
+    compare two models on the same rows."""
     hits = _hits(topk, targets)
     n_targets = np.array([len(np.unique(t)) for t in targets], dtype=np.float64)
     discounts = 1.0 / np.log2(np.arange(hits.shape[1]) + 2.0)  # rank r (0-based) -> 1 / log2(r + 2)
@@ -83,13 +85,38 @@ def ranking_metrics(topk: np.ndarray, targets: list[np.ndarray], ks=(10, 20, 50)
         return {}
     if any(len(t) == 0 for t in targets):
         raise ValueError("every evaluated row needs at least one target")
-    return {name: float(values.mean()) for name, values in _per_row_metrics(topk, targets, ks).items()}
+    return {name: float(values.mean()) for name, values in per_row_metrics(topk, targets, ks).items()}
 
 
 def coverage_at_k(topk: np.ndarray, n_items: int, k: int = 10) -> float:
     """Share of the catalogue that appears in at least one row's top ``k``."""
     shown = np.unique(topk[:, :k])
     return int((shown != 0).sum()) / n_items if n_items else 0.0  # 0 is PAD, not an item
+
+
+def ranked_topk(
+    scorer: Callable[[list[np.ndarray]], np.ndarray],
+    eval_set: EvalSet,
+    n_items: int,
+    k: int,
+    exclude_history: bool = False,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """(rows, min(k, n_items)) top-K internal ids of ``scorer`` on ``eval_set``, best first.
+
+    ``scorer`` maps a batch of histories to (B, n_items + 1) scores. Scores are turned into top-K lists one
+    batch at a time, so memory is batch_size x n_items whatever the number of rows. With ``exclude_history``
+    the history's own items cannot be recommended (the usual choice when repeats are not the task).
+    """
+    max_k = min(k, n_items)
+    topk_batches = []
+    for start in range(0, len(eval_set.histories), batch_size):
+        histories = eval_set.histories[start : start + batch_size]
+        scores = scorer(histories)
+        if scores.shape != (len(histories), n_items + 1):
+            raise ValueError(f"scorer returned {scores.shape}, expected {(len(histories), n_items + 1)}")
+        topk_batches.append(topk_from_scores(scores, max_k, exclude=histories if exclude_history else None))
+    return np.concatenate(topk_batches) if topk_batches else np.empty((0, max_k), dtype=np.int64)
 
 
 def evaluate(
@@ -101,25 +128,14 @@ def evaluate(
     batch_size: int = 1024,
     cold_items: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Full-ranking metrics of ``scorer`` on ``eval_set``.
+    """Full-ranking metrics of ``scorer`` on ``eval_set`` (``ranked_topk``, then ``topk_metrics``).
 
-    ``scorer`` maps a batch of histories to (B, n_items + 1) scores. Scores are turned into top-K lists one
-    batch at a time, so memory is batch_size x n_items whatever the number of rows. With ``exclude_history``
-    the history's own items cannot be recommended (the usual choice when repeats are not the task).
     ``cold_items`` (internal ids with few training interactions) adds ``cold/...`` metrics over the rows whose
     targets include a cold item. Returns metric name -> value, with ``n_rows`` and ``cold/n_rows``. On a
     catalogue smaller than K the top-K list is the whole ranking, so metric@K is reported as metric@n_items.
     """
     ks = tuple(sorted(ks))
-    max_k = min(ks[-1], n_items)
-    topk_batches = []
-    for start in range(0, len(eval_set.histories), batch_size):
-        histories = eval_set.histories[start : start + batch_size]
-        scores = scorer(histories)
-        if scores.shape != (len(histories), n_items + 1):
-            raise ValueError(f"scorer returned {scores.shape}, expected {(len(histories), n_items + 1)}")
-        topk_batches.append(topk_from_scores(scores, max_k, exclude=histories if exclude_history else None))
-    topk = np.concatenate(topk_batches) if topk_batches else np.empty((0, max_k), dtype=np.int64)
+    topk = ranked_topk(scorer, eval_set, n_items, ks[-1], exclude_history, batch_size)
     return topk_metrics(topk, eval_set.targets, n_items, ks, cold_items)
 
 
@@ -132,12 +148,54 @@ def topk_metrics(
     results: dict[str, float] = {"n_rows": float(len(targets))}
     if not len(targets):
         return results
-    per_row = _per_row_metrics(topk, targets, ks)
+    per_row = per_row_metrics(topk, targets, ks)
     results.update({name: float(values.mean()) for name, values in per_row.items()})
     results.update({f"coverage@{k}": coverage_at_k(topk, n_items, k) for k in ks})
     if cold_items is not None:
-        cold = np.array([np.isin(t, cold_items).any() for t in targets], dtype=bool)
+        cold = cold_rows(targets, cold_items)
         results["cold/n_rows"] = float(cold.sum())
         if cold.any():
             results.update({f"cold/{name}": float(values[cold].mean()) for name, values in per_row.items()})
     return results
+
+
+def cold_rows(targets: list[np.ndarray], cold_items: np.ndarray) -> np.ndarray:
+    """Bool per row: does any of its targets belong to ``cold_items``."""
+    return np.array([np.isin(t, cold_items).any() for t in targets], dtype=bool)
+
+
+def _coverage_statistic(topk: np.ndarray, n_items: int, k: int):
+    """Coverage@k of a resample, from how often each row is drawn: an item is covered when a drawn row shows it."""
+    from scipy import sparse
+
+    shown = topk[:, :k]
+    rows = np.repeat(np.arange(len(topk)), shown.shape[1])
+    items = shown.ravel()
+    keep = items != 0
+    incidence = sparse.csr_matrix((np.ones(int(keep.sum())), (rows[keep], items[keep])),
+                                  shape=(len(topk), n_items + 1))
+    incidence.data[:] = 1  # an item twice in one row counts once
+
+    def coverage(counts: np.ndarray) -> np.ndarray:
+        return np.asarray(((incidence.T @ counts.T) > 0).sum(axis=0)).ravel() / n_items if n_items else 0 * counts[:, 0]
+
+    return coverage
+
+
+def metric_intervals(
+    topk: np.ndarray, targets: list[np.ndarray], n_items: int, ks=(10, 20, 50), cold_items: np.ndarray | None = None
+) -> dict[str, Interval]:
+    """``topk_metrics``'s names -> their 95% bootstrap interval over rows (customers), seeded; coverage@K too,
+    resampled the same way. ``cold/...`` metrics resample the cold rows only."""
+    ks = tuple(sorted(ks))
+    if not len(targets):
+        return {}
+    per_row = per_row_metrics(topk, targets, ks)
+    coverage = {f"coverage@{k}": _coverage_statistic(topk, n_items, k) for k in ks}
+    out = bootstrap_intervals(per_row, coverage)
+    if cold_items is not None:
+        cold = cold_rows(targets, cold_items)
+        if cold.any():
+            out.update({f"cold/{name}": interval for name, interval in
+                        bootstrap_intervals({name: values[cold] for name, values in per_row.items()}).items()})
+    return out

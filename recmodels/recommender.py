@@ -83,8 +83,17 @@ def without_history_items(candidates: pd.DataFrame, histories: list[np.ndarray])
     return candidates.loc[merged["seen"].isna().to_numpy()].reset_index(drop=True)
 
 
+RANKER = "ranker"  # ``serves``: the ranker orders the candidates; otherwise the name of the one source that does
+
+
 class TwoStageRecommender:
-    """``sources`` (name -> scorer, in the order the ranker's features were built) re-ranked by ``ranker``."""
+    """``sources`` (name -> scorer, in the order the ranker's features were built) re-ranked by ``ranker``, or,
+    when a single source won the evaluation, ordered by that source alone (``serves``).
+
+    A source alone ranks its own candidates exactly as it ranks the whole catalogue: candidates are taken
+    round-robin by rank, so every source's top ``n_candidates / len(sources)`` are among them, and its score
+    breaks ties toward the lower id as its full ranking does. The features are computed either way, for the
+    explanations."""
 
     def __init__(
         self,
@@ -92,7 +101,10 @@ class TwoStageRecommender:
         ranker: LambdaRanker,
         config: TwoStageConfig = TwoStageConfig(),
         item_text: np.ndarray | None = None,
+        serves: str = RANKER,
     ):
+        if serves != RANKER and serves not in sources:
+            raise ValueError(f"serves must be {RANKER!r} or one of the sources {list(sources)}, got {serves!r}")
         missing = [name for name in ranker.feature_names if name.endswith(("_score", "_rank"))
                    and name.rsplit("_", 1)[0] not in sources]
         if missing:
@@ -103,6 +115,7 @@ class TwoStageRecommender:
         self.ranker = ranker
         self.config = config
         self.item_text = item_text
+        self.serves = serves
 
     def rank(
         self,
@@ -126,7 +139,8 @@ class TwoStageRecommender:
                                     recent_items=self.config.recent_items)
         if item_features is not None:
             features = _with_item_features(features, item_features, row_keys, events, cutoff)
-        features["score"] = self.ranker.score(features)
+        features["score"] = (self.ranker.score(features) if self.serves == RANKER
+                             else features[f"{self.serves}_score"].to_numpy(np.float64))
         return features
 
     def topk(self, ranked: pd.DataFrame, n_rows: int, k: int) -> np.ndarray:

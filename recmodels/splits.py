@@ -188,6 +188,83 @@ def split_cutoffs(last_event, test_days: int, validation_days: int) -> tuple[pd.
     return test_cutoff - pd.Timedelta(days=validation_days), test_cutoff
 
 
+@dataclass(frozen=True)
+class SplitRule:
+    """How the evaluation windows are chosen from the data (``choose_windows``); README, "Splits that fit the data"."""
+
+    min_test_customers: int = 500  # a window pair is enough when each window holds this many returning customers ...
+    small_shop_share: float = 0.2  # ... or, in a smaller shop, this share of its customers who bought more than once,
+    min_holdout_customers: int = 100  # but never fewer than this
+    window_days: tuple[int, ...] = (30, 45, 60, 90, 120, 180, 270, 365)  # window lengths tried, shortest first
+    max_holdout_share: float = 0.5  # the two windows together take at most this share of the data's days
+    min_evaluable_customers: int = 30  # fewer returning customers in the best windows: too small to evaluate
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """The windows chosen, the count each one tried gave, and why, in words."""
+
+    test_days: int
+    validation_days: int
+    required_customers: int
+    test_customers: int
+    validation_customers: int
+    tried: tuple[tuple[int, int, int], ...]  # (days, test customers, validation customers) per length tried
+    enough: bool  # the chosen windows meet required_customers
+    reason: str
+
+    def as_info(self) -> dict[str, Any]:
+        return {"rule": "temporal", "test_days": self.test_days, "validation_days": self.validation_days,
+                "required_customers": self.required_customers, "test_customers": self.test_customers,
+                "validation_customers": self.validation_customers, "enough": self.enough,
+                "tried": [list(t) for t in self.tried], "reason": self.reason}
+
+
+class TooSmallToEvaluate(ValueError):
+    """No window pair holds enough returning customers to measure a model on."""
+
+
+def returning_customers(events: pd.DataFrame, cutoff, end=None, key: str = "user_id") -> int:
+    """Customers with an event before ``cutoff`` and one in [cutoff, end): the rows a temporal window evaluates."""
+    times = events["occurred_at"]
+    before = set(events.loc[times < cutoff, key])
+    in_window = times >= cutoff if end is None else (times >= cutoff) & (times < end)
+    return len(before & set(events.loc[in_window, key]))
+
+
+def choose_windows(events: pd.DataFrame, rule: SplitRule = SplitRule(), key: str = "user_id") -> WindowChoice:
+    """The shortest window length (test = validation = N days, ending at the last event's day) whose windows
+    both hold the rule's number of returning customers; else the length that holds the most, when that reaches
+    ``min_evaluable_customers``; else ``TooSmallToEvaluate``. Windows never take more than
+    ``max_holdout_share`` of the data's days, so the models keep history to learn from."""
+    first, last = events["occurred_at"].min(), events["occurred_at"].max()
+    span_days = (pd.Timestamp(last).normalize() - pd.Timestamp(first).normalize()).days + 1
+    repeat = int((events.groupby(key)["basket_id"].nunique() > 1).sum()) if "basket_id" in events else \
+        int((events.groupby(key)["occurred_at"].nunique() > 1).sum())
+    required = max(rule.min_holdout_customers, min(rule.min_test_customers, int(np.ceil(rule.small_shop_share * repeat))))
+    lengths = [d for d in rule.window_days if 2 * d <= rule.max_holdout_share * span_days] or [min(rule.window_days)]
+    tried = []
+    for days in lengths:
+        validation_cutoff, test_cutoff = split_cutoffs(last, days, days)
+        counts = (days, returning_customers(events, test_cutoff, key=key),
+                  returning_customers(events, validation_cutoff, test_cutoff, key=key))
+        tried.append(counts)
+        if min(counts[1:]) >= required:
+            return WindowChoice(days, days, required, counts[1], counts[2], tuple(tried), True,
+                                f"{days}-day windows: {counts[1]:,} test and {counts[2]:,} validation customers, "
+                                f"at least the {required:,} the rule asks for.")
+    days, test, validation = max(tried, key=lambda t: (min(t[1:]), -t[0]))
+    summary = "; ".join(f"{d} days: {t:,} test / {v:,} validation" for d, t, v in tried)
+    if min(test, validation) < rule.min_evaluable_customers:
+        raise TooSmallToEvaluate(
+            f"Too few returning customers to evaluate a model: {repeat:,} customers bought more than once over "
+            f"{span_days:,} days, and the best windows hold {min(test, validation):,} customers "
+            f"({summary}); at least {rule.min_evaluable_customers} are needed in each window.")
+    return WindowChoice(days, days, required, test, validation, tuple(tried), False,
+                        f"{days}-day windows hold the most returning customers ({test:,} test, {validation:,} "
+                        f"validation), fewer than the {required:,} the rule asks for: metrics carry wide intervals.")
+
+
 def split_problem(split: Split, n_events: int, first_event, last_event, validation_cutoff, test_cutoff) -> str | None:
     """Why ``split`` cannot train and evaluate a model, in one paragraph; None when it can."""
     trainable = sum(len(s) >= 2 for s in split.train)

@@ -14,7 +14,6 @@ from typing import Any
 
 from orchestration.ingest.sources import SOURCE_KINDS
 from recmodels.presets import PIPELINE, REPLAY, SHORT_WINDOWS
-from recmodels.splits import SplitWindows
 
 
 # Exit statuses, for scripts (also in --help).
@@ -89,10 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     # Not the pipeline's defaults: a replay starts from a short history and retrains once per drop.
     replay.add_argument("--test-days", type=int, default=SHORT_WINDOWS.test_days,
                         help="test window of each retrain (default %(default)s, presets.SHORT_WINDOWS; "
-                             f"the pipeline's is {SplitWindows.test_days})")
+                             "the pipeline's is chosen from the data by the split rule)")
     replay.add_argument("--validation-days", type=int, default=SHORT_WINDOWS.validation_days,
                         help="validation window (default %(default)s, presets.SHORT_WINDOWS; "
-                             f"the pipeline's is {SplitWindows.validation_days})")
+                             "the pipeline's is chosen from the data by the split rule)")
     replay.add_argument("--epochs", type=int, default=REPLAY.train.epochs,
                         help=f"SASRec epochs per retrain (default %(default)s, presets.REPLAY; "
                              f"the pipeline's is {PIPELINE.train.epochs})")

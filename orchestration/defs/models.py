@@ -41,8 +41,10 @@ from recmodels.presets import PIPELINE
 from recmodels.sequences import SequenceConfig, build_sequences
 from recmodels.splits import (
     PHASES,
-    SplitWindows,
+    SplitRule,
     StoredSplit,
+    TooSmallToEvaluate,
+    choose_windows,
     load_split,
     save_split,
     split_cutoffs,
@@ -68,11 +70,13 @@ class UserSequencesConfig(dg.Config):
     collapse_repeats: bool = Field(
         default=SequenceConfig.collapse_repeats, description="Drop immediate repeats (a a b -> a b)."
     )
-    test_days: int = Field(
-        default=SplitWindows.test_days, description="Test window: the last N calendar days of the data."
+    test_days: int | None = Field(
+        default=None,
+        description="Test window: the last N calendar days of the data; null: chosen from the data by the split rule "
+        "(SplitRule: the shortest windows that hold enough returning customers).",
     )
-    validation_days: int = Field(
-        default=SplitWindows.validation_days, description="Validation window: the N calendar days before the test window."
+    validation_days: int | None = Field(
+        default=None, description="Validation window: the N calendar days before the test window; null: as test_days."
     )
     seed: int = Field(default=SequenceConfig.seed, description="Seed of the order of events that share a timestamp.")
 
@@ -90,7 +94,9 @@ def user_sequences(
     sequence_config = SequenceConfig(key=config.key, max_length=config.max_length,
                                      collapse_repeats=config.collapse_repeats, seed=config.seed)
     first, last = events["occurred_at"].min(), events["occurred_at"].max()
-    validation_cutoff, test_cutoff = split_cutoffs(last, config.test_days, config.validation_days)
+    choice = _windows(config, events)
+    context.log.info(choice["reason"])
+    validation_cutoff, test_cutoff = split_cutoffs(last, choice["test_days"], choice["validation_days"])
     split = temporal_split(events, sequence_config, test_cutoff=test_cutoff, validation_cutoff=validation_cutoff,
                            name=f"{config.key}-temporal")
     problem = split_problem(split, len(events), first, last, validation_cutoff, test_cutoff)
@@ -101,7 +107,7 @@ def user_sequences(
     info = {
         "sequence_config": asdict(sequence_config), "data_version": data_version,
         "validation_cutoff": str(validation_cutoff), "test_cutoff": str(test_cutoff),
-        "first_event": str(first), "last_event": str(last),
+        "first_event": str(first), "last_event": str(last), "split_rule": choice,
     }
     stored = StoredSplit(split, split.train_timestamps, split.train_for_test_timestamps, info)
     split_file = warehouse.artifacts.split_file
@@ -118,6 +124,14 @@ def user_sequences(
             "train_sequences": len(split.train),
             "validation_rows": len(split.validation),
             "test_rows": len(split.test),
+            "split_rule": choice["rule"],
+            "split_reason": choice["reason"],
+            "test_days": choice["test_days"],
+            "validation_days": choice["validation_days"],
+            "test_customers": len(split.test),
+            "validation_customers": len(split.validation),
+            "train_customers": len(split.train_for_test),
+            "test_targets": int(sum(len(t) for t in split.test.targets)),
             "validation_cutoff": str(validation_cutoff.date()),
             "test_cutoff": str(test_cutoff.date()),
             "last_event": str(last),
@@ -127,6 +141,19 @@ def user_sequences(
             "table": SEQUENCES_TABLE,
         }
     )
+
+
+def _windows(config: UserSequencesConfig, events: pd.DataFrame) -> dict:
+    """The configured windows when set (explicit config wins), else the split rule's choice for this data."""
+    if config.test_days is not None or config.validation_days is not None:
+        test_days = config.test_days or config.validation_days
+        validation_days = config.validation_days or test_days
+        return {"rule": "temporal (configured)", "test_days": test_days, "validation_days": validation_days,
+                "reason": f"Configured windows: {test_days} test days, {validation_days} validation days."}
+    try:
+        return choose_windows(events, SplitRule()).as_info()
+    except TooSmallToEvaluate as error:
+        raise dg.Failure(str(error)) from None
 
 
 def text_matrix(warehouse: WarehouseResource, item_ids: np.ndarray) -> tuple[np.ndarray, int]:

@@ -2,7 +2,8 @@
 
 Layout: ``sasrec/`` and ``baselines/`` (the candidate sources, fit before the test cut-off), ``ranker/``
 (LightGBM text + feature list), ``item_index.csv`` (internal id -> shop item id) and ``bundle.json`` (the
-feature spec: source order, candidate count, the split and data it was evaluated on). ``load_bundle`` turns a
+feature spec: source order, candidate count, what orders the candidates (``serves``: the ranker, or the one source
+that won the evaluation), the split and data it was evaluated on). ``load_bundle`` turns a
 folder back into a ``TwoStageRecommender``; ``champion_bundle`` fetches the registry's champion.
 """
 
@@ -21,7 +22,7 @@ import pandas as pd
 from orchestration.registry.promotion import BUNDLE_MODEL
 from orchestration.store.paths import RecsysPaths
 from recmodels.ranking import LambdaRanker
-from recmodels.recommender import TwoStageConfig, TwoStageRecommender
+from recmodels.recommender import RANKER, TwoStageConfig, TwoStageRecommender
 
 SPEC_FILE = "bundle.json"
 ITEM_INDEX_FILE = "item_index.csv"
@@ -67,9 +68,11 @@ class Bundle:
 
 
 def write_bundle(
-    folder: Path, sasrec_dir: Path, baselines_dir: Path, ranker_dir: Path, config: TwoStageConfig, info: dict[str, Any]
+    folder: Path, sasrec_dir: Path, baselines_dir: Path, ranker_dir: Path, config: TwoStageConfig, info: dict[str, Any],
+    serves: str = RANKER,
 ) -> dict[str, Any]:
-    """Copy the three model folders into ``folder`` and write the item index and the spec; returns the spec."""
+    """Copy the three model folders into ``folder`` and write the item index and the spec; returns the spec.
+    ``serves``: what orders the candidates, the ranker or the one source that won the evaluation."""
     for name, source in (("sasrec", sasrec_dir), ("baselines", baselines_dir), ("ranker", ranker_dir)):
         shutil.copytree(source, folder / name)
     from recmodels import sasrec  # torch loads with a model, not when the Definitions load
@@ -79,8 +82,10 @@ def write_bundle(
         folder / ITEM_INDEX_FILE, index=False)
     sources = ["sasrec", *json.loads((folder / "baselines" / "index.json").read_text())["models"]]
     ranker = LambdaRanker.load(folder / "ranker")
+    if serves != RANKER and serves not in sources:
+        raise ValueError(f"serves must be {RANKER!r} or one of {sources}, got {serves!r}")
     spec = {"format_version": FORMAT_VERSION, "sources": sources, "features": ranker.feature_names,
-            **asdict(config), **info}
+            "serves": serves, **asdict(config), **info}
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=str) + "\n")
     return spec
 
@@ -103,7 +108,9 @@ def load_bundle(folder: Path, device: str | None = "cpu") -> Bundle:
     # The text matrix SASRec was saved with (and has just loaded) also feeds the ranker's text features.
     item_text = sequential.item_text.detach().cpu().numpy() if sequential.config.uses_text else None
     config = TwoStageConfig.from_spec(spec)
-    recommender = TwoStageRecommender(sources, LambdaRanker.load(folder / "ranker"), config, item_text=item_text)
+    # A bundle written before ``serves`` existed is ranked by its ranker, as it was then.
+    recommender = TwoStageRecommender(sources, LambdaRanker.load(folder / "ranker"), config, item_text=item_text,
+                                      serves=spec.get("serves", RANKER))
     return Bundle(recommender, item_ids, spec, folder, models)
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from recmodels.stats import PairedComparison
+
 CHAMPION_ALIAS = "champion"
 BUNDLE_MODEL = "recsys-recommender"  # registered model name of the promoted bundle
 HISTORY_TAG = "champion_history"  # registered-model tag: JSON list of earlier champion versions, oldest first
@@ -23,6 +25,9 @@ METRICS_TAG = "metrics"  # version tag: JSON object with the exact metric names 
 PROMOTION_REASONS_TAG = "promotion_reasons"  # version tags: JSON list of the gate's reasons, either way
 REFUSAL_REASONS_TAG = "refusal_reasons"
 PROMOTION_LOG = "ml.promotion_log"  # warehouse table: one row per gate decision
+# How far below the champion (mean per-customer NDCG@10, paired) the lower bound of a challenger's interval may be:
+# a retrain on much the same data is promoted unless it is worse with confidence.
+DEFAULT_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -36,14 +41,19 @@ class PromotionDecision:
 
 def decide_promotion(
     challenger: Mapping[str, float],
-    champion: Mapping[str, float] | None,
+    champion: PairedComparison | Mapping[str, float] | None,
     best_baseline: tuple[str, float],
     failed_checks: Sequence[str],
-    tolerance: float = 0.0,
+    tolerance: float = DEFAULT_TOLERANCE,
     metric: str = "ndcg@10",
 ) -> PromotionDecision:
-    """Promote only when no blocking check failed, the metric beats the best baseline and does not fall more
-    than ``tolerance`` below the champion's. Comparisons with a missing or NaN value fail closed."""
+    """Promote only when no blocking check failed, the metric beats the best baseline and the challenger is not
+    worse than the champion by more than ``tolerance``.
+
+    ``champion`` is, by preference, the paired comparison of the two on the same customers (non-inferiority: the
+    lower bound of the 95% interval of the mean per-customer difference is above ``-tolerance``); a mapping of
+    the champion's recorded metrics is compared by point value, for a champion that could not be re-scored.
+    Comparisons with a missing or NaN value fail closed."""
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     blocking: list[str] = []
@@ -62,7 +72,7 @@ def decide_promotion(
 
     baseline_name, baseline_value = best_baseline
     comparison = (
-        f"Challenger {metric} {value:.4f} {{}} the best baseline {baseline_name} ({baseline_value:.4f})."
+        f"Challenger {metric} {value:.4f} {{}} the best other model {baseline_name} ({baseline_value:.4f})."
     )
     if value > baseline_value:  # strictly; False when the baseline is NaN
         passed.append(comparison.format("beats"))
@@ -71,6 +81,8 @@ def decide_promotion(
 
     if champion is None:
         passed.append("First model: no champion to compare against.")
+    elif isinstance(champion, PairedComparison):
+        (passed if champion.non_inferior(tolerance) else blocking).append(_paired_reason(champion, tolerance, metric))
     else:
         held = champion.get(metric)
         if held is None or not math.isfinite(held):
@@ -89,6 +101,18 @@ def decide_promotion(
     if blocking:
         return PromotionDecision(False, tuple(blocking))
     return PromotionDecision(True, tuple(passed))
+
+
+def _paired_reason(comparison: PairedComparison, tolerance: float, metric: str) -> str:
+    d = comparison.difference
+    if d.n == 0:
+        return "The champion and the challenger share no evaluated customer; cannot compare."
+    said = (f"Paired with the champion on the same {d.n:,} customers, the mean per-customer {metric} difference is "
+            f"{d.mean:+.4f} (95% interval {d.low:+.4f} to {d.high:+.4f}; challenger {comparison.challenger_mean:.4f}, "
+            f"champion {comparison.reference_mean:.4f})")
+    if comparison.non_inferior(tolerance):
+        return f"{said}: its lower bound is above -{tolerance:.4f}, so the challenger is not worse."
+    return f"{said}: its lower bound is not above -{tolerance:.4f}, so the challenger may be worse."
 
 
 def blocking_check_failures(states: Mapping[str, tuple[str, str] | None]) -> list[str]:

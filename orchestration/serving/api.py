@@ -47,14 +47,15 @@ from orchestration.registry.promotion import (
 )
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.schemas import (
-    CustomerHistory,
     EXAMPLE_CUSTOMER,
     EXAMPLE_ITEM,
+    MAX_ID_LENGTH,
+    UNKNOWN_ITEM,
+    CustomerHistory,
     ErrorDetail,
     Explanation,
     Health,
     InvalidField,
-    MAX_ID_LENGTH,
     ModelInfo,
     PopularItems,
     Purchase,
@@ -63,13 +64,13 @@ from orchestration.serving.schemas import (
     SessionRequest,
     SimilarItem,
     SimilarItems,
-    UNKNOWN_ITEM,
     UserRecommendations,
     ValidationErrors,
 )
 from orchestration.serving.service import MAX_K, RecommendationService
 from orchestration.store.privacy import pseudonymization_key
 from orchestration.store.warehouse import Warehouse
+from recmodels.recommender import RANKER
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ def model_response(served: Served) -> ModelInfo:
         data_version=text(champion.get("data_version")), promoted_at=text(champion.get("promoted_at")),
         promotion_reasons=list(champion.get("promotion_reasons") or []),
         previous_champions=list(champion.get("previous_champions") or []),
-        run_id=text(champion.get("run_id")), sources=list(spec.get("sources", [])),
+        run_id=text(champion.get("run_id")), serves=spec.get("serves", RANKER), sources=list(spec.get("sources", [])),
         n_candidates=spec.get("n_candidates"), recent_items=spec.get("recent_items"),
         features=list(spec.get("features", [])), split=text(spec.get("split")),
         test_cutoff=text(spec.get("test_cutoff")), as_of=served.service.data.as_of.isoformat())

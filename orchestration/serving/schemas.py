@@ -139,6 +139,8 @@ class ModelInfo(BaseModel):
     promotion_reasons: list[str] = Field(description="Why the promotion gate let it through.")
     previous_champions: list[int] = Field(description="Earlier champion versions, oldest first (rollback order).")
     run_id: str | None
+    serves: str = Field(description="What orders the candidates: 'ranker' (the LightGBM re-ranker over every "
+                                     "source) or the one source that won the evaluation, alone (e.g. 'buy-again').")
     sources: list[str] = Field(description="Candidate sources, in the ranker's feature order.")
     n_candidates: int | None
     recent_items: int | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -76,10 +77,13 @@ def top_candidates(
     )
 
 
-def metric_rows(model: str, split: str, variant: str, results: dict[str, float]) -> list[dict]:
+def metric_rows(model: str, split: str, variant: str, results: dict[str, float],
+                intervals: dict[str, Any] | None = None) -> list[dict]:
     """``recmodels.metrics.evaluate`` output as long rows: model, split, variant, segment (all / cold),
-    metric, k (None for mrr), value, n_rows (rows of the segment the value averages over)."""
+    metric, k (None for mrr), value, n_rows (customers of the segment the value averages over) and, from
+    ``intervals`` (``recmodels.metrics.metric_intervals``), the 95% interval ``ci_low``, ``ci_high``."""
     rows = []
+    intervals = intervals or {}
     for name, value in results.items():
         segment, _, metric = name.rpartition("/")
         segment = segment or "all"
@@ -87,8 +91,11 @@ def metric_rows(model: str, split: str, variant: str, results: dict[str, float])
             continue
         metric, _, k = metric.partition("@")
         n_rows = results.get("n_rows" if segment == "all" else f"{segment}/n_rows", 0.0)
+        interval = intervals.get(name)
         rows.append({"model": model, "split": split, "variant": variant, "segment": segment, "metric": metric,
-                     "k": int(k) if k else None, "value": float(value), "n_rows": int(n_rows)})
+                     "k": int(k) if k else None, "value": float(value), "n_rows": int(n_rows),
+                     "ci_low": float("nan") if interval is None else interval.low,
+                     "ci_high": float("nan") if interval is None else interval.high})
     return rows
 
 
@@ -103,6 +110,17 @@ def report_table(metrics: pd.DataFrame, split: str = "test", variant: str = "all
     table = chosen.pivot(index="model", columns="label", values="value")
     columns = [c for c in REPORT_COLUMNS if c in table.columns]
     return table.reindex(index=list(dict.fromkeys(chosen["model"])), columns=columns)
+
+
+def interval_table(metrics: pd.DataFrame, split: str = "test", metric: str = "ndcg", k: int = 10,
+                   variant: str = "allowed") -> pd.DataFrame:
+    """model x (metric@k, its 95% interval's bounds, the customers it rests on), best first."""
+    chosen = metrics[(metrics["split"] == split) & (metrics["variant"] == variant) & (metrics["segment"] == "all")
+                     & (metrics["metric"] == metric) & (metrics["k"] == k)]
+    label = f"{metric}@{k}"
+    table = chosen.set_index("model")[["value", "ci_low", "ci_high", "n_rows"]].rename(
+        columns={"value": label, "ci_low": "95% CI low", "ci_high": "95% CI high", "n_rows": "customers"})
+    return table.sort_values(label, ascending=False).rename_axis("model")
 
 
 def markdown_table(table: pd.DataFrame) -> str:

@@ -127,23 +127,29 @@ def test_a_weak_model_from_a_truncated_training_set_is_refused(shop):
     result = shop.run("key:sasrec_model or key:baseline_models or group:ranking or group:evaluation")
     decision = _decision(result)
     assert decision["decision"] == "refused" and decision["model_version"] == 2
-    assert "below the champion" in decision["reasons"], decision["reasons"]
+    # Paired with the champion on the same customers: worse with confidence, not only on average.
+    assert "so the challenger may be worse" in decision["reasons"], decision["reasons"]
+    row = shop.decisions().iloc[-1]
+    assert row["champion_difference_ci_high"] < -0.01 and row["compared_customers"] == len(stored.split.test)
+    assert row["champion_difference"] == pytest.approx(row["challenger_ndcg_10"] - row["previous_champion_ndcg_10"])
     assert shop.champion_version() == 1
     version = shop.client.get_model_version(BUNDLE_MODEL, "2")
-    assert version.tags["promotion"] == "refused" and "below the champion" in version.tags["refusal_reasons"]
+    assert version.tags["promotion"] == "refused" and "may be worse" in version.tags["refusal_reasons"]
     # Visible at a glance: a failed check of warning severity, with the reasons, not only a green asset.
     check = _promoted_check(result)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert "below the champion" in check.description
+    assert "may be worse" in check.description
 
 
 def test_a_good_retrain_on_the_same_data_is_promoted_again(shop):
     decision = _decision(shop.run("key:user_sequences or " + RETRAIN))  # the full split again
-    # Same data, same seeds: the same NDCG as the champion re-scored on the same rows, within tolerance 0.
+    # Same data, same seeds: the champion re-scored on the same customers ranks each of them alike.
     assert decision["decision"] == "promoted" and decision["champion_before"] == "1", decision["reasons"]
     assert decision["model_version"] == 3 and shop.champion_version() == 3
     log = shop.decisions()
     assert log["previous_champion_ndcg_10"].iloc[-1] == pytest.approx(log["challenger_ndcg_10"].iloc[-1], abs=1e-12)
+    assert (log["champion_difference_ci_low"].iloc[-1], log["champion_difference_ci_high"].iloc[-1]) == (
+        pytest.approx(0, abs=1e-12), pytest.approx(0, abs=1e-12))
 
 
 def test_nan_embeddings_stop_the_retrain_before_promotion(shop):

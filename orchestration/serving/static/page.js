@@ -51,6 +51,7 @@ async function showChampion() {
       ["Test window from", date(model.test_cutoff)],
       ["Data version", model.data_version || "–"],
       ["Data up to", date(model.as_of)],
+      ["Ranks by", model.serves === "ranker" ? "the LightGBM re-ranker over all sources" : `${model.serves} alone (it won the evaluation)`],
       ["Candidates", `${model.n_candidates} from ${model.sources.join(", ")}`],
       ["Earlier champions", model.previous_champions.length ? model.previous_champions.join(", ") : "none"],
     ];

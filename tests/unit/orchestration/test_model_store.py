@@ -16,9 +16,15 @@ def test_text_matrix_zeroes_pad_missing_and_empty_items():
 
 
 def test_metric_rows_split_names_into_segment_metric_and_k():
-    rows = metric_rows("m", "test", "allowed", {"n_rows": 4.0, "ndcg@10": 0.5, "mrr": 0.25, "cold/n_rows": 1.0, "cold/hr@20": 1.0})
-    assert rows == [
-        {"model": "m", "split": "test", "variant": "allowed", "segment": "all", "metric": "ndcg", "k": 10, "value": 0.5, "n_rows": 4},
-        {"model": "m", "split": "test", "variant": "allowed", "segment": "all", "metric": "mrr", "k": None, "value": 0.25, "n_rows": 4},
-        {"model": "m", "split": "test", "variant": "allowed", "segment": "cold", "metric": "hr", "k": 20, "value": 1.0, "n_rows": 1},
+    from recmodels.stats import Interval
+
+    results = {"n_rows": 4.0, "ndcg@10": 0.5, "mrr": 0.25, "cold/n_rows": 1.0, "cold/hr@20": 1.0}
+    rows = metric_rows("m", "test", "allowed", results, {"ndcg@10": Interval(0.5, 0.25, 0.75, 4)})
+    nan = float("nan")
+    common = {"model": "m", "split": "test", "variant": "allowed"}
+    expected = [
+        {**common, "segment": "all", "metric": "ndcg", "k": 10, "value": 0.5, "n_rows": 4, "ci_low": 0.25, "ci_high": 0.75},
+        {**common, "segment": "all", "metric": "mrr", "k": None, "value": 0.25, "n_rows": 4, "ci_low": nan, "ci_high": nan},
+        {**common, "segment": "cold", "metric": "hr", "k": 20, "value": 1.0, "n_rows": 1, "ci_low": nan, "ci_high": nan},
     ]
+    assert pd.DataFrame(rows).equals(pd.DataFrame(expected))

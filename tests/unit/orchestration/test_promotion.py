@@ -30,8 +30,8 @@ def test_promotes_when_everything_passes_and_says_why():
     assert decision.promote
     assert decision.reasons == (
         "No blocking check failed.",
-        "Challenger ndcg@10 0.3000 beats the best baseline popularity (0.2000).",
-        "Challenger ndcg@10 0.3000 is within tolerance 0.0000 of the champion's 0.2500 or above it.",
+        "Challenger ndcg@10 0.3000 beats the best other model popularity (0.2000).",
+        "Challenger ndcg@10 0.3000 is within tolerance 0.0100 of the champion's 0.2500 or above it.",
     )
     assert decision.to_dict() == {"promote": True, "reasons": list(decision.reasons)}
 
@@ -53,14 +53,14 @@ def test_not_beating_the_baseline_alone_refuses_with_both_numbers():
     decision = decide_promotion({"ndcg@10": 0.15}, None, BASELINE, [])
     assert not decision.promote
     assert decision.reasons == (
-        "Challenger ndcg@10 0.1500 does not beat the best baseline popularity (0.2000).",
+        "Challenger ndcg@10 0.1500 does not beat the best other model popularity (0.2000).",
     )
 
 
 def test_equalling_the_baseline_is_not_beating_it():
     decision = decide_promotion({"ndcg@10": 0.2}, None, BASELINE, [])
     assert not decision.promote
-    assert "does not beat the best baseline popularity (0.2000)" in decision.reasons[0]
+    assert "does not beat the best other model popularity (0.2000)" in decision.reasons[0]
 
 
 def test_falling_behind_the_champion_alone_refuses_with_both_numbers():
@@ -111,7 +111,7 @@ def test_several_reasons_at_once_are_all_listed():
     assert not decision.promote
     assert decision.reasons == (
         "Blocking checks failed: score_range.",
-        "Challenger ndcg@10 0.1000 does not beat the best baseline popularity (0.2000).",
+        "Challenger ndcg@10 0.1000 does not beat the best other model popularity (0.2000).",
         "Challenger ndcg@10 0.1000 is below the champion's 0.3000 by more than the tolerance 0.0500.",
     )
 
@@ -133,7 +133,7 @@ def test_champion_without_the_metric_fails_closed():
 def test_another_metric_can_be_gated():
     decision = decide_promotion({"recall@20": 0.4}, {"recall@20": 0.5}, ("pop", 0.3), [], metric="recall@20")
     assert decision.reasons == (
-        "Challenger recall@20 0.4000 is below the champion's 0.5000 by more than the tolerance 0.0000.",
+        "Challenger recall@20 0.4000 is below the champion's 0.5000 by more than the tolerance 0.0100.",
     )
 
 
@@ -284,3 +284,42 @@ def test_blocking_check_failures_reads_status_severity_and_absence():
     }
     assert blocking_check_failures(states) == ["a:failed", "d:never (never ran)", "e:planned (did not finish: planned)"]
     assert blocking_check_failures({"x:ok": ("SUCCEEDED", "ERROR")}) == []
+
+
+# ---- the paired rule against the champion
+
+
+def test_a_challenger_within_noise_of_the_champion_is_promoted_paired():
+    import numpy as np
+
+    from recmodels.stats import paired_comparison
+
+    champion = np.tile([0.2, 0.4], 200)  # 400 customers
+    # Every customer within +-0.005 of the champion: the interval of the mean difference lies within -0.01.
+    paired = paired_comparison(champion + np.tile([0.005, -0.005], 200), champion)
+    decision = decide_promotion({"ndcg@10": 0.3}, paired, BASELINE, [])
+    assert decision.promote
+    assert ("Paired with the champion on the same 400 customers, the mean per-customer ndcg@10 difference is "
+            "+0.0000 (95% interval") in decision.reasons[-1]
+    assert decision.reasons[-1].endswith("its lower bound is above -0.0100, so the challenger is not worse.")
+
+
+def test_a_challenger_worse_on_most_customers_is_refused_paired_though_it_beats_the_baseline():
+    import numpy as np
+
+    from recmodels.stats import paired_comparison
+
+    champion = np.linspace(0.3, 0.6, 300)
+    challenger = champion - 0.03  # every customer 0.03 worse: the whole interval is at -0.03
+    decision = decide_promotion({"ndcg@10": float(challenger.mean())}, paired_comparison(challenger, champion),
+                                BASELINE, [])
+    assert not decision.promote
+    assert decision.reasons[-1].endswith("its lower bound is not above -0.0100, so the challenger may be worse.")
+    assert "-0.0300 (95% interval -0.0300 to -0.0300" in decision.reasons[-1]
+
+
+def test_a_champion_without_shared_customers_blocks():
+    from recmodels.stats import paired_comparison
+
+    decision = decide_promotion({"ndcg@10": 0.3}, paired_comparison([], []), BASELINE, [])
+    assert not decision.promote and "share no evaluated customer" in decision.reasons[-1]

@@ -176,3 +176,52 @@ def test_split_round_trips_without_pickles(tmp_path):
     assert list(loaded.split.test.keys) == ["u1", "u2"] and list(loaded.split.item_ids) == ["a", "b", "c", "d"]
     assert [len(t) for t in loaded.train_times] == [len(s) for s in loaded.split.train]
     assert loaded.info == {"note": "x"}
+
+
+# ---- windows chosen from the data
+
+
+def _log(purchases):
+    """(customer, day) pairs -> events with one basket per purchase."""
+    start = pd.Timestamp("2024-01-01")
+    frame = pd.DataFrame(purchases, columns=["user_id", "day"])
+    return frame.assign(occurred_at=start + pd.to_timedelta(frame["day"], unit="D") + pd.Timedelta(hours=12),
+                        basket_id=[f"b{i}" for i in range(len(frame))])
+
+
+def test_a_dense_shop_keeps_30_day_windows():
+    from recmodels.splits import choose_windows
+
+    # 600 customers buying every 10 days for 120 days: every customer returns in each window.
+    choice = choose_windows(_log([(c, c % 10 + 10 * j) for c in range(600) for j in range(12)]))
+    assert (choice.test_days, choice.validation_days, choice.enough) == (30, 30, True)
+    assert (choice.test_customers, choice.validation_customers) == (600, 600)
+    assert choice.required_customers == 120  # 20% of 600 repeat customers, above the floor of 100
+
+
+def test_a_sparse_shop_grows_its_windows_until_they_hold_enough_customers():
+    from recmodels.splits import choose_windows
+
+    # 200 customers, one purchase every 100 days at day c % 100 + 100 j over 800 days. A window of N days at the
+    # end holds the customers whose residue falls in it: 2 N of them.
+    choice = choose_windows(_log([(c, c % 100 + 100 * j) for c in range(200) for j in range(8)]))
+    assert choice.required_customers == 100  # the floor: 20% of 200 is 40
+    assert [t[:2] for t in choice.tried] == [(30, 60), (45, 90), (60, 120)]
+    assert (choice.test_days, choice.test_customers, choice.validation_customers, choice.enough) == (60, 120, 120, True)
+
+
+def test_a_small_shop_takes_the_windows_with_the_most_customers_and_says_so():
+    from recmodels.splits import choose_windows
+
+    choice = choose_windows(_log([(c, c % 10 + 10 * j) for c in range(50) for j in range(36)]))
+    assert (choice.test_days, choice.test_customers, choice.enough) == (30, 50, False)
+    assert "fewer than the 100 the rule asks for" in choice.reason
+
+
+def test_one_off_buyers_are_too_small_to_evaluate():
+    from recmodels.splits import TooSmallToEvaluate, choose_windows
+
+    once = [(c, c % 300) for c in range(1000)]
+    again = [(1000 + c, d) for c in range(20) for d in (c, 150 + c, 280 + c % 19)]
+    with pytest.raises(TooSmallToEvaluate, match="Too few returning customers to evaluate a model: 20 customers"):
+        choose_windows(_log(once + again))
