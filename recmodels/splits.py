@@ -196,8 +196,9 @@ class SplitRule:
     small_shop_share: float = 0.2  # ... or, in a smaller shop, this share of its customers who bought more than once,
     min_holdout_customers: int = 100  # but never fewer than this
     window_days: tuple[int, ...] = (30, 45, 60, 90, 120, 180, 270, 365)  # window lengths tried, shortest first
+    short_window_days: tuple[int, ...] = (21, 14, 7)  # for a log of a few weeks: the longest that fits is taken
     max_holdout_share: float = 0.5  # the two windows together take at most this share of the data's days
-    min_evaluable_customers: int = 30  # fewer returning customers in the best windows: too small to evaluate
+    min_evaluable_customers: int = 30  # fewer in the best windows: too small to evaluate reliably (said, not refused)
 
 
 @dataclass(frozen=True)
@@ -220,10 +221,6 @@ class WindowChoice:
                 "tried": [list(t) for t in self.tried], "reason": self.reason}
 
 
-class TooSmallToEvaluate(ValueError):
-    """No window pair holds enough returning customers to measure a model on."""
-
-
 def returning_customers(events: pd.DataFrame, cutoff, end=None, key: str = "user_id") -> int:
     """Customers with an event before ``cutoff`` and one in [cutoff, end): the rows a temporal window evaluates."""
     times = events["occurred_at"]
@@ -235,14 +232,18 @@ def returning_customers(events: pd.DataFrame, cutoff, end=None, key: str = "user
 def choose_windows(events: pd.DataFrame, rule: SplitRule = SplitRule(), key: str = "user_id") -> WindowChoice:
     """The shortest window length (test = validation = N days, ending at the last event's day) whose windows
     both hold the rule's number of returning customers; else the length that holds the most, when that reaches
-    ``min_evaluable_customers``; else ``TooSmallToEvaluate``. Windows never take more than
-    ``max_holdout_share`` of the data's days, so the models keep history to learn from."""
+    ``min_evaluable_customers``. Windows never take more than
+    ``max_holdout_share`` of the data's days, so the models keep history to learn from. Below
+    ``min_evaluable_customers`` the windows that hold the most are still returned, with a reason that says the
+    shop is too small to evaluate reliably."""
     first, last = events["occurred_at"].min(), events["occurred_at"].max()
     span_days = (pd.Timestamp(last).normalize() - pd.Timestamp(first).normalize()).days + 1
     repeat = int((events.groupby(key)["basket_id"].nunique() > 1).sum()) if "basket_id" in events else \
         int((events.groupby(key)["occurred_at"].nunique() > 1).sum())
     required = max(rule.min_holdout_customers, min(rule.min_test_customers, int(np.ceil(rule.small_shop_share * repeat))))
-    lengths = [d for d in rule.window_days if 2 * d <= rule.max_holdout_share * span_days] or [min(rule.window_days)]
+    fits = [d for d in rule.window_days if 2 * d <= rule.max_holdout_share * span_days]
+    short = [d for d in sorted(rule.short_window_days, reverse=True) if 2 * d <= rule.max_holdout_share * span_days]
+    lengths = fits or short[:1] or [min(rule.short_window_days)]
     tried = []
     for days in lengths:
         validation_cutoff, test_cutoff = split_cutoffs(last, days, days)
@@ -256,10 +257,13 @@ def choose_windows(events: pd.DataFrame, rule: SplitRule = SplitRule(), key: str
     days, test, validation = max(tried, key=lambda t: (min(t[1:]), -t[0]))
     summary = "; ".join(f"{d} days: {t:,} test / {v:,} validation" for d, t, v in tried)
     if min(test, validation) < rule.min_evaluable_customers:
-        raise TooSmallToEvaluate(
-            f"Too few returning customers to evaluate a model: {repeat:,} customers bought more than once over "
-            f"{span_days:,} days, and the best windows hold {min(test, validation):,} customers "
-            f"({summary}); at least {rule.min_evaluable_customers} are needed in each window.")
+        # Still evaluated, so that the shop gets the best of what it has (often popularity); the reason says
+        # how little the metrics rest on.
+        return WindowChoice(days, days, required, test, validation, tuple(tried), False,
+                            f"Too few returning customers to evaluate reliably: {repeat:,} customers bought more "
+                            f"than once over {span_days:,} days, and the best windows hold {min(test, validation):,} "
+                            f"({summary}); {rule.min_evaluable_customers} per window make an evaluation. The "
+                            f"metrics' intervals show how little they rest on.")
     return WindowChoice(days, days, required, test, validation, tuple(tried), False,
                         f"{days}-day windows hold the most returning customers ({test:,} test, {validation:,} "
                         f"validation), fewer than the {required:,} the rule asks for: metrics carry wide intervals.")

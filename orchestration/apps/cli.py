@@ -308,8 +308,22 @@ def _main(args: argparse.Namespace) -> int:
 
         with warehouse.connect(read_only=True) as con:
             print(format_summary(pipeline_summary(con)))
+        _print_split(warehouse)
         return OK
     return _quarantine_command(args, warehouse)
+
+
+def _print_split(warehouse) -> None:
+    from orchestration.store.reports import split_lines
+    from recmodels.splits import load_split
+
+    split_file = warehouse.artifacts.split_file
+    if not split_file.exists():
+        print("Evaluation split: none yet (user_sequences has not run).")
+        return
+    stored = load_split(split_file)
+    split = stored.split
+    print("\n".join(split_lines(stored.info, len(split.validation), len(split.test), len(split.train_for_test))))
 
 
 def _check_data(source: str | None, data: str | None) -> None:

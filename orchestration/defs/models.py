@@ -43,7 +43,6 @@ from recmodels.splits import (
     PHASES,
     SplitRule,
     StoredSplit,
-    TooSmallToEvaluate,
     choose_windows,
     load_split,
     save_split,
@@ -95,7 +94,7 @@ def user_sequences(
                                      collapse_repeats=config.collapse_repeats, seed=config.seed)
     first, last = events["occurred_at"].min(), events["occurred_at"].max()
     choice = _windows(config, events)
-    context.log.info(choice["reason"])
+    (context.log.info if choice.get("enough", True) else context.log.warning)(choice["reason"])
     validation_cutoff, test_cutoff = split_cutoffs(last, choice["test_days"], choice["validation_days"])
     split = temporal_split(events, sequence_config, test_cutoff=test_cutoff, validation_cutoff=validation_cutoff,
                            name=f"{config.key}-temporal")
@@ -150,10 +149,7 @@ def _windows(config: UserSequencesConfig, events: pd.DataFrame) -> dict:
         validation_days = config.validation_days or test_days
         return {"rule": "temporal (configured)", "test_days": test_days, "validation_days": validation_days,
                 "reason": f"Configured windows: {test_days} test days, {validation_days} validation days."}
-    try:
-        return choose_windows(events, SplitRule()).as_info()
-    except TooSmallToEvaluate as error:
-        raise dg.Failure(str(error)) from None
+    return choose_windows(events, SplitRule()).as_info()
 
 
 def text_matrix(warehouse: WarehouseResource, item_ids: np.ndarray) -> tuple[np.ndarray, int]:

@@ -31,6 +31,7 @@ from recmodels.ranking import (
     purchase_events,
     ranker_feature_names,
     rerank_topk,
+    sized_ranker_config,
 )
 from recmodels.recommender import TwoStageConfig
 from recmodels.splits import PHASES, load_split
@@ -130,8 +131,10 @@ def ranker_features_expectations(warehouse: WarehouseResource) -> dg.AssetCheckR
 class RankerModelConfig(dg.Config):
     n_estimators: int = Field(default=RankerConfig.n_estimators, description="Upper bound on boosting rounds.")
     learning_rate: float = Field(default=RankerConfig.learning_rate)
-    num_leaves: int = Field(default=RankerConfig.num_leaves)
-    min_data_in_leaf: int = Field(default=RankerConfig.min_data_in_leaf)
+    num_leaves: int | None = Field(default=None, description="Leaves per tree; null: sized by the training customers "
+                                                            "(recmodels.ranking.RANKER_SIZES).")
+    min_data_in_leaf: int | None = Field(default=None, description="Rows per leaf at least; null: sized by the "
+                                                                   "training customers.")
     n_models: int = Field(default=RankerConfig.n_models,
                           description="LambdaMART models averaged, each early-stopped on its own held-out customers.")
     seed: int = Field(default=RankerConfig.seed)
@@ -147,8 +150,11 @@ def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, ware
     table = _read_features(warehouse)
     names = ranker_feature_names(table)
     training, test = table[table["phase"] == "validation"], table[table["phase"] == "test"]
+    customers = int(training.loc[training["label"] > 0, "row"].nunique())
+    sized = sized_ranker_config(customers)
     ranker_config = RankerConfig(n_estimators=config.n_estimators, learning_rate=config.learning_rate,
-                                 num_leaves=config.num_leaves, min_data_in_leaf=config.min_data_in_leaf,
+                                 num_leaves=config.num_leaves or sized.num_leaves,
+                                 min_data_in_leaf=config.min_data_in_leaf or sized.min_data_in_leaf,
                                  n_models=config.n_models, seed=config.seed)
     started = time.perf_counter()
     ranker = LambdaRanker(ranker_config).fit(training, training["label"].to_numpy(), training["row"].to_numpy(), names)
@@ -167,6 +173,9 @@ def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, ware
                      f"test NDCG@10 {metrics['ndcg@10']:.4f}")
     return dg.MaterializeResult(
         metadata={
+            "training_customers": customers,
+            "num_leaves": ranker_config.num_leaves,
+            "min_data_in_leaf": ranker_config.min_data_in_leaf,
             "best_iterations": dg.MetadataValue.json(ranker.best_iterations_),
             "held_out_ndcg@10": float(ranker.valid_ndcg_),
             "test_ndcg@10": metrics["ndcg@10"],

@@ -204,3 +204,22 @@ def frame_markdown(frame: pd.DataFrame) -> str:
              "|" + "".join(" ---: |" if right else " --- |" for right in numeric)]
     lines += ["| " + " | ".join(format_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def split_lines(info: dict[str, Any], validation_rows: int, test_rows: int, train_sequences: int) -> list[str]:
+    """The evaluation split in words: the rule that chose it, the cut-offs and the customers each part holds."""
+    rule = info.get("split_rule") or {}
+    if rule:
+        lines = [f"Evaluation split: {rule['rule']}, {rule['test_days']} test days and "
+                 f"{rule['validation_days']} validation days"]
+    else:  # a split saved before the rule was recorded: its windows from its cut-offs
+        end = pd.Timestamp(info["last_event"]).normalize() + pd.Timedelta(days=1)
+        test_days = (end - pd.Timestamp(info["test_cutoff"])).days
+        validation_days = (pd.Timestamp(info["test_cutoff"]) - pd.Timestamp(info["validation_cutoff"])).days
+        lines = [f"Evaluation split: temporal, {test_days} test days and {validation_days} validation days"]
+    if rule.get("reason"):
+        lines.append(f"  {rule['reason']}")
+    lines += [f"  validation from {info.get('validation_cutoff')}: {validation_rows:,} customers",
+              f"  test from {info.get('test_cutoff')} to {info.get('last_event')}: {test_rows:,} customers",
+              f"  training sequences before the test cut-off: {train_sequences:,}"]
+    return lines

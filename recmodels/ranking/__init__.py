@@ -31,6 +31,7 @@ from recmodels.ranking.ranker import (
     FORMAT_VERSION,
     LambdaRanker,
     RankerConfig,
+    sized_ranker_config,
     ranker_feature_names,
     rerank_topk,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "NEVER_DAYS",
     "LambdaRanker",
     "RankerConfig",
+    "sized_ranker_config",
     "Scorer",
     "TimeLike",
     "candidate_labels",

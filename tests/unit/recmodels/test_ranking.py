@@ -451,3 +451,16 @@ def test_labelled_candidates_equal_the_steps_it_runs():
     pd.testing.assert_frame_equal(features, expected, check_exact=True)
     np.testing.assert_array_equal(labels, candidate_labels(expected, rows.targets))
     assert labels.sum() == 2  # row 0's item 5 is not among its 4 candidates
+
+
+def test_the_ranker_is_sized_by_its_training_customers():
+    from recmodels.ranking import RankerConfig, sized_ranker_config
+
+    sizes = {n: (c.num_leaves, c.min_data_in_leaf) for n in (0, 120, 299, 300, 700, 1900, 20_000, 10**6)
+             for c in [sized_ranker_config(n)]}
+    assert sizes == {0: (7, 20), 120: (7, 20), 299: (7, 20), 300: (15, 30), 700: (31, 50), 1900: (31, 50),
+                     20_000: (63, 100), 10**6: (63, 100)}
+    # Online Retail's ~1,900 training customers keep the library's default tree.
+    default = RankerConfig()
+    assert sizes[1900] == (default.num_leaves, default.min_data_in_leaf)
+    assert sized_ranker_config(50, RankerConfig(n_models=2)).n_models == 2

@@ -218,10 +218,19 @@ def test_a_small_shop_takes_the_windows_with_the_most_customers_and_says_so():
     assert "fewer than the 100 the rule asks for" in choice.reason
 
 
-def test_one_off_buyers_are_too_small_to_evaluate():
-    from recmodels.splits import TooSmallToEvaluate, choose_windows
+def test_one_off_buyers_are_too_small_to_evaluate_reliably_and_are_told_so():
+    from recmodels.splits import choose_windows
 
     once = [(c, c % 300) for c in range(1000)]
     again = [(1000 + c, d) for c in range(20) for d in (c, 150 + c, 280 + c % 19)]
-    with pytest.raises(TooSmallToEvaluate, match="Too few returning customers to evaluate a model: 20 customers"):
-        choose_windows(_log(once + again))
+    choice = choose_windows(_log(once + again))
+    assert not choice.enough and choice.test_customers < 30
+    assert choice.reason.startswith("Too few returning customers to evaluate reliably: 20 customers bought more")
+
+
+def test_a_log_of_a_few_weeks_gets_the_longest_short_windows_that_fit():
+    from recmodels.splits import choose_windows
+
+    # 58 days of 300 buyers every third day: two 30-day windows would take more than half the log; 14 days fit.
+    choice = choose_windows(_log([(c, d) for c in range(300) for d in range(0, 60, 3)]))
+    assert (choice.test_days, choice.enough, [t[0] for t in choice.tried]) == (14, True, [14])
