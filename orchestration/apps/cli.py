@@ -21,7 +21,8 @@ OK, FAILED, USAGE, UNKNOWN_CUSTOMER, BUSY = 0, 1, 2, 3, 75
 STOPPED = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
 EXIT_CODES = f"""exit status:
   {OK}    success
-  {FAILED}    a run failed or a check failed; nothing to answer with (no champion, unknown item)
+  {FAILED}    a run failed or a check of error severity failed (a warning is printed, not failed); nothing to
+       answer with (no champion, unknown item)
   {USAGE}    usage error: a bad option, a --data path that does not exist, an unknown --reason, an empty home
   {UNKNOWN_CUSTOMER}    recommend --user: the customer is unknown (popular items are printed instead)
   {BUSY}   the warehouse stayed held by another run for longer than RECSYS_WAREHOUSE_WAIT_SECONDS
@@ -400,10 +401,13 @@ def _materialize_command(args: argparse.Namespace) -> int:
         print(f"STOPPED by {stopped_by.name} before the run started.", file=sys.stderr)
         return STOPPED[stopped_by]
     materialized = len(result.get_asset_materialization_events())
-    failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    for check in failed_checks:
-        print(f"check failed: {check.asset_key.to_user_string()}:{check.check_name}: {check.description}",
-              file=sys.stderr)
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    # A warning (a catalogue without text, a refused promotion) is said, as Dagster shows it, but is no failure.
+    warnings = [c for c in failed if c.severity == dg.AssetCheckSeverity.WARN]
+    failed_checks = [c for c in failed if c not in warnings]
+    for check in failed:
+        said = "warning" if check in warnings else "check failed"
+        print(f"{said}: {check.asset_key.to_user_string()}:{check.check_name}: {check.description}", file=sys.stderr)
     run = f"run {result.run_id} of {result.dagster_run.job_name}"
     if stopped_by is not None:
         print(f"STOPPED by {stopped_by.name}: {run}, {materialized} assets materialized before it.", file=sys.stderr)
@@ -413,7 +417,8 @@ def _materialize_command(args: argparse.Namespace) -> int:
               "(every event is in the Dagster UI: make ui).", file=sys.stderr)
         return FAILED
     print(f"succeeded: {run}, {materialized} assets materialized"
-          + (f"; {len(failed_checks)} checks failed" if failed_checks else ""))
+          + (f"; {len(failed_checks)} checks failed" if failed_checks else "")
+          + (f"; {len(warnings)} warnings" if warnings else ""))
     return FAILED if failed_checks else OK
 
 

@@ -255,7 +255,8 @@ def _sasrec_params(model_config, train_config, stored, items_with_text: int) -> 
     return {
         **{f"model.{k}": v for k, v in asdict(model_config).items()},
         **{f"train.{k}": v for k, v in asdict(train_config).items() if k != "show_progress"},
-        **{f"split.{k}": v for k, v in stored.info.items() if k != "sequence_config"},
+        **{f"split.{k}": v for k, v in stored.info.items() if k not in ("sequence_config", "split_rule")},
+        **{f"split.rule.{k}": v for k, v in stored.info.get("split_rule", {}).items() if k != "tried"},
         "split.key": stored.info["sequence_config"]["key"], "split.hash": stored.content_hash[:16],
         "items": stored.split.n_items, "items_with_text": items_with_text,
     }

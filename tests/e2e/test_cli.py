@@ -56,3 +56,14 @@ def test_recsys_cli_materialize_then_summary(recsys_home, tmp_path, capsys):
     assert "marts.fct_interactions" in out and "32 rows" in out
     assert main(["quarantine", "--reason", "missing_user"]) == 0
     assert "missing_user" in capsys.readouterr().out
+
+
+def test_a_catalogue_without_text_is_a_warning_not_a_failure(recsys_home, tmp_path, capsys):
+    data = _tiny_generic_shop(tmp_path / "shop")
+    pd.DataFrame({"item_id": [f"sku-{i}" for i in range(5)], "title": [""] * 5}).to_csv(data / "items.csv", index=False)
+    assert main(["materialize", "--source", "generic", "--data", str(data)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: dim_items:" in captured.err and "has_text" in captured.err
+    assert "check failed" not in captured.err and " warnings" in captured.out
+    with duckdb.connect(str(recsys_home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(distinct user_id) from ml.user_recommendations").fetchone()[0] == 8
