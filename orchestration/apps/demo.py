@@ -28,6 +28,7 @@ def main() -> None:
     print(f"Asset checks: {len(checks) - len(failed)} of {len(checks)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
     print(f"Materialized {len(result.get_asset_materialization_events())} assets in {elapsed:.1f} s.")
     print(_model_line(result))
+    print(interval_line(warehouse))
     print(_promotion_line(result))
     _print_recommendations(warehouse)
     print(f"Warehouse: {warehouse.path}  (open with: duckdb {warehouse.path})")
@@ -43,6 +44,18 @@ def _model_line(result) -> str:
     best = max((name for name in ndcg if name not in ("sasrec", "sasrec+ranker")), key=ndcg.get)
     return (f"Test NDCG@10: SASRec + ranker {ndcg['sasrec+ranker']:.4f}, SASRec {ndcg['sasrec']:.4f}, best baseline "
             f"{best} {ndcg[best]:.4f}; MLflow model {model['registered_model'].value} version {model['model_version'].value}")
+
+
+def interval_line(warehouse, model: str = "sasrec+ranker") -> str:
+    """How much ``model``'s test NDCG@10 rests on: its 95% interval and the customers it averages over."""
+    with warehouse.connect(read_only=True) as con:
+        row = con.execute("select ci_low, ci_high, n_rows from ml.evaluation_metrics where model = ? and split = "
+                          "'test' and variant = 'allowed' and segment = 'all' and metric = 'ndcg' and k = 10",
+                          [model]).fetchone()
+    if row is None:
+        return f"No test NDCG@10 of {model} in ml.evaluation_metrics."
+    return (f"{model}'s test NDCG@10 rests on {row[2]:,} customers: 95% interval {row[0]:.4f} to {row[1]:.4f} "
+            "(bootstrap over customers).")
 
 
 def _promotion_line(result) -> str:

@@ -27,3 +27,17 @@ def test_the_demo_names_a_customer_by_the_shops_own_id(promoted):
     assert set(shop_ids) == users  # every recommended customer came from a staged raw row with an id
     assert all(pseudonymize(raw, pseudonymization_key()) == user for user, raw in shop_ids.items())
     assert not any(raw.startswith("u_") for raw in shop_ids.values())
+
+
+def test_the_demo_says_how_many_customers_the_headline_rests_on(promoted):
+    from orchestration.apps.demo import interval_line
+    from orchestration.store.warehouse import Warehouse
+
+    with duckdb.connect(str(promoted.home / "warehouse.duckdb"), read_only=True) as con:
+        low, high, customers = con.execute(
+            "select ci_low, ci_high, n_rows from ml.evaluation_metrics where model = 'sasrec+ranker' and split = "
+            "'test' and variant = 'allowed' and segment = 'all' and metric = 'ndcg' and k = 10").fetchone()
+    assert low <= high and customers > 0
+    assert interval_line(Warehouse(home=str(promoted.home))) == (
+        f"sasrec+ranker's test NDCG@10 rests on {customers:,} customers: 95% interval {low:.4f} to {high:.4f} "
+        "(bootstrap over customers).")
