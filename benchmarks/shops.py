@@ -24,6 +24,8 @@ import duckdb
 import pandas as pd
 
 from benchmarks.common import REPO_ROOT, SHARED_DATA, emit_json, machine
+from orchestration.store.paths import recsys_paths
+from orchestration.store.reports import table_exists
 
 COLUMNS = ("name", "events", "customers", "items", "split_rule", "test_customers", "winner", "ndcg@10", "ci_low",
            "ci_high", "champion_version", "serves", "recommendations", "wall_s")
@@ -44,7 +46,7 @@ def run_shop(name: str, home: Path, source: str, data: Path | None) -> dict[str,
     if warehouse.exists():
         with duckdb.connect(str(warehouse), read_only=True) as con:
             row.update(_read_back(con))
-    split_file = home / "artifacts" / "user_sequences" / "split.npz"
+    split_file = recsys_paths(str(home)).artifacts.split_file
     if split_file.exists():
         from recmodels.splits import load_split
 
@@ -55,19 +57,13 @@ def run_shop(name: str, home: Path, source: str, data: Path | None) -> dict[str,
     return row
 
 
-def _table(con, name: str) -> bool:
-    schema, table = name.split(".")
-    return bool(con.execute("select count(*) from information_schema.tables where table_schema = ? and "
-                            "table_name = ?", [schema, table]).fetchone()[0])
-
-
 def _read_back(con) -> dict[str, Any]:
     row: dict[str, Any] = {}
-    if _table(con, "marts.fct_interactions"):
+    if table_exists(con, "marts.fct_interactions"):
         row["events"] = con.execute("select count(*) from marts.fct_interactions").fetchone()[0]
         row["customers"] = con.execute("select count(*) from marts.dim_users").fetchone()[0]
         row["items"] = con.execute("select count(*) from marts.dim_items").fetchone()[0]
-    if _table(con, "ml.promotion_log"):
+    if table_exists(con, "ml.promotion_log"):
         last = con.execute("select version, promoted, serves, champion_after from ml.promotion_log "
                            "order by decided_at desc limit 1").df().iloc[0]
         row.update({"winner": last["serves"], "champion_version": None if pd.isna(last["champion_after"])
@@ -81,7 +77,7 @@ def _read_back(con) -> dict[str, Any]:
         served = con.execute("select serves from ml.promotion_log where promoted order by decided_at desc limit 1"
                              ).fetchone()
         row["serves"] = served[0] if served else None
-    if _table(con, "ml.user_recommendations"):
+    if table_exists(con, "ml.user_recommendations"):
         row["recommendations"] = con.execute("select count(*) from ml.user_recommendations").fetchone()[0]
         row["customers_recommended"] = con.execute(
             "select count(distinct user_id) from ml.user_recommendations").fetchone()[0]

@@ -140,15 +140,17 @@ def evaluate(
 
 
 def topk_metrics(
-    topk: np.ndarray, targets: list[np.ndarray], n_items: int, ks=(10, 20, 50), cold_items: np.ndarray | None = None
+    topk: np.ndarray, targets: list[np.ndarray], n_items: int, ks=(10, 20, 50), cold_items: np.ndarray | None = None,
+    per_row: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """``evaluate``'s metrics from ready top-K lists (PAD = 0 fills short lists and counts as a miss); for
-    rankers that order a candidate set rather than score the whole catalogue."""
+    rankers that order a candidate set rather than score the whole catalogue. ``per_row``: the
+    ``per_row_metrics`` of the same lists and ``ks``, when the caller has them already."""
     ks = tuple(sorted(ks))
     results: dict[str, float] = {"n_rows": float(len(targets))}
     if not len(targets):
         return results
-    per_row = per_row_metrics(topk, targets, ks)
+    per_row = per_row_metrics(topk, targets, ks) if per_row is None else per_row
     results.update({name: float(values.mean()) for name, values in per_row.items()})
     results.update({f"coverage@{k}": coverage_at_k(topk, n_items, k) for k in ks})
     if cold_items is not None:
@@ -183,14 +185,15 @@ def _coverage_statistic(topk: np.ndarray, n_items: int, k: int):
 
 
 def metric_intervals(
-    topk: np.ndarray, targets: list[np.ndarray], n_items: int, ks=(10, 20, 50), cold_items: np.ndarray | None = None
+    topk: np.ndarray, targets: list[np.ndarray], n_items: int, ks=(10, 20, 50), cold_items: np.ndarray | None = None,
+    per_row: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Interval]:
     """``topk_metrics``'s names -> their 95% bootstrap interval over rows (customers), seeded; coverage@K too,
-    resampled the same way. ``cold/...`` metrics resample the cold rows only."""
+    resampled the same way. ``cold/...`` metrics resample the cold rows only. ``per_row`` as in ``topk_metrics``."""
     ks = tuple(sorted(ks))
     if not len(targets):
         return {}
-    per_row = per_row_metrics(topk, targets, ks)
+    per_row = per_row_metrics(topk, targets, ks) if per_row is None else per_row
     coverage = {f"coverage@{k}": _coverage_statistic(topk, n_items, k) for k in ks}
     out = bootstrap_intervals(per_row, coverage)
     if cold_items is not None:

@@ -8,6 +8,7 @@ from orchestration.apps.runner import materialize
 from orchestration.ingest.sources import source_kind
 from orchestration.store.marts import format_summary, pipeline_summary
 from orchestration.store.privacy import pseudonymization_key, pseudonymize
+from orchestration.store.reports import table_exists
 from orchestration.store.warehouse import Warehouse
 
 
@@ -73,9 +74,7 @@ def shop_customer_ids(con, pseudonyms: set[str], key: str) -> dict[str, str]:
     a person types into `recsys recommend --user` or the page, which pseudonymise it again."""
     raw_ids: set[str] = set()
     for view, column in (("stg_raw__order_lines", "customer_id"), ("stg_raw__interactions", "user_id")):
-        exists = con.execute("select count(*) from information_schema.tables where table_schema = 'staging' "
-                             "and table_name = ?", [view]).fetchone()[0]
-        if exists:
+        if table_exists(con, f"staging.{view}"):
             raw_ids.update(row[0] for row in con.execute(
                 f"select distinct {column} from staging.{view} where {column} is not null").fetchall())
     return {pseudonym: raw for raw in sorted(raw_ids) if (pseudonym := pseudonymize(raw, key)) in pseudonyms}
@@ -83,9 +82,7 @@ def shop_customer_ids(con, pseudonyms: set[str], key: str) -> dict[str, str]:
 
 def _print_recommendations(warehouse, rows: int = 5) -> None:
     with warehouse.connect(read_only=True) as con:
-        exists = con.execute("select count(*) from information_schema.tables where table_schema = 'ml' "
-                             "and table_name = 'user_recommendations'").fetchone()[0]
-        if not exists:
+        if not table_exists(con, "ml.user_recommendations"):
             print("No batch recommendations: there is no champion yet.")
             return
         users = {row[0] for row in con.execute("select distinct user_id from ml.user_recommendations").fetchall()}

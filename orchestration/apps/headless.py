@@ -196,7 +196,7 @@ class Chromium:
         try:
             active_port = Path(self._profile.name) / "DevToolsActivePort"
             wait_until("Chromium's DevTools port",
-                  lambda: active_port.exists() and active_port.read_text().strip(), timeout)
+                       lambda: active_port.exists() and active_port.read_text().strip(), timeout)
             port = int(active_port.read_text().split()[0])
 
             def pages() -> list[dict]:
@@ -265,7 +265,7 @@ class Chromium:
 
 @contextlib.contextmanager
 def server_process(name: str, command: list[str], env: dict[str, str], log: Path, ready: str, timeout: float
-            ) -> Iterator[subprocess.Popen]:
+                   ) -> Iterator[subprocess.Popen]:
     """``command`` in its own session, logging to ``log``, until ``ready`` (a URL) answers 200; stopped on exit."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as log_file:
@@ -323,4 +323,3 @@ def open_browser(chromium: str | None, width: int, height: int, scale: float) ->
     if not binary:
         raise ScreenshotError("no Chromium found (apt-get install chromium, or set RECSYS_CHROMIUM)")
     return Chromium(binary, width, height, scale=scale)
-

@@ -34,7 +34,6 @@ from orchestration.apps.headless import (
     Webserver,
     api_server,
     dagster_webserver,
-    find_chromium,
     mlflow_ui,
     open_browser,
     state_home,
@@ -108,12 +107,9 @@ def capture_asset_graph(server: Webserver, png: Path, width: int = 1600, height:
 
     The PNG is ``width*scale`` x ``height*scale`` pixels (``scale=2`` for a sharper image of the same page).
     """
-    binary = chromium or find_chromium()
-    if not binary:
-        raise ScreenshotError("no Chromium found (apt-get install chromium, or set RECSYS_CHROMIUM)")
     assets = server.assets()
     url = asset_graph_url(server.url, sorted(set(assets.values())))
-    with Chromium(binary, width, height, scale=scale) as browser:
+    with open_browser(chromium, width, height, scale) as browser:
         # Room for the graph: the main navigation collapsed (a per-browser setting) before the page loads ...
         browser.navigate(f"{server.url}/server_info")
         loaded = "location.pathname === '/server_info' && document.readyState === 'complete'"

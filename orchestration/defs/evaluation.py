@@ -76,12 +76,14 @@ def _cold_items(stored: StoredSplit, phase: str, max_train_events: int) -> np.nd
 
 def _scored(model: str, phase: str, variant: str, topk: np.ndarray, rows: EvalSet, n_items: int,
             cold: np.ndarray) -> tuple[list[dict], pd.DataFrame]:
-    """Metric rows with their intervals, and each customer's headline metric (for paired comparisons)."""
-    results = topk_metrics(topk, rows.targets, n_items, KS, cold)
-    intervals = metric_intervals(topk, rows.targets, n_items, KS, cold)
+    """Metric rows with their intervals, and each customer's headline metric (for paired comparisons), from one
+    pass of per-customer metrics."""
+    per_row = per_row_metrics(topk, rows.targets, KS) if len(rows) else None
+    results = topk_metrics(topk, rows.targets, n_items, KS, cold, per_row)
+    intervals = metric_intervals(topk, rows.targets, n_items, KS, cold, per_row)
     per_customer = pd.DataFrame({"model": model, "split": phase, "variant": variant,
                                  "customer": np.asarray(rows.keys).astype(str),
-                                 "ndcg_10": per_row_metrics(topk, rows.targets, (10,))[HEADLINE]})
+                                 "ndcg_10": per_row[HEADLINE] if per_row is not None else np.array([], float)})
     return metric_rows(model, phase, variant, results, intervals), per_customer
 
 
@@ -253,8 +255,7 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
     config = TwoStageConfig.from_spec(feature_spec)
     data_version = stored.info["data_version"]
     info = {"data_version": data_version, "split": stored.split.name, "split_hash": stored.content_hash[:16],
-            "test_cutoff": stored.info["test_cutoff"], "last_event": stored.info["last_event"], "test_metrics": metrics,
-            "winner": winner}
+            "test_cutoff": stored.info["test_cutoff"], "last_event": stored.info["last_event"], "test_metrics": metrics}
     # ranker_model drew the importance chart; the bundle (logged as the run's model/) carries it and the table.
     importance_png = (folders["ranker"] / "feature_importance.png").read_bytes()
     tags = {"data_version": data_version, "dagster_run_id": context.run_id, "split": stored.split.name}
@@ -441,7 +442,8 @@ def promotion_decision(
 
 PROMOTIONS_COLUMNS = {
     "decided_at": "timestamp", "dagster_run_id": "varchar", "version": "integer", "promoted": "boolean",
-    "reasons": "varchar", "serves": "varchar", "challenger_ndcg_10": "double", "best_baseline": "varchar", "best_baseline_ndcg_10": "double",
+    "reasons": "varchar", "serves": "varchar", "challenger_ndcg_10": "double",
+    "best_baseline": "varchar", "best_baseline_ndcg_10": "double",  # the best other model evaluated
     "previous_champion": "integer", "previous_champion_ndcg_10": "double",
     # challenger - champion, per customer on the same test customers: mean, 95% interval, customers
     "champion_difference": "double", "champion_difference_ci_low": "double", "champion_difference_ci_high": "double",

@@ -30,6 +30,13 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame)
     return len(frame)
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
+    """Whether ``relation`` (``schema.name``, a table or a view) exists in the warehouse."""
+    schema, name = relation.split(".")
+    return bool(con.execute("select count(*) from information_schema.tables where table_schema = ? and "
+                            "table_name = ?", [schema, name]).fetchone()[0])
+
+
 def sequence_rows(
     sequences: Sequence[np.ndarray], keys: np.ndarray, timestamps: Sequence[np.ndarray], item_ids: np.ndarray,
     validation_cutoff, test_cutoff,

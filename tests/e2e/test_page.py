@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestration.apps.screenshot import api_server, capture_web_page, find_chromium
+from orchestration.apps.headless import api_server, find_chromium
+from orchestration.apps.screenshot import capture_web_page
 from orchestration.serving.api import create_app
 
 

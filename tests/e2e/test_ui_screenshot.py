@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.apps.screenshot import capture_asset_graph, dagster_webserver, find_chromium
+from orchestration.apps.headless import dagster_webserver, find_chromium
+from orchestration.apps.screenshot import capture_asset_graph
 
 WIDTH, HEIGHT = 1600, 1000
 # Short enough to be drawn in full (long names are shortened in the middle), one from each end of the graph.
