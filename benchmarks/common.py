@@ -30,6 +30,8 @@ SASREC_FLAGS = {
     "--dropout": ("model", "dropout", float, "SASRec dropout"),
     "--lr": ("train", "lr", float, "peak AdamW learning rate"),
     "--batch": ("train", "batch_size", int, "training windows per step"),
+    "--windows": ("train", "windows_per_sequence", int, "training windows of max_length + 1 items per sequence"),
+    "--max-length": ("model", "max_length", int, "most recent items the model sees"),
 }
 
 

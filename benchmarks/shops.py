@@ -52,7 +52,8 @@ def run_shop(name: str, home: Path, source: str, data: Path | None) -> dict[str,
 
         stored = load_split(split_file)
         rule = stored.info.get("split_rule", {})
-        row.update({"split_rule": f"{rule.get('rule', '?')} {rule.get('test_days', '?')}d",
+        days = f" {rule['test_days']}d" if rule.get("test_days") else ""
+        row.update({"split_rule": f"{rule.get('rule', '?')}{days}",
                     "test_customers": len(stored.split.test)})
     return row
 

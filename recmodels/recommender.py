@@ -122,14 +122,14 @@ class TwoStageRecommender:
         histories: list[np.ndarray],
         row_keys: np.ndarray,
         events: pd.DataFrame,
-        cutoff: TimeLike,
+        cutoff: TimeLike | np.ndarray,
         exclude_history: bool = False,
         item_features: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Every candidate of every row with its features and the ranker's ``score`` (higher first).
 
         ``row_keys[i]`` is the user key of ``histories[i]`` in ``events`` (``compute_features``' layout);
-        features read only events before ``cutoff``. With ``item_features`` (``item_feature_table`` of all
+        features read only events before ``cutoff`` (one time, or one per row). With ``item_features`` (``item_feature_table`` of all
         events at the same cut-off), ``events`` need only hold these rows' customers.
         """
         candidates = generate_candidates(self.sources, histories, self.config.n_candidates)

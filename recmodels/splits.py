@@ -1,8 +1,10 @@
 """Train / validation / test splits of item sequences, built so that no evaluated target leaks into training.
 
-Two protocols: leave-one-out (per sequence: last item tests, second-to-last validates) and a global temporal
+Three protocols: leave-one-out (per sequence: last item tests, second-to-last validates), a global temporal
 split (one cut-off for everybody, so no model ever trains on an event later than one it is evaluated on), whose
-cut-offs ``split_cutoffs`` counts in calendar days back from the last event (``SplitWindows``).
+cut-offs ``split_cutoffs`` counts in calendar days back from the last event (``SplitWindows``), and
+leave-last-basket-out (per customer: the last basket tests, the one before validates, each row with its own
+cut-off), for shops whose customers rarely return within any window. ``choose_windows`` picks between the last two.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 from recmodels.sequences import SequenceConfig, build_sequences
 
 PHASES = ("validation", "test")  # models fit on split.train score validation; on split.train_for_test, test
+LEAVE_LAST_BASKET_OUT = "leave-last-basket-out"  # the per-customer split's name (rule and protocol)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class EvalSet:
     ]  # model input per row (internal ids, chronological, full length; models truncate)
     targets: list[np.ndarray]  # distinct target internal ids per row, sorted (>= 1 each)
     keys: np.ndarray  # sequence key (user or basket id) per row
+    # Each row's own cut-off (datetime64[ns]) when rows have different ones (leave-last-basket-out); None when
+    # one cut-off serves every row (the split's info says which).
+    cutoffs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.histories)
@@ -110,17 +116,33 @@ def leave_one_out(
     )
 
 
-def _window_rows(sequences, timestamps, keys, cutoff, end) -> EvalSet:
-    """Rows of returning sequences (>= 1 event before ``cutoff``) with >= 1 event in [cutoff, end)."""
-    histories, targets, row_keys = [], [], []
-    for sequence, times, key in zip(sequences, timestamps, keys):
-        history = sequence[times < cutoff]
-        in_window = (times >= cutoff) & (times < end)
+def _window_rows(sequences, timestamps, keys, cutoff, end, per_row_cutoffs: bool = False) -> EvalSet:
+    """Rows of returning sequences (>= 1 event before the cut-off) with >= 1 event in [cut-off, end).
+
+    ``cutoff`` and ``end`` are one time for every sequence or one per sequence (NaT: no row for that sequence);
+    ``per_row_cutoffs`` keeps each row's cut-off in the ``EvalSet``."""
+    cutoffs, ends = (np.broadcast_to(np.asarray(t, dtype="datetime64[ns]"), (len(sequences),)) for t in (cutoff, end))
+    histories, targets, row_keys, row_cutoffs = [], [], [], []
+    for sequence, times, key, start, stop in zip(sequences, timestamps, keys, cutoffs, ends):
+        if np.isnat(start):
+            continue
+        history = sequence[times < start]
+        in_window = (times >= start) & (times < stop)
         if len(history) and in_window.any():
             histories.append(history)
             targets.append(np.unique(sequence[in_window]))  # repeat purchases stay targets
             row_keys.append(key)
-    return EvalSet(histories=histories, targets=targets, keys=np.asarray(row_keys, dtype=keys.dtype))
+            row_cutoffs.append(start)
+    return EvalSet(histories=histories, targets=targets, keys=np.asarray(row_keys, dtype=keys.dtype),
+                   cutoffs=np.asarray(row_cutoffs, dtype="datetime64[ns]") if per_row_cutoffs else None)
+
+
+def _before(sequences, timestamps, cutoff) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each sequence's events before its cut-off (one time for all, or one per sequence), empty ones left out."""
+    cutoffs = np.broadcast_to(np.asarray(cutoff, dtype="datetime64[ns]"), (len(sequences),))
+    kept = [(s[t < c], t[t < c]) for s, t, c in zip(sequences, timestamps, cutoffs)]
+    kept = [pair for pair in kept if len(pair[0])]
+    return [s for s, _ in kept], [t for _, t in kept]
 
 
 def temporal_split(
@@ -158,13 +180,8 @@ def temporal_split(
     validation = _window_rows(sequences, timestamps, keys, at["validation_cutoff"], at["validation_end"])
     test = _window_rows(sequences, timestamps, keys, at["test_cutoff"], at["test_end"])
 
-    def before(cutoff) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        kept = [(s[t < cutoff], t[t < cutoff]) for s, t in zip(sequences, timestamps)]
-        kept = [pair for pair in kept if len(pair[0])]
-        return [s for s, _ in kept], [t for _, t in kept]
-
-    train, train_times = before(at["validation_cutoff"])
-    train_for_test, train_for_test_times = before(at["test_cutoff"])
+    train, train_times = _before(sequences, timestamps, at["validation_cutoff"])
+    train_for_test, train_for_test_times = _before(sequences, timestamps, at["test_cutoff"])
     return Split(
         n_items=item_index.n_items(),
         train=train,
@@ -174,6 +191,65 @@ def temporal_split(
         name=name,
         item_ids=item_index.item_ids,
         train_timestamps=train_times,
+        train_for_test_timestamps=train_for_test_times,
+    )
+
+
+NO_CUTOFF = np.datetime64("NaT", "ns")
+_END_OF_TIME = np.datetime64(pd.Timestamp.max.to_datetime64(), "ns")
+
+
+def basket_starts(events: pd.DataFrame, key: str = "user_id") -> pd.DataFrame:
+    """One row per (customer, basket): ``key`` and ``start`` (its first event's time), sorted by both. Events
+    without a ``basket_id`` (or a log without the column) count one basket per distinct time."""
+    times = pd.to_datetime(events["occurred_at"])
+    basket = events["basket_id"].astype("string") if "basket_id" in events else pd.Series(pd.NA, index=events.index,
+                                                                                          dtype="string")
+    basket = basket.fillna("@" + times.astype("string"))  # a missing basket: its own time names it
+    starts = pd.DataFrame({"key": events[key].to_numpy(), "basket": basket.to_numpy(), "start": times.to_numpy()})
+    starts = starts[starts["key"].notna()].groupby(["key", "basket"], sort=False)["start"].min().reset_index()
+    starts = starts.drop_duplicates(["key", "start"])  # baskets that start together are one visit
+    return starts.sort_values(["key", "start"], kind="stable")[["key", "start"]].rename(columns={"key": key})
+
+
+def last_basket_cutoffs(events: pd.DataFrame, key: str = "user_id") -> pd.DataFrame:
+    """Per customer, indexed by ``key``: ``test_cutoff`` (the start of the last basket; NaT with one basket),
+    ``validation_cutoff`` (the start of the one before; NaT with fewer than three) and ``baskets``."""
+    starts = basket_starts(events, key)
+    grouped = starts.groupby(key, sort=True)["start"]
+    position_from_end = grouped.cumcount(ascending=False)
+    baskets = grouped.size()
+    out = pd.DataFrame({"baskets": baskets})
+    for name, back, needed in (("test_cutoff", 0, 2), ("validation_cutoff", 1, 3)):
+        at = starts.loc[position_from_end.to_numpy() == back].set_index(key)["start"]
+        out[name] = at.where(baskets.reindex(at.index) >= needed).reindex(out.index)
+    return out
+
+
+def leave_last_basket_out(events: pd.DataFrame, config: SequenceConfig, name: str = LEAVE_LAST_BASKET_OUT) -> Split:
+    """Per customer: the last basket is the test row, the basket before it the validation row.
+
+    A test row needs two baskets, a validation row three. Its cut-off is the start of its basket: the history
+    and every model's training data for that phase stop there (``EvalSet.cutoffs``), so a customer's held-out
+    baskets are never trained on. Customers with a single basket only train. Events are ``temporal_split``'s.
+    """
+    if config.key != "user":
+        raise ValueError(f"leave-last-basket-out splits customers' sequences (key='user'), got key={config.key!r}")
+    sequences, keys, timestamps, item_index = build_sequences(events, config)
+    cutoffs = last_basket_cutoffs(events).reindex(pd.Index(keys))
+    test_cut = cutoffs["test_cutoff"].to_numpy(dtype="datetime64[ns]")
+    validation_cut = cutoffs["validation_cutoff"].to_numpy(dtype="datetime64[ns]")
+    test = _window_rows(sequences, timestamps, keys, test_cut, _END_OF_TIME, per_row_cutoffs=True)
+    validation = _window_rows(sequences, timestamps, keys, validation_cut, test_cut, per_row_cutoffs=True)
+    # Validation-phase training stops before each customer's first held-out basket: the validation basket, or
+    # with two baskets the test basket; one-basket customers train whole.
+    held_out = np.where(np.isnat(validation_cut), test_cut, validation_cut)
+    train, train_times = _before(sequences, timestamps, np.where(np.isnat(held_out), _END_OF_TIME, held_out))
+    train_for_test, train_for_test_times = _before(sequences, timestamps,
+                                                   np.where(np.isnat(test_cut), _END_OF_TIME, test_cut))
+    return Split(
+        n_items=item_index.n_items(), train=train, validation=validation, test=test, train_for_test=train_for_test,
+        name=name, item_ids=item_index.item_ids, train_timestamps=train_times,
         train_for_test_timestamps=train_for_test_times,
     )
 
@@ -199,23 +275,27 @@ class SplitRule:
     short_window_days: tuple[int, ...] = (21, 14, 7)  # for a log of a few weeks: the longest that fits is taken
     max_holdout_share: float = 0.5  # the two windows together take at most this share of the data's days
     min_evaluable_customers: int = 30  # fewer in the best windows: too small to evaluate reliably (said, not refused)
+    # When no window pair holds required_customers, hold out each customer's last basket instead
+    # (leave_last_basket_out) if that evaluates more customers than the best windows.
+    leave_last_basket_out: bool = True
 
 
 @dataclass(frozen=True)
 class WindowChoice:
     """The windows chosen, the count each one tried gave, and why, in words."""
 
-    test_days: int
-    validation_days: int
+    test_days: int | None  # None under leave-last-basket-out
+    validation_days: int | None
     required_customers: int
     test_customers: int
     validation_customers: int
     tried: tuple[tuple[int, int, int], ...]  # (days, test customers, validation customers) per length tried
-    enough: bool  # the chosen windows meet required_customers
+    enough: bool  # the chosen split evaluates enough customers: required_customers (temporal) or all who return
     reason: str
+    rule: str = "temporal"  # or LEAVE_LAST_BASKET_OUT
 
     def as_info(self) -> dict[str, Any]:
-        return {"rule": "temporal", "test_days": self.test_days, "validation_days": self.validation_days,
+        return {"rule": self.rule, "test_days": self.test_days, "validation_days": self.validation_days,
                 "required_customers": self.required_customers, "test_customers": self.test_customers,
                 "validation_customers": self.validation_customers, "enough": self.enough,
                 "tried": [list(t) for t in self.tried], "reason": self.reason}
@@ -256,6 +336,12 @@ def choose_windows(events: pd.DataFrame, rule: SplitRule = SplitRule(), key: str
                                 f"at least the {required:,} the rule asks for.")
     days, test, validation = max(tried, key=lambda t: (min(t[1:]), -t[0]))
     summary = "; ".join(f"{d} days: {t:,} test / {v:,} validation" for d, t, v in tried)
+    if rule.leave_last_basket_out:
+        per_customer = last_basket_choice(events, rule, key, tried=tuple(tried), required=required,
+                                          why=f"Customers rarely return within a window ({summary}; the rule asks for "
+                                              f"{required:,}), so each customer's last basket is held out instead")
+        if min(per_customer.test_customers, per_customer.validation_customers) > min(test, validation):
+            return per_customer
     if min(test, validation) < rule.min_evaluable_customers:
         # Still evaluated, so that the shop gets the best of what it has (often popularity); the reason says
         # how little the metrics rest on.
@@ -269,8 +355,24 @@ def choose_windows(events: pd.DataFrame, rule: SplitRule = SplitRule(), key: str
                         f"validation), fewer than the {required:,} the rule asks for: metrics carry wide intervals.")
 
 
+def last_basket_choice(events: pd.DataFrame, rule: SplitRule = SplitRule(), key: str = "user_id",
+                       tried: tuple[tuple[int, int, int], ...] = (), required: int = 0,
+                       why: str = "Configured: each customer's last basket is held out") -> WindowChoice:
+    """The leave-last-basket-out choice for ``events``, with the customers it evaluates and ``why`` it was taken."""
+    per_customer = last_basket_cutoffs(events, key)
+    test, validation = (int(per_customer[c].notna().sum()) for c in ("test_cutoff", "validation_cutoff"))
+    evaluable = min(test, validation) >= rule.min_evaluable_customers
+    reason = (f"{why}: {test:,} test customers (two baskets or more) and {validation:,} validation customers "
+              f"(three or more), every one who returned.")
+    if not evaluable:
+        reason += (f" Too few to evaluate reliably: {rule.min_evaluable_customers} make an evaluation. The metrics' "
+                   f"intervals show how little they rest on.")
+    return WindowChoice(None, None, required, test, validation, tried, evaluable, reason, rule=LEAVE_LAST_BASKET_OUT)
+
+
 def split_problem(split: Split, n_events: int, first_event, last_event, validation_cutoff, test_cutoff) -> str | None:
-    """Why ``split`` cannot train and evaluate a model, in one paragraph; None when it can."""
+    """Why ``split`` cannot train and evaluate a model, in one paragraph; None when it can. Cut-offs of None:
+    each row has its own (leave-last-basket-out)."""
     trainable = sum(len(s) >= 2 for s in split.train)
     counts = {
         "training sequences with 2+ items before the validation cut-off": trainable,
@@ -280,11 +382,16 @@ def split_problem(split: Split, n_events: int, first_event, last_event, validati
     empty = [name for name, count in counts.items() if count == 0]
     if not empty:
         return None
+    if validation_cutoff is None or test_cutoff is None:
+        cut = "each customer's last two baskets held out"
+        advice = "Load more history: a customer needs three baskets to give a validation row"
+    else:
+        cut = f"validation cut-off {validation_cutoff:%Y-%m-%d}, test cut-off {test_cutoff:%Y-%m-%d}"
+        advice = "Shorten test_days / validation_days or load more history"
     return (
         f"Too few events to split: {n_events:,} purchase events of known customers from {first_event} to {last_event}; "
-        f"validation cut-off {validation_cutoff:%Y-%m-%d}, test cut-off {test_cutoff:%Y-%m-%d} give "
-        + ", ".join(f"{count:,} {name}" for name, count in counts.items())
-        + f". Missing: {', '.join(empty)}. Shorten test_days / validation_days or load more history."
+        f"{cut} give " + ", ".join(f"{count:,} {name}" for name, count in counts.items())
+        + f". Missing: {', '.join(empty)}. {advice}."
     )
 
 
@@ -305,6 +412,11 @@ class StoredSplit:
         if phase == "test":
             return self.split.train_for_test, self.train_for_test_times, self.split.test
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+
+    def cutoff(self, phase: str) -> pd.Timestamp | np.ndarray:
+        """The cut-off of ``phase``'s rows: one time, or one per row (datetime64[ns]) when each has its own."""
+        rows = self.training(phase)[2]
+        return rows.cutoffs if rows.cutoffs is not None else pd.Timestamp(self.info[f"{phase}_cutoff"])
 
 
 def _pack(arrays: Sequence[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -333,6 +445,8 @@ def save_split(stored: StoredSplit, path: Path) -> str:
         ragged[f"{name}_histories"] = (eval_set.histories, np.int64)
         ragged[f"{name}_targets"] = (eval_set.targets, np.int64)
         arrays[f"{name}_keys"] = np.asarray(eval_set.keys, dtype=str)
+        if eval_set.cutoffs is not None:
+            arrays[f"{name}_cutoffs"] = np.asarray(eval_set.cutoffs, dtype="datetime64[ns]")
     for name, (sequences, dtype) in ragged.items():
         arrays[f"{name}_values"], arrays[f"{name}_offsets"] = _pack(sequences, dtype)
     digest = hashlib.sha256()
@@ -358,7 +472,8 @@ def load_split(path: Path) -> StoredSplit:
         return _unpack(arrays[f"{name}_values"], arrays[f"{name}_offsets"])
 
     def eval_set(name: str) -> EvalSet:
-        return EvalSet(histories=ragged(f"{name}_histories"), targets=ragged(f"{name}_targets"), keys=arrays[f"{name}_keys"])
+        return EvalSet(histories=ragged(f"{name}_histories"), targets=ragged(f"{name}_targets"),
+                       keys=arrays[f"{name}_keys"], cutoffs=arrays.get(f"{name}_cutoffs"))
 
     split = Split(
         n_items=int(meta["n_items"]),

@@ -309,7 +309,7 @@ def bundle_test_topk(bundle: Bundle, stored: StoredSplit, interactions: pd.DataF
     to_bundle = np.concatenate([[0], to_bundle])
     histories = [h[h > 0] for h in (to_bundle[np.asarray(h, dtype=np.int64)] for h in rows.histories)]
     events = purchase_events(interactions, bundle.item_ids)
-    ranked = bundle.recommender.rank(histories, rows.keys, events, stored.info["test_cutoff"])
+    ranked = bundle.recommender.rank(histories, rows.keys, events, stored.cutoff("test"))
     topk = bundle.recommender.topk(ranked, len(rows), max(KS))
     back = pd.Index(split.item_ids.astype(str)).get_indexer(pd.Index(bundle.item_ids.astype(str)))
     back = np.concatenate([[0], np.where(back >= 0, back + 1, 0)])

@@ -40,10 +40,15 @@ from recmodels.metrics import evaluate
 from recmodels.presets import PIPELINE
 from recmodels.sequences import SequenceConfig, build_sequences
 from recmodels.splits import (
+    LEAVE_LAST_BASKET_OUT,
     PHASES,
+    EvalSet,
+    Split,
     SplitRule,
     StoredSplit,
     choose_windows,
+    last_basket_choice,
+    leave_last_basket_out,
     load_split,
     save_split,
     split_cutoffs,
@@ -77,7 +82,15 @@ class UserSequencesConfig(dg.Config):
     validation_days: int | None = Field(
         default=None, description="Validation window: the N calendar days before the test window; null: as test_days."
     )
+    split: str = Field(
+        default="auto",
+        description=f"'auto': the split rule decides (SplitRule); 'temporal': windows (test_days, or the rule's "
+        f"lengths); '{LEAVE_LAST_BASKET_OUT}': each customer's last basket tests, the one before validates.",
+    )
     seed: int = Field(default=SequenceConfig.seed, description="Seed of the order of events that share a timestamp.")
+
+
+SPLITS = ("auto", "temporal", LEAVE_LAST_BASKET_OUT)
 
 
 @dg.asset(deps=[dg.AssetKey("fct_interactions")], group_name="models", kinds={"duckdb", "numpy"})
@@ -95,23 +108,31 @@ def user_sequences(
     first, last = events["occurred_at"].min(), events["occurred_at"].max()
     choice = _windows(config, events)
     (context.log.info if choice.get("enough", True) else context.log.warning)(choice["reason"])
-    validation_cutoff, test_cutoff = split_cutoffs(last, choice["test_days"], choice["validation_days"])
-    split = temporal_split(events, sequence_config, test_cutoff=test_cutoff, validation_cutoff=validation_cutoff,
-                           name=f"{config.key}-temporal")
-    problem = split_problem(split, len(events), first, last, validation_cutoff, test_cutoff)
+    if choice["rule"] == LEAVE_LAST_BASKET_OUT:
+        split = leave_last_basket_out(events, sequence_config, name=f"{config.key}-{LEAVE_LAST_BASKET_OUT}")
+        cutoffs = {"validation_cutoff": None, "test_cutoff": None}
+        period_cutoffs = _per_sequence_cutoffs(split, keys=build_sequences(events, sequence_config)[1])
+    else:
+        validation_cutoff, test_cutoff = split_cutoffs(last, choice["test_days"], choice["validation_days"])
+        split = temporal_split(events, sequence_config, test_cutoff=test_cutoff, validation_cutoff=validation_cutoff,
+                               name=f"{config.key}-temporal")
+        cutoffs = {"validation_cutoff": str(validation_cutoff), "test_cutoff": str(test_cutoff)}
+        period_cutoffs = (validation_cutoff, test_cutoff)
+    problem = split_problem(split, len(events), first, last,
+                            *(None if cutoffs[k] is None else pd.Timestamp(cutoffs[k])
+                              for k in ("validation_cutoff", "test_cutoff")))
     if problem:
         raise dg.Failure(problem)
     # Every sequence (not only training prefixes) for the inspection table; the same deterministic call.
     sequences, keys, timestamps, _ = build_sequences(events, sequence_config)
     info = {
-        "sequence_config": asdict(sequence_config), "data_version": data_version,
-        "validation_cutoff": str(validation_cutoff), "test_cutoff": str(test_cutoff),
+        "sequence_config": asdict(sequence_config), "data_version": data_version, **cutoffs,
         "first_event": str(first), "last_event": str(last), "split_rule": choice,
     }
     stored = StoredSplit(split, split.train_timestamps, split.train_for_test_timestamps, info)
     split_file = warehouse.artifacts.split_file
     content_hash = save_split(stored, split_file)
-    rows = sequence_rows(sequences, keys, timestamps, split.item_ids, validation_cutoff, test_cutoff)
+    rows = sequence_rows(sequences, keys, timestamps, split.item_ids, *period_cutoffs)
     warehouse.write_table(SEQUENCES_TABLE, rows)
     context.log.info(f"{len(sequences):,} sequences; {len(split.validation):,} validation and {len(split.test):,} test rows")
     return dg.MaterializeResult(
@@ -131,8 +152,8 @@ def user_sequences(
             "validation_customers": len(split.validation),
             "train_customers": len(split.train_for_test),
             "test_targets": int(sum(len(t) for t in split.test.targets)),
-            "validation_cutoff": str(validation_cutoff.date()),
-            "test_cutoff": str(test_cutoff.date()),
+            "validation_cutoff": _cutoff_text(split.validation, cutoffs["validation_cutoff"]),
+            "test_cutoff": _cutoff_text(split.test, cutoffs["test_cutoff"]),
             "last_event": str(last),
             "data_version": data_version,
             "split_hash": content_hash[:16],
@@ -142,14 +163,38 @@ def user_sequences(
     )
 
 
+def _cutoff_text(rows: EvalSet, cutoff: str | None) -> str:
+    """A phase's cut-off for the metadata: its date, or the range of the rows' own ones."""
+    if cutoff is not None:
+        return str(pd.Timestamp(cutoff).date())
+    if rows.cutoffs is None or not len(rows):
+        return "none"
+    return f"per customer, {pd.Timestamp(rows.cutoffs.min()).date()} to {pd.Timestamp(rows.cutoffs.max()).date()}"
+
+
+def _per_sequence_cutoffs(split: Split, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, test) cut-off per sequence of ``keys`` from the rows' own ones; the end of time without a row."""
+    end = np.datetime64(pd.Timestamp.max.to_datetime64(), "ns")
+    out = []
+    for rows in (split.validation, split.test):
+        at = pd.Series(rows.cutoffs, index=pd.Index(rows.keys)).reindex(pd.Index(keys))
+        out.append(at.to_numpy(dtype="datetime64[ns]"))
+    test = np.where(np.isnat(out[1]), end, out[1])
+    return np.where(np.isnat(out[0]), test, out[0]), test
+
+
 def _windows(config: UserSequencesConfig, events: pd.DataFrame) -> dict:
     """The configured windows when set (explicit config wins), else the split rule's choice for this data."""
+    if config.split not in SPLITS:
+        raise dg.Failure(f"user_sequences.config.split must be one of {SPLITS}, got {config.split!r}")
+    if config.split == LEAVE_LAST_BASKET_OUT:
+        return last_basket_choice(events).as_info()
     if config.test_days is not None or config.validation_days is not None:
         test_days = config.test_days or config.validation_days
         validation_days = config.validation_days or test_days
         return {"rule": "temporal (configured)", "test_days": test_days, "validation_days": validation_days,
                 "reason": f"Configured windows: {test_days} test days, {validation_days} validation days."}
-    return choose_windows(events, SplitRule()).as_info()
+    return choose_windows(events, SplitRule(leave_last_basket_out=config.split == "auto")).as_info()
 
 
 def text_matrix(warehouse: WarehouseResource, item_ids: np.ndarray) -> tuple[np.ndarray, int]:

@@ -9,6 +9,7 @@ import json
 import time
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext
 from pydantic import Field
@@ -65,12 +66,13 @@ def ranker_features(
     for phase in PHASES:
         _, _, rows = stored.training(phase)
         models = phase_models(paths, stored, phase)
+        cutoff = stored.cutoff(phase)
         features, labels = labelled_candidates({name: m.score for name, m in models.items()}, rows, events,
-                                               stored.info[f"{phase}_cutoff"], n_candidates=config.n_candidates,
+                                               cutoff, n_candidates=config.n_candidates,
                                                item_text=text, recent_items=config.recent_items)
         features.insert(0, "phase", phase)
         features.insert(1, "user_key", rows.keys[features["row"].to_numpy()])
-        features["cutoff"] = pd.Timestamp(stored.info[f"{phase}_cutoff"])
+        features["cutoff"] = cutoff[features["row"].to_numpy()] if np.ndim(cutoff) else cutoff
         features["label"] = labels
         recall[phase] = candidate_recall(features, rows.targets)
         frames.append(features)
@@ -109,9 +111,9 @@ def ranker_features_expectations(warehouse: WarehouseResource) -> dg.AssetCheckR
         with_candidates = part["row"].nunique()
         if with_candidates < eligible:
             problems.append(f"{phase}: {eligible - with_candidates} of {eligible} customers have no candidate")
-        future = future_event_rows(part, stored.info[f"{phase}_cutoff"])
+        future = future_event_rows(part, stored.cutoff(phase))
         if future:
-            problems.append(f"{phase}: {future} rows use events at or after the cut-off {stored.info[f'{phase}_cutoff']}")
+            problems.append(f"{phase}: {future} rows use events at or after their cut-off")
     training = table[table["phase"] == "validation"]
     positives = int(training["label"].sum())
     enough = positives >= LEAK_CHECK_MIN_POSITIVES

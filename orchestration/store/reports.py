@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recmodels.metrics import topk_from_scores
-from recmodels.splits import EvalSet
+from recmodels.splits import LEAVE_LAST_BASKET_OUT, EvalSet
 
 REPORT_COLUMNS = ("recall@10", "ndcg@10", "hr@10", "mrr", "recall@50", "ndcg@50", "coverage@10")
 KS = (10, 20, 50)
@@ -42,13 +42,20 @@ def sequence_rows(
     validation_cutoff, test_cutoff,
 ) -> pd.DataFrame:
     """One row per event of every sequence: sequence_key, position (0-based), item_id, occurred_at, period
-    (train / validation / test: which side of the cut-offs the event falls on)."""
+    (train / validation / test: which side of the cut-offs the event falls on). A cut-off is one time, or one
+    per sequence (leave-last-basket-out)."""
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     internal = np.concatenate(sequences) if len(sequences) else np.array([], dtype=np.int64)
     times = np.concatenate(timestamps) if len(timestamps) else np.array([], dtype="datetime64[ns]")
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    period = np.where(times < np.datetime64(pd.Timestamp(validation_cutoff)), "train",
-                      np.where(times < np.datetime64(pd.Timestamp(test_cutoff)), "validation", "test"))
+
+    def per_event(cutoff) -> np.ndarray:
+        if np.ndim(cutoff):
+            return np.repeat(np.asarray(cutoff, dtype="datetime64[ns]"), lengths)
+        return np.datetime64(pd.Timestamp(cutoff).to_datetime64(), "ns")
+
+    period = np.where(times < per_event(validation_cutoff), "train",
+                      np.where(times < per_event(test_cutoff), "validation", "test"))
     return pd.DataFrame({
         "sequence_key": np.repeat(np.asarray(keys, dtype=str), lengths),
         "position": np.arange(len(internal)) - starts,
@@ -216,6 +223,12 @@ def frame_markdown(frame: pd.DataFrame) -> str:
 def split_lines(info: dict[str, Any], validation_rows: int, test_rows: int, train_sequences: int) -> list[str]:
     """The evaluation split in words: the rule that chose it, the cut-offs and the customers each part holds."""
     rule = info.get("split_rule") or {}
+    if rule.get("rule") == LEAVE_LAST_BASKET_OUT:
+        lines = [f"Evaluation split: {LEAVE_LAST_BASKET_OUT}, each customer's own cut-offs", f"  {rule['reason']}",
+                 f"  validation (each customer's second-to-last basket): {validation_rows:,} customers",
+                 f"  test (each customer's last basket, up to {info.get('last_event')}): {test_rows:,} customers",
+                 f"  training sequences (what precedes each customer's test basket): {train_sequences:,}"]
+        return lines
     if rule:
         lines = [f"Evaluation split: {rule['rule']}, {rule['test_days']} test days and "
                  f"{rule['validation_days']} validation days"]

@@ -15,6 +15,9 @@ from recmodels.ranking.reorder import pair_orders, quantity_features, repeat_fea
 from recmodels.similarity import unit_rows
 
 DEFAULT_RECENT_ITEMS = 10  # distinct recent history items behind the text_cosine feature
+# Rows with their own cut-offs are featurised in at most this many groups, each as of its earliest cut-off: more
+# groups, fresher features, one more pass over the events each.
+CUTOFF_GROUPS = 24
 
 FEATURE_DESCRIPTIONS: dict[str, str] = {
     "item_purchases": "events (purchase lines) of the item before the cut-off, all users",
@@ -297,11 +300,28 @@ def _check_inputs(candidates: pd.DataFrame, events: pd.DataFrame, recent_items: 
         raise ValueError(f"recent_items must be >= 1, got {recent_items}")
 
 
+def cutoff_groups(cutoffs: np.ndarray, max_groups: int = CUTOFF_GROUPS) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with their own cut-offs in at most ``max_groups`` groups of consecutive cut-offs and about equal size:
+    (group per row, the group's cut-off: the earliest of its rows', so that no row reads past its own)."""
+    cutoffs = np.asarray(cutoffs, dtype="datetime64[ns]")
+    if np.isnat(cutoffs).any():
+        raise ValueError("every row needs a cut-off; got NaT")
+    distinct, inverse = np.unique(cutoffs, return_inverse=True)
+    per_time = np.bincount(inverse, minlength=len(distinct))
+    # Cut the sorted distinct times where the running row count crosses a multiple of n / max_groups, so rows
+    # that share a cut-off stay together.
+    group_of_time = np.minimum((np.cumsum(per_time) - per_time) * max_groups // max(len(cutoffs), 1), max_groups - 1)
+    _, group_of_time = np.unique(group_of_time, return_inverse=True)
+    group_cutoff = np.array([distinct[group_of_time == g].min() for g in range(group_of_time.max(initial=-1) + 1)],
+                            dtype="datetime64[ns]")
+    return group_of_time[inverse], group_cutoff
+
+
 def compute_features(
     candidates: pd.DataFrame,
     row_keys: np.ndarray,
     events: pd.DataFrame,
-    cutoff: TimeLike,
+    cutoff: TimeLike | np.ndarray,
     item_text: np.ndarray | None = None,
     item_attributes: pd.DataFrame | None = None,
     recent_items: int = DEFAULT_RECENT_ITEMS,
@@ -311,11 +331,33 @@ def compute_features(
     ``row_keys[row]`` is the user key of candidate row ``row`` (``EvalSet.keys``). Only ``events`` with
     ``occurred_at < cutoff`` are used; ``features_as_of`` is the latest event time a row's features read (its
     user's and its item's last events; NaT when neither has any), which ``future_event_rows`` checks.
-    ``text_cosine`` needs ``item_text`` ((n_items + 1, d), internal-id order, zero rows = no text);
-    ``category_affinity`` / ``brand_affinity`` need those columns in ``item_attributes`` (indexed by internal
-    id). Users without events before the cut-off get zeros and the NEVER_DAYS sentinel.
+    ``cutoff`` is one time, or one per row (leave-last-basket-out): then rows are grouped by ``cutoff_groups``
+    and each group's features are as of its earliest cut-off, a little stale for some rows but never later
+    than any row's own. ``text_cosine`` needs ``item_text`` ((n_items + 1, d), internal-id order, zero rows =
+    no text); ``category_affinity`` / ``brand_affinity`` need those columns in ``item_attributes`` (indexed by
+    internal id). Users without events before the cut-off get zeros and the NEVER_DAYS sentinel.
     """
     _check_inputs(candidates, events, recent_items)
+    if np.ndim(cutoff) == 0:
+        return _features_at(candidates, row_keys, events, cutoff, item_text, item_attributes, recent_items)
+    group_of_row, group_cutoff = cutoff_groups(np.asarray(cutoff))
+    candidate_group = group_of_row[candidates["row"].to_numpy(np.int64)]
+    order = np.arange(len(candidates))
+    frames = [
+        _features_at(candidates[candidate_group == g], row_keys, events, at, item_text, item_attributes,
+                     recent_items).assign(_order=order[candidate_group == g])
+        for g, at in enumerate(group_cutoff) if (candidate_group == g).any()
+    ]
+    if not frames:  # no candidates: the empty frame with every column
+        return _features_at(candidates, row_keys, events, pd.Timestamp.min, item_text, item_attributes, recent_items)
+    return pd.concat(frames).sort_values("_order").drop(columns="_order")
+
+
+def _features_at(
+    candidates: pd.DataFrame, row_keys: np.ndarray, events: pd.DataFrame, cutoff: TimeLike,
+    item_text: np.ndarray | None, item_attributes: pd.DataFrame | None, recent_items: int,
+) -> pd.DataFrame:
+    """``compute_features`` at one cut-off."""
     past = _past_events(candidates, row_keys, events, cutoff, item_text)
     out = candidates.copy()
     item_last = _item_features(out, past)

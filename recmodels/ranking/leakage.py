@@ -53,7 +53,12 @@ def leak_suspects(
     return dict(sorted(((c, a) for c, a in auc.items() if a > max_auc), key=lambda pair: -pair[1]))
 
 
-def future_event_rows(features: pd.DataFrame, cutoff: TimeLike) -> int:
-    """Rows whose ``features_as_of`` is at or after ``cutoff``: each one read an event it must not see."""
+def future_event_rows(features: pd.DataFrame, cutoff: TimeLike | np.ndarray) -> int:
+    """Rows whose ``features_as_of`` is at or after their cut-off (one time, or one per evaluation row, indexed
+    by ``features["row"]``): each one read an event it must not see."""
     as_of = features["features_as_of"].to_numpy().astype("datetime64[ns]")
-    return int((as_of >= np.datetime64(pd.Timestamp(cutoff).to_datetime64(), "ns")).sum())
+    if np.ndim(cutoff):
+        limit = np.asarray(cutoff, dtype="datetime64[ns]")[features["row"].to_numpy(np.int64)]
+    else:
+        limit = np.datetime64(pd.Timestamp(cutoff).to_datetime64(), "ns")
+    return int((as_of >= limit).sum())

@@ -21,12 +21,12 @@ def labelled_candidates(
     sources: Mapping[str, Scorer],
     rows: EvalSet,
     events: pd.DataFrame,
-    cutoff: TimeLike,
+    cutoff: TimeLike | np.ndarray,
     n_candidates: int = DEFAULT_N_CANDIDATES,
     item_text: np.ndarray | None = None,
     recent_items: int = DEFAULT_RECENT_ITEMS,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """``rows``' candidates from ``sources`` with their features as of ``cutoff`` (``compute_features``), and
+    """``rows``' candidates from ``sources`` with their features as of ``cutoff`` (one, or one per row: ``compute_features``), and
     each candidate's 0/1 label against ``rows.targets`` (``candidate_labels``)."""
     candidates = generate_candidates(sources, rows.histories, n_candidates)
     features = compute_features(candidates, rows.keys, events, cutoff, item_text=item_text, recent_items=recent_items)

@@ -216,6 +216,34 @@ def test_features_with_no_past_events_do_not_crash():
     assert (features["text_cosine"] == 0).all() and features["features_as_of"].isna().all()
 
 
+def test_features_with_a_cutoff_per_row_read_nothing_after_each_rows_own():
+    from recmodels.ranking.features import compute_features as features_of
+
+    same = np.full(len(ROW_KEYS), np.datetime64(CUTOFF, "ns"))
+    pd.testing.assert_frame_equal(_features(), features_of(CANDIDATES, ROW_KEYS, EVENTS, same, item_text=ITEM_TEXT,
+                                                           item_attributes=ATTRIBUTES, recent_items=2))
+    earlier = CUTOFF - pd.Timedelta(days=10)
+    own = same.copy()
+    own[2] = np.datetime64(earlier, "ns")  # c's row: ten days earlier
+    per_row = features_of(CANDIDATES, ROW_KEYS, EVENTS, own, item_text=ITEM_TEXT, recent_items=2)
+    at_earlier = features_of(CANDIDATES[CANDIDATES["row"] == 2], ROW_KEYS, EVENTS, earlier, item_text=ITEM_TEXT,
+                             recent_items=2)
+    pd.testing.assert_frame_equal(per_row[per_row["row"] == 2], at_earlier)
+    assert list(per_row.index) == list(CANDIDATES.index)  # the candidates' order is kept
+    assert future_event_rows(per_row, own) == 0 and future_event_rows(_features(), own) > 0
+
+
+def test_cutoff_groups_keep_equal_cutoffs_together_and_take_each_groups_earliest():
+    from recmodels.ranking.features import cutoff_groups
+
+    d1, d2, d3 = (np.datetime64(f"2024-01-0{d}", "ns") for d in (1, 2, 3))
+    group, at = cutoff_groups(np.array([d3, d1, d2, d1]), max_groups=2)
+    # Rows before each distinct time: d1 0, d2 2, d3 3; times 2 groups // 4 rows -> 0, 1, 1.
+    assert group.tolist() == [1, 0, 1, 0] and list(at) == [d1, d2]
+    with pytest.raises(ValueError, match="NaT"):
+        cutoff_groups(np.array([d1, np.datetime64("NaT", "ns")]))
+
+
 # ------------------------------------------------------------------------------------------- leak checks
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from recmodels.sequences import SequenceConfig
 from recmodels.splits import (
+    SplitRule,
     SplitWindows,
     StoredSplit,
     leave_one_out,
@@ -224,8 +225,25 @@ def test_one_off_buyers_are_too_small_to_evaluate_reliably_and_are_told_so():
     once = [(c, c % 300) for c in range(1000)]
     again = [(1000 + c, d) for c in range(20) for d in (c, 150 + c, 280 + c % 19)]
     choice = choose_windows(_log(once + again))
-    assert not choice.enough and choice.test_customers < 30
-    assert choice.reason.startswith("Too few returning customers to evaluate reliably: 20 customers bought more")
+    # No window holds the 20 who return; held out by last basket, all 20 are evaluated, still too few.
+    assert (choice.rule, choice.test_customers, choice.validation_customers, choice.enough) == (
+        "leave-last-basket-out", 20, 20, False)
+    assert "Too few to evaluate reliably: 30 make an evaluation" in choice.reason
+    windows_only = choose_windows(_log(once + again), SplitRule(leave_last_basket_out=False))
+    assert not windows_only.enough and windows_only.test_customers < 30
+    assert windows_only.reason.startswith("Too few returning customers to evaluate reliably: 20 customers bought more")
+
+
+def test_customers_who_rarely_return_within_a_window_are_held_out_by_their_last_basket():
+    from recmodels.splits import choose_windows
+
+    # 400 customers, each active for 20 days (baskets on days 5c/2, +10, +20) across ~1,020 days: any window at
+    # the end catches only the few whose baskets straddle its cut-off, while every customer has three baskets.
+    choice = choose_windows(_log([(c, int(2.5 * c) + d) for c in range(400) for d in (0, 10, 20)]))
+    assert choice.rule == "leave-last-basket-out" and choice.enough
+    assert (choice.test_customers, choice.validation_customers) == (400, 400)
+    assert max(min(t[1:]) for t in choice.tried) < 100  # no window length reached the rule's 100
+    assert (choice.test_days, choice.validation_days) == (None, None)
 
 
 def test_a_log_of_a_few_weeks_gets_the_longest_short_windows_that_fit():
@@ -234,3 +252,46 @@ def test_a_log_of_a_few_weeks_gets_the_longest_short_windows_that_fit():
     # 58 days of 300 buyers every third day: two 30-day windows would take more than half the log; 14 days fit.
     choice = choose_windows(_log([(c, d) for c in range(300) for d in range(0, 60, 3)]))
     assert (choice.test_days, choice.enough, [t[0] for t in choice.tried]) == (14, True, [14])
+
+
+# ---- leave-last-basket-out
+
+
+def _baskets():
+    """a: baskets on Jan 1 (x, y), Jan 6 (z), Jan 10 (x); b: Jan 2 (y), Jan 4 (z); c: one basket (x)."""
+    t = pd.Timestamp("2024-01-01")
+    return pd.DataFrame({
+        "user_id": ["a", "a", "a", "a", "b", "b", "c"], "item_id": ["x", "y", "z", "x", "y", "z", "x"],
+        "occurred_at": [t, t, t + pd.Timedelta(days=5), t + pd.Timedelta(days=9), t + pd.Timedelta(days=1),
+                        t + pd.Timedelta(days=3), t],
+        "basket_id": ["1", "1", "2", "3", "4", "5", "6"]})
+
+
+def test_leave_last_basket_out_tests_the_last_basket_and_validates_the_one_before():
+    from recmodels.splits import leave_last_basket_out
+
+    split = leave_last_basket_out(_baskets(), SequenceConfig(seed=1))
+    x, y, z = 1, 2, 3
+    assert list(split.test.keys) == ["a", "b"] and list(split.validation.keys) == ["a"]
+    assert [t.tolist() for t in split.test.targets] == [[x], [z]]
+    assert [sorted(h.tolist()) for h in split.test.histories] == [[x, y, z], [y]]
+    assert [t.tolist() for t in split.validation.targets] == [[z]] and sorted(split.validation.histories[0]) == [x, y]
+    assert list(split.test.cutoffs) == [np.datetime64("2024-01-10", "ns"), np.datetime64("2024-01-04", "ns")]
+    assert list(split.validation.cutoffs) == [np.datetime64("2024-01-06", "ns")]
+    # Validation-phase training stops before each customer's first held-out basket; c trains whole.
+    assert [sorted(s.tolist()) for s in split.train] == [[x, y], [y], [x]]
+    assert [sorted(s.tolist()) for s in split.train_for_test] == [[x, y, z], [y], [x]]
+
+
+def test_without_basket_ids_each_distinct_time_is_a_basket(tmp_path):
+    from recmodels.splits import StoredSplit, last_basket_cutoffs, leave_last_basket_out, load_split, save_split
+
+    events = _baskets().drop(columns="basket_id")
+    cutoffs = last_basket_cutoffs(events)
+    assert cutoffs["baskets"].to_dict() == {"a": 3, "b": 2, "c": 1}
+    split = leave_last_basket_out(events, SequenceConfig())
+    stored = StoredSplit(split, split.train_timestamps, split.train_for_test_timestamps, {})
+    save_split(stored, tmp_path / "split.npz")
+    loaded = load_split(tmp_path / "split.npz")
+    assert list(loaded.split.test.cutoffs) == list(split.test.cutoffs)
+    assert list(loaded.cutoff("test")) == list(split.test.cutoffs)
