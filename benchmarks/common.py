@@ -32,6 +32,7 @@ SASREC_FLAGS = {
     "--batch": ("train", "batch_size", int, "training windows per step"),
     "--windows": ("train", "windows_per_sequence", int, "training windows of max_length + 1 items per sequence"),
     "--max-length": ("model", "max_length", int, "most recent items the model sees"),
+    "--item-to-item-decay": ("train", "item_to_item_weight_decay", float, "AdamW decay of the item-to-item matrix"),
 }
 
 

@@ -208,7 +208,7 @@ def print_report(figures: dict) -> None:
               f"{m.get('cold/ndcg@10', float('nan')):>9.4f} {m['train_s']:>8.1f}")
 
 SEQUENTIAL_FLAGS = ("--epochs", "--patience", "--hidden", "--layers", "--heads", "--dropout", "--lr", "--batch", "--windows",
-                    "--max-length")
+                    "--max-length", "--item-to-item-decay")
 
 
 def main() -> None:

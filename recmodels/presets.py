@@ -112,8 +112,8 @@ class Preset:
     train: TrainConfig
 
 
-# The pipeline's sasrec_model defaults, sized for the demo's synthetic shop (about 30 s of CPU training); real
-# data wants more epochs and a wider model.
+# The pipeline's sasrec_model defaults, sized for the demo's synthetic shop (about 30 s of CPU training). Larger
+# shops get a wider model, a lower rate and every core: recmodels.sizing.SASREC_SIZES, whose first row is this.
 PIPELINE = Preset(
     SASRecConfig(hidden_size=32, item_text="id+text"),
     # A model this small gains little from intra-op threads, and on a machine whose cores are busy they spin

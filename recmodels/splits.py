@@ -254,6 +254,16 @@ def leave_last_basket_out(events: pd.DataFrame, config: SequenceConfig, name: st
     )
 
 
+def sequence_cutoffs(split: Split, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, test) cut-off of each sequence of ``keys`` from ``split``'s per-row ones: where a sequence
+    has no validation row its test cut-off, and where it has no test row the end of time (it only trains)."""
+    validation, test = (
+        pd.Series(rows.cutoffs, index=pd.Index(rows.keys)).reindex(pd.Index(keys)).to_numpy(dtype="datetime64[ns]")
+        for rows in (split.validation, split.test))
+    test = np.where(np.isnat(test), _END_OF_TIME, test)
+    return np.where(np.isnat(validation), test, validation), test
+
+
 def split_cutoffs(last_event, test_days: int, validation_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(validation_cutoff, test_cutoff) at midnight: the test window is the last ``test_days`` calendar days
     of the data (the day of ``last_event`` included), the validation window the ``validation_days`` before."""

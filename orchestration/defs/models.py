@@ -38,6 +38,7 @@ from orchestration.store.reports import (
 from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN, save_baselines
 from recmodels.metrics import evaluate
 from recmodels.presets import PIPELINE
+from recmodels.sizing import sized_sasrec
 from recmodels.sequences import SequenceConfig, build_sequences
 from recmodels.splits import (
     LEAVE_LAST_BASKET_OUT,
@@ -51,6 +52,7 @@ from recmodels.splits import (
     leave_last_basket_out,
     load_split,
     save_split,
+    sequence_cutoffs,
     split_cutoffs,
     split_problem,
     temporal_split,
@@ -111,7 +113,7 @@ def user_sequences(
     if choice["rule"] == LEAVE_LAST_BASKET_OUT:
         split = leave_last_basket_out(events, sequence_config, name=f"{config.key}-{LEAVE_LAST_BASKET_OUT}")
         cutoffs = {"validation_cutoff": None, "test_cutoff": None}
-        period_cutoffs = _per_sequence_cutoffs(split, keys=build_sequences(events, sequence_config)[1])
+        period_cutoffs = sequence_cutoffs(split, build_sequences(events, sequence_config)[1])
     else:
         validation_cutoff, test_cutoff = split_cutoffs(last, choice["test_days"], choice["validation_days"])
         split = temporal_split(events, sequence_config, test_cutoff=test_cutoff, validation_cutoff=validation_cutoff,
@@ -172,17 +174,6 @@ def _cutoff_text(rows: EvalSet, cutoff: str | None) -> str:
     return f"per customer, {pd.Timestamp(rows.cutoffs.min()).date()} to {pd.Timestamp(rows.cutoffs.max()).date()}"
 
 
-def _per_sequence_cutoffs(split: Split, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(validation, test) cut-off per sequence of ``keys`` from the rows' own ones; the end of time without a row."""
-    end = np.datetime64(pd.Timestamp.max.to_datetime64(), "ns")
-    out = []
-    for rows in (split.validation, split.test):
-        at = pd.Series(rows.cutoffs, index=pd.Index(rows.keys)).reindex(pd.Index(keys))
-        out.append(at.to_numpy(dtype="datetime64[ns]"))
-    test = np.where(np.isnat(out[1]), end, out[1])
-    return np.where(np.isnat(out[0]), test, out[0]), test
-
-
 def _windows(config: UserSequencesConfig, events: pd.DataFrame) -> dict:
     """The configured windows when set (explicit config wins), else the split rule's choice for this data."""
     if config.split not in SPLITS:
@@ -204,23 +195,26 @@ def text_matrix(warehouse: WarehouseResource, item_ids: np.ndarray) -> tuple[np.
 
 
 class SASRecModelConfig(dg.Config):
-    # Defaults: the library's PIPELINE preset, sized for the demo's synthetic shop; raise epochs and hidden_size
-    # for real data.
-    epochs: int = Field(
-        default=PIPELINE.train.epochs,
-        description="Upper bound on epochs; early stopping on validation NDCG@10 may end sooner.",
+    # Defaults: the library's PIPELINE preset; the fields left null are sized to the shop's training events
+    # (recmodels.sizing.SASREC_SIZES, the README's table). A value given here wins.
+    epochs: int | None = Field(
+        default=None,
+        description="Upper bound on epochs; early stopping on validation NDCG@10 may end sooner. Null: sized to the data.",
     )
-    hidden_size: int = Field(default=PIPELINE.model.hidden_size, description="Width of item, position and hidden vectors.")
+    hidden_size: int | None = Field(
+        default=None, description="Width of item, position and hidden vectors; null: sized to the data."
+    )
     num_layers: int = Field(default=PIPELINE.model.num_layers, description="Transformer blocks.")
     num_heads: int = Field(default=PIPELINE.model.num_heads, description="Attention heads (must divide hidden_size).")
     dropout: float = Field(default=PIPELINE.model.dropout, description="Dropout rate.")
-    lr: float = Field(default=PIPELINE.train.lr, description="Peak AdamW learning rate.")
+    lr: float | None = Field(default=None, description="Peak AdamW learning rate; null: sized to the data.")
     warmup_steps: int = Field(
         default=PIPELINE.train.warmup_steps, description="Optimizer steps of linear learning-rate warm-up."
     )
-    batch_size: int = Field(default=PIPELINE.train.batch_size, description="Training sequences per step.")
-    patience: int = Field(
-        default=PIPELINE.train.patience, description="Stop after this many epochs without a better validation NDCG@10."
+    batch_size: int | None = Field(default=None, description="Training sequences per step; null: sized to the data.")
+    patience: int | None = Field(
+        default=None,
+        description="Stop after this many epochs without a better validation NDCG@10; null: sized to the data.",
     )
     item_text: str = Field(
         default=PIPELINE.model.item_text, description="Item representation: id, text or id+text (text-aware)."
@@ -246,24 +240,36 @@ class SASRecModelConfig(dg.Config):
         default=PIPELINE.train.device, description="cpu, cuda, cuda:1...; null: CUDA when available."
     )
     num_threads: int | None = Field(
-        default=PIPELINE.train.num_threads, description="CPU threads for training; null: every core."
+        default=None, description="CPU threads for training; null: sized to the data (one for a small shop, else "
+        "every core)."
     )
     seed: int = Field(default=PIPELINE.train.seed, description="Seed of init, shuffling and dropout.")
 
-    def to_configs(self, max_length: int, text_dim: int | None, n_items: int):
-        """The library's configs for this run; ``text_dim`` is None when there is no text matrix."""
+    def to_configs(self, stored: StoredSplit, text_dim: int | None):
+        """The library's configs for this run on ``stored``; ``text_dim`` is None when there is no text matrix.
+        Fields left null come from ``sized_sasrec`` of the events the test model trains on."""
         from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS
 
-        item_to_item = n_items <= ITEM_TO_ITEM_MAX_ITEMS if self.item_to_item is None else self.item_to_item
+        split, max_length = stored.split, stored.info["sequence_config"]["max_length"]
+        sized = sized_sasrec(sum(len(sequence) for sequence in split.train_for_test))
+        item_to_item = split.n_items <= ITEM_TO_ITEM_MAX_ITEMS if self.item_to_item is None else self.item_to_item
+
+        def chosen(name: str, part) -> object:
+            value = getattr(self, name)
+            return getattr(part, name) if value is None else value
+
         model = replace(
-            PIPELINE.model, hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads,
-            dropout=self.dropout, max_length=max_length, item_text=self.item_text, item_to_item=item_to_item,
-            history_bias=self.history_bias, **({} if text_dim is None else {"text_dim": text_dim}),
+            sized.model, hidden_size=chosen("hidden_size", sized.model), num_layers=self.num_layers,
+            num_heads=self.num_heads, dropout=self.dropout, max_length=max_length, item_text=self.item_text,
+            item_to_item=item_to_item, history_bias=self.history_bias,
+            **({} if text_dim is None else {"text_dim": text_dim}),
         )
         train = replace(
-            PIPELINE.train, epochs=self.epochs, lr=self.lr, warmup_steps=self.warmup_steps, batch_size=self.batch_size,
-            patience=self.patience, device=self.device, num_threads=self.num_threads, seed=self.seed,
-            set_targets=self.set_targets, show_progress=sys.stderr.isatty(),
+            sized.train, epochs=chosen("epochs", sized.train), lr=chosen("lr", sized.train),
+            warmup_steps=self.warmup_steps, batch_size=chosen("batch_size", sized.train),
+            patience=chosen("patience", sized.train), device=self.device,
+            num_threads=chosen("num_threads", sized.train), seed=self.seed, set_targets=self.set_targets,
+            show_progress=sys.stderr.isatty(),
         )
         return model, train
 
@@ -321,8 +327,9 @@ def sasrec_model(
     stored = load_split(paths.split_file)
     split = stored.split
     text, items_with_text = text_matrix(warehouse, split.item_ids) if config.item_text != "id" else (None, 0)
-    model_config, train_config = config.to_configs(stored.info["sequence_config"]["max_length"],
-                                                   None if text is None else text.shape[1], split.n_items)
+    model_config, train_config = config.to_configs(stored, None if text is None else text.shape[1])
+    context.log.info(f"SASRec: hidden {model_config.hidden_size}, lr {train_config.lr}, batch "
+                     f"{train_config.batch_size}, up to {train_config.epochs} epochs")
     checkpoints = paths.checkpoint_dir(_checkpoint_key(stored, model_config, train_config))
 
     def validate(model) -> float:

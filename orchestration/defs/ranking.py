@@ -32,9 +32,9 @@ from recmodels.ranking import (
     purchase_events,
     ranker_feature_names,
     rerank_topk,
-    sized_ranker_config,
 )
 from recmodels.recommender import TwoStageConfig
+from recmodels.sizing import sized_ranker_config
 from recmodels.splits import PHASES, load_split
 
 FEATURES_TABLE = "ml.ranker_features"
@@ -134,7 +134,7 @@ class RankerModelConfig(dg.Config):
     n_estimators: int = Field(default=RankerConfig.n_estimators, description="Upper bound on boosting rounds.")
     learning_rate: float = Field(default=RankerConfig.learning_rate)
     num_leaves: int | None = Field(default=None, description="Leaves per tree; null: sized by the training customers "
-                                                            "(recmodels.ranking.RANKER_SIZES).")
+                                                            "(recmodels.sizing.RANKER_SIZES).")
     min_data_in_leaf: int | None = Field(default=None, description="Rows per leaf at least; null: sized by the "
                                                                    "training customers.")
     n_models: int = Field(default=RankerConfig.n_models,

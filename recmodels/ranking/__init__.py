@@ -31,7 +31,6 @@ from recmodels.ranking.ranker import (
     FORMAT_VERSION,
     LambdaRanker,
     RankerConfig,
-    sized_ranker_config,
     ranker_feature_names,
     rerank_topk,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "NEVER_DAYS",
     "LambdaRanker",
     "RankerConfig",
-    "sized_ranker_config",
     "Scorer",
     "TimeLike",
     "candidate_labels",

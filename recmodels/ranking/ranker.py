@@ -55,21 +55,6 @@ class RankerConfig:
         }
 
 
-# The tree size the ranker's training customers support (customers with a positive candidate, at least, leaves,
-# rows per leaf): a tree with more leaves than a small shop has buyers fits single customers. The last row is
-# RankerConfig's own default, which suits ~1k customers x 100 candidates (Online Retail trains on about 1,900).
-RANKER_SIZES = ((0, 7, 20), (300, 15, 30), (700, 31, 50), (20_000, 63, 100))
-
-
-def sized_ranker_config(training_customers: int, base: RankerConfig = RankerConfig()) -> RankerConfig:
-    """``base`` with ``num_leaves`` and ``min_data_in_leaf`` from ``RANKER_SIZES`` for this many training
-    customers (README, "Defaults sized to the data")."""
-    from dataclasses import replace
-
-    _, leaves, per_leaf = max((row for row in RANKER_SIZES if training_customers >= row[0]), key=lambda row: row[0])
-    return replace(base, num_leaves=leaves, min_data_in_leaf=per_leaf)
-
-
 def _matrix(features: pd.DataFrame, feature_names: list[str]) -> np.ndarray:
     missing = [name for name in feature_names if name not in features.columns]
     if missing:

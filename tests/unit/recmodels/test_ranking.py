@@ -482,7 +482,8 @@ def test_labelled_candidates_equal_the_steps_it_runs():
 
 
 def test_the_ranker_is_sized_by_its_training_customers():
-    from recmodels.ranking import RankerConfig, sized_ranker_config
+    from recmodels.ranking import RankerConfig
+    from recmodels.sizing import sized_ranker_config
 
     sizes = {n: (c.num_leaves, c.min_data_in_leaf) for n in (0, 120, 299, 300, 700, 1900, 20_000, 10**6)
              for c in [sized_ranker_config(n)]}

@@ -47,3 +47,20 @@ def test_the_model_and_training_modules_re_export_the_configs():
     from recmodels.training import TrainConfig as FromTraining
 
     assert FromModel is SASRecConfig and FromTraining is TrainConfig
+
+
+def test_sasrec_is_sized_by_its_training_events():
+    from recmodels.sizing import sized_sasrec
+
+    sizes = {n: (p.model.hidden_size, p.train.lr, p.train.batch_size, p.train.epochs, p.train.patience,
+                 p.train.num_threads) for n in (0, 39_413, 49_999, 50_000, 249_999, 250_000, 10**7)
+             for p in [sized_sasrec(n)]}
+    demo = (32, 5e-3, 128, 20, 5, 1)
+    assert sizes == {0: demo, 39_413: demo, 49_999: demo, 50_000: (64, 3e-3, 128, 30, 4, None),
+                     249_999: (64, 3e-3, 128, 30, 4, None), 250_000: (128, 2e-3, 256, 30, 3, None),
+                     10**7: (128, 2e-3, 256, 30, 3, None)}
+    # The demo's shop (39,413 training events) keeps the PIPELINE preset; everything else is the preset's.
+    assert sized_sasrec(39_413) == presets.PIPELINE
+    large = sized_sasrec(400_000)
+    assert replace(large.model, hidden_size=32) == presets.PIPELINE.model
+    assert large.train.warmup_steps == presets.PIPELINE.train.warmup_steps

@@ -1,0 +1,67 @@
+"""The data-sized defaults: SASRec's and the re-ranker's hyperparameters from the size of the shop (README,
+"Defaults sized to the data"). Explicit config wins over both; the tables are the only place the sizes live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from recmodels.presets import PIPELINE, Preset
+
+if TYPE_CHECKING:
+    from recmodels.ranking.ranker import RankerConfig
+
+
+@dataclass(frozen=True)
+class SASRecSize:
+    """SASRec's settings from a number of training events (purchases before the test cut-off) upwards."""
+
+    min_events: int
+    hidden_size: int
+    lr: float
+    batch_size: int
+    epochs: int
+    patience: int
+    num_threads: int | None  # None: every core
+
+
+# A shop of a few thousand events (the demo's) trains a narrow model fast, at a high learning rate; one thread,
+# because so small a model gains nothing from more and on busy shared cores threads spin against each other.
+# A shop of Online Retail's size (~400k purchases) peaks at epoch 1 with those settings (test NDCG@10 0.2455):
+# it wants a wider model and a lower rate, on every core (BENCHMARKS.md, "Defaults sized to the data").
+SASREC_SIZES = (
+    SASRecSize(0, hidden_size=PIPELINE.model.hidden_size, lr=PIPELINE.train.lr, batch_size=PIPELINE.train.batch_size,
+               epochs=PIPELINE.train.epochs, patience=PIPELINE.train.patience, num_threads=PIPELINE.train.num_threads),
+    SASRecSize(50_000, hidden_size=64, lr=3e-3, batch_size=128, epochs=30, patience=4, num_threads=None),
+    SASRecSize(250_000, hidden_size=128, lr=2e-3, batch_size=256, epochs=30, patience=3, num_threads=None),
+)
+
+
+def sasrec_size(training_events: int) -> SASRecSize:
+    """The ``SASREC_SIZES`` row for this many training events."""
+    return max((row for row in SASREC_SIZES if training_events >= row.min_events), key=lambda row: row.min_events)
+
+
+def sized_sasrec(training_events: int, base: Preset = PIPELINE) -> Preset:
+    """``base`` with the width, learning rate, batch, epochs, patience and threads of ``sasrec_size``."""
+    size = sasrec_size(training_events)
+    model = replace(base.model, hidden_size=size.hidden_size)
+    train = replace(base.train, lr=size.lr, batch_size=size.batch_size, epochs=size.epochs, patience=size.patience,
+                    num_threads=size.num_threads)
+    return Preset(model, train)
+
+
+# The tree size the ranker's training customers support (customers with a positive candidate, at least, leaves,
+# rows per leaf): a tree with more leaves than a small shop has buyers fits single customers. The 700 row is
+# RankerConfig's own default, which suits ~1k customers x 100 candidates (Online Retail trains on about 1,900).
+RANKER_SIZES = ((0, 7, 20), (300, 15, 30), (700, 31, 50), (20_000, 63, 100))
+
+
+def sized_ranker_config(training_customers: int, base: RankerConfig | None = None) -> RankerConfig:
+    """``base`` (default ``RankerConfig()``) with ``num_leaves`` and ``min_data_in_leaf`` from ``RANKER_SIZES``
+    for this many training customers."""
+    from recmodels.ranking.ranker import RankerConfig
+
+    _, leaves, per_leaf = max((row for row in RANKER_SIZES if training_customers >= row[0]), key=lambda row: row[0])
+    return replace(base or RankerConfig(), num_leaves=leaves, min_data_in_leaf=per_leaf)
