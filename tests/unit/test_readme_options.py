@@ -13,6 +13,7 @@ from orchestration.apps.cli import _parser
 from orchestration.defs.models import CandidateScoresConfig, SASRecModelConfig, UserSequencesConfig
 from recmodels.presets import PIPELINE, REPLAY, SHORT_WINDOWS, SASRecConfig, TrainConfig
 from recmodels.sequences import SequenceConfig
+from recmodels.sizing import SASRecSize
 from recmodels.splits import SplitWindows
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -112,16 +113,25 @@ def test_replay_table_lists_every_flag_with_its_default_and_the_pipeline_value_i
             assert pipeline and pipeline.group(1) == _shown(_asset_default(*REPLAY_OPTIONS[flag])), flag
 
 
+SIZED = {f.name for f in fields(SASRecSize)} - {"min_events"}
+
+
 def test_asset_defaults_are_the_library_presets():
     model, train = {f.name for f in fields(SASRecConfig)}, {f.name for f in fields(TrainConfig)}
     for option, field in SASRecModelConfig.model_fields.items():
         if option == "item_to_item":  # null: chosen from the catalogue size at run time
             assert field.default is None
             continue
+        if option in SIZED:  # null: sized to the training events at run time (recmodels.sizing)
+            assert field.default is None, option
+            continue
         preset = PIPELINE.model if option in model else PIPELINE.train
         assert option in model | train and field.default == getattr(preset, option), option
     windows = {f.name for f in fields(SplitWindows)}
     for option, field in UserSequencesConfig.model_fields.items():
+        if option == "split":
+            assert field.default == "auto"
+            continue
         if option in windows:  # null: chosen from the data by the split rule (SplitRule) at run time
             assert field.default is None, option
             continue
