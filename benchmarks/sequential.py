@@ -4,6 +4,10 @@
     python -m benchmarks.sequential --protocol or-session-fileorder --data ../shared/data/online_retail/online_retail.parquet
     python -m benchmarks.sequential --protocol or-customer-temporal --data ../shared/data/online_retail/online_retail.csv.gz
     python -m benchmarks.sequential --protocol generic-loo --data PATH/TO/GENERIC/FOLDER
+    python -m benchmarks.sequential --protocol pipeline --data RECSYS_HOME
+
+``pipeline`` reads the split and the item embeddings a ``recsys materialize`` left in a home, so a configuration
+is measured on exactly the rows the pipeline's SASRec was.
 
 Every model is scored twice on the test rows: with the history's own items allowed, and excluded. Baselines
 with options (buy-again, item-kNN) pick them on the validation rows; SASRec stops early on validation NDCG@10. Add
@@ -25,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import SHARED_DATA, add_preset_flags, configs_from_flags, emit_json, machine
-from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from recmodels.baselines import BUY_AGAIN_GRID, ITEM_KNN_GRID, BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from recmodels.baselines import pick_options as recmodels_pick_options
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate
 from recmodels.presets import SEQUENTIAL_BENCHMARK, SASRecConfig, TrainConfig
@@ -34,14 +39,9 @@ from recmodels.splits import Split
 from recmodels.text_encoder import EncoderConfig, load_encoder
 from recmodels.training import fit_then_refit
 
-PROTOCOLS = ("or-session", "or-session-fileorder", "or-customer-temporal", "generic-loo")
+PROTOCOLS = ("or-session", "or-session-fileorder", "or-customer-temporal", "generic-loo", "pipeline")
 KS = (10, 20, 50)
 COLD_MAX_TRAIN_EVENTS = 10  # items with at most this many training events count as cold
-# Recency-weighted variants (decay < 1) win where the recorded order carries signal (or-session-fileorder: the
-# till's line order makes the last item the best clue); validation picks, so they cost nothing elsewhere.
-ITEM_KNN_GRID = ({}, {"shrink": 10.0, "neighbours": 50}, {"window": 3}, {"window": 5}, {"window": 5, "decay": 0.7},
-                 {"window": 2, "decay": 0.5})
-BUY_AGAIN_GRID = ({"decay": 1.0}, {"decay": 0.99}, {"decay": 0.9})  # plain counts ... strongly recency-weighted
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
@@ -84,6 +84,21 @@ def load_protocol(protocol: str, data: Path) -> tuple[Split, dict[str, str]]:
     return split, dict(zip(texts["item_id"].astype(str), texts["text"]))
 
 
+def load_pipeline(home: Path) -> tuple[Split, np.ndarray]:
+    """The split and the item-text matrix (internal-id order) the pipeline stored in ``home``."""
+    import duckdb
+
+    from orchestration.store.paths import recsys_paths
+    from orchestration.store.model_files import read_text_matrix
+    from recmodels.splits import load_split
+
+    paths = recsys_paths(str(home))
+    stored = load_split(paths.artifacts.split_file)
+    split = replace(stored.split, train_timestamps=stored.train_times, train_for_test_timestamps=stored.train_for_test_times)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        return split, read_text_matrix(con, split.item_ids)[0]
+
+
 def text_matrix(split: Split, texts: dict[str, str], encoder_model: str | None = None) -> np.ndarray:
     """(n_items + 1, d) item text embeddings in internal-id order; row 0 (padding) and text-less items are zero."""
     encoder = load_encoder(EncoderConfig(model=encoder_model))
@@ -101,15 +116,17 @@ def _evaluate_both(scorer, split: Split, cold: np.ndarray) -> dict:
 
 def pick_options(model_class, grid, split: Split) -> dict:
     """The options of ``grid`` with the best validation NDCG@10, models fit on the validation-time training data."""
-    return max(grid, key=lambda options: evaluate(model_class(**options).fit(split.train, split.n_items).score,
-                                                  split.validation, split.n_items, (10,))["ndcg@10"])
+    return recmodels_pick_options(model_class, grid, split.train, split.validation, split.n_items)[0]
 
 
 def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: TrainConfig,
         encoder_model: str | None = None) -> dict:
     started = time.perf_counter()
-    split, texts = load_protocol(protocol, data)
-    embeddings = text_matrix(split, texts, encoder_model)
+    if protocol == "pipeline":
+        split, embeddings = load_pipeline(data)
+    else:
+        split, texts = load_protocol(protocol, data)
+        embeddings = text_matrix(split, texts, encoder_model)
     prepare_s = time.perf_counter() - started
     counts = np.bincount(np.concatenate(split.train_for_test), minlength=split.n_items + 1)
     cold = np.flatnonzero(counts[1:] <= COLD_MAX_TRAIN_EVENTS) + 1
@@ -133,7 +150,7 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
     baseline("text-knn", lambda train: TextKNN().fit(train, split.n_items, embeddings))
 
     # Leave-one-out adds one item per sequence between validation and test, not worth a second training.
-    refit = protocol == "or-customer-temporal"
+    refit = protocol in ("or-customer-temporal", "pipeline")
     variants = {"sasrec": {}}
     if ablation:
         variants |= {"sasrec-id": {"item_text": "id"}, "sasrec-text": {"item_text": "text", "item_to_item": False}}
@@ -193,7 +210,7 @@ def item_to_item_default(protocol: str) -> bool:
     """W learns which items a customer buys in later orders, the temporal protocol's targets. Where the target is
     mostly a line of the basket the history ends in (invoices, leave-one-out), W memorises co-occurrence, peaks
     within a few epochs and lowers validation NDCG (BENCHMARKS.md, 2026-12-01)."""
-    return protocol == "or-customer-temporal"
+    return protocol in ("or-customer-temporal", "pipeline")
 
 
 def print_report(figures: dict) -> None:

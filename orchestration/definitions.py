@@ -12,6 +12,7 @@ from orchestration.defs.automation import (
     automation_schedules,
     automation_sensors,
 )
+from orchestration.defs.baselines import baseline_assets
 from orchestration.defs.embeddings import item_embeddings, item_embeddings_expectations
 from orchestration.defs.evaluation import evaluation_assets, promotion_decision
 from orchestration.defs.ingest import raw_tables
@@ -68,7 +69,7 @@ all_assets_job = dg.define_asset_job(
     description="Every asset and its checks: ingest, clean, embed, train, evaluate, promote, recommend.",
 )
 
-ASSETS = [raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *ranking_assets,
+ASSETS = [raw_tables, recsys_dbt_models, clean_data_version, item_embeddings, *model_assets, *baseline_assets, *ranking_assets,
           *evaluation_assets, *serving_assets]
 ASSET_CHECKS = [*mart_expectation_checks, item_embeddings_expectations, *ranking_checks]
 

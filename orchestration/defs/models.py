@@ -35,7 +35,6 @@ from orchestration.store.reports import (
     sequence_rows,
     top_candidates,
 )
-from recmodels.baselines import BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN, save_baselines
 from recmodels.metrics import evaluate
 from recmodels.presets import PIPELINE
 from recmodels.sizing import sized_sasrec
@@ -394,68 +393,6 @@ def sasrec_model(
     )
 
 
-class BaselineModelsConfig(dg.Config):
-    recent_fraction: float = Field(
-        default=RecentPopular.fraction, description="Recent popularity: share of latest training events that counts."
-    )
-    buy_again_decay: float = Field(
-        default=BuyAgain.decay, description="Buy-again: weight ratio between a purchase and the next one."
-    )
-    item_knn_neighbours: int = Field(default=ItemKNN.neighbours, description="Item-kNN: similar items kept per item.")
-    item_knn_window: int | None = Field(
-        default=ItemKNN.window, description="Item-kNN: co-occurrence within this many positions (null: whole sequence)."
-    )
-    item_knn_shrink: float = Field(default=ItemKNN.shrink, description="Item-kNN: added to the cosine denominator.")
-    text_knn_decay: float = Field(
-        default=TextKNN.decay, description="Text-kNN: weight ratio between a history event and the next one."
-    )
-
-
-def _fit_baselines(config: BaselineModelsConfig, stored: StoredSplit, phase: str, text: np.ndarray) -> tuple[dict, dict]:
-    train, times, _ = stored.training(phase)
-    n_items = stored.split.n_items
-    builders = {
-        "popularity": lambda: MostPopular().fit(train, n_items),
-        "recent-popularity": lambda: RecentPopular(fraction=config.recent_fraction).fit(train, n_items, timestamps=times),
-        "buy-again": lambda: BuyAgain(decay=config.buy_again_decay).fit(train, n_items),
-        "item-knn": lambda: ItemKNN(neighbours=config.item_knn_neighbours, window=config.item_knn_window,
-                                    shrink=config.item_knn_shrink).fit(train, n_items),
-        "text-knn": lambda: TextKNN(decay=config.text_knn_decay).fit(train, n_items, text),
-    }
-    models, seconds = {}, {}
-    for name, build in builders.items():
-        started = time.perf_counter()
-        models[name] = build()
-        seconds[name] = round(time.perf_counter() - started, 3)
-    return models, seconds
-
-
-@dg.asset(deps=[user_sequences, dg.AssetKey("item_embeddings")], group_name="models", kinds={"numpy", "scipy"})
-def baseline_models(
-    context: AssetExecutionContext, config: BaselineModelsConfig, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Popularity, recent popularity, buy-again, item-kNN and text-kNN, fit on the same split as SASRec."""
-    paths = warehouse.artifacts
-    stored = load_split(paths.split_file)
-    text, items_with_text = text_matrix(warehouse, stored.split.item_ids)
-    fit_seconds = {}
-    for phase in PHASES:
-        models, fit_seconds[phase] = _fit_baselines(config, stored, phase, text)
-        with replaced_folder(paths.baselines_dir(phase)) as folder:
-            save_baselines(models, folder, {"fit_seconds": fit_seconds[phase]})
-            write_lineage(folder, stored)
-    context.log.info(f"Baselines fit in {sum(fit_seconds['test'].values()):.2f} s (test phase)")
-    return dg.MaterializeResult(
-        metadata={
-            "models": dg.MetadataValue.json(list(fit_seconds["test"])),
-            **{f"fit_s/{name}": seconds for name, seconds in fit_seconds["test"].items()},
-            "fit_seconds": dg.MetadataValue.json(fit_seconds),
-            "items_with_text": items_with_text,
-            "folder": dg.MetadataValue.path(str(paths.models_dir / "baselines")),
-        }
-    )
-
-
 def phase_models(paths: ArtifactPaths, stored: StoredSplit, phase: str) -> dict:
     """Every model of ``phase`` by name, SASRec first; a Dagster failure for models fit on another split."""
     try:
@@ -468,7 +405,7 @@ class CandidateScoresConfig(dg.Config):
     top_k: int = Field(default=100, description="Candidates per customer and source.")
 
 
-@dg.asset(deps=[sasrec_model, baseline_models], group_name="models", kinds={"duckdb"})
+@dg.asset(deps=[sasrec_model, dg.AssetKey("baseline_models")], group_name="models", kinds={"duckdb"})
 def candidate_scores(
     context: AssetExecutionContext, config: CandidateScoresConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -495,4 +432,4 @@ def candidate_scores(
     )
 
 
-model_assets = [user_sequences, sasrec_model, baseline_models, candidate_scores]
+model_assets = [user_sequences, sasrec_model, candidate_scores]

@@ -14,7 +14,8 @@ import pandas as pd
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from orchestration.defs.models import baseline_models, phase_models, sasrec_model, text_matrix
+from orchestration.defs.baselines import baseline_models
+from orchestration.defs.models import phase_models, sasrec_model, text_matrix
 from orchestration.defs.quality import expectation_metadata
 from orchestration.defs.resources import WarehouseResource
 from orchestration.quality.expectations import ranker_input_suite, validate_frame

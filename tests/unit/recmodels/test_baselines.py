@@ -146,3 +146,15 @@ def test_baselines_reload_with_identical_scores(tmp_path):
     assert list(loaded) == list(models) and loaded["again"].decay == 0.5 and loaded["knn"].window == 2
     for name, model in models.items():
         np.testing.assert_array_equal(loaded[name].score(rows.histories), model.score(rows.histories))
+
+
+def test_pick_options_keeps_the_grids_best_on_the_rows_given():
+    from recmodels.baselines import BuyAgain, pick_options
+    from recmodels.splits import EvalSet
+
+    # History 1 1 2, target 2: plain counts rank 1 first (NDCG@10 1/log2(3)); a steep decay ranks 2 first (1.0).
+    rows = EvalSet(histories=[np.array([1, 1, 2])], targets=[np.array([2])], keys=np.array(["u"]))
+    options, scores = pick_options(BuyAgain, ({"decay": 1.0}, {"decay": 0.1}), [np.array([1, 2, 3])], rows, 3)
+    assert options == {"decay": 0.1} and scores == pytest.approx([1 / np.log2(3), 1.0])
+    tie, _ = pick_options(BuyAgain, ({"decay": 0.1}, {"decay": 0.2}), [np.array([1, 2, 3])], rows, 3)
+    assert tie == {"decay": 0.1}  # equal scores keep the earlier option
