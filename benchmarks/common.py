@@ -33,6 +33,7 @@ SASREC_FLAGS = {
     "--windows": ("train", "windows_per_sequence", int, "training windows of max_length + 1 items per sequence"),
     "--max-length": ("model", "max_length", int, "most recent items the model sees"),
     "--item-to-item-decay": ("train", "item_to_item_weight_decay", float, "AdamW decay of the item-to-item matrix"),
+    "--item-to-item-lr-scale": ("train", "item_to_item_lr_scale", float, "learning-rate multiplier of the item-to-item matrix"),
 }
 
 

@@ -29,7 +29,15 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import SHARED_DATA, add_preset_flags, configs_from_flags, emit_json, machine
-from recmodels.baselines import BUY_AGAIN_GRID, ITEM_KNN_GRID, BuyAgain, ItemKNN, MostPopular, RecentPopular, TextKNN
+from recmodels.baselines import (
+    BUY_AGAIN_GRID,
+    ITEM_KNN_GRID,
+    BuyAgain,
+    ItemKNN,
+    MostPopular,
+    RecentPopular,
+    TextKNN,
+)
 from recmodels.baselines import pick_options as recmodels_pick_options
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate
@@ -88,8 +96,8 @@ def load_pipeline(home: Path) -> tuple[Split, np.ndarray]:
     """The split and the item-text matrix (internal-id order) the pipeline stored in ``home``."""
     import duckdb
 
-    from orchestration.store.paths import recsys_paths
     from orchestration.store.model_files import read_text_matrix
+    from orchestration.store.paths import recsys_paths
     from recmodels.splits import load_split
 
     paths = recsys_paths(str(home))
@@ -119,8 +127,21 @@ def pick_options(model_class, grid, split: Split) -> dict:
     return recmodels_pick_options(model_class, grid, split.train, split.validation, split.n_items)[0]
 
 
-def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: TrainConfig,
+def pipeline_configs(split: Split, device: str | None = None) -> tuple[SASRecConfig, TrainConfig]:
+    """The configs the pipeline's ``sasrec_model`` would train on ``split`` with its defaults: sized to the
+    training events (``recmodels.sizing``), the item-to-item matrix on up to its catalogue limit."""
+    from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS
+    from recmodels.sizing import sized_sasrec
+
+    preset = sized_sasrec(sum(len(sequence) for sequence in split.train_for_test))
+    return (replace(preset.model, item_to_item=split.n_items <= ITEM_TO_ITEM_MAX_ITEMS),
+            replace(preset.train, device=device))
+
+
+def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig | None, train: TrainConfig,
         encoder_model: str | None = None) -> dict:
+    """Every model on ``protocol``; SASRec with ``model`` and ``train``, or with the pipeline's data-sized
+    defaults when ``model`` is None."""
     started = time.perf_counter()
     if protocol == "pipeline":
         split, embeddings = load_pipeline(data)
@@ -128,6 +149,10 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig, train: T
         split, texts = load_protocol(protocol, data)
         embeddings = text_matrix(split, texts, encoder_model)
     prepare_s = time.perf_counter() - started
+    if model is None:
+        model, train = pipeline_configs(split, train.device)
+        print(f"data-sized SASRec: hidden {model.hidden_size}, lr {train.lr}, batch {train.batch_size}, "
+              f"item-to-item {model.item_to_item}", flush=True)
     counts = np.bincount(np.concatenate(split.train_for_test), minlength=split.n_items + 1)
     cold = np.flatnonzero(counts[1:] <= COLD_MAX_TRAIN_EVENTS) + 1
     results: dict[str, dict] = {}
@@ -225,7 +250,8 @@ def print_report(figures: dict) -> None:
               f"{m.get('cold/ndcg@10', float('nan')):>9.4f} {m['train_s']:>8.1f}")
 
 SEQUENTIAL_FLAGS = ("--epochs", "--patience", "--hidden", "--layers", "--heads", "--dropout", "--lr", "--batch", "--windows",
-                    "--max-length", "--item-to-item-decay")
+                    "--max-length", "--item-to-item-decay",
+                    "--item-to-item-lr-scale")
 
 
 def main() -> None:
@@ -247,6 +273,9 @@ def main() -> None:
                         help="learn a logit offset for items already in the history, SASRecConfig.history_bias "
                              f"(default %(default)s, {preset})")
     parser.add_argument("--device", default=train_defaults.device, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--sized", action="store_true",
+                        help="train SASRec with the pipeline's data-sized defaults (recmodels.sizing) instead of the "
+                             "preset and the flags above")
     parser.add_argument("--encoder", default=None,
                         help="item-text encoder: a Hugging Face model name or local folder (default: the packaged MiniLM)")
     args = parser.parse_args()
@@ -255,7 +284,7 @@ def main() -> None:
     model = replace(model, item_to_item=item_to_item, history_bias=args.history_bias)
     train = replace(train, device=args.device, shuffle_ties=train_defaults.shuffle_ties and not args.no_shuffle_ties,
                     set_targets=train_defaults.set_targets and not args.no_set_targets)
-    figures = run(args.protocol, Path(args.data), args.ablation, model, train, args.encoder)
+    figures = run(args.protocol, Path(args.data), args.ablation, None if args.sized else model, train, args.encoder)
     print_report(figures)
     emit_json(figures)
 

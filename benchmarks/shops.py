@@ -87,8 +87,9 @@ def _read_back(con) -> dict[str, Any]:
 
 def make_shops(out: Path, seed: int = 0) -> list[Path]:
     """Generic-format shops cut from ../shared/data's Online Retail II sheet: 400 sampled customers over the
-    whole year, the last 8 weeks of everyone, 1,500 customers without any item text, and a shop where 80% of
-    the customers are kept to their first basket (one-off buyers)."""
+    whole year, the last 8 weeks of everyone, 1,500 customers without any item text, a shop where 80% of
+    the customers are kept to their first basket (one-off buyers), and 300 customers kept to at most three
+    baskets each, drawn at random over the year (customers who rarely return within any window)."""
     from benchmarks.to_generic import _read, to_generic
 
     source = SHARED_DATA / "online_retail_ii_y2009_2010" / "online_retail_ii.parquet"
@@ -103,6 +104,9 @@ def make_shops(out: Path, seed: int = 0) -> list[Path]:
 
     first_basket = interactions.groupby("user_id")["session_id"].transform("min")
     one_off = sample(int(0.8 * len(customers)), 4)
+    rare = interactions[interactions["user_id"].isin(sample(300, 5))]
+    baskets = rare[["user_id", "session_id"]].drop_duplicates().sample(frac=1.0, random_state=seed + 6)
+    kept = baskets.groupby("user_id").head(3)["session_id"]
     shops = {
         "orii-400-customers": (interactions[interactions["user_id"].isin(sample(400, 1))], items),
         "orii-last-8-weeks": (interactions[times >= times.max() - pd.Timedelta(weeks=8)], items),
@@ -110,6 +114,7 @@ def make_shops(out: Path, seed: int = 0) -> list[Path]:
                               items.assign(title="")),
         "orii-one-off-buyers": (interactions[~interactions["user_id"].isin(one_off)
                                              | (interactions["session_id"] == first_basket)], items),
+        "orii-300-rare-returns": (rare[rare["session_id"].isin(set(kept))], items),
     }
     folders = []
     for name, (shop_interactions, shop_items) in shops.items():

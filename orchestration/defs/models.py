@@ -37,13 +37,11 @@ from orchestration.store.reports import (
 )
 from recmodels.metrics import evaluate
 from recmodels.presets import PIPELINE
-from recmodels.sizing import sized_sasrec
 from recmodels.sequences import SequenceConfig, build_sequences
+from recmodels.sizing import sized_sasrec
 from recmodels.splits import (
     LEAVE_LAST_BASKET_OUT,
-    PHASES,
     EvalSet,
-    Split,
     SplitRule,
     StoredSplit,
     choose_windows,

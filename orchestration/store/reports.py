@@ -224,11 +224,10 @@ def split_lines(info: dict[str, Any], validation_rows: int, test_rows: int, trai
     """The evaluation split in words: the rule that chose it, the cut-offs and the customers each part holds."""
     rule = info.get("split_rule") or {}
     if rule.get("rule") == LEAVE_LAST_BASKET_OUT:
-        lines = [f"Evaluation split: {LEAVE_LAST_BASKET_OUT}, each customer's own cut-offs", f"  {rule['reason']}",
-                 f"  validation (each customer's second-to-last basket): {validation_rows:,} customers",
-                 f"  test (each customer's last basket, up to {info.get('last_event')}): {test_rows:,} customers",
-                 f"  training sequences (what precedes each customer's test basket): {train_sequences:,}"]
-        return lines
+        return [f"Evaluation split: {LEAVE_LAST_BASKET_OUT}, each customer's own cut-offs", f"  {rule['reason']}",
+                f"  validation (each customer's second-to-last basket): {validation_rows:,} customers",
+                f"  test (each customer's last basket, up to {info.get('last_event')}): {test_rows:,} customers",
+                f"  training sequences (what precedes each customer's test basket): {train_sequences:,}"]
     if rule:
         lines = [f"Evaluation split: {rule['rule']}, {rule['test_days']} test days and "
                  f"{rule['validation_days']} validation days"]

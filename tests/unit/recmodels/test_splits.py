@@ -284,7 +284,13 @@ def test_leave_last_basket_out_tests_the_last_basket_and_validates_the_one_befor
 
 
 def test_without_basket_ids_each_distinct_time_is_a_basket(tmp_path):
-    from recmodels.splits import StoredSplit, last_basket_cutoffs, leave_last_basket_out, load_split, save_split
+    from recmodels.splits import (
+        StoredSplit,
+        last_basket_cutoffs,
+        leave_last_basket_out,
+        load_split,
+        save_split,
+    )
 
     events = _baskets().drop(columns="basket_id")
     cutoffs = last_basket_cutoffs(events)
