@@ -151,6 +151,7 @@ def user_sequences(
             "validation_customers": len(split.validation),
             "train_customers": len(split.train_for_test),
             "test_targets": int(sum(len(t) for t in split.test.targets)),
+            "validation_targets": int(sum(len(t) for t in split.validation.targets)),
             "validation_cutoff": _cutoff_text(split.validation, cutoffs["validation_cutoff"]),
             "test_cutoff": _cutoff_text(split.test, cutoffs["test_cutoff"]),
             "last_event": str(last),
@@ -228,10 +229,10 @@ class SASRecModelConfig(dg.Config):
         description="Learn a logit offset for items already in the history (shared plus per item): a penalty where "
         "lines rarely repeat (baskets, sessions), a bonus where customers re-buy. One weight per item.",
     )
-    set_targets: bool = Field(
-        default=PIPELINE.train.set_targets,
+    set_targets: bool | None = Field(
+        default=None,
         description="Train each position against every unseen item of the next basket, not only the one recorded "
-        "next (items bought at one time have no true order).",
+        "next (items bought at one time have no true order); null: sized to the data.",
     )
     device: str | None = Field(
         default=PIPELINE.train.device, description="cpu, cuda, cuda:1...; null: CUDA when available."
@@ -265,7 +266,8 @@ class SASRecModelConfig(dg.Config):
             sized.train, epochs=chosen("epochs", sized.train), lr=chosen("lr", sized.train),
             warmup_steps=self.warmup_steps, batch_size=chosen("batch_size", sized.train),
             patience=chosen("patience", sized.train), device=self.device,
-            num_threads=chosen("num_threads", sized.train), seed=self.seed, set_targets=self.set_targets,
+            num_threads=chosen("num_threads", sized.train), seed=self.seed,
+            set_targets=chosen("set_targets", sized.train),
             show_progress=sys.stderr.isatty(),
         )
         return model, train
