@@ -30,6 +30,7 @@ SASREC_FLAGS = {
     "--dropout": ("model", "dropout", float, "SASRec dropout"),
     "--lr": ("train", "lr", float, "peak AdamW learning rate"),
     "--batch": ("train", "batch_size", int, "training windows per step"),
+    "--warmup": ("train", "warmup_steps", int, "optimizer steps of linear learning-rate warm-up"),
     "--windows": ("train", "windows_per_sequence", int, "training windows of max_length + 1 items per sequence"),
     "--max-length": ("model", "max_length", int, "most recent items the model sees"),
     "--item-to-item-decay": ("train", "item_to_item_weight_decay", float, "AdamW decay of the item-to-item matrix"),

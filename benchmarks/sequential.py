@@ -249,7 +249,7 @@ def print_report(figures: dict) -> None:
               f"{x['recall@10']:>15.4f} {x['ndcg@10']:>7.4f} {x['recall@50']:>7.4f} {x['ndcg@50']:>7.4f} | "
               f"{m.get('cold/ndcg@10', float('nan')):>9.4f} {m['train_s']:>8.1f}")
 
-SEQUENTIAL_FLAGS = ("--epochs", "--patience", "--hidden", "--layers", "--heads", "--dropout", "--lr", "--batch", "--windows",
+SEQUENTIAL_FLAGS = ("--epochs", "--patience", "--hidden", "--layers", "--heads", "--dropout", "--lr", "--batch", "--warmup", "--windows",
                     "--max-length", "--item-to-item-decay",
                     "--item-to-item-lr-scale")
 

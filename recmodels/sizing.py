@@ -24,20 +24,23 @@ class SASRecSize:
     epochs: int
     patience: int
     num_threads: int | None  # None: every core
-    set_targets: bool = False  # TrainConfig.set_targets: each position learns the rest of its basket
+    warmup_steps: int  # optimizer steps of linear learning-rate warm-up
 
 
 # A shop of a few thousand events (the demo's) trains a narrow model fast, at a high learning rate; one thread,
 # because so small a model gains nothing from more and on busy shared cores threads spin against each other.
 # A shop of Online Retail's size (~400k purchases) peaks at epoch 1 with those settings (test NDCG@10 0.2455):
-# it wants a wider model and a lower rate, on every core, and learns more from whole baskets as targets
-# (BENCHMARKS.md, "Defaults sized to the data").
+# it wants a wider model, a lower rate and a longer warm-up, on every core. The item-to-item matrix learns at ten
+# times the rate (TrainConfig.item_to_item_lr_scale) and memorises within two epochs of a 20-step warm-up; over 100
+# steps (about six epochs there) it generalises (BENCHMARKS.md, "Defaults sized to the data").
 SASREC_SIZES = (
     SASRecSize(0, hidden_size=PIPELINE.model.hidden_size, lr=PIPELINE.train.lr, batch_size=PIPELINE.train.batch_size,
-               epochs=PIPELINE.train.epochs, patience=PIPELINE.train.patience, num_threads=PIPELINE.train.num_threads),
-    SASRecSize(50_000, hidden_size=64, lr=3e-3, batch_size=128, epochs=30, patience=4, num_threads=None),
+               epochs=PIPELINE.train.epochs, patience=PIPELINE.train.patience, num_threads=PIPELINE.train.num_threads,
+               warmup_steps=PIPELINE.train.warmup_steps),
+    SASRecSize(50_000, hidden_size=64, lr=3e-3, batch_size=128, epochs=30, patience=4, num_threads=None,
+               warmup_steps=100),
     SASRecSize(250_000, hidden_size=128, lr=2e-3, batch_size=256, epochs=30, patience=3, num_threads=None,
-               set_targets=True),
+               warmup_steps=100),
 )
 
 
@@ -47,12 +50,11 @@ def sasrec_size(training_events: int) -> SASRecSize:
 
 
 def sized_sasrec(training_events: int, base: Preset = PIPELINE) -> Preset:
-    """``base`` with the width, learning rate, batch, epochs, patience, threads and basket targets of
-    ``sasrec_size``."""
+    """``base`` with the width, learning rate, batch, epochs, patience, threads and warm-up of ``sasrec_size``."""
     size = sasrec_size(training_events)
     model = replace(base.model, hidden_size=size.hidden_size)
     train = replace(base.train, lr=size.lr, batch_size=size.batch_size, epochs=size.epochs, patience=size.patience,
-                    num_threads=size.num_threads, set_targets=size.set_targets)
+                    num_threads=size.num_threads, warmup_steps=size.warmup_steps)
     return Preset(model, train)
 
 

@@ -195,7 +195,6 @@ def temporal_split(
     )
 
 
-NO_CUTOFF = np.datetime64("NaT", "ns")
 _END_OF_TIME = np.datetime64(pd.Timestamp.max.to_datetime64(), "ns")
 
 

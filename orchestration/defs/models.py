@@ -206,8 +206,8 @@ class SASRecModelConfig(dg.Config):
     num_heads: int = Field(default=PIPELINE.model.num_heads, description="Attention heads (must divide hidden_size).")
     dropout: float = Field(default=PIPELINE.model.dropout, description="Dropout rate.")
     lr: float | None = Field(default=None, description="Peak AdamW learning rate; null: sized to the data.")
-    warmup_steps: int = Field(
-        default=PIPELINE.train.warmup_steps, description="Optimizer steps of linear learning-rate warm-up."
+    warmup_steps: int | None = Field(
+        default=None, description="Optimizer steps of linear learning-rate warm-up; null: sized to the data."
     )
     batch_size: int | None = Field(default=None, description="Training sequences per step; null: sized to the data.")
     patience: int | None = Field(
@@ -229,10 +229,10 @@ class SASRecModelConfig(dg.Config):
         description="Learn a logit offset for items already in the history (shared plus per item): a penalty where "
         "lines rarely repeat (baskets, sessions), a bonus where customers re-buy. One weight per item.",
     )
-    set_targets: bool | None = Field(
-        default=None,
+    set_targets: bool = Field(
+        default=PIPELINE.train.set_targets,
         description="Train each position against every unseen item of the next basket, not only the one recorded "
-        "next (items bought at one time have no true order); null: sized to the data.",
+        "next (items bought at one time have no true order).",
     )
     device: str | None = Field(
         default=PIPELINE.train.device, description="cpu, cuda, cuda:1...; null: CUDA when available."
@@ -264,10 +264,9 @@ class SASRecModelConfig(dg.Config):
         )
         train = replace(
             sized.train, epochs=chosen("epochs", sized.train), lr=chosen("lr", sized.train),
-            warmup_steps=self.warmup_steps, batch_size=chosen("batch_size", sized.train),
+            warmup_steps=chosen("warmup_steps", sized.train), batch_size=chosen("batch_size", sized.train),
             patience=chosen("patience", sized.train), device=self.device,
-            num_threads=chosen("num_threads", sized.train), seed=self.seed,
-            set_targets=chosen("set_targets", sized.train),
+            num_threads=chosen("num_threads", sized.train), seed=self.seed, set_targets=self.set_targets,
             show_progress=sys.stderr.isatty(),
         )
         return model, train

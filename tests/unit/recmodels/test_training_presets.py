@@ -53,14 +53,14 @@ def test_sasrec_is_sized_by_its_training_events():
     from recmodels.sizing import sized_sasrec
 
     sizes = {n: (p.model.hidden_size, p.train.lr, p.train.batch_size, p.train.epochs, p.train.patience,
-                 p.train.num_threads, p.train.set_targets) for n in (0, 39_413, 49_999, 50_000, 249_999, 250_000, 10**7)
+                 p.train.num_threads, p.train.warmup_steps) for n in (0, 39_413, 49_999, 50_000, 249_999, 250_000, 10**7)
              for p in [sized_sasrec(n)]}
-    demo, middle, large = (32, 5e-3, 128, 20, 5, 1, False), (64, 3e-3, 128, 30, 4, None, False), \
-        (128, 2e-3, 256, 30, 3, None, True)
+    demo, middle, large = (32, 5e-3, 128, 20, 5, 1, 20), (64, 3e-3, 128, 30, 4, None, 100), \
+        (128, 2e-3, 256, 30, 3, None, 100)
     assert sizes == {0: demo, 39_413: demo, 49_999: demo, 50_000: middle, 249_999: middle, 250_000: large,
                      10**7: large}
     # The demo's shop (39,413 training events) keeps the PIPELINE preset; everything else is the preset's.
     assert sized_sasrec(39_413) == presets.PIPELINE
     large = sized_sasrec(400_000)
     assert replace(large.model, hidden_size=32) == presets.PIPELINE.model
-    assert large.train.warmup_steps == presets.PIPELINE.train.warmup_steps
+    assert large.train.set_targets == presets.PIPELINE.train.set_targets
