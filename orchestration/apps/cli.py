@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--select", help="Dagster asset selection, e.g. 'group:ingest' or 'key:fct_interactions+'")
     run.add_argument("--source", choices=SOURCE_KINDS, help="data source (default $RECSYS_SOURCE or synthetic)")
     run.add_argument("--data", help="file or folder to ingest (default $RECSYS_DATA)")
+    run.add_argument("--event-types", metavar="NAME=BEHAVIOUR,...",
+                     help="the shop's own event names, e.g. 'click=view,buy=purchase' (default $RECSYS_EVENT_TYPES)")
     run.add_argument("--log-level", default="CRITICAL",
                      help="Dagster's console log (default CRITICAL: only the summary; the UI keeps every event)")
 
@@ -273,7 +275,7 @@ def _main(args: argparse.Namespace) -> int:
     # Resources read these when they are used, so setting them here configures the whole run.
     data = getattr(args, "data", None) if args.command == "materialize" else None  # replay's --data is its log
     for variable, value in (("RECSYS_HOME", args.home), ("RECSYS_SOURCE", getattr(args, "source", None)),
-                            ("RECSYS_DATA", data)):
+                            ("RECSYS_DATA", data), ("RECSYS_EVENT_TYPES", getattr(args, "event_types", None))):
         if value:
             os.environ[variable] = str(value)
     if args.command in ("champion", "rollback"):
@@ -332,10 +334,11 @@ def _check_data(source: str | None, data: str | None) -> None:
     every asset downstream."""
     from pathlib import Path
 
-    from orchestration.ingest.sources import source_data_path, source_kind
+    from orchestration.ingest.sources import shop_event_types, source_data_path, source_kind
 
     try:
         kind = source_kind(source)
+        shop_event_types()
     except ValueError as error:
         raise UserError(str(error)) from None
     if kind == "synthetic":

@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
-from orchestration.ingest.sources import source_data_path, source_kind
+from orchestration.ingest.sources import shop_event_types, source_data_path, source_kind
 from orchestration.registry.tracking import DEFAULT_UI_URL, UI_URL_VARIABLE, MLflowTracking
 from orchestration.store.paths import ArtifactPaths, RecsysPaths
 from orchestration.store.privacy import pseudonymization_key
@@ -111,6 +111,10 @@ class DataSourceResource(dg.ConfigurableResource):
 
     source: str | None = Field(default=None, description="synthetic | online_retail | generic; default $RECSYS_SOURCE or synthetic.")
     data: str | None = Field(default=None, description="File or folder to ingest; default $RECSYS_DATA. Unused for synthetic.")
+    event_types: str | None = Field(
+        default=None, description="The shop's own event names and their behaviours (view, cart, favourite, purchase) "
+        "as 'click=view,buy=purchase'; default $RECSYS_EVENT_TYPES. Common names are known already (README).",
+    )
     synthetic_users: int | None = Field(default=None, description="Synthetic shop: number of customers.")
     synthetic_items: int | None = Field(default=None, description="Synthetic shop: number of products.")
     synthetic_days: int | None = Field(default=None, description="Synthetic shop: days of history.")
@@ -121,6 +125,9 @@ class DataSourceResource(dg.ConfigurableResource):
 
     def data_path(self) -> Path | None:
         return source_data_path(self.data)
+
+    def event_type_names(self) -> dict[str, str]:
+        return shop_event_types(self.event_types)
 
     def synthetic_overrides(self) -> dict[str, int]:
         fields = {

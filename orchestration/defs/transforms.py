@@ -23,7 +23,7 @@ from dagster_dbt import (
 from dagster_dbt.asset_utils import default_description_fn
 from dagster_shared import record
 
-from orchestration.defs.resources import PrivacyResource, WarehouseResource
+from orchestration.defs.resources import DataSourceResource, PrivacyResource, WarehouseResource
 from orchestration.store.marts import CLEAN_MARTS, MARTS_SCHEMA, mart_fingerprint, model_row_counts
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY
 
@@ -69,7 +69,8 @@ dbt_translator = RecsysDbtTranslator(settings=DagsterDbtTranslatorSettings(enabl
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=dbt_translator)
 def recsys_dbt_models(
-    context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, privacy: PrivacyResource
+    context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, privacy: PrivacyResource,
+    data_source: DataSourceResource,
 ) -> Iterator[Any]:
     """Clean, deduplicate and quarantine the raw rows; build fct_interactions, dim_items, dim_users, quarantine, reconciliation."""
     # dbt runs as a subprocess whose profile reads the warehouse path from the environment.
@@ -79,7 +80,11 @@ def recsys_dbt_models(
             "Customer ids are pseudonymised with the public development key; set RECSYS_PSEUDONYMIZATION_KEY "
             "(or the privacy resource's config) to a secret for real data."
         )
-    dbt_vars = json.dumps({"pseudonymization_key": privacy.key()})
+    try:
+        event_types = data_source.event_type_names()
+    except ValueError as error:
+        raise dg.Failure(str(error)) from None
+    dbt_vars = json.dumps({"pseudonymization_key": privacy.key(), "extra_event_types": event_types})
     # dagster-dbt's fetch_row_counts() and fetch_column_metadata() would query through an in-process
     # dbt-duckdb connection that stays open and locks the warehouse for later steps; read with our own
     # short-lived one.

@@ -32,6 +32,24 @@ def source_kind(configured: str | None = None) -> str:
     return kind
 
 
+# The behaviours an event may record; transforms/dbt_project.yml's var event_types lists the names each has.
+BEHAVIOURS = ("view", "cart", "favourite", "purchase")
+
+
+def shop_event_types(configured: str | None = None) -> dict[str, str]:
+    """A shop's own event names and the behaviour each stands for, from ``configured`` or ``$RECSYS_EVENT_TYPES``:
+    comma-separated ``name=behaviour`` pairs (``click=view,buy=purchase``); empty when neither is set."""
+    value = configured if configured is not None else os.environ.get("RECSYS_EVENT_TYPES", "")
+    names = {}
+    for pair in filter(None, (part.strip() for part in value.split(","))):
+        name, _, behaviour = (text.strip().lower() for text in pair.partition("="))
+        if not name or behaviour not in BEHAVIOURS:
+            raise ValueError(f"Event type mapping {pair!r} (from config or RECSYS_EVENT_TYPES): expected "
+                             f"name=behaviour with a behaviour among {', '.join(BEHAVIOURS)}, e.g. 'click=view,buy=purchase'.")
+        names[name] = behaviour
+    return names
+
+
 def source_data_path(configured: str | None = None) -> Path | None:
     """The file or folder to ingest: ``configured``, else ``$RECSYS_DATA``; None when neither is set."""
     value = configured or os.environ.get("RECSYS_DATA")

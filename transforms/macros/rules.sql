@@ -32,3 +32,26 @@ case
         else 'kept'
     end
 {%- endmacro %}
+
+{#- The behaviour a raw event name stands for: var event_types maps each behaviour (view, cart, favourite,
+    purchase) to the names shops use for it, and var extra_event_types (a shop's own names, passed by the
+    pipeline) maps more names to those behaviours. Names are compared trimmed and lower-cased; a name neither
+    maps is returned as it is, so the classification can reject it as unknown_event_type. -#}
+{% macro canonical_event_type(name) -%}
+{%- set names = {} -%}
+{%- for behaviour, aliases in var('event_types').items() -%}
+    {%- for alias in aliases %}{% do names.update({alias | lower: behaviour}) %}{% endfor -%}
+{%- endfor -%}
+{%- for alias, behaviour in var('extra_event_types', {}).items() %}{% do names.update({alias | lower: behaviour}) %}{% endfor -%}
+case {{ name }}
+    {%- for alias, behaviour in names.items() | sort %}
+        when '{{ alias | replace("'", "''") }}' then '{{ behaviour }}'
+    {%- endfor %}
+        else {{ name }}
+    end
+{%- endmacro %}
+
+{#- The behaviours var event_types defines, as a SQL list. -#}
+{% macro event_behaviours() -%}
+({%- for behaviour in var('event_types') %}'{{ behaviour }}'{{ ", " if not loop.last }}{% endfor -%})
+{%- endmacro %}

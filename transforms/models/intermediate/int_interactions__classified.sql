@@ -34,9 +34,7 @@ reasoned as (
                 then 'unparseable_quantity'
             when interactions.unit_price is null and {{ clean_token('interactions.raw_price') }} is not null
                 then 'unparseable_price'
-            when interactions.event_type not in (
-                {%- for event_type in var('accepted_event_types') %}'{{ event_type }}'{{ ", " if not loop.last }}{% endfor -%}
-            ) then 'unknown_event_type'
+            when interactions.event_type not in {{ event_behaviours() }} then 'unknown_event_type'
             when interactions.quantity <= 0 then 'non_positive_quantity'
             when interactions.unit_price < 0 then 'non_positive_price'
             when catalogue_presence.has_catalogue and catalogue.item_id is null then 'unknown_item'

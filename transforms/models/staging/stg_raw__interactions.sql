@@ -39,7 +39,7 @@ select
     {{ null_if_token('user_id_text') }} as user_id,
     {{ null_if_token('item_id_text') }} as item_id,
     {{ parse_timestamp('timestamp_text') }} as occurred_at,
-    {{ null_if_token('event_type_text') }} as event_type,
+    {{ canonical_event_type(null_if_token('event_type_text')) }} as event_type,
     {{ parse_integer('quantity_text') }} as quantity,
     {{ parse_number('price_text') }} as unit_price,
     {{ null_if_token('session_id_text') }} as session_id
