@@ -88,11 +88,15 @@ INTERACTIONS = [
     ((9, "u3", "SKU-1", "2999-01-01 00:00:00", "view", None, None, None), "timestamp_out_of_range"),
     ((10, "u3", "SKU-1", "2020-01-02 12:00", "view", "many", None, None), "unparseable_quantity"),
     ((11, "u3", "SKU-1", "2020-01-02 12:00", "view", None, "free", None), "unparseable_price"),
-    ((12, "u3", "SKU-1", "2020-01-02 12:00", "wishlist", None, None, None), "unknown_event_type"),
+    ((12, "u3", "SKU-1", "2020-01-02 12:00", "rate", None, None, None), "unknown_event_type"),
     ((13, "u3", "SKU-1", "2020-01-02 12:00", "purchase", "-1", "5", None), "non_positive_quantity"),
     ((14, "u3", "SKU-1", "2020-01-02 12:00", "purchase", "1", "-5", None), "non_positive_price"),
     ((15, None, None, None, None, None, None, None), "malformed_line"),
     ((16, " 42.0 ", "SKU-3", "2020-01-03 00:00:00", None, None, None, None), "kept"),
+    # u1 views SKU-1 again 20 s after row 1 (a shop's own name for a view): kept, merged into row 1's view.
+    ((17, "u1", "SKU-1", "2020-01-01T10:00:20Z", "click", None, None, "s1"), "collapsed"),
+    # ... and 4 min 40 s after that: a new view.
+    ((18, "u1", "SKU-1", "2020-01-01T10:05:00Z", " PV ", None, None, "s1"), "kept"),
 ]
 # (source_row, item_id, title, description, category, brand, price), reason
 ITEMS_1 = [
@@ -190,7 +194,7 @@ def _expected(status_of: str) -> dict[tuple[str, str, int], str]:
     out = {}
     for load_id, _, table, rows, _ in LOADS:
         for values, reason in rows:
-            fate = reason if reason in ("kept", "duplicate") else "rejected"
+            fate = reason if reason in ("kept", "duplicate", "collapsed") else "rejected"
             if fate == status_of:
                 out[(table, load_id, values[0])] = reason
     return out
@@ -222,7 +226,7 @@ def test_clean_events_are_exactly_the_kept_rows(warehouse):
         "select source_table, load_id, source_row from marts.fct_interactions"
     ).fetchall()
     assert set(rows) == set(_expected("kept")) - {k for k in _expected("kept") if k[0] == "items"}
-    assert len(rows) == 10
+    assert len(rows) == 11
 
 
 def test_reconciliation_balances_every_load(warehouse):
@@ -234,10 +238,12 @@ def test_reconciliation_balances_every_load(warehouse):
     assert [r[:7] for r in rows] == [
         ("ol1", 20, 20, 5, 1, 14, True),
         ("ol2", 3, 3, 1, 2, 0, True),
-        ("it1", 16, 16, 4, 1, 11, True),
+        ("it1", 18, 18, 6, 1, 11, True),
         ("im1", 5, 5, 2, 0, 3, True),
         ("im2", 2, 2, 1, 1, 0, True),
     ]
+    collapsed = dict(warehouse.execute("select load_id, collapsed_rows from marts.reconciliation").fetchall())
+    assert collapsed == {"ol1": 0, "ol2": 0, "it1": 1, "im1": 0, "im2": 0}
     by_reason = json.loads(rows[0][7])
     assert by_reason["non_product"] == 2 and by_reason["cancellation"] == 1 and sum(by_reason.values()) == 14
     assert rows[1][7] == "{}"
@@ -275,7 +281,7 @@ def test_dim_users_are_pseudonymised_like_python(warehouse):
         _python_pseudonym("17850.0"): (2, 2, UK),
         _python_pseudonym("13047.0"): (3, 3, "Germany"),
         _python_pseudonym("12583.0"): (1, 1, "France"),
-        _python_pseudonym("u1"): (2, 1, None),
+        _python_pseudonym("u1"): (3, 1, None),
         _python_pseudonym("u2"): (1, 1, None),
         _python_pseudonym(" 42.0 "): (1, 0, None),
     }
@@ -291,8 +297,9 @@ def test_generic_events_are_typed_and_defaulted(warehouse):
            from marts.fct_interactions where source_table = 'interactions' order by source_row"""
     ).fetchall()
     assert rows == [
-        (1, "view", "2020-01-01 10:00:00", 1, 0.0, "s1"),
+        (1, "view", "2020-01-01 10:00:00", 2, 0.0, "s1"),  # row 17's view counted in
         (2, "cart", "2020-01-01 10:03:20", 1, 9.99, "s1"),
         (4, "purchase", "2020-01-02 12:00:00", 2, 5.0, "s2"),
         (16, "purchase", "2020-01-03 00:00:00", 1, None, None),
+        (18, "view", "2020-01-01 10:05:00", 1, None, "s1"),
     ]

@@ -8,7 +8,7 @@ with order_lines as (
 
 interactions as (
 
-    select * from {{ ref('int_interactions__classified') }} where row_status = 'kept'
+    select * from {{ ref('int_interactions__views_collapsed') }} where not is_collapsed
 
 )
 

@@ -1,5 +1,6 @@
 -- One row per load: every raw row is kept, a duplicate, or rejected, and the raw table holds as many rows
--- as ingest declared. raw_rows is recounted from the raw table, not taken from raw.loads.
+-- as ingest declared. raw_rows is recounted from the raw table, not taken from raw.loads. Of the kept rows,
+-- collapsed_rows were merged into an earlier view; the rest are rows of fct_interactions.
 with loads as (
 
     select * from {{ ref('stg_raw__loads') }}
@@ -45,6 +46,17 @@ status_counts as (
 
 ),
 
+-- Kept views merged into an earlier view of the same run (int_interactions__views_collapsed): kept, and counted
+-- in that view's quantity, but not a row of fct_interactions.
+collapsed_counts as (
+
+    select load_id, 'interactions' as target_table, count(*) as collapsed_rows
+    from {{ ref('int_interactions__views_collapsed') }}
+    where is_collapsed
+    group by load_id
+
+),
+
 reason_counts as (
 
     select load_id, target_table, rejection_reason, count(*) as n_rows
@@ -79,12 +91,15 @@ joined as (
         coalesce(status_counts.kept_rows, 0) as kept_rows,
         coalesce(status_counts.duplicate_rows, 0) as duplicate_rows,
         coalesce(status_counts.rejected_rows, 0) as rejected_rows,
+        coalesce(collapsed_counts.collapsed_rows, 0) as collapsed_rows,
         coalesce(reasons_by_load.rejected_by_reason, '{}') as rejected_by_reason
     from loads
     left join raw_counts
         on loads.load_id = raw_counts.load_id and loads.target_table = raw_counts.target_table
     left join status_counts
         on loads.load_id = status_counts.load_id and loads.target_table = status_counts.target_table
+    left join collapsed_counts
+        on loads.load_id = collapsed_counts.load_id and loads.target_table = collapsed_counts.target_table
     left join reasons_by_load
         on loads.load_id = reasons_by_load.load_id and loads.target_table = reasons_by_load.target_table
 
