@@ -47,12 +47,15 @@ class ShopData:
     catalogue: pd.DataFrame  # item_id -> title, description (every catalogue item, known to the bundle or not)
     text: dict[str, np.ndarray]  # item_id -> unit text vector, for items outside the bundle (cold start)
     as_of: pd.Timestamp  # features are computed as of this time
+    # Every known customer's key (marts.dim_users), with purchases or not: one who only viewed or carted is known too.
+    customers: tuple[str, ...] = ()
 
     @classmethod
     def read(cls, warehouse, bundle: Bundle) -> ShopData:
         with warehouse.connect(read_only=True) as con:
             interactions = read_interactions(con)
             catalogue = con.execute("select item_id, title, description from marts.dim_items").df()
+            customers = tuple(row[0] for row in con.execute("select user_id from marts.dim_users order by user_id").fetchall())
             try:
                 embedded, vectors = read_item_embeddings(con)
             except duckdb.CatalogException:  # no embeddings table yet: the service ranks, without text-only items
@@ -65,7 +68,7 @@ class ShopData:
         text = {str(item): unit[i] for i, item in enumerate(embedded["item_id"]) if np.any(unit[i])}
         newest = pd.to_datetime(interactions["occurred_at"]).max() if len(interactions) else pd.Timestamp.now()
         return cls(events, event_rows, histories, catalogue.set_index(catalogue["item_id"].astype(str)), text,
-                   newest + pd.Timedelta(seconds=1))
+                   newest + pd.Timedelta(seconds=1), customers)
 
 
 class RecommendationService:
@@ -301,7 +304,8 @@ class RecommendationService:
                 "features": features}
 
     def batch(self, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
-        """Top ``k`` of every known customer: user_id (pseudonym), rank, item_id, score, explanation columns."""
+        """Top ``k`` of every known customer: user_id (pseudonym), rank, item_id, score, explanation columns. A
+        customer without a purchase the bundle knows gets the fallback's popular items, as the API gives them."""
         k = self._check_k(k)
         keys = sorted(self.data.histories)
         frames = []
@@ -309,6 +313,10 @@ class RecommendationService:
             chunk = keys[start:start + batch_size]
             ranked = self._rank([self.data.histories[key] for key in chunk], chunk, k)
             frames += [frame.assign(user_id=key) for key, frame in zip(chunk, ranked)]
+        without_purchases = sorted(set(self.data.customers) - set(keys))
+        if without_purchases:
+            popular = self._popular(k)
+            frames += [popular.assign(user_id=key) for key in without_purchases]
         if not frames:
             return pd.DataFrame(columns=["user_id", "rank", "item_id", "title", "score", "explanation", "because_of",
                                          "reason"])

@@ -61,9 +61,24 @@ def test_recsys_cli_materialize_then_summary(recsys_home, tmp_path, capsys):
 def test_a_catalogue_without_text_is_a_warning_not_a_failure(recsys_home, tmp_path, capsys):
     data = _tiny_generic_shop(tmp_path / "shop")
     pd.DataFrame({"item_id": [f"sku-{i}" for i in range(5)], "title": [""] * 5}).to_csv(data / "items.csv", index=False)
-    assert main(["materialize", "--source", "generic", "--data", str(data)]) == 0
+    # A ninth customer who only browsed, in the shop's own words: two clicks 10 s apart (one view once collapsed)
+    # and a "tap", the shop's name for a view, declared on the command line.
+    browsing = pd.DataFrame({"user_id": "browser", "item_id": ["sku-2", "sku-2", "sku-3"],
+                             "timestamp": [1_700_000_000, 1_700_000_010, 1_700_000_500],
+                             "event_type": ["click", "click", "tap"], "quantity": 1})
+    interactions = pd.read_csv(data / "interactions.csv")
+    pd.concat([interactions, browsing]).to_csv(data / "interactions.csv", index=False)
+    assert main(["materialize", "--source", "generic", "--data", str(data), "--event-types", "tap=view"]) == 0
     captured = capsys.readouterr()
     assert "warning: dim_items:" in captured.err and "has_text" in captured.err
     assert "check failed" not in captured.err and " warnings" in captured.out
     with duckdb.connect(str(recsys_home / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select count(distinct user_id) from ml.user_recommendations").fetchone()[0] == 8
+        views = con.execute("select count(*), sum(quantity) from marts.fct_interactions where event_type = 'view'")
+        assert views.fetchone() == (2, 3)  # the two clicks are one view of quantity 2, the tap another
+        assert con.execute("select sum(collapsed_rows) from marts.reconciliation").fetchone()[0] == 1
+        # Every known customer is recommended, the one who only browsed with the popular items.
+        assert con.execute("select count(distinct user_id) from ml.user_recommendations").fetchone()[0] == 9
+        browser = con.execute("select count(*), list(distinct explanation) from ml.user_recommendations where user_id "
+                              "in (select user_id from marts.fct_interactions group by user_id "
+                              "having bool_and(event_type = 'view'))").fetchone()
+        assert browser == (5, ["popular_now"])  # the whole five-item catalogue, as popular now
