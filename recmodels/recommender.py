@@ -30,15 +30,19 @@ from recmodels.ranking import (
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
 # requesting customers' events per request, which gives the same features at a fraction of the cost.
 ITEM_LEVEL_FEATURES = ("item_purchases", "item_purchases_7d", "item_purchases_30d", "item_trend", "item_price",
-                       "item_age_days", "item_repeat_rate", "item_median_quantity")
+                       "item_age_days", "item_repeat_rate", "item_median_quantity", "item_views",
+                       "item_view_to_purchase")
 _NOBODY = "\x00nobody"  # a user key no shop id pseudonymises to
 
 
-def item_feature_table(events: pd.DataFrame, cutoff: TimeLike, n_items: int) -> pd.DataFrame:
-    """ITEM_LEVEL_FEATURES of every internal id 0..n_items as of ``cutoff`` (row 0, PAD, is unused)."""
+def item_feature_table(events: pd.DataFrame, cutoff: TimeLike, n_items: int,
+                       behaviour: pd.DataFrame | None = None) -> pd.DataFrame:
+    """ITEM_LEVEL_FEATURES of every internal id 0..n_items as of ``cutoff`` (row 0, PAD, is unused); the behaviour
+    ones only with ``behaviour`` events."""
     candidates = pd.DataFrame({"row": np.zeros(n_items, np.int64), "item": np.arange(1, n_items + 1)})
-    features = compute_features(candidates, np.array([_NOBODY], dtype=object), events, cutoff)
-    return features.set_index("item")[list(ITEM_LEVEL_FEATURES)].reindex(np.arange(n_items + 1))
+    features = compute_features(candidates, np.array([_NOBODY], dtype=object), events, cutoff, behaviour=behaviour)
+    present = [name for name in ITEM_LEVEL_FEATURES if name in features.columns]
+    return features.set_index("item")[present].reindex(np.arange(n_items + 1))
 
 
 def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: np.ndarray, events: pd.DataFrame,
@@ -46,7 +50,7 @@ def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: n
     """``features`` computed from some customers' events only, with the item-level columns from ``table``."""
     items = features["item"].to_numpy()
     for name in ITEM_LEVEL_FEATURES:
-        if name in features.columns:
+        if name in features.columns and name in table.columns:
             features[name] = table[name].to_numpy()[items]
     if "item_price_vs_user" in features.columns:
         # The item's price has just changed to the one over every customer's events, so the ratio follows it.
@@ -65,11 +69,13 @@ def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: n
 class TwoStageConfig:
     n_candidates: int = DEFAULT_N_CANDIDATES  # candidates per row, all sources together
     recent_items: int = DEFAULT_RECENT_ITEMS  # distinct recent history items behind the text_cosine feature
+    behaviour: bool = False  # the ranker reads the BEHAVIOUR_FEATURES (views, carts, favourites)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> TwoStageConfig:
-        """The config a stored feature or bundle spec was built with (its ``n_candidates`` and ``recent_items``)."""
-        return cls(n_candidates=spec["n_candidates"], recent_items=spec["recent_items"])
+        """The config a stored feature or bundle spec was built with."""
+        return cls(n_candidates=spec["n_candidates"], recent_items=spec["recent_items"],
+                   behaviour=bool(spec.get("behaviour", False)))
 
 
 def without_history_items(candidates: pd.DataFrame, histories: list[np.ndarray]) -> pd.DataFrame:
@@ -125,18 +131,24 @@ class TwoStageRecommender:
         cutoff: TimeLike | np.ndarray,
         exclude_history: bool = False,
         item_features: pd.DataFrame | None = None,
+        behaviour: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Every candidate of every row with its features and the ranker's ``score`` (higher first).
 
         ``row_keys[i]`` is the user key of ``histories[i]`` in ``events`` (``compute_features``' layout);
-        features read only events before ``cutoff`` (one time, or one per row). With ``item_features`` (``item_feature_table`` of all
-        events at the same cut-off), ``events`` need only hold these rows' customers.
+        features read only events before ``cutoff`` (one time, or one per row); ``behaviour`` (views, carts,
+        favourites) feeds the behaviour features when the ranker learned from them. With ``item_features``
+        (``item_feature_table`` of all events at the same cut-off), ``events`` need only hold these rows' customers.
         """
         candidates = generate_candidates(self.sources, histories, self.config.n_candidates)
         if exclude_history:
             candidates = without_history_items(candidates, histories)
+        if self.config.behaviour and behaviour is None:  # a caller without views (the MLflow pyfunc): none seen
+            behaviour = pd.DataFrame({"user_key": [], "item": np.array([], np.int64),
+                                      "occurred_at": np.array([], "datetime64[ns]"), "event_type": [], "quantity": []})
         features = compute_features(candidates, row_keys, events, cutoff, item_text=self.item_text,
-                                    recent_items=self.config.recent_items)
+                                    recent_items=self.config.recent_items,
+                                    behaviour=behaviour if self.config.behaviour else None)
         if item_features is not None:
             features = _with_item_features(features, item_features, row_keys, events, cutoff)
         features["score"] = (self.ranker.score(features) if self.serves == RANKER

@@ -57,6 +57,7 @@ from orchestration.store.reports import (
 )
 from recmodels.metrics import metric_intervals, per_row_metrics, ranked_topk, topk_metrics
 from recmodels.ranking import LambdaRanker, purchase_events, rerank_topk
+from recmodels.ranking.behaviour import behaviour_events
 from recmodels.recommender import RANKER, TwoStageConfig, without_history_items
 from recmodels.splits import PHASES, EvalSet, StoredSplit, load_split
 from recmodels.stats import PairedComparison, paired_comparison
@@ -309,7 +310,8 @@ def bundle_test_topk(bundle: Bundle, stored: StoredSplit, interactions: pd.DataF
     to_bundle = np.concatenate([[0], to_bundle])
     histories = [h[h > 0] for h in (to_bundle[np.asarray(h, dtype=np.int64)] for h in rows.histories)]
     events = purchase_events(interactions, bundle.item_ids)
-    ranked = bundle.recommender.rank(histories, rows.keys, events, stored.cutoff("test"))
+    ranked = bundle.recommender.rank(histories, rows.keys, events, stored.cutoff("test"),
+                                     behaviour=behaviour_events(interactions, bundle.item_ids))
     topk = bundle.recommender.topk(ranked, len(rows), max(KS))
     back = pd.Index(split.item_ids.astype(str)).get_indexer(pd.Index(bundle.item_ids.astype(str)))
     back = np.concatenate([[0], np.where(back >= 0, back + 1, 0)])

@@ -34,6 +34,7 @@ from recmodels.ranking import (
     ranker_feature_names,
     rerank_topk,
 )
+from recmodels.ranking.behaviour import behaviour_events
 from recmodels.recommender import TwoStageConfig
 from recmodels.sizing import sized_ranker_config
 from recmodels.splits import PHASES, load_split
@@ -49,6 +50,10 @@ class RankerFeaturesConfig(dg.Config):
     recent_items: int = Field(
         default=TwoStageConfig.recent_items, description="Recent distinct items behind the text_cosine feature."
     )
+    behaviour: bool = Field(
+        default=True, description="Add the behaviour features (views, carts, favourites before the cut-off) when the "
+        "shop records any; false: purchases only.",
+    )
 
 
 @dg.asset(deps=[sasrec_model, baseline_models], group_name="ranking", kinds={"duckdb", "pandas"})
@@ -63,6 +68,9 @@ def ranker_features(
     with warehouse.connect(read_only=True) as con:
         interactions = read_interactions(con)
     events = purchase_events(interactions, split.item_ids)
+    behaviour = behaviour_events(interactions, split.item_ids) if config.behaviour else None
+    if behaviour is not None and behaviour.empty:
+        behaviour = None  # a shop of purchases only: the behaviour features would all be zero
     frames, recall = [], {}
     for phase in PHASES:
         _, _, rows = stored.training(phase)
@@ -70,7 +78,7 @@ def ranker_features(
         cutoff = stored.cutoff(phase)
         features, labels = labelled_candidates({name: m.score for name, m in models.items()}, rows, events,
                                                cutoff, n_candidates=config.n_candidates,
-                                               item_text=text, recent_items=config.recent_items)
+                                               item_text=text, recent_items=config.recent_items, behaviour=behaviour)
         features.insert(0, "phase", phase)
         features.insert(1, "user_key", rows.keys[features["row"].to_numpy()])
         features["cutoff"] = cutoff[features["row"].to_numpy()] if np.ndim(cutoff) else cutoff
@@ -79,7 +87,8 @@ def ranker_features(
         frames.append(features)
     table = pd.concat(frames, ignore_index=True)
     warehouse.write_table(FEATURES_TABLE, table)
-    spec = {"n_candidates": config.n_candidates, "recent_items": config.recent_items, "split_hash": stored.content_hash}
+    spec = {"n_candidates": config.n_candidates, "recent_items": config.recent_items, "behaviour": behaviour is not None,
+            "split_hash": stored.content_hash}
     (paths.models_dir / FEATURES_SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     context.log.info(f"{len(table):,} candidate rows; candidate recall {recall}")
     return dg.MaterializeResult(

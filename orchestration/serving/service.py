@@ -24,6 +24,7 @@ from orchestration.store.marts import read_interactions
 from orchestration.store.privacy import pseudonymize
 from recmodels.explain import Explainer, sentence
 from recmodels.ranking import purchase_events
+from recmodels.ranking.behaviour import behaviour_events
 from recmodels.recommender import item_feature_table
 from recmodels.sequences import PAD
 from recmodels.similarity import unit_rows
@@ -49,6 +50,7 @@ class ShopData:
     as_of: pd.Timestamp  # features are computed as of this time
     # Every known customer's key (marts.dim_users), with purchases or not: one who only viewed or carted is known too.
     customers: tuple[str, ...] = ()
+    behaviour: pd.DataFrame | None = None  # views, carts and favourites (behaviour_events), for the ranker's features
 
     @classmethod
     def read(cls, warehouse, bundle: Bundle) -> ShopData:
@@ -68,7 +70,7 @@ class ShopData:
         text = {str(item): unit[i] for i, item in enumerate(embedded["item_id"]) if np.any(unit[i])}
         newest = pd.to_datetime(interactions["occurred_at"]).max() if len(interactions) else pd.Timestamp.now()
         return cls(events, event_rows, histories, catalogue.set_index(catalogue["item_id"].astype(str)), text,
-                   newest + pd.Timedelta(seconds=1), customers)
+                   newest + pd.Timedelta(seconds=1), customers, behaviour_events(interactions, bundle.item_ids))
 
 
 class RecommendationService:
@@ -86,7 +88,8 @@ class RecommendationService:
         self.explainer = Explainer(co_bought=co_bought, text_unit=self.text_unit)
         self.fallback = next((name for name in FALLBACK_SOURCES if name in models), None)
         # Item-level features read every customer's events: once here, so a request reads only its customer's.
-        self.item_features = item_feature_table(data.events, data.as_of, len(bundle.item_ids))
+        self.item_features = item_feature_table(data.events, data.as_of, len(bundle.item_ids),
+                                                data.behaviour if bundle.recommender.config.behaviour else None)
         self.lock = threading.Lock()  # torch and LightGBM are called from one request thread at a time
 
     # -------------------------------------------------------------------------------------------- loading
@@ -140,7 +143,7 @@ class RecommendationService:
         with self.lock:
             ranked = self.bundle.recommender.rank(histories, np.asarray(keys, dtype=object), self._events_of(keys),
                                                   self.data.as_of, exclude_history=exclude_history,
-                                                  item_features=self.item_features)
+                                                  item_features=self.item_features, behaviour=self.data.behaviour)
         return ranked.sort_values(["row", "score", "item"], ascending=[True, False, True],
                                   kind="stable").reset_index(drop=True)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recmodels.ranking.behaviour import BEHAVIOUR_FEATURES, add_behaviour_features
 from recmodels.ranking.lookups import NEVER_DAYS, TimeLike, lookup, pair_lookup, to_days
 from recmodels.ranking.reorder import pair_orders, quantity_features, repeat_features
 from recmodels.similarity import unit_rows
@@ -65,6 +66,8 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "brand_affinity": "share of the user's events of the item's brand; 0 without events or brand "
     "(only with item_attributes.brand)",
 }
+
+FEATURE_DESCRIPTIONS |= BEHAVIOUR_FEATURES  # only with behaviour events (compute_features' ``behaviour``)
 
 _EVENT_COLUMNS = ("user_key", "item", "occurred_at", "quantity", "unit_price")
 
@@ -325,6 +328,7 @@ def compute_features(
     item_text: np.ndarray | None = None,
     item_attributes: pd.DataFrame | None = None,
     recent_items: int = DEFAULT_RECENT_ITEMS,
+    behaviour: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The candidates with the FEATURE_DESCRIPTIONS columns and ``features_as_of`` added (a new frame).
 
@@ -335,27 +339,30 @@ def compute_features(
     and each group's features are as of its earliest cut-off, a little stale for some rows but never later
     than any row's own. ``text_cosine`` needs ``item_text`` ((n_items + 1, d), internal-id order, zero rows =
     no text); ``category_affinity`` / ``brand_affinity`` need those columns in ``item_attributes`` (indexed by
-    internal id). Users without events before the cut-off get zeros and the NEVER_DAYS sentinel.
+    internal id). ``behaviour`` (``behaviour_events``: views, carts, favourites) adds the BEHAVIOUR_FEATURES.
+    Users without events before the cut-off get zeros and the NEVER_DAYS sentinel.
     """
     _check_inputs(candidates, events, recent_items)
     if np.ndim(cutoff) == 0:
-        return _features_at(candidates, row_keys, events, cutoff, item_text, item_attributes, recent_items)
+        return _features_at(candidates, row_keys, events, cutoff, item_text, item_attributes, recent_items, behaviour)
     group_of_row, group_cutoff = cutoff_groups(np.asarray(cutoff))
     candidate_group = group_of_row[candidates["row"].to_numpy(np.int64)]
     order = np.arange(len(candidates))
     frames = [
         _features_at(candidates[candidate_group == g], row_keys, events, at, item_text, item_attributes,
-                     recent_items).assign(_order=order[candidate_group == g])
+                     recent_items, behaviour).assign(_order=order[candidate_group == g])
         for g, at in enumerate(group_cutoff) if (candidate_group == g).any()
     ]
     if not frames:  # no candidates: the empty frame with every column
-        return _features_at(candidates, row_keys, events, pd.Timestamp.min, item_text, item_attributes, recent_items)
+        return _features_at(candidates, row_keys, events, pd.Timestamp.min, item_text, item_attributes, recent_items,
+                            behaviour)
     return pd.concat(frames).sort_values("_order").drop(columns="_order")
 
 
 def _features_at(
     candidates: pd.DataFrame, row_keys: np.ndarray, events: pd.DataFrame, cutoff: TimeLike,
     item_text: np.ndarray | None, item_attributes: pd.DataFrame | None, recent_items: int,
+    behaviour: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """``compute_features`` at one cut-off."""
     past = _past_events(candidates, row_keys, events, cutoff, item_text)
@@ -365,6 +372,8 @@ def _features_at(
     _user_item_features(out, past)
     _reorder_features(out, past)
     _content_features(out, past, user_events, item_text, item_attributes, recent_items)
+    if behaviour is not None:
+        add_behaviour_features(out, np.asarray(row_keys)[out["row"].to_numpy(np.int64)], behaviour, events, cutoff)
     out["features_as_of"] = _features_as_of(past, user_last, item_last)
     computed = [*feature_columns(out), "features_as_of"]
     return out[[*(c for c in candidates.columns if c not in computed), *computed]]

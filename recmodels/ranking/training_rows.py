@@ -25,9 +25,11 @@ def labelled_candidates(
     n_candidates: int = DEFAULT_N_CANDIDATES,
     item_text: np.ndarray | None = None,
     recent_items: int = DEFAULT_RECENT_ITEMS,
+    behaviour: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``rows``' candidates from ``sources`` with their features as of ``cutoff`` (one, or one per row: ``compute_features``), and
     each candidate's 0/1 label against ``rows.targets`` (``candidate_labels``)."""
     candidates = generate_candidates(sources, rows.histories, n_candidates)
-    features = compute_features(candidates, rows.keys, events, cutoff, item_text=item_text, recent_items=recent_items)
+    features = compute_features(candidates, rows.keys, events, cutoff, item_text=item_text, recent_items=recent_items,
+                                behaviour=behaviour)
     return features, candidate_labels(features, rows.targets)
