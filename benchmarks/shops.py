@@ -31,9 +31,11 @@ COLUMNS = ("name", "events", "customers", "items", "split_rule", "test_customers
            "ci_high", "champion_version", "serves", "recommendations", "wall_s")
 
 
-def run_shop(name: str, home: Path, source: str, data: Path | None) -> dict[str, Any]:
-    """``recsys materialize`` on one shop in ``home``; the summary row, with ``error`` when the run failed."""
-    command = [sys.executable, "-m", "orchestration.apps.cli", "--home", str(home), "materialize", "--source", source]
+def run_shop(name: str, home: Path, source: str, data: Path | None, inputs: str = "all") -> dict[str, Any]:
+    """``recsys materialize`` on one shop in ``home``; the summary row, with ``error`` when the run failed.
+    ``inputs``: what the ranker's features read, every behaviour (``all``) or ``purchases``."""
+    command = [sys.executable, "-m", "orchestration.apps.cli", "--home", str(home), "materialize", "--source", source,
+               "--inputs", inputs]
     if data is not None:
         command += ["--data", str(data)]
     env = {**os.environ, "RECSYS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "HF_HUB_OFFLINE": "1"}
@@ -143,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--make-shops", metavar="DIR", help="first write test shops cut from ../shared/data into DIR "
                                                             "and run them too")
     parser.add_argument("--homes", help="keep each shop's RECSYS_HOME under this folder (default: a temporary one)")
+    parser.add_argument("--inputs", choices=("all", "purchases"), default="all",
+                        help="what the ranker's features read: every behaviour a shop records (default) or purchases only")
     args = parser.parse_args(argv)
     shops: list[tuple[str, str, Path | None]] = [(Path(d).name, "generic", Path(d)) for d in args.data]
     if args.make_shops:
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         homes = Path(args.homes or scratch)
         for name, source, data in shops:
             print(f"== {name} ({source}{'' if data is None else ', ' + str(data)})", flush=True)
-            rows.append(run_shop(name, homes / name, source, data))
+            rows.append({**run_shop(name, homes / name, source, data, args.inputs), "inputs": args.inputs})
             print(json.dumps(rows[-1], default=str), flush=True)
     print()
     _print(rows)

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--select", help="Dagster asset selection, e.g. 'group:ingest' or 'key:fct_interactions+'")
     run.add_argument("--source", choices=SOURCE_KINDS, help="data source (default $RECSYS_SOURCE or synthetic)")
     run.add_argument("--data", help="file or folder to ingest (default $RECSYS_DATA)")
+    run.add_argument("--inputs", choices=("all", "purchases"), default="all",
+                     help="what the ranker's features read: every behaviour the shop records (default) or purchases only")
     run.add_argument("--event-types", metavar="NAME=BEHAVIOUR,...",
                      help="the shop's own event names, e.g. 'click=view,buy=purchase' (default $RECSYS_EVENT_TYPES)")
     run.add_argument("--log-level", default="CRITICAL",
@@ -357,7 +359,7 @@ def _check_data(source: str | None, data: str | None) -> None:
 def _materialize_command(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from orchestration.apps.runner import materialize
+    from orchestration.apps.runner import config_for_selection, materialize
     from orchestration.store.warehouse import Warehouse, WarehouseBusyError
 
     _check_data(args.source, args.data)
@@ -384,7 +386,9 @@ def _materialize_command(args: argparse.Namespace) -> int:
     previous = signal.set_wakeup_fd(signals_write, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # before the run too: stop with a status, not dead
     try:
-        result = materialize(args.select, raise_on_error=False, log_level=args.log_level, stdout_log=log_path)
+        inputs = {"ops": {"ranker_features": {"config": {"behaviour": args.inputs == "all"}}}}
+        result = materialize(args.select, raise_on_error=False, log_level=args.log_level, stdout_log=log_path,
+                             run_config=config_for_selection(inputs, args.select))
     except WarehouseBusyError as error:
         print(f"recsys materialize: {error}", file=sys.stderr)
         return BUSY
