@@ -45,7 +45,7 @@ sized as (
     select
         *,
         count(*) over run as run_rows,
-        sum(coalesce(quantity, 1)) over run as run_quantity
+        cast(sum(coalesce(quantity, 1)) over run as integer) as run_quantity
     from runs
     window run as (partition by user_id, item_id, coalesce(event_type, 'purchase'), run_number)
 
