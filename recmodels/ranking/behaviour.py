@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recmodels.ranking.lookups import NEVER_DAYS, TimeLike, pair_lookup, to_days
+from recmodels.ranking.lookups import NEVER_DAYS, TimeLike, internal_item_ids, pair_lookup, to_days
 
 BEHAVIOURS = ("view", "cart", "favourite")  # the non-purchase behaviours of fct_interactions.event_type
 
@@ -34,12 +34,10 @@ def behaviour_events(interactions: pd.DataFrame, item_ids: np.ndarray) -> pd.Dat
     """``fct_interactions``' views, carts and favourites of known customers as ``behaviour_features`` reads them:
     user_key, item (internal id by ``item_ids``; other items left out), occurred_at, event_type, quantity."""
     rows = interactions[interactions["event_type"].isin(BEHAVIOURS) & interactions["user_id"].notna()]
-    internal = pd.Series(np.arange(1, len(item_ids) + 1), index=pd.Index(np.asarray(item_ids).astype(str)))
-    items = internal.reindex(rows["item_id"].astype(str).to_numpy()).to_numpy()
-    known = ~np.isnan(items)
+    items, known = internal_item_ids(rows["item_id"], item_ids)
     return pd.DataFrame({
         "user_key": rows["user_id"].to_numpy()[known],
-        "item": items[known].astype(np.int64),
+        "item": items[known],
         "occurred_at": pd.to_datetime(rows["occurred_at"]).to_numpy()[known],
         "event_type": rows["event_type"].to_numpy()[known],
         "quantity": rows["quantity"].to_numpy(dtype=float)[known],

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from recmodels.ranking.behaviour import BEHAVIOUR_FEATURES, add_behaviour_features
-from recmodels.ranking.lookups import NEVER_DAYS, TimeLike, lookup, pair_lookup, to_days
+from recmodels.ranking.lookups import NEVER_DAYS, TimeLike, internal_item_ids, lookup, pair_lookup, to_days
 from recmodels.ranking.reorder import pair_orders, quantity_features, repeat_features
 from recmodels.similarity import unit_rows
 
@@ -386,12 +386,10 @@ def purchase_events(interactions: pd.DataFrame, item_ids: np.ndarray) -> pd.Data
     if "event_type" in purchases:
         purchases = purchases[purchases["event_type"] == "purchase"]
     purchases = purchases[purchases["user_id"].notna()]
-    internal = pd.Series(np.arange(1, len(item_ids) + 1), index=pd.Index(np.asarray(item_ids).astype(str)))
-    items = internal.reindex(purchases["item_id"].astype(str).to_numpy()).to_numpy()
-    known = ~np.isnan(items)
+    items, known = internal_item_ids(purchases["item_id"], item_ids)
     return pd.DataFrame({
         "user_key": purchases["user_id"].to_numpy()[known],
-        "item": items[known].astype(np.int64),
+        "item": items[known],
         "occurred_at": pd.to_datetime(purchases["occurred_at"]).to_numpy()[known],
         "quantity": purchases["quantity"].to_numpy(dtype=float)[known],
         "unit_price": purchases["unit_price"].to_numpy(dtype=float)[known],

@@ -46,3 +46,12 @@ def lookup(values: np.ndarray, codes: np.ndarray, default: float) -> np.ndarray:
 
 def to_days(delta: np.ndarray) -> np.ndarray:
     return delta / np.timedelta64(1, "D")
+
+
+def internal_item_ids(external: pd.Series, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(internal id per row as int64, whether the row's item is in ``item_ids``): internal id i + 1 is
+    ``item_ids[i]``; rows outside it get 0 and False."""
+    internal = pd.Series(np.arange(1, len(item_ids) + 1), index=pd.Index(np.asarray(item_ids).astype(str)))
+    items = internal.reindex(external.astype(str).to_numpy()).to_numpy()
+    known = ~np.isnan(items)
+    return np.where(known, items, 0).astype(np.int64), known
