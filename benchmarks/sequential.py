@@ -127,15 +127,16 @@ def pick_options(model_class, grid, split: Split) -> dict:
     return recmodels_pick_options(model_class, grid, split.train, split.validation, split.n_items)[0]
 
 
-def pipeline_configs(split: Split, device: str | None = None) -> tuple[SASRecConfig, TrainConfig]:
+def pipeline_configs(split: Split, protocol: str, device: str | None = None) -> tuple[SASRecConfig, TrainConfig]:
     """The configs the pipeline's ``sasrec_model`` would train on ``split`` with its defaults: sized to the
-    training events (``recmodels.sizing``), the item-to-item matrix on up to its catalogue limit."""
+    training events (``recmodels.sizing``), the item-to-item matrix on up to its catalogue limit, where the protocol
+    holds out whole later baskets as the pipeline's splits do (``item_to_item_default``)."""
     from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS
     from recmodels.sizing import sized_sasrec
 
     preset = sized_sasrec(sum(len(sequence) for sequence in split.train_for_test))
-    return (replace(preset.model, item_to_item=split.n_items <= ITEM_TO_ITEM_MAX_ITEMS),
-            replace(preset.train, device=device))
+    item_to_item = split.n_items <= ITEM_TO_ITEM_MAX_ITEMS and item_to_item_default(protocol)
+    return replace(preset.model, item_to_item=item_to_item), replace(preset.train, device=device)
 
 
 def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig | None, train: TrainConfig,
@@ -150,7 +151,7 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig | None, t
         embeddings = text_matrix(split, texts, encoder_model)
     prepare_s = time.perf_counter() - started
     if model is None:
-        model, train = pipeline_configs(split, train.device)
+        model, train = pipeline_configs(split, protocol, train.device)
         print(f"data-sized SASRec: hidden {model.hidden_size}, lr {train.lr}, batch {train.batch_size}, "
               f"item-to-item {model.item_to_item}", flush=True)
     counts = np.bincount(np.concatenate(split.train_for_test), minlength=split.n_items + 1)
@@ -275,7 +276,7 @@ def main() -> None:
     parser.add_argument("--device", default=train_defaults.device, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--sized", action="store_true",
                         help="train SASRec with the pipeline's data-sized defaults (recmodels.sizing) instead of the "
-                             "preset and the flags above")
+                             "preset and the flags above; the item-to-item matrix as --item-to-item's default")
     parser.add_argument("--encoder", default=None,
                         help="item-text encoder: a Hugging Face model name or local folder (default: the packaged MiniLM)")
     args = parser.parse_args()
