@@ -26,6 +26,7 @@ from recmodels.ranking import (
     quantity_ratio,
     rerank_topk,
 )
+from recmodels.ranking.behaviour import no_behaviour
 
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
 # requesting customers' events per request, which gives the same features at a fraction of the cost.
@@ -144,8 +145,7 @@ class TwoStageRecommender:
         if exclude_history:
             candidates = without_history_items(candidates, histories)
         if self.config.behaviour and behaviour is None:  # a caller without views (the MLflow pyfunc): none seen
-            behaviour = pd.DataFrame({"user_key": [], "item": np.array([], np.int64),
-                                      "occurred_at": np.array([], "datetime64[ns]"), "event_type": [], "quantity": []})
+            behaviour = no_behaviour()
         features = compute_features(candidates, row_keys, events, cutoff, item_text=self.item_text,
                                     recent_items=self.config.recent_items,
                                     behaviour=behaviour if self.config.behaviour else None)

@@ -107,23 +107,22 @@ def user_sequences(
     first, last = events["occurred_at"].min(), events["occurred_at"].max()
     choice = _windows(config, events)
     (context.log.info if choice.get("enough", True) else context.log.warning)(choice["reason"])
+    # Every sequence (not only training prefixes), for the inspection table and the per-customer cut-offs.
+    sequences, keys, timestamps, _ = build_sequences(events, sequence_config)
     if choice["rule"] == LEAVE_LAST_BASKET_OUT:
         split = leave_last_basket_out(events, sequence_config, name=f"{config.key}-{LEAVE_LAST_BASKET_OUT}")
-        cutoffs = {"validation_cutoff": None, "test_cutoff": None}
-        period_cutoffs = sequence_cutoffs(split, build_sequences(events, sequence_config)[1])
+        validation_cutoff = test_cutoff = None  # each customer has their own
+        period_cutoffs = sequence_cutoffs(split, keys)
     else:
         validation_cutoff, test_cutoff = split_cutoffs(last, choice["test_days"], choice["validation_days"])
         split = temporal_split(events, sequence_config, test_cutoff=test_cutoff, validation_cutoff=validation_cutoff,
                                name=f"{config.key}-temporal")
-        cutoffs = {"validation_cutoff": str(validation_cutoff), "test_cutoff": str(test_cutoff)}
         period_cutoffs = (validation_cutoff, test_cutoff)
-    problem = split_problem(split, len(events), first, last,
-                            *(None if cutoffs[k] is None else pd.Timestamp(cutoffs[k])
-                              for k in ("validation_cutoff", "test_cutoff")))
+    problem = split_problem(split, len(events), first, last, validation_cutoff, test_cutoff)
     if problem:
         raise dg.Failure(problem)
-    # Every sequence (not only training prefixes) for the inspection table; the same deterministic call.
-    sequences, keys, timestamps, _ = build_sequences(events, sequence_config)
+    cutoffs = {name: None if at is None else str(at)
+               for name, at in (("validation_cutoff", validation_cutoff), ("test_cutoff", test_cutoff))}
     info = {
         "sequence_config": asdict(sequence_config), "data_version": data_version, **cutoffs,
         "first_event": str(first), "last_event": str(last), "split_rule": choice,

@@ -9,7 +9,7 @@ as of one second after the newest event the warehouse holds, the same point-in-t
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from orchestration.store.marts import read_interactions
 from orchestration.store.privacy import pseudonymize
 from recmodels.explain import Explainer, sentence
 from recmodels.ranking import purchase_events
-from recmodels.ranking.behaviour import behaviour_events
+from recmodels.ranking.behaviour import behaviour_events, no_behaviour
 from recmodels.recommender import item_feature_table
 from recmodels.sequences import PAD
 from recmodels.similarity import unit_rows
@@ -50,7 +50,8 @@ class ShopData:
     as_of: pd.Timestamp  # features are computed as of this time
     # Every known customer's key (marts.dim_users), with purchases or not: one who only viewed or carted is known too.
     customers: tuple[str, ...] = ()
-    behaviour: pd.DataFrame | None = None  # views, carts and favourites (behaviour_events), for the ranker's features
+    behaviour: pd.DataFrame = field(default_factory=no_behaviour)  # views, carts, favourites (behaviour_events)
+    behaviour_rows: dict[str, np.ndarray] = field(default_factory=dict)  # user key -> positions in ``behaviour``
 
     @classmethod
     def read(cls, warehouse, bundle: Bundle) -> ShopData:
@@ -69,8 +70,10 @@ class ShopData:
         unit = unit_rows(vectors)
         text = {str(item): unit[i] for i, item in enumerate(embedded["item_id"]) if np.any(unit[i])}
         newest = pd.to_datetime(interactions["occurred_at"]).max() if len(interactions) else pd.Timestamp.now()
+        behaviour = behaviour_events(interactions, bundle.item_ids)
         return cls(events, event_rows, histories, catalogue.set_index(catalogue["item_id"].astype(str)), text,
-                   newest + pd.Timedelta(seconds=1), customers, behaviour_events(interactions, bundle.item_ids))
+                   newest + pd.Timedelta(seconds=1), customers, behaviour,
+                   behaviour.groupby("user_key", sort=False).indices)
 
 
 class RecommendationService:
@@ -129,9 +132,11 @@ class RecommendationService:
         """What a shopper is shown for an item: its title, or its id when the catalogue has no title."""
         return None if item_id is None else self.title(item_id) or str(item_id)
 
-    def _events_of(self, keys: list[str]) -> pd.DataFrame:
-        rows = [self.data.event_rows[key] for key in keys if key in self.data.event_rows]
-        return self.data.events.iloc[np.sort(np.concatenate(rows))] if rows else self.data.events.iloc[:0]
+    @staticmethod
+    def _rows_of(frame: pd.DataFrame, rows_by_key: dict[str, np.ndarray], keys: list[str]) -> pd.DataFrame:
+        """The rows of ``frame`` that belong to ``keys``' customers, in ``frame``'s order."""
+        rows = [rows_by_key[key] for key in keys if key in rows_by_key]
+        return frame.iloc[np.sort(np.concatenate(rows))] if rows else frame.iloc[:0]
 
     def _check_k(self, k: int) -> int:
         if not 1 <= int(k) <= MAX_K:
@@ -141,9 +146,12 @@ class RecommendationService:
     def _ranked(self, histories: list[np.ndarray], keys: list[str], exclude_history: bool = False) -> pd.DataFrame:
         """Every candidate of every history, best first within each row (the order every answer shares)."""
         with self.lock:
-            ranked = self.bundle.recommender.rank(histories, np.asarray(keys, dtype=object), self._events_of(keys),
-                                                  self.data.as_of, exclude_history=exclude_history,
-                                                  item_features=self.item_features, behaviour=self.data.behaviour)
+            # Only these customers' events: the item-level features, which read everybody's, come from the table.
+            data = self.data
+            ranked = self.bundle.recommender.rank(histories, np.asarray(keys, dtype=object),
+                                                  self._rows_of(data.events, data.event_rows, keys), data.as_of,
+                                                  exclude_history=exclude_history, item_features=self.item_features,
+                                                  behaviour=self._rows_of(data.behaviour, data.behaviour_rows, keys))
         return ranked.sort_values(["row", "score", "item"], ascending=[True, False, True],
                                   kind="stable").reset_index(drop=True)
 

@@ -30,6 +30,13 @@ BEHAVIOUR_FEATURES: dict[str, str] = {
 }
 
 
+def no_behaviour() -> pd.DataFrame:
+    """A ``behaviour_events`` frame without events: for callers that have none (the MLflow pyfunc)."""
+    return pd.DataFrame({"user_key": np.array([], object), "item": np.array([], np.int64),
+                         "occurred_at": np.array([], "datetime64[ns]"), "event_type": np.array([], object),
+                         "quantity": np.array([], np.float64)})
+
+
 def behaviour_events(interactions: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
     """``fct_interactions``' views, carts and favourites of known customers as ``behaviour_features`` reads them:
     user_key, item (internal id by ``item_ids``; other items left out), occurred_at, event_type, quantity."""
@@ -44,8 +51,17 @@ def behaviour_events(interactions: pd.DataFrame, item_ids: np.ndarray) -> pd.Dat
     })
 
 
-def _pair_table(user: np.ndarray, item: np.ndarray, values: dict[str, np.ndarray], how: str) -> pd.DataFrame:
-    return pd.DataFrame({"user": user, "item": item, **values}).groupby(["user", "item"]).agg(how)
+def _per_pair(user: np.ndarray, item: np.ndarray, values: np.ndarray, how: str, row_user: np.ndarray,
+              row_item: np.ndarray, default: float) -> np.ndarray:
+    """``values`` aggregated (``how``) per (user, item) pair, looked up for each row's pair; ``default`` where a
+    row's pair has none. Users coded -1 (outside the rows' index) are left out."""
+    kept = user >= 0
+    if not kept.any():
+        return np.full(len(row_user), default)
+    table = pd.DataFrame({"user": user[kept], "item": item[kept], "v": values[kept]}).groupby(["user", "item"])["v"]
+    table = table.agg(how)
+    return pair_lookup(table.index.get_level_values("user").to_numpy(), table.index.get_level_values("item").to_numpy(),
+                       table.to_numpy(np.float64), row_user, row_item, default)
 
 
 def add_behaviour_features(out: pd.DataFrame, row_user_keys: np.ndarray, behaviour: pd.DataFrame,
@@ -65,11 +81,7 @@ def add_behaviour_features(out: pd.DataFrame, row_user_keys: np.ndarray, behavio
     count = np.nan_to_num(past["quantity"].to_numpy(np.float64), nan=1.0)
 
     def pair(mask: np.ndarray, values: np.ndarray, how: str, default: float) -> np.ndarray:
-        if not mask.any():
-            return np.full(len(out), default)
-        table = _pair_table(user[mask], item[mask], {"v": values[mask]}, how)
-        return pair_lookup(table.index.get_level_values("user").to_numpy(), table.index.get_level_values("item").to_numpy(),
-                           table["v"].to_numpy(np.float64), row_user, row_item, default)
+        return _per_pair(user[mask], item[mask], values[mask], how, row_user, row_item, default)
 
     view, cart, favourite = kind == "view", kind == "cart", kind == "favourite"
     out["user_item_views"] = pair(view, count, "sum", 0.0)
@@ -81,16 +93,9 @@ def add_behaviour_features(out: pd.DataFrame, row_user_keys: np.ndarray, behavio
     # Carted and not bought since: the last cart is more recent than the last purchase of the item.
     bought_times = purchases["occurred_at"].to_numpy().astype("datetime64[ns]")
     bought = purchases.loc[bought_times < cut]
-    bought_age = to_days(cut - bought_times[bought_times < cut])
-    days_since_bought = np.full(len(out), NEVER_DAYS)
-    if len(bought):
-        table = _pair_table(users.get_indexer(bought["user_key"]), bought["item"].to_numpy(np.int64),
-                            {"v": bought_age}, "min")
-        known = table.index.get_level_values("user").to_numpy() >= 0
-        table = table[known]
-        days_since_bought = pair_lookup(table.index.get_level_values("user").to_numpy(),
-                                        table.index.get_level_values("item").to_numpy(), table["v"].to_numpy(),
-                                        row_user, row_item, NEVER_DAYS)
+    days_since_bought = _per_pair(users.get_indexer(bought["user_key"]), bought["item"].to_numpy(np.int64),
+                                  to_days(cut - bought_times[bought_times < cut]), "min", row_user, row_item,
+                                  NEVER_DAYS)
     carted = out["user_item_days_since_cart"].to_numpy() < NEVER_DAYS
     out["user_item_carted_not_bought"] = (carted & (out["user_item_days_since_cart"].to_numpy()
                                                     < days_since_bought)).astype(np.float64)
