@@ -41,7 +41,7 @@ from recmodels.baselines import (
 from recmodels.baselines import pick_options as recmodels_pick_options
 from recmodels.item_text import build_item_texts
 from recmodels.metrics import evaluate
-from recmodels.presets import SEQUENTIAL_BENCHMARK, SASRecConfig, TrainConfig
+from recmodels.presets import PIPELINE, SEQUENTIAL_BENCHMARK, SASRecConfig, TrainConfig
 from recmodels.protocols import generic_loo, or_customer_temporal, or_session
 from recmodels.splits import Split
 from recmodels.text_encoder import EncoderConfig, load_encoder
@@ -131,11 +131,10 @@ def pipeline_configs(split: Split, protocol: str, device: str | None = None) -> 
     """The configs the pipeline's ``sasrec_model`` would train on ``split`` with its defaults: sized to the
     training events (``recmodels.sizing``), the item-to-item matrix on up to its catalogue limit, where the protocol
     holds out whole later baskets as the pipeline's splits do (``item_to_item_default``)."""
-    from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS
-    from recmodels.sizing import sized_sasrec
+    from recmodels.sizing import sasrec_for_sequences
 
-    preset = sized_sasrec(sum(len(sequence) for sequence in split.train_for_test))
-    item_to_item = split.n_items <= ITEM_TO_ITEM_MAX_ITEMS and item_to_item_default(protocol)
+    preset = sasrec_for_sequences(split.train_for_test, split.n_items, PIPELINE.model.max_length)
+    item_to_item = preset.model.item_to_item and item_to_item_default(protocol)
     return replace(preset.model, item_to_item=item_to_item), replace(preset.train, device=device)
 
 

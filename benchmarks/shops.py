@@ -27,13 +27,14 @@ from benchmarks.common import REPO_ROOT, SHARED_DATA, emit_json, machine
 from orchestration.store.paths import recsys_paths
 from orchestration.store.reports import table_exists
 
+INPUTS = ("all", "purchases")
 COLUMNS = ("name", "events", "customers", "items", "split_rule", "test_customers", "winner", "ndcg@10", "ci_low",
            "ci_high", "champion_version", "serves", "recommendations", "wall_s")
 
 
 def run_shop(name: str, home: Path, source: str, data: Path | None, inputs: str = "all") -> dict[str, Any]:
     """``recsys materialize`` on one shop in ``home``; the summary row, with ``error`` when the run failed.
-    ``inputs``: what the ranker's features read, every behaviour (``all``) or ``purchases``."""
+    ``inputs``: what the models read, every behaviour (``all``) or ``purchases``."""
     command = [sys.executable, "-m", "orchestration.apps.cli", "--home", str(home), "materialize", "--source", source,
                "--inputs", inputs]
     if data is not None:
@@ -58,6 +59,35 @@ def run_shop(name: str, home: Path, source: str, data: Path | None, inputs: str 
         row.update({"split_rule": f"{rule.get('rule', '?')}{days}",
                     "test_customers": len(stored.split.test)})
     return row
+
+
+COMPARED_MODELS = ("sasrec", "sasrec+ranker")  # the models whose inputs change with --inputs
+
+
+def compare_inputs(name: str, homes: Path) -> list[dict[str, Any]]:
+    """Per model of ``COMPARED_MODELS``: test NDCG@10 reading every behaviour against purchases only, on the same
+    test customers (the split evaluates purchases either way), with the paired difference's bootstrap interval."""
+    from recmodels.stats import paired_comparison
+
+    values = {}
+    for inputs in INPUTS:
+        with duckdb.connect(str(homes / f"{name}-{inputs}" / "warehouse.duckdb"), read_only=True) as con:
+            values[inputs] = con.execute(
+                "select model, customer, ndcg_10 from ml.customer_metrics where split = 'test' "
+                "and variant = 'allowed'").df()
+    rows = []
+    for model in COMPARED_MODELS:
+        per_customer = [values[inputs][values[inputs]["model"] == model].set_index("customer")["ndcg_10"]
+                        for inputs in INPUTS]
+        common = per_customer[0].index.intersection(per_customer[1].index).sort_values()
+        compared = paired_comparison(per_customer[0][common].to_numpy(), per_customer[1][common].to_numpy())
+        rows.append({"name": name, "model": model, "customers": len(common),
+                     "ndcg@10_all": round(compared.challenger_mean, 4),
+                     "ndcg@10_purchases": round(compared.reference_mean, 4),
+                     "difference": round(compared.difference.mean, 4),
+                     "difference_ci_low": round(compared.difference.low, 4),
+                     "difference_ci_high": round(compared.difference.high, 4)})
+    return rows
 
 
 def _read_back(con) -> dict[str, Any]:
@@ -145,8 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--make-shops", metavar="DIR", help="first write test shops cut from ../shared/data into DIR "
                                                             "and run them too")
     parser.add_argument("--homes", help="keep each shop's RECSYS_HOME under this folder (default: a temporary one)")
-    parser.add_argument("--inputs", choices=("all", "purchases"), default="all",
-                        help="what the ranker's features read: every behaviour a shop records (default) or purchases only")
+    parser.add_argument("--inputs", choices=(*INPUTS, "both"), default="all",
+                        help="what the models read: every behaviour a shop records (default) or purchases only; "
+                             "both: each shop twice, compared on the same test customers")
     args = parser.parse_args(argv)
     shops: list[tuple[str, str, Path | None]] = [(Path(d).name, "generic", Path(d)) for d in args.data]
     if args.make_shops:
@@ -158,16 +189,26 @@ def main(argv: list[str] | None = None) -> None:
     for _, _, data in shops:
         if data is not None and not data.exists():
             parser.error(f"{data} does not exist")
-    rows = []
+    rows, comparisons = [], []
+    runs = INPUTS if args.inputs == "both" else (args.inputs,)
     with tempfile.TemporaryDirectory(prefix="recsys-shops-") as scratch:
         homes = Path(args.homes or scratch)
         for name, source, data in shops:
-            print(f"== {name} ({source}{'' if data is None else ', ' + str(data)})", flush=True)
-            rows.append({**run_shop(name, homes / name, source, data, args.inputs), "inputs": args.inputs})
-            print(json.dumps(rows[-1], default=str), flush=True)
+            for inputs in runs:
+                print(f"== {name} ({source}{'' if data is None else ', ' + str(data)}), inputs {inputs}", flush=True)
+                home = homes / (f"{name}-{inputs}" if len(runs) > 1 else name)
+                rows.append({**run_shop(name, home, source, data, inputs), "inputs": inputs})
+                print(json.dumps(rows[-1], default=str), flush=True)
+            if len(runs) > 1 and not any("error" in row for row in rows[-2:]):
+                comparisons += compare_inputs(name, homes)
     print()
     _print(rows)
-    emit_json({"benchmark": "shops", "machine": machine(), "shops": rows})
+    result = {"benchmark": "shops", "machine": machine(), "shops": rows}
+    if comparisons:
+        print("\nEvery behaviour against purchases only, paired on the same test customers (95% bootstrap):")
+        print(pd.DataFrame(comparisons).to_string(index=False))
+        result["inputs_comparison"] = comparisons
+    emit_json(result)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 Each baseline has ``fit(train, n_items, ...) -> self`` on training sequences of internal ids and
 ``score(histories) -> (B, n_items + 1) float32`` with column 0 (PAD) at -inf, so all of them plug into
 ``recmodels.metrics.evaluate``. Sparse algebra (scipy) keeps them fast at Online Retail scale and beyond.
+
+Sequences may hold views, carts and favourites as tokens (``recmodels.sequences.encode``). A baseline with a
+``behaviour_weight`` counts each such event as that fraction of a purchase (0: purchases only, the default, chosen
+on validation by ``pick_options``); the others read the purchases.
 """
 
 from __future__ import annotations
@@ -17,15 +21,25 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recmodels.sequences import PAD
+from recmodels.sequences import PAD, decode, holds_behaviour
 from recmodels.similarity import unit_rows
 
 
-def _counts(sequences: list[np.ndarray], n_items: int) -> np.ndarray:
-    """(n_items + 1,) event count per item over all sequences (PAD's count is 0)."""
+def _weighted(tokens: np.ndarray, n_items: int, behaviour_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(items, weights) of a token sequence's events that count: purchases weigh 1, other behaviours
+    ``behaviour_weight`` (left out at 0, so a purchases-only reading is exactly what it was before views)."""
+    items, codes = decode(tokens, n_items)
+    weights = np.where(codes == 0, 1.0, behaviour_weight)
+    kept = weights > 0
+    return items[kept], weights[kept]
+
+
+def _counts(sequences: list[np.ndarray], n_items: int, behaviour_weight: float = 0.0) -> np.ndarray:
+    """(n_items + 1,) weighted event count per item over all sequences (PAD's count is 0)."""
     if not sequences:
         return np.zeros(n_items + 1)
-    counts = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=n_items + 1).astype(np.float64)
+    items, weights = _weighted(np.concatenate(sequences), n_items, behaviour_weight)
+    counts = np.bincount(items, weights=weights, minlength=n_items + 1).astype(np.float64)
     counts[PAD] = 0.0
     return counts
 
@@ -45,14 +59,19 @@ def _popularity_rank(counts: np.ndarray, *then: np.ndarray) -> np.ndarray:
     return ((n - 1 - rank) / n).astype(np.float32)
 
 
-def _history_matrix(histories: list[np.ndarray], n_items: int, decay: float) -> sp.csr_matrix:
-    """(B, n_items + 1) sum over each history's events of decay ** age, age 0 for the most recent event."""
-    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+def _history_matrix(histories: list[np.ndarray], n_items: int, decay: float,
+                    behaviour_weight: float = 0.0) -> sp.csr_matrix:
+    """(B, n_items + 1) sum over each history's counted events of weight * decay ** age, age 0 for the most recent
+    counted event (``_weighted``)."""
+    counted = [_weighted(h, n_items, behaviour_weight) for h in histories]
+    lengths = np.array([len(items) for items, _ in counted], dtype=np.int64)
     rows = np.repeat(np.arange(len(histories)), lengths)
-    columns = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(rows) else rows
+    columns = np.concatenate([items for items, _ in counted]) if len(rows) else rows
     ends = np.repeat(np.cumsum(lengths), lengths)
     age = ends - 1 - np.arange(len(rows))
     weights = np.power(decay, age, dtype=np.float64)
+    if len(rows):
+        weights *= np.concatenate([w for _, w in counted])
     matrix = sp.csr_matrix((weights, (rows, columns)), shape=(len(histories), n_items + 1))
     matrix.sum_duplicates()
     return matrix
@@ -68,12 +87,14 @@ def _finish(scores: np.ndarray) -> np.ndarray:
 class MostPopular:
     """Every history gets the same ranking: items by training event count."""
 
+    behaviour_weight: float = 0.0  # a view, cart or favourite counts as this fraction of a purchase
     n_items: int = field(default=0, init=False)  # set by fit
     scores_: np.ndarray = field(default=None, init=False, repr=False)  # (n_items + 1,) popularity scores
 
     def fit(self, train: list[np.ndarray], n_items: int) -> MostPopular:
         self.n_items = n_items
-        self.scores_ = _popularity_rank(_counts(train, n_items))
+        self.scores_ = _popularity_rank(_counts(train, n_items, self.behaviour_weight),
+                                        _counts(train, n_items))
         return self
 
     def score(self, histories: list[np.ndarray]) -> np.ndarray:
@@ -91,6 +112,7 @@ class RecentPopular:
 
     fraction: float = 0.1  # share of training events, latest first, that counts as recent (with timestamps)
     last_n: int = 5  # events per sequence that count as recent, without timestamps
+    behaviour_weight: float = 0.0  # a view, cart or favourite counts as this fraction of a purchase
     n_items: int = field(default=0, init=False)  # set by fit
     scores_: np.ndarray = field(default=None, init=False, repr=False)  # (n_items + 1,) scores
 
@@ -108,7 +130,8 @@ class RecentPopular:
         else:
             recent = [s[-self.last_n :] for s in train]
         # Recent counts first; overall popularity only reorders equal recent counts.
-        self.scores_ = _popularity_rank(_counts(recent, n_items), _counts(train, n_items))
+        self.scores_ = _popularity_rank(_counts(recent, n_items, self.behaviour_weight),
+                                        _counts(train, n_items, self.behaviour_weight))
         return self
 
     def score(self, histories: list[np.ndarray]) -> np.ndarray:
@@ -158,6 +181,8 @@ class ItemKNN:
     """
 
     neighbours: int = 100  # similar items kept per item (the rest are set to 0)
+    # A view, cart or favourite counts as this fraction of a purchase, in the co-occurrences and in a history.
+    behaviour_weight: float = 0.0
     decay: float = 1.0  # history weight ratio between an event and the one after it (1 = no recency)
     window: int | None = None  # co-occurrence only within this many positions (None = whole sequence)
     shrink: float = 0.0  # added to the cosine denominator, damping similarities of rare items
@@ -167,32 +192,48 @@ class ItemKNN:
     )  # (n+1, n+1), row i -> neighbours
     popularity_: np.ndarray = field(default=None, init=False, repr=False)  # (n_items + 1,) ranks in [0, 1)
 
-    def _incidence_pairs(self, train: list[np.ndarray]) -> sp.csr_matrix:
-        """(n+1, n+1) c(i, j): sequences in which i and j (i != j) co-occur, within the window if set."""
+    def _incidence(self, train: list[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
+        """(sequences, n+1) each sequence's weight of each item: its largest event weight there, so a sequence
+        counts once however often it holds the item, and a purchase outweighs a view of the same item."""
+        lengths = np.array([len(items) for items, _ in train], dtype=np.int64)
+        rows = np.repeat(np.arange(len(train)), lengths)
+        columns = np.concatenate([items for items, _ in train]) if len(rows) else rows
+        weights = np.concatenate([w for _, w in train]) if len(rows) else np.array([], dtype=np.float64)
+        order = np.lexsort((-weights, columns, rows))  # heaviest first within each (sequence, item)
+        rows, columns, weights = rows[order], columns[order], weights[order]
+        first = np.r_[True, (rows[1:] != rows[:-1]) | (columns[1:] != columns[:-1])] if len(rows) else rows.astype(bool)
+        return sp.csr_matrix((weights[first], (rows[first], columns[first])), shape=(len(train), self.n_items + 1))
+
+    def _incidence_pairs(self, train: list[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
+        """(n+1, n+1) c(i, j): the weighted count of sequences in which i and j (i != j) co-occur, within the
+        window if set; a pair weighs the product of its events' weights (1 for two purchases)."""
         shape = (self.n_items + 1, self.n_items + 1)
         if self.window is None:
-            lengths = np.array([len(s) for s in train], dtype=np.int64)
-            rows = np.repeat(np.arange(len(train)), lengths)
-            columns = np.concatenate(train).astype(np.int64) if len(rows) else rows
-            incidence = sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(train), shape[0]))
-            incidence.sum_duplicates()
-            incidence.data[:] = 1.0  # a sequence counts once however often it holds the item
+            incidence = self._incidence(train)
             pairs = (incidence.T @ incidence).tocsr()
         else:
-            left, right, sequence_ids = [], [], []
-            for index, sequence in enumerate(train):
+            left, right, left_w, right_w, sequence_ids = [], [], [], [], []
+            for index, (sequence, weights) in enumerate(train):
                 for offset in range(1, min(self.window, len(sequence) - 1) + 1):
                     left.append(sequence[:-offset])
                     right.append(sequence[offset:])
+                    left_w.append(weights[:-offset])
+                    right_w.append(weights[offset:])
                     sequence_ids.append(np.full(len(sequence) - offset, index))
             if left:
                 a, b, ids = (np.concatenate(x).astype(np.int64) for x in (left, right, sequence_ids))
+                w = np.concatenate(left_w) * np.concatenate(right_w)
             else:
                 a = b = ids = np.array([], dtype=np.int64)
-            # One count per (sequence, unordered pair), in both directions.
-            triples = np.unique(np.stack([ids, np.minimum(a, b), np.maximum(a, b)]), axis=1)
-            i, j = triples[1], triples[2]
-            pairs = sp.csr_matrix((np.ones(2 * len(i)), (np.r_[i, j], np.r_[j, i])), shape=shape)
+                w = np.array([], dtype=np.float64)
+            # One count per (sequence, unordered pair), its heaviest, in both directions.
+            low, high = np.minimum(a, b), np.maximum(a, b)
+            order = np.lexsort((-w, high, low, ids))
+            ids, low, high, w = ids[order], low[order], high[order], w[order]
+            first = (np.r_[True, (ids[1:] != ids[:-1]) | (low[1:] != low[:-1]) | (high[1:] != high[:-1])]
+                     if len(ids) else ids.astype(bool))
+            i, j, w = low[first], high[first], w[first]
+            pairs = sp.csr_matrix((np.r_[w, w], (np.r_[i, j], np.r_[j, i])), shape=shape)
             pairs.sum_duplicates()
         pairs = pairs.tocoo()
         off_diagonal = pairs.row != pairs.col  # an item is not its own neighbour
@@ -202,11 +243,11 @@ class ItemKNN:
 
     def fit(self, train: list[np.ndarray], n_items: int) -> ItemKNN:
         self.n_items = n_items
-        train = [np.asarray(s, dtype=np.int64) for s in train if len(s)]
         self.popularity_ = _popularity_rank(_counts(train, n_items))
-        n_sequences = np.zeros(n_items + 1)
-        for sequence in train:
-            n_sequences[np.unique(sequence)] += 1.0
+        train = [_weighted(s, n_items, self.behaviour_weight) for s in train]
+        train = [pair for pair in train if len(pair[0])]
+        # Cosine norms: the sum over sequences of an item's squared weight (its sequence count, for purchases).
+        n_sequences = np.asarray(self._incidence(train).power(2).sum(axis=0)).ravel()
         pairs = self._incidence_pairs(train).tocoo()
         norms = np.sqrt(n_sequences[pairs.row] * n_sequences[pairs.col]) + self.shrink
         similarity = pairs.data / norms
@@ -221,7 +262,7 @@ class ItemKNN:
         return self
 
     def score(self, histories: list[np.ndarray]) -> np.ndarray:
-        weights = _history_matrix(histories, self.n_items, self.decay)
+        weights = _history_matrix(histories, self.n_items, self.decay, self.behaviour_weight)
         knn = (weights @ self.similarity_).toarray()  # (B, n_items + 1)
         # Reached items score > 0; unreached ones sit in [-1, 0) in popularity order.
         scores = np.where(knn > 0, knn, self.popularity_[None, :] - 1.0)
@@ -321,6 +362,19 @@ ITEM_KNN_GRID: tuple[dict[str, Any], ...] = (
     {}, {"shrink": 10.0, "neighbours": 50}, {"window": 3}, {"window": 5}, {"window": 5, "decay": 0.7},
     {"window": 2, "decay": 0.5},
 )
+
+
+POPULARITY_GRID: tuple[dict[str, Any], ...] = ({},)
+# How much a view, cart or favourite counts against a purchase, tried where the training sequences hold any: 0 keeps
+# the purchases-only model in the race, so validation can also say that browsing does not help.
+BEHAVIOUR_WEIGHTS = (0.0, 0.1, 0.5)
+
+
+def with_behaviour_weights(grid, train: list[np.ndarray], n_items: int) -> tuple[dict[str, Any], ...]:
+    """``grid`` crossed with ``BEHAVIOUR_WEIGHTS`` when ``train`` holds other behaviours than purchases, else as is."""
+    if not holds_behaviour(train, n_items):
+        return tuple(grid)
+    return tuple({**options, "behaviour_weight": weight} for options in grid for weight in BEHAVIOUR_WEIGHTS)
 
 
 def pick_options(model_class, grid, train: list[np.ndarray], rows, n_items: int) -> tuple[dict, list[float]]:

@@ -27,7 +27,8 @@ def topk_from_scores(scores: np.ndarray, k: int, exclude: list[np.ndarray] | Non
         columns = (
             np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude]) if n_rows else np.array([], int)
         )
-        keep = columns != PAD
+        # Purchases only: another behaviour's token (above n_items) is not an item the customer has.
+        keep = (columns != PAD) & (columns < scores.shape[1] + 1)
         scores[rows[keep], columns[keep] - 1] = -np.inf
     if k <= 0:
         return np.empty((n_rows, 0), dtype=np.int64)

@@ -44,6 +44,10 @@ class SASRecConfig:
     # lines rarely repeat; the offset lets the data decide per item (a penalty in sessions, a bonus in re-orders).
     # Costs n_items + 1 weights, so unlike item_to_item it suits any catalogue.
     history_bias: bool = False
+    # Behaviours the inputs may hold (recmodels.sequences.EVENT_TYPES[:event_types]); above 1 a learned embedding
+    # per behaviour is added to each input item, so a viewed item and a bought one read differently. Targets are
+    # always the first behaviour (purchases).
+    event_types: int = 1
 
     def __post_init__(self) -> None:
         if self.item_text not in ITEM_TEXT_MODES:
@@ -54,6 +58,8 @@ class SASRecConfig:
             raise ValueError(
                 f"negative_sampler must be one of {NEGATIVE_SAMPLERS}, got {self.negative_sampler!r}"
             )
+        if self.event_types < 1:
+            raise ValueError(f"event_types must be >= 1, got {self.event_types}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
 

@@ -71,12 +71,15 @@ class TwoStageConfig:
     n_candidates: int = DEFAULT_N_CANDIDATES  # candidates per row, all sources together
     recent_items: int = DEFAULT_RECENT_ITEMS  # distinct recent history items behind the text_cosine feature
     behaviour: bool = False  # the ranker reads the BEHAVIOUR_FEATURES (views, carts, favourites)
+    # The sources read histories of every behaviour (tokens, recmodels.sequences.encode), not only purchases.
+    sequence_behaviour: bool = False
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> TwoStageConfig:
         """The config a stored feature or bundle spec was built with."""
         return cls(n_candidates=spec["n_candidates"], recent_items=spec["recent_items"],
-                   behaviour=bool(spec.get("behaviour", False)))
+                   behaviour=bool(spec.get("behaviour", False)),
+                   sequence_behaviour=bool(spec.get("sequence_behaviour", False)))
 
 
 def without_history_items(candidates: pd.DataFrame, histories: list[np.ndarray]) -> pd.DataFrame:

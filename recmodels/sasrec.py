@@ -1,7 +1,9 @@
 """SASRec: a causal Transformer over a user's item history that predicts the next item.
 
 Item ids are internal: ``0`` is padding (PAD), real items are ``1..n_items``. Inputs are left-padded so the
-most recent item is always the last position. Three item representations (the ablation switch
+most recent item is always the last position. With ``event_types > 1`` inputs are tokens of any behaviour
+(``recmodels.sequences.encode``: views, carts... beside purchases): each input adds its behaviour's embedding, the
+model learns to predict purchases only, and the item-to-item matrix and history offset read the purchases. Three item representations (the ablation switch
 ``SASRecConfig.item_text``):
 
 * ``"id"``: a learned embedding per item (classic SASRec);
@@ -29,6 +31,7 @@ from torch import nn
 
 # Defined with the presets, which load without torch; re-exported because the model and its config go together.
 from recmodels.presets import SASRecConfig
+from recmodels.sequences import EVENT_TYPES
 
 _FORMAT_VERSION = 1
 ITEM_IDS_FILE = "item_ids.json"
@@ -113,6 +116,10 @@ class SASRec(nn.Module):
         if config.history_bias:
             self.history_bias_shared = nn.Parameter(torch.zeros(()))
             self.history_bias = nn.Parameter(torch.zeros(n_items + 1))
+        if config.event_types > len(EVENT_TYPES):
+            raise ValueError(f"event_types {config.event_types} exceeds the {len(EVENT_TYPES)} behaviours {EVENT_TYPES}")
+        if config.event_types > 1:
+            self.event_type_embeddings = nn.Embedding(config.event_types, d)
         self.positions = nn.Embedding(config.max_length, d)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
@@ -159,6 +166,18 @@ class SASRec(nn.Module):
         logits, dim = logits.float(), logits.dim() - 1
         return logits.scatter(dim, seen, logits.gather(dim, seen) + self._seen_bias()[seen])
 
+    def _decode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(items, behaviour codes) of input tokens; a code the model was not built for is an error, not a guess."""
+        items, codes = tokens % (self.n_items + 1), tokens // (self.n_items + 1)
+        if codes.numel() and int(codes.max()) >= self.config.event_types:
+            raise ValueError(f"input holds behaviour code {int(codes.max())}; this model reads {self.config.event_types} "
+                             f"behaviour(s) ({', '.join(EVENT_TYPES[:self.config.event_types])}) of {self.n_items} items")
+        return items, codes
+
+    def _purchases(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens with every non-purchase replaced by PAD: what the item-to-item matrix and history offset read."""
+        return torch.where(tokens <= self.n_items, tokens, 0)
+
     @property
     def device(self) -> torch.device:
         return self.positions.weight.device
@@ -183,9 +202,12 @@ class SASRec(nn.Module):
             raise ValueError(f"input length {length} exceeds max_length {self.config.max_length}")
         items = self.item_representations() if items is None else items
         is_item = input_ids != 0  # (B, L)
+        item_ids, codes = self._decode(input_ids)  # (B, L) each
         # Positions count back from the most recent item, so extra left padding never shifts them.
         recency = torch.arange(length - 1, -1, -1, device=input_ids.device)  # (L,)
-        x = F.embedding(input_ids, items) * math.sqrt(self.config.hidden_size)  # (B, L, D)
+        x = F.embedding(item_ids, items) * math.sqrt(self.config.hidden_size)  # (B, L, D)
+        if hasattr(self, "event_type_embeddings"):
+            x = x + self.event_type_embeddings(codes)
         x = x + self.positions(recency)
         x = self.embedding_dropout(x) * is_item.unsqueeze(-1)
         causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()  # (L, L)
@@ -224,8 +246,12 @@ class SASRec(nn.Module):
         input_ids, target_ids = input_ids[:, start:], target_ids[:, start:]  # (B, L')
         items = self.item_representations()  # (N+1, D)
         hidden = self(input_ids, items)  # (B, L', D)
-        # (B, L', N+1): position t scores item j with sum over inputs up to t of W[input, j].
-        pair_logits = self.item_to_item(input_ids).cumsum(dim=1) if hasattr(self, "item_to_item") else None
+        # Only purchases are targets: a position followed by a view teaches nothing, but its view still informs
+        # the positions after it.
+        target_ids = self._purchases(target_ids)
+        bought = self._purchases(input_ids)  # (B, L')
+        # (B, L', N+1): position t scores item j with sum over purchases up to t of W[purchase, j].
+        pair_logits = self.item_to_item(bought).cumsum(dim=1) if hasattr(self, "item_to_item") else None
         with_bias = hasattr(self, "history_bias")
         if target_groups is not None:
             if self.config.loss != "full_ce":
@@ -234,9 +260,11 @@ class SASRec(nn.Module):
             if pair_logits is not None:
                 logits = logits + pair_logits
             if with_bias:
-                logits = self._add_history_bias(logits, input_ids)
+                logits = self._add_history_bias(logits, bought)
             return self._set_cross_entropy(logits, target_ids, target_groups[:, start:])
         scored = target_ids != 0  # (B, L')
+        if not scored.any():  # every target a view: nothing to learn from this batch, and no NaN from an empty mean
+            return hidden.sum() * 0.0
         hidden, targets = hidden[scored], target_ids[scored]  # (P, D), (P,)
         pair_logits = None if pair_logits is None else pair_logits[scored]  # (P, N+1)
         if self.config.loss == "full_ce":
@@ -244,10 +272,10 @@ class SASRec(nn.Module):
             if pair_logits is not None:
                 logits = logits + pair_logits
             if with_bias:
-                logits = self._add_history_bias(logits, input_ids, scored)
+                logits = self._add_history_bias(logits, bought, scored)
             logits[:, 0] = float("-inf")
             return F.cross_entropy(logits.float(), targets)
-        history = (input_ids, target_ids, scored) if with_bias else None
+        history = (bought, target_ids, scored) if with_bias else None
         return self._sampled_softmax(hidden, targets, items, pair_logits, history)
 
     @staticmethod
@@ -330,9 +358,10 @@ class SASRec(nn.Module):
                 batch = self._batch(histories)  # (B, L)
                 last = self(batch, items)[:, -1]  # (B, D)
                 if hasattr(self, "item_to_item") or hasattr(self, "history_bias"):
-                    # How often each item occurs in each history: (B, N+1) @ W is the sum of the history's rows.
+                    # How often each item was bought in each history: (B, N+1) @ W is the sum of the history's rows.
                     bag = torch.zeros(len(histories), self.n_items + 1, device=batch.device)
-                    bag.scatter_add_(1, batch, torch.ones_like(batch, dtype=bag.dtype))
+                    bought = self._purchases(batch)
+                    bag.scatter_add_(1, bought, torch.ones_like(bought, dtype=bag.dtype))
                     bag[:, 0] = 0.0
                 if hasattr(self, "history_bias"):
                     seen_bias = self._seen_bias()  # (N+1,)
@@ -356,7 +385,8 @@ class SASRec(nn.Module):
         if exclude_history:
             for row, history in enumerate(histories):
                 seen = np.asarray(history, dtype=np.int64)
-                scores[row, seen[seen > 0] - 1] = -np.inf
+                seen = seen[(seen > 0) & (seen <= self.n_items)]  # purchases: a viewed item is still a candidate
+                scores[row, seen - 1] = -np.inf
         k = min(k, self.n_items)
         if k < self.n_items:
             candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (B, k), unordered

@@ -2,6 +2,11 @@
 
 Internal id 0 is padding, so models can left-pad a batch with zeros and embedding row 0 can stay unused; real
 items are 1..n_items in sorted order of their external id, so the same catalogue always gets the same ids.
+
+Sequences may hold every behaviour, not only purchases. An event is then a *token*: ``item + (n_items + 1) * code``,
+``code`` its behaviour's index in ``EVENT_TYPES``. Purchases have code 0, so a purchases-only sequence is its own
+token sequence and every model that reads purchases reads it unchanged; ``purchased_items`` keeps the purchases of
+a token sequence, ``decode`` splits tokens into items and codes.
 """
 
 from __future__ import annotations
@@ -13,8 +18,66 @@ import numpy as np
 import pandas as pd
 
 PAD = 0  # internal item id 0 is padding; real items are 1..n_items
+# Behaviours a sequence can hold, by code. The first is what models predict and evaluation scores; the others are
+# inputs only. fct_interactions.event_type holds these canonical names (the shop's own are mapped by dbt).
+EVENT_TYPES = ("purchase", "view", "cart", "favourite")
 
 _KEY_COLUMNS = {"user": "user_id", "basket": "basket_id"}
+
+
+def encode(items: np.ndarray, codes: np.ndarray, n_items: int) -> np.ndarray:
+    """Tokens of internal ``items`` with behaviour ``codes`` (indices into ``EVENT_TYPES``)."""
+    return np.asarray(items, dtype=np.int64) + (n_items + 1) * np.asarray(codes, dtype=np.int64)
+
+
+def decode(tokens: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(items, codes) of ``tokens``; PAD decodes to item PAD with code 0."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    return tokens % (n_items + 1), tokens // (n_items + 1)
+
+
+def purchased_items(tokens: np.ndarray, n_items: int) -> np.ndarray:
+    """The purchases (code 0) of a token sequence, in order: what purchase-only models and features read."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    return tokens[tokens <= n_items]
+
+
+def holds_behaviour(sequences, n_items: int) -> bool:
+    """Whether any token sequence holds an event other than a purchase."""
+    return any(len(s) and int(np.max(s)) > n_items for s in sequences)
+
+
+def purchases(events: pd.DataFrame) -> pd.DataFrame:
+    """The target behaviour's events of a log that may hold others (all of a log without ``event_type``)."""
+    return events[events["event_type"] == EVENT_TYPES[0]] if "event_type" in events else events
+
+
+def behaviour_codes(event_types) -> np.ndarray:
+    """Each event type's index in ``EVENT_TYPES``; a ValueError names any type outside it."""
+    names = np.asarray(event_types, dtype=object)
+    known = {name: code for code, name in enumerate(EVENT_TYPES)}
+    unknown = sorted({str(name) for name in pd.unique(names) if name not in known})
+    if unknown:
+        raise ValueError(f"event_type {', '.join(map(repr, unknown))} is not one of {', '.join(EVENT_TYPES)}")
+    return np.fromiter((known[name] for name in names), dtype=np.int64, count=len(names))
+
+
+def reindex_tokens(tokens: np.ndarray, to_other: np.ndarray, n_items: int, n_other: int) -> np.ndarray:
+    """``tokens`` over ``n_items`` items as tokens of another index of ``n_other`` items; ``to_other[i]`` is item i's
+    id there (0 where it has none: those events are left out)."""
+    items, codes = decode(tokens, n_items)
+    other = np.asarray(to_other, dtype=np.int64)[items]
+    return encode(other, codes, n_other)[other != PAD]
+
+
+def token_histories(events: pd.DataFrame, n_items: int) -> dict[object, np.ndarray]:
+    """Per ``user_key``, its events' tokens oldest first (ties by token, so the same events give the same history);
+    ``events`` holds ``user_key``, ``item`` (internal id), ``occurred_at`` and ``event_type``."""
+    tokens = encode(events["item"].to_numpy(np.int64), behaviour_codes(events["event_type"].to_numpy()), n_items)
+    frame = pd.DataFrame({"key": events["user_key"].to_numpy(), "time": events["occurred_at"].to_numpy(),
+                          "token": tokens}).sort_values(["key", "time", "token"], kind="stable")
+    token_array = frame["token"].to_numpy(np.int64)
+    return {key: token_array[rows] for key, rows in frame.groupby("key", sort=False).indices.items()}
 
 
 def _as_id_array(ids) -> np.ndarray:
@@ -75,7 +138,9 @@ def build_sequences(
     """Group events into chronological sequences of internal item ids.
 
     ``events`` has the key column (``user_id`` or ``basket_id``), ``item_id``, ``occurred_at`` and optionally
-    ``source_row`` (file order; without it the frame's row order is the file order). Rows with a missing key
+    ``source_row`` (file order; without it the frame's row order is the file order), and optionally
+    ``event_type``: then every behaviour is kept, as tokens (``encode``), and the item index covers items only
+    viewed too. Rows with a missing key
     (e.g. guest checkouts) are dropped before the index is built, as are items missing from a given
     ``item_index``. Sequences are kept
     at full length because splits need their tails; ``config.max_length`` is applied at model input.
@@ -95,6 +160,7 @@ def build_sequences(
             "item": _as_id_array(events["item_id"].to_numpy()),
             "time": pd.to_datetime(events["occurred_at"]).to_numpy(dtype="datetime64[ns]"),
             "file_row": events["source_row"].to_numpy() if "source_row" in events else np.arange(len(events)),
+            "code": behaviour_codes(events["event_type"].to_numpy()) if "event_type" in events else 0,
         }
     )
     frame = frame[frame["key"].notna()]
@@ -104,6 +170,7 @@ def build_sequences(
     frame = frame[frame["internal"] != PAD]
 
     # A canonical order first, so the seeded tie-break draws the same permutation whatever the input order.
+    frame["internal"] = encode(frame["internal"].to_numpy(), frame["code"].to_numpy(), item_index.n_items())
     frame = frame.sort_values(["key", "time", "internal", "file_row"], kind="stable").reset_index(drop=True)
     if config.tie_break == "seeded":
         frame["tie"] = np.random.default_rng(config.seed).permutation(len(frame))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from recmodels.presets import PIPELINE, Preset
+from recmodels.sequences import EVENT_TYPES, holds_behaviour, purchased_items
 
 if TYPE_CHECKING:
     from recmodels.ranking.ranker import RankerConfig
@@ -61,6 +62,30 @@ def sized_sasrec(training_events: int, base: Preset = PIPELINE) -> Preset:
 # The tree size the ranker's training customers support (customers with a positive candidate, at least, leaves,
 # rows per leaf): a tree with more leaves than a small shop has buyers fits single customers. The 700 row is
 # RankerConfig's own default, which suits ~1k customers x 100 candidates (Online Retail trains on about 1,900).
+# The item-to-item matrix holds a weight per item pair. Up to this many pairs per training purchase it learns (Online
+# Retail: about 40; the Online Retail II cuts: 80 to 500); a clickstream's catalogue of viewed items (Tmall: 18,000
+# pairs per purchase) makes it a memory and time sink that no purchase pair can train.
+ITEM_PAIRS_PER_PURCHASE = 1_000
+
+
+def sasrec_for_sequences(train_sequences, n_items: int, max_length: int, base: Preset = PIPELINE) -> Preset:
+    """``sized_sasrec`` for these training sequences (tokens of ``n_items`` items), sized by the purchases they hold,
+    with the behaviour embedding where they hold views, carts or favourites (then every window that ends in a
+    purchase trains, not only each customer's latest: browsing fills a window with few purchases), and the
+    item-to-item matrix where ``ITEM_PAIRS_PER_PURCHASE`` and the catalogue limit allow."""
+    from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS
+
+    purchases = sum(len(purchased_items(sequence, n_items)) for sequence in train_sequences)
+    preset = sized_sasrec(purchases, base)
+    item_to_item = n_items <= ITEM_TO_ITEM_MAX_ITEMS and n_items**2 <= ITEM_PAIRS_PER_PURCHASE * purchases
+    model = replace(preset.model, max_length=max_length, item_to_item=item_to_item)
+    if not holds_behaviour(train_sequences, n_items):
+        return replace(preset, model=model)
+    longest = max(len(sequence) for sequence in train_sequences)
+    return replace(preset, model=replace(model, event_types=len(EVENT_TYPES)),
+                   train=replace(preset.train, windows_per_sequence=max(1, -(-longest // max_length))))
+
+
 RANKER_SIZES = ((0, 7, 20), (300, 15, 30), (700, 31, 50), (20_000, 63, 100))
 
 

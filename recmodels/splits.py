@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recmodels.sequences import SequenceConfig, build_sequences
+from recmodels.sequences import SequenceConfig, build_sequences, purchased_items, purchases
 
 PHASES = ("validation", "test")  # models fit on split.train score validation; on split.train_for_test, test
 LEAVE_LAST_BASKET_OUT = "leave-last-basket-out"  # the per-customer split's name (rule and protocol)
@@ -116,21 +116,23 @@ def leave_one_out(
     )
 
 
-def _window_rows(sequences, timestamps, keys, cutoff, end, per_row_cutoffs: bool = False) -> EvalSet:
-    """Rows of returning sequences (>= 1 event before the cut-off) with >= 1 event in [cut-off, end).
+def _window_rows(sequences, timestamps, keys, cutoff, end, n_items: int, per_row_cutoffs: bool = False) -> EvalSet:
+    """Rows of returning sequences (>= 1 purchase before the cut-off) with >= 1 purchase in [cut-off, end).
 
-    ``cutoff`` and ``end`` are one time for every sequence or one per sequence (NaT: no row for that sequence);
-    ``per_row_cutoffs`` keeps each row's cut-off in the ``EvalSet``."""
+    Histories keep every behaviour before the cut-off (tokens); targets are purchases only, so a shop's views
+    change what models see, never which customers are evaluated or on what. ``cutoff`` and ``end`` are one time for
+    every sequence or one per sequence (NaT: no row for that sequence); ``per_row_cutoffs`` keeps each row's
+    cut-off in the ``EvalSet``."""
     cutoffs, ends = (np.broadcast_to(np.asarray(t, dtype="datetime64[ns]"), (len(sequences),)) for t in (cutoff, end))
     histories, targets, row_keys, row_cutoffs = [], [], [], []
     for sequence, times, key, start, stop in zip(sequences, timestamps, keys, cutoffs, ends):
         if np.isnat(start):
             continue
         history = sequence[times < start]
-        in_window = (times >= start) & (times < stop)
-        if len(history) and in_window.any():
+        bought = purchased_items(sequence[(times >= start) & (times < stop)], n_items)
+        if len(bought) and len(purchased_items(history, n_items)):
             histories.append(history)
-            targets.append(np.unique(sequence[in_window]))  # repeat purchases stay targets
+            targets.append(np.unique(bought))  # repeat purchases stay targets
             row_keys.append(key)
             row_cutoffs.append(start)
     return EvalSet(histories=histories, targets=targets, keys=np.asarray(row_keys, dtype=keys.dtype),
@@ -177,8 +179,9 @@ def temporal_split(
     # Collapsing repeats commutes with cutting at a time (a prefix of a collapsed sequence is the collapsed
     # prefix), so one pass over all events serves every cut-off.
     sequences, keys, timestamps, item_index = build_sequences(events, config)
-    validation = _window_rows(sequences, timestamps, keys, at["validation_cutoff"], at["validation_end"])
-    test = _window_rows(sequences, timestamps, keys, at["test_cutoff"], at["test_end"])
+    n_items = item_index.n_items()
+    validation = _window_rows(sequences, timestamps, keys, at["validation_cutoff"], at["validation_end"], n_items)
+    test = _window_rows(sequences, timestamps, keys, at["test_cutoff"], at["test_end"], n_items)
 
     train, train_times = _before(sequences, timestamps, at["validation_cutoff"])
     train_for_test, train_for_test_times = _before(sequences, timestamps, at["test_cutoff"])
@@ -235,11 +238,12 @@ def leave_last_basket_out(events: pd.DataFrame, config: SequenceConfig, name: st
     if config.key != "user":
         raise ValueError(f"leave-last-basket-out splits customers' sequences (key='user'), got key={config.key!r}")
     sequences, keys, timestamps, item_index = build_sequences(events, config)
-    cutoffs = last_basket_cutoffs(events).reindex(pd.Index(keys))
+    n_items = item_index.n_items()
+    cutoffs = last_basket_cutoffs(purchases(events)).reindex(pd.Index(keys))
     test_cut = cutoffs["test_cutoff"].to_numpy(dtype="datetime64[ns]")
     validation_cut = cutoffs["validation_cutoff"].to_numpy(dtype="datetime64[ns]")
-    test = _window_rows(sequences, timestamps, keys, test_cut, _END_OF_TIME, per_row_cutoffs=True)
-    validation = _window_rows(sequences, timestamps, keys, validation_cut, test_cut, per_row_cutoffs=True)
+    test = _window_rows(sequences, timestamps, keys, test_cut, _END_OF_TIME, n_items, per_row_cutoffs=True)
+    validation = _window_rows(sequences, timestamps, keys, validation_cut, test_cut, n_items, per_row_cutoffs=True)
     # Validation-phase training stops before each customer's first held-out basket: the validation basket, or
     # with two baskets the test basket; one-basket customers train whole.
     held_out = np.where(np.isnat(validation_cut), test_cut, validation_cut)

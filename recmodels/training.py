@@ -271,6 +271,12 @@ def _epoch_examples(sequences: Sequence[np.ndarray], tie_timestamps: Sequence[np
     return make_training_examples(sequences, model_config.max_length, train_config.windows_per_sequence)
 
 
+def purchase_windows(targets: np.ndarray, n_items: int) -> np.ndarray:
+    """(N,) which training windows have a purchase to predict. In a clickstream most windows of browsers who
+    never bought hold none; they teach nothing (views are inputs, not targets) and are left out."""
+    return ((targets > 0) & (targets <= n_items)).any(axis=1)
+
+
 @dataclass
 class _Run:
     """A training run's state: what changes from epoch to epoch and what a checkpoint holds."""
@@ -300,7 +306,8 @@ def _start_run(
     shuffle = torch.Generator().manual_seed(train_config.seed)
     model = SASRec(model_config, n_items, item_text_embeddings).to(device)
     if model_config.loss == "sampled_softmax" and model_config.negative_sampler == "popularity":
-        model.set_item_counts(np.bincount(first_targets.ravel(), minlength=n_items + 1))
+        bought = first_targets[first_targets <= n_items]  # other behaviours are never targets
+        model.set_item_counts(np.bincount(bought, minlength=n_items + 1))
     optimizer = _make_optimizer(model, train_config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -419,6 +426,11 @@ def _train(
 ) -> tuple[SASRec, TrainHistory]:
     tie_timestamps = timestamps if train_config.shuffle_ties else None
     inputs_np, targets_np = _epoch_examples(train_sequences, tie_timestamps, model_config, train_config, 0)
+    # Chosen once, so a window keeps its place (and its set-target groups) whatever order ties are drawn in.
+    kept = purchase_windows(targets_np, n_items)
+    if not kept.any():
+        raise ValueError("no training window holds a purchase to predict")
+    inputs_np, targets_np = inputs_np[kept], targets_np[kept]
     inputs = torch.from_numpy(inputs_np).to(device)  # (N, L)
     targets = torch.from_numpy(targets_np).to(device)  # (N, L)
     target_groups = None
@@ -427,7 +439,7 @@ def _train(
         _, groups_np = make_training_examples(
             timestamp_groups(timestamps), model_config.max_length, train_config.windows_per_sequence
         )
-        target_groups = torch.from_numpy(groups_np).to(device)  # (N, L)
+        target_groups = torch.from_numpy(groups_np[kept]).to(device)  # (N, L)
     n_examples = len(inputs)
     steps_per_epoch = math.ceil(n_examples / train_config.batch_size)
     run = _start_run(model_config, train_config, n_items, item_text_embeddings, device, targets_np,
@@ -450,6 +462,7 @@ def _train(
         started = time.perf_counter()
         if tie_timestamps is not None:
             inputs_np, targets_np = _epoch_examples(train_sequences, tie_timestamps, model_config, train_config, epoch)
+            inputs_np, targets_np = inputs_np[kept], targets_np[kept]
             inputs, targets = torch.from_numpy(inputs_np).to(device), torch.from_numpy(targets_np).to(device)
         loss_sum = _train_epoch(run, inputs, targets, target_groups, train_config, device, bar)
         record = {"epoch": epoch, "loss": loss_sum.item() / steps_per_epoch, "val_ndcg@10": None}

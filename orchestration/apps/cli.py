@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--source", choices=SOURCE_KINDS, help="data source (default $RECSYS_SOURCE or synthetic)")
     run.add_argument("--data", help="file or folder to ingest (default $RECSYS_DATA)")
     run.add_argument("--inputs", choices=("all", "purchases"), default="all",
-                     help="what the ranker's features read: every behaviour the shop records (default) or purchases only")
+                     help="what the models read: every behaviour the shop records (default) or purchases only; "
+                          "they predict purchases either way")
     run.add_argument("--event-types", metavar="NAME=BEHAVIOUR,...",
                      help="the shop's own event names, e.g. 'click=view,buy=purchase' (default $RECSYS_EVENT_TYPES)")
     run.add_argument("--log-level", default="CRITICAL",
@@ -386,7 +387,8 @@ def _materialize_command(args: argparse.Namespace) -> int:
     previous = signal.set_wakeup_fd(signals_write, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # before the run too: stop with a status, not dead
     try:
-        inputs = {"ops": {"ranker_features": {"config": {"behaviour": args.inputs == "all"}}}}
+        inputs = {"ops": {"user_sequences": {"config": {"inputs": args.inputs}},
+                          "ranker_features": {"config": {"behaviour": args.inputs == "all"}}}}
         result = materialize(args.select, raise_on_error=False, log_level=args.log_level, stdout_log=log_path,
                              run_config=config_for_selection(inputs, args.select))
     except WarehouseBusyError as error:

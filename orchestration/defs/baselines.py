@@ -14,6 +14,7 @@ from orchestration.store.model_files import replaced_folder, write_lineage
 from recmodels.baselines import (
     BUY_AGAIN_GRID,
     ITEM_KNN_GRID,
+    POPULARITY_GRID,
     BuyAgain,
     ItemKNN,
     MostPopular,
@@ -21,6 +22,7 @@ from recmodels.baselines import (
     TextKNN,
     pick_options,
     save_baselines,
+    with_behaviour_weights,
 )
 from recmodels.splits import PHASES, StoredSplit, load_split
 
@@ -34,7 +36,7 @@ class BaselineModelsConfig(dg.Config):
         "recmodels.baselines.BUY_AGAIN_GRID that ranks the validation rows best.",
     )
     item_knn_neighbours: int | None = Field(
-        default=None, description="Item-kNN: similar items kept per item. Null in all four item-kNN options: the "
+        default=None, description="Item-kNN: similar items kept per item. Null in every item-kNN option: the "
         "options of recmodels.baselines.ITEM_KNN_GRID that rank the validation rows best; else the library's "
         "default for each one left null.",
     )
@@ -42,6 +44,14 @@ class BaselineModelsConfig(dg.Config):
     item_knn_shrink: float | None = Field(default=None, description="Item-kNN: added to the cosine denominator.")
     item_knn_decay: float | None = Field(
         default=None, description="Item-kNN: history weight ratio between an event and the next one."
+    )
+    item_knn_behaviour_weight: float | None = Field(
+        default=None, description="Item-kNN: a view, cart or favourite counts as this fraction of a purchase; null "
+        "with the other item-kNN options: chosen on validation among recmodels.baselines.BEHAVIOUR_WEIGHTS.",
+    )
+    popularity_behaviour_weight: float | None = Field(
+        default=None, description="Popularity and recent popularity: a view, cart or favourite counts as this fraction "
+        "of a purchase; null: chosen on validation among recmodels.baselines.BEHAVIOUR_WEIGHTS where the shop has them.",
     )
     text_knn_decay: float = Field(
         default=TextKNN.decay, description="Text-kNN: weight ratio between a history event and the next one."
@@ -58,11 +68,17 @@ def choose_options(config: BaselineModelsConfig, stored: StoredSplit) -> tuple[d
     was searched, each option's validation NDCG@10."""
     split = stored.split
     chosen, searched = {}, {}
-    for name, model_class, prefix, grid in (("buy-again", BuyAgain, "buy_again_", BUY_AGAIN_GRID),
+    for name, model_class, prefix, grid in (("popularity", MostPopular, "popularity_", POPULARITY_GRID),
+                                            ("buy-again", BuyAgain, "buy_again_", BUY_AGAIN_GRID),
                                             ("item-knn", ItemKNN, "item_knn_", ITEM_KNN_GRID)):
         given = config.given(prefix)
         if given:
             chosen[name] = given
+            continue
+        if model_class is not BuyAgain:  # buying again is about purchases; the others may count browsing
+            grid = with_behaviour_weights(grid, split.train, split.n_items)
+        if len(grid) == 1:
+            chosen[name] = dict(grid[0])
             continue
         chosen[name], scores = pick_options(model_class, grid, split.train, split.validation, split.n_items)
         searched[name] = {str(options or "defaults"): round(score, 4) for options, score in zip(grid, scores)}
@@ -74,8 +90,10 @@ def _fit_baselines(config: BaselineModelsConfig, options: dict[str, dict], store
     train, times, _ = stored.training(phase)
     n_items = stored.split.n_items
     builders = {
-        "popularity": lambda: MostPopular().fit(train, n_items),
-        "recent-popularity": lambda: RecentPopular(fraction=config.recent_fraction).fit(train, n_items, timestamps=times),
+        "popularity": lambda: MostPopular(**options["popularity"]).fit(train, n_items),
+        # Recent popularity counts browsing as much as popularity was found to.
+        "recent-popularity": lambda: RecentPopular(fraction=config.recent_fraction, **options["popularity"]).fit(
+            train, n_items, timestamps=times),
         "buy-again": lambda: BuyAgain(**options["buy-again"]).fit(train, n_items),
         "item-knn": lambda: ItemKNN(**options["item-knn"]).fit(train, n_items),
         "text-knn": lambda: TextKNN(decay=config.text_knn_decay).fit(train, n_items, text),

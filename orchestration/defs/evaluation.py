@@ -59,6 +59,7 @@ from recmodels.metrics import metric_intervals, per_row_metrics, ranked_topk, to
 from recmodels.ranking import LambdaRanker, purchase_events, rerank_topk
 from recmodels.ranking.behaviour import behaviour_events
 from recmodels.recommender import RANKER, TwoStageConfig, without_history_items
+from recmodels.sequences import purchased_items, reindex_tokens
 from recmodels.splits import PHASES, EvalSet, StoredSplit, load_split
 from recmodels.stats import PairedComparison, paired_comparison
 
@@ -308,7 +309,10 @@ def bundle_test_topk(bundle: Bundle, stored: StoredSplit, interactions: pd.DataF
     rows = split.test
     to_bundle = bundle.internal_ids(split.item_ids)  # split internal id i + 1 -> bundle id
     to_bundle = np.concatenate([[0], to_bundle])
-    histories = [h[h > 0] for h in (to_bundle[np.asarray(h, dtype=np.int64)] for h in rows.histories)]
+    n_bundle = len(bundle.item_ids)
+    histories = [reindex_tokens(h, to_bundle, split.n_items, n_bundle) for h in rows.histories]
+    if not bundle.recommender.config.sequence_behaviour:  # a champion of purchases only reads purchases
+        histories = [purchased_items(h, n_bundle) for h in histories]
     events = purchase_events(interactions, bundle.item_ids)
     ranked = bundle.recommender.rank(histories, rows.keys, events, stored.cutoff("test"),
                                      behaviour=behaviour_events(interactions, bundle.item_ids))

@@ -37,8 +37,8 @@ from orchestration.store.reports import (
 )
 from recmodels.metrics import evaluate
 from recmodels.presets import PIPELINE
-from recmodels.sequences import SequenceConfig, build_sequences
-from recmodels.sizing import sized_sasrec
+from recmodels.sequences import SequenceConfig, build_sequences, purchases
+from recmodels.sizing import sasrec_for_sequences
 from recmodels.splits import (
     LEAVE_LAST_BASKET_OUT,
     EvalSet,
@@ -87,25 +87,37 @@ class UserSequencesConfig(dg.Config):
         f"lengths); '{LEAVE_LAST_BASKET_OUT}': each customer's last basket tests, the one before validates.",
     )
     seed: int = Field(default=SequenceConfig.seed, description="Seed of the order of events that share a timestamp.")
+    inputs: str = Field(
+        default="all",
+        description="What the sequences hold: 'all' (every behaviour: views, carts and favourites as well as "
+        "purchases) or 'purchases'. Targets are purchases either way.",
+    )
 
 
 SPLITS = ("auto", "temporal", LEAVE_LAST_BASKET_OUT)
+INPUTS = ("all", "purchases")
 
 
 @dg.asset(deps=[dg.AssetKey("fct_interactions")], group_name="models", kinds={"duckdb", "numpy"})
 def user_sequences(
     context: AssetExecutionContext, config: UserSequencesConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    """Customers' purchase sequences and the temporal train / validation / test split every model shares."""
+    """Customers' behaviour sequences (purchases, and views, carts and favourites unless configured off) and the
+    train / validation / test split every model shares; targets are purchases."""
+    if config.inputs not in INPUTS:
+        raise dg.Failure(f"user_sequences.config.inputs must be one of {INPUTS}, got {config.inputs!r}")
     with warehouse.connect(read_only=True) as con:
-        events = read_interactions(con, purchases_of_known_customers=True)
+        events = read_interactions(con, purchases_of_known_customers=config.inputs == "purchases",
+                                   of_known_customers=True)
         data_version = mart_fingerprint(con)["version"]
-    if events.empty:
+    bought = purchases(events)
+    if bought.empty:
         raise dg.Failure("marts.fct_interactions holds no purchase of a known customer: there is nothing to split.")
     sequence_config = SequenceConfig(key=config.key, max_length=config.max_length,
                                      collapse_repeats=config.collapse_repeats, seed=config.seed)
-    first, last = events["occurred_at"].min(), events["occurred_at"].max()
-    choice = _windows(config, events)
+    # Windows end at the last purchase: browsing after it has no purchase to evaluate.
+    first, last = bought["occurred_at"].min(), bought["occurred_at"].max()
+    choice = _windows(config, bought)
     (context.log.info if choice.get("enough", True) else context.log.warning)(choice["reason"])
     # Every sequence (not only training prefixes), for the inspection table and the per-customer cut-offs.
     sequences, keys, timestamps, _ = build_sequences(events, sequence_config)
@@ -118,7 +130,7 @@ def user_sequences(
         split = temporal_split(events, sequence_config, test_cutoff=test_cutoff, validation_cutoff=validation_cutoff,
                                name=f"{config.key}-temporal")
         period_cutoffs = (validation_cutoff, test_cutoff)
-    problem = split_problem(split, len(events), first, last, validation_cutoff, test_cutoff)
+    problem = split_problem(split, len(bought), first, last, validation_cutoff, test_cutoff)
     if problem:
         raise dg.Failure(problem)
     cutoffs = {name: None if at is None else str(at)
@@ -219,7 +231,7 @@ class SASRecModelConfig(dg.Config):
     item_to_item: bool | None = Field(
         default=None,
         description="Add a learned item-to-item matrix to the Transformer's scores; null: on for catalogues up to "
-        "20,000 items (it holds a weight per item pair).",
+        "20,000 items with at most 1,000 item pairs per training purchase (it holds a weight per item pair).",
     )
     # Off: customers re-buy, the offset does not lift SASRec on customer sequences, and on the demo's shop it
     # lowered the re-ranked NDCG@10 from 0.4277 to 0.3942. It is for basket or session sequences.
@@ -244,12 +256,10 @@ class SASRecModelConfig(dg.Config):
 
     def to_configs(self, stored: StoredSplit, text_dim: int | None):
         """The library's configs for this run on ``stored``; ``text_dim`` is None when there is no text matrix.
-        Fields left null come from ``sized_sasrec`` of the events the test model trains on."""
-        from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS
-
-        split, max_length = stored.split, stored.info["sequence_config"]["max_length"]
-        sized = sized_sasrec(sum(len(sequence) for sequence in split.train_for_test))
-        item_to_item = split.n_items <= ITEM_TO_ITEM_MAX_ITEMS if self.item_to_item is None else self.item_to_item
+        Fields left null come from ``sasrec_for_sequences`` of the sequences the test model trains on."""
+        split = stored.split
+        sized = sasrec_for_sequences(split.train_for_test, split.n_items, stored.info["sequence_config"]["max_length"])
+        item_to_item = sized.model.item_to_item if self.item_to_item is None else self.item_to_item
 
         def chosen(name: str, part) -> object:
             value = getattr(self, name)
@@ -257,7 +267,7 @@ class SASRecModelConfig(dg.Config):
 
         model = replace(
             sized.model, hidden_size=chosen("hidden_size", sized.model), num_layers=self.num_layers,
-            num_heads=self.num_heads, dropout=self.dropout, max_length=max_length, item_text=self.item_text,
+            num_heads=self.num_heads, dropout=self.dropout, item_text=self.item_text,
             item_to_item=item_to_item, history_bias=self.history_bias,
             **({} if text_dim is None else {"text_dim": text_dim}),
         )

@@ -36,6 +36,7 @@ from recmodels.ranking import (
 )
 from recmodels.ranking.behaviour import behaviour_events
 from recmodels.recommender import TwoStageConfig
+from recmodels.sequences import holds_behaviour
 from recmodels.sizing import sized_ranker_config
 from recmodels.splits import PHASES, load_split
 
@@ -88,6 +89,7 @@ def ranker_features(
     table = pd.concat(frames, ignore_index=True)
     warehouse.write_table(FEATURES_TABLE, table)
     spec = {"n_candidates": config.n_candidates, "recent_items": config.recent_items, "behaviour": behaviour is not None,
+            "sequence_behaviour": holds_behaviour(split.train_for_test, split.n_items),
             "split_hash": stored.content_hash}
     (paths.models_dir / FEATURES_SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     context.log.info(f"{len(table):,} candidate rows; candidate recall {recall}")

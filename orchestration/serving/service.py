@@ -26,7 +26,7 @@ from recmodels.explain import Explainer, sentence
 from recmodels.ranking import purchase_events
 from recmodels.ranking.behaviour import behaviour_events, no_behaviour
 from recmodels.recommender import item_feature_table
-from recmodels.sequences import PAD
+from recmodels.sequences import EVENT_TYPES, PAD, purchased_items, token_histories
 from recmodels.similarity import unit_rows
 
 SESSION_KEY = "__anonymous_session__"  # a user key no pseudonym can take ("u_" + hex)
@@ -36,6 +36,17 @@ MAX_K = 100
 
 class NoChampionError(LookupError):
     """The registry has no champion yet: nothing to serve."""
+
+
+def model_histories(bundle: Bundle, events: pd.DataFrame, behaviour: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per user key, the history the bundle's models read: purchases, with views, carts and favourites as tokens
+    where the models learned from them (``TwoStageConfig.sequence_behaviour``), oldest first."""
+    if not (bundle.recommender.config.sequence_behaviour and len(behaviour)):
+        items = events["item"].to_numpy(np.int64)  # in the marts' order, as before views existed
+        return {key: items[rows] for key, rows in events.groupby("user_key", sort=False).indices.items()}
+    columns = ["user_key", "item", "occurred_at", "event_type"]
+    merged = pd.concat([events.assign(event_type=EVENT_TYPES[0])[columns], behaviour[columns]], ignore_index=True)
+    return token_histories(merged, len(bundle.item_ids))
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,11 @@ class ShopData:
                 embedded, vectors = pd.DataFrame({"item_id": []}), np.zeros((0, 1), np.float32)
         events = purchase_events(interactions, bundle.item_ids)
         event_rows = events.groupby("user_key", sort=False).indices
-        items = events["item"].to_numpy(np.int64)
-        histories = {key: items[rows] for key, rows in event_rows.items()}
+        behaviour = behaviour_events(interactions, bundle.item_ids)
+        histories = model_histories(bundle, events, behaviour)
         unit = unit_rows(vectors)
         text = {str(item): unit[i] for i, item in enumerate(embedded["item_id"]) if np.any(unit[i])}
         newest = pd.to_datetime(interactions["occurred_at"]).max() if len(interactions) else pd.Timestamp.now()
-        behaviour = behaviour_events(interactions, bundle.item_ids)
         return cls(events, event_rows, histories, catalogue.set_index(catalogue["item_id"].astype(str)), text,
                    newest + pd.Timedelta(seconds=1), customers, behaviour,
                    behaviour.groupby("user_key", sort=False).indices)
@@ -170,6 +180,7 @@ class RecommendationService:
     def _explanations(self, history: np.ndarray, items: np.ndarray, session: bool = False) -> list:
         """The explainer's explanation of each item. A session's items were viewed, not necessarily bought: one of
         them is explained by the rest of the session, never as bought before."""
+        history = purchased_items(history, len(self.bundle.item_ids))  # co-purchase evidence reads purchases
         explanations = self.explainer.explain(history, items)
         if session:
             explanations = [self.explainer.explain(history[history != item], np.array([item]))[0]

@@ -15,9 +15,12 @@ INTERACTION_COLUMNS = ("user_id", "item_id", "event_type", "occurred_at", "quant
                        "source_row")
 
 
-def read_interactions(con: duckdb.DuckDBPyConnection, purchases_of_known_customers: bool = False) -> pd.DataFrame:
-    """``marts.fct_interactions`` in its one fixed row order (time, then id), so float sums over it repeat exactly."""
-    where = "where event_type = 'purchase' and user_id is not null " if purchases_of_known_customers else ""
+def read_interactions(con: duckdb.DuckDBPyConnection, purchases_of_known_customers: bool = False,
+                      of_known_customers: bool = False) -> pd.DataFrame:
+    """``marts.fct_interactions`` in its one fixed row order (time, then id), so float sums over it repeat exactly;
+    every behaviour, or with ``of_known_customers`` every behaviour of identified customers, or only their purchases."""
+    where = ("where event_type = 'purchase' and user_id is not null " if purchases_of_known_customers
+             else "where user_id is not null " if of_known_customers else "")
     return con.execute(
         f"select {', '.join(INTERACTION_COLUMNS)} from {MARTS_SCHEMA}.fct_interactions "
         f"{where}order by occurred_at, interaction_id"

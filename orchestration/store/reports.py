@@ -13,6 +13,7 @@ import pandas as pd
 
 from recmodels.metrics import topk_from_scores
 from recmodels.splits import LEAVE_LAST_BASKET_OUT, EvalSet
+from recmodels.sequences import EVENT_TYPES, decode, purchased_items
 
 REPORT_COLUMNS = ("recall@10", "ndcg@10", "hr@10", "mrr", "recall@50", "ndcg@50", "coverage@10")
 KS = (10, 20, 50)
@@ -41,11 +42,12 @@ def sequence_rows(
     sequences: Sequence[np.ndarray], keys: np.ndarray, timestamps: Sequence[np.ndarray], item_ids: np.ndarray,
     validation_cutoff, test_cutoff,
 ) -> pd.DataFrame:
-    """One row per event of every sequence: sequence_key, position (0-based), item_id, occurred_at, period
-    (train / validation / test: which side of the cut-offs the event falls on). A cut-off is one time, or one
+    """One row per event of every sequence: sequence_key, position (0-based), item_id, event_type, occurred_at,
+    period (train / validation / test: which side of the cut-offs the event falls on). A cut-off is one time, or one
     per sequence (leave-last-basket-out)."""
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-    internal = np.concatenate(sequences) if len(sequences) else np.array([], dtype=np.int64)
+    tokens = np.concatenate(sequences) if len(sequences) else np.array([], dtype=np.int64)
+    internal, codes = decode(tokens, len(item_ids))
     times = np.concatenate(timestamps) if len(timestamps) else np.array([], dtype="datetime64[ns]")
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
 
@@ -60,6 +62,7 @@ def sequence_rows(
         "sequence_key": np.repeat(np.asarray(keys, dtype=str), lengths),
         "position": np.arange(len(internal)) - starts,
         "item_id": np.asarray(item_ids)[internal - 1] if len(internal) else np.array([], dtype=str),
+        "event_type": np.asarray(EVENT_TYPES)[codes],
         "occurred_at": times,
         "period": period,
     })
@@ -77,7 +80,8 @@ def top_candidates(
         scores = scorer(histories)
         top = topk_from_scores(scores, k)  # (B, k) internal ids, best first
         width = top.shape[1]
-        in_history = np.stack([np.isin(row, history) for row, history in zip(top, histories)])
+        in_history = np.stack([np.isin(row, purchased_items(history, len(item_ids)))
+                               for row, history in zip(top, histories)])
         frames.append(pd.DataFrame({
             "source": source,
             "sequence_key": np.repeat(np.asarray(rows.keys[start:start + batch_size], dtype=str), width),

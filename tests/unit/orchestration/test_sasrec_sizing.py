@@ -25,3 +25,29 @@ def test_null_fields_are_sized_to_the_training_events_and_given_ones_win():
     given_model, given_train = given.to_configs(_stored(3_000), 8)
     assert (given_model.hidden_size, given_train.lr, given_train.num_threads, given_train.warmup_steps,
             given_train.batch_size) == (48, 1e-3, 2, 7, 256)
+
+
+def _split(n_items: int, train: list[np.ndarray]) -> StoredSplit:
+    empty = EvalSet(histories=[], targets=[], keys=np.array([]))
+    split = Split(n_items=n_items, train=train, validation=empty, test=empty, train_for_test=train, name="t")
+    return StoredSplit(split, [], [], {"sequence_config": {"max_length": 10}})
+
+
+def test_the_item_to_item_matrix_needs_enough_purchases_per_item_pair():
+    # 100 items: 10,000 pairs. 10 purchases allow 10 x 1,000 = 10,000 pairs: on; 9 purchases: off.
+    enough, _ = SASRecModelConfig().to_configs(_split(100, [np.arange(1, 11)]), None)
+    too_few, _ = SASRecModelConfig().to_configs(_split(100, [np.arange(1, 10)]), None)
+    assert enough.item_to_item and not too_few.item_to_item
+    forced, _ = SASRecModelConfig(item_to_item=True).to_configs(_split(100, [np.arange(1, 10)]), None)
+    assert forced.item_to_item
+
+
+def test_views_in_the_sequences_switch_on_the_behaviour_embedding_and_every_window():
+    # 5 items, so a view of item i is the token i + 6. 25 events: 5 purchases and 20 views.
+    browsing = np.array([3 + 6] * 20 + [1, 2, 3, 4, 5])
+    model, train = SASRecModelConfig().to_configs(_split(5, [browsing]), None)
+    assert model.event_types == 4 and train.windows_per_sequence == 3  # 25 events / windows of 10
+    plain, plain_train = SASRecModelConfig().to_configs(_split(5, [np.array([1, 2, 3, 4, 5])]), None)
+    assert plain.event_types == 1 and plain_train.windows_per_sequence == 1
+    # Sized by the 5 purchases, not the 25 events: the same row of SASREC_SIZES either way.
+    assert (model.hidden_size, train.lr) == (plain.hidden_size, plain_train.lr)
