@@ -13,11 +13,16 @@ MARTS_SCHEMA = "marts"
 CLEAN_MARTS = ("fct_interactions", "dim_items", "dim_users")
 INTERACTION_COLUMNS = ("user_id", "item_id", "event_type", "occurred_at", "quantity", "unit_price", "basket_id",
                        "source_row")
+# The purchases the sequential models split and learn from: customers' only. An anonymous visitor's session
+# (is_anonymous) is one visit, never a returning customer, so it would only pad the split with one-basket "customers";
+# its events still count in every behaviour and item-level read.
+KNOWN_CUSTOMER_PURCHASES = "event_type = 'purchase' and not is_anonymous"
 
 
 def read_interactions(con: duckdb.DuckDBPyConnection, purchases_of_known_customers: bool = False) -> pd.DataFrame:
-    """``marts.fct_interactions`` in its one fixed row order (time, then id), so float sums over it repeat exactly."""
-    where = "where event_type = 'purchase' and user_id is not null " if purchases_of_known_customers else ""
+    """``marts.fct_interactions`` in its one fixed row order (time, then id), so float sums over it repeat exactly;
+    with ``purchases_of_known_customers``, only ``KNOWN_CUSTOMER_PURCHASES``."""
+    where = f"where {KNOWN_CUSTOMER_PURCHASES} " if purchases_of_known_customers else ""
     return con.execute(
         f"select {', '.join(INTERACTION_COLUMNS)} from {MARTS_SCHEMA}.fct_interactions "
         f"{where}order by occurred_at, interaction_id"
