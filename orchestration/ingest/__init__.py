@@ -5,7 +5,7 @@ is one transaction recorded in ``raw.loads``, and reloading a file already loade
 """
 
 from orchestration.ingest.errors import IngestError
-from orchestration.ingest.loader import LoadResult, load_generic, load_items, load_online_retail, load_source
+from orchestration.ingest.loader import LoadResult, load_generic, load_interactions, load_items, load_online_retail, load_source
 from orchestration.ingest.schema import ensure_raw_schema, raw_table_counts
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "LoadResult",
     "ensure_raw_schema",
     "load_generic",
+    "load_interactions",
     "load_items",
     "load_online_retail",
     "load_source",

@@ -56,6 +56,13 @@ def load_items(con: duckdb.DuckDBPyConnection, path: Path, source_kind: str) -> 
     return _load_file(con, Path(path), ITEMS, source_kind)
 
 
+def load_interactions(con: duckdb.DuckDBPyConnection, path: Path, source_kind: str) -> LoadResult:
+    """Load an events file in the generic layout (``user_id``, ``item_id``, ``timestamp``, ...) into
+    ``raw.interactions``."""
+    ensure_raw_schema(con)
+    return _load_file(con, Path(path), INTERACTIONS, source_kind)
+
+
 def load_generic(con: duckdb.DuckDBPyConnection, directory: Path) -> list[LoadResult]:
     """Load a folder holding ``interactions.*`` (required) and ``items.*`` (optional)."""
     directory = Path(directory)

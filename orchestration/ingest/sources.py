@@ -15,6 +15,7 @@ from orchestration.ingest import (
     IngestError,
     LoadResult,
     ensure_raw_schema,
+    load_interactions,
     load_items,
     load_online_retail,
     load_source,
@@ -76,11 +77,13 @@ def materialize_synthetic_shop(sources_dir: Path, config: SyntheticShopConfig) -
         (scratch / "config.json").write_text(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str))
         shutil.rmtree(target, ignore_errors=True)
         scratch.rename(target)
+    interactions = target / "interactions.csv.gz"
     return SyntheticShopFiles(
         directory=target,
         order_lines=target / "order_lines.csv.gz",
         items=target / "items.csv",
         stats=json.loads((target / "stats.json").read_text()),
+        interactions=interactions if config.browsing else None,
     )
 
 
@@ -95,9 +98,11 @@ def ingest_configured_source(
     ensure_raw_schema(con)
     if kind == "synthetic":
         shop = materialize_synthetic_shop(sources_dir, synthetic_config(synthetic_overrides))
+        browsing = [] if shop.interactions is None else [load_interactions(con, shop.interactions, "synthetic")]
         return [
             *load_online_retail(con, shop.order_lines, source_kind="synthetic"),
             load_items(con, shop.items, source_kind="synthetic"),
+            *browsing,
         ]
     if data_path is None:
         raise IngestError(

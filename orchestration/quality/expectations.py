@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-PSEUDONYM_PATTERN = r"^u_[0-9a-f]{16}$"
+# A customer ("u_") or an anonymous visitor's session ("s_"), both keyed hashes: never a shop's raw id.
+PSEUDONYM_PATTERN = r"^[us]_[0-9a-f]{16}$"
 
 
 @dataclass(frozen=True)

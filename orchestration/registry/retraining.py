@@ -15,10 +15,11 @@ from typing import Any
 
 import duckdb
 
+from orchestration.store.marts import KNOWN_CUSTOMER_PURCHASES
 from orchestration.store.paths import env_float
 
 # The purchases the models learn from: the same filter as the user_sequences asset.
-CLEAN_PURCHASES = "event_type = 'purchase' and user_id is not null"
+CLEAN_PURCHASES = KNOWN_CUSTOMER_PURCHASES
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ class ShopData:
     text: dict[str, np.ndarray]  # item_id -> unit text vector, for items outside the bundle (cold start)
     as_of: pd.Timestamp  # features are computed as of this time
     # Every known customer's key (marts.dim_users), with purchases or not: one who only viewed or carted is known too.
+    # Anonymous visitors' sessions are not customers: nobody asks for them again, so the batch leaves them out.
     customers: tuple[str, ...] = ()
     behaviour: pd.DataFrame = field(default_factory=no_behaviour)  # views, carts, favourites (behaviour_events)
     behaviour_rows: dict[str, np.ndarray] = field(default_factory=dict)  # user key -> positions in ``behaviour``
@@ -69,7 +70,8 @@ class ShopData:
         with warehouse.connect(read_only=True) as con:
             interactions = read_interactions(con)
             catalogue = con.execute("select item_id, title, description from marts.dim_items").df()
-            customers = tuple(row[0] for row in con.execute("select user_id from marts.dim_users order by user_id").fetchall())
+            customers = tuple(row[0] for row in con.execute(
+                "select user_id from marts.dim_users where not is_anonymous order by user_id").fetchall())
             try:
                 embedded, vectors = read_item_embeddings(con)
             except duckdb.CatalogException:  # no embeddings table yet: the service ranks, without text-only items
@@ -327,9 +329,10 @@ class RecommendationService:
 
     def batch(self, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
         """Top ``k`` of every known customer: user_id (pseudonym), rank, item_id, score, explanation columns. A
-        customer without a purchase the bundle knows gets the fallback's popular items, as the API gives them."""
+        customer without a purchase the bundle knows gets the fallback's popular items, as the API gives them.
+        Anonymous sessions' purchases count for the items, but the sessions get no row."""
         k = self._check_k(k)
-        keys = sorted(self.data.histories)
+        keys = sorted(set(self.data.histories) & set(self.data.customers))
         frames = []
         for start in range(0, len(keys), batch_size):
             chunk = keys[start:start + batch_size]

@@ -13,14 +13,20 @@ MARTS_SCHEMA = "marts"
 CLEAN_MARTS = ("fct_interactions", "dim_items", "dim_users")
 INTERACTION_COLUMNS = ("user_id", "item_id", "event_type", "occurred_at", "quantity", "unit_price", "basket_id",
                        "source_row")
+# The purchases the sequential models split and learn from: customers' only. An anonymous visitor's session
+# (is_anonymous) is one visit, never a returning customer, so it would only pad the split with one-basket "customers";
+# its events still count in every behaviour and item-level read.
+KNOWN_CUSTOMERS = "not is_anonymous"
+KNOWN_CUSTOMER_PURCHASES = f"event_type = 'purchase' and {KNOWN_CUSTOMERS}"
 
 
 def read_interactions(con: duckdb.DuckDBPyConnection, purchases_of_known_customers: bool = False,
                       of_known_customers: bool = False) -> pd.DataFrame:
     """``marts.fct_interactions`` in its one fixed row order (time, then id), so float sums over it repeat exactly;
-    every behaviour, or with ``of_known_customers`` every behaviour of identified customers, or only their purchases."""
-    where = ("where event_type = 'purchase' and user_id is not null " if purchases_of_known_customers
-             else "where user_id is not null " if of_known_customers else "")
+    with ``of_known_customers`` only ``KNOWN_CUSTOMERS``' events, with ``purchases_of_known_customers`` only
+    ``KNOWN_CUSTOMER_PURCHASES``."""
+    where = (f"where {KNOWN_CUSTOMER_PURCHASES} " if purchases_of_known_customers
+             else f"where {KNOWN_CUSTOMERS} " if of_known_customers else "")
     return con.execute(
         f"select {', '.join(INTERACTION_COLUMNS)} from {MARTS_SCHEMA}.fct_interactions "
         f"{where}order by occurred_at, interaction_id"

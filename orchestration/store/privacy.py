@@ -29,3 +29,10 @@ def pseudonymize(raw_id: object, key: str) -> str:
     """``'u_' + sha256(key + '|' + normalized id)[:16]``."""
     digest = hashlib.sha256(f"{key}|{normalize_customer_id(raw_id)}".encode()).hexdigest()
     return f"u_{digest[:16]}"
+
+
+def pseudonymize_session(session_id: object, key: str) -> str:
+    """An anonymous visitor's key, ``'s_' + sha256(key + '|session:' + trimmed session id)[:16]``: the dbt macro
+    ``pseudonymize_session``. The prefix keeps a session apart from every customer (``u_``)."""
+    digest = hashlib.sha256(f"{key}|session:{str(session_id).strip()}".encode()).hexdigest()
+    return f"s_{digest[:16]}"

@@ -87,7 +87,8 @@ def test_every_mart_has_its_typed_column_schema_and_its_yaml_description(nul_exp
     assert (fct["occurred_at"], fct["quantity"], fct["unit_price"], fct["user_id"]) == (
         "TIMESTAMP", "INTEGER", "DOUBLE", "VARCHAR")
     assert specs[dg.AssetKey("dim_users")].description == (
-        "One row per pseudonymised user with at least one clean event.")
+        "One row per pseudonymised user with at least one clean event: a customer, or an anonymous visitor's session.")
+    assert fct["is_anonymous"] == "BOOLEAN"
     assert _metadata(result, "reconciliation")["dagster/row_count"].value == 1
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.store.privacy import pseudonymize
+from orchestration.store.marts import read_interactions
+from orchestration.store.privacy import pseudonymize, pseudonymize_session
 
 TRANSFORMS_DIR = Path(__file__).resolve().parents[2] / "transforms"
 KEY = "integration-test-key"
@@ -82,7 +83,7 @@ INTERACTIONS = [
     ((3, "u1", "SKU-1", "1577873000", "Cart", "1", "9.99", "s1"), "duplicate"),
     ((4, "u2", "SKU-2", "2020-01-02 12:00", "purchase", "2", "5", "s2"), "kept"),
     ((5, "u2", "SKU-404", "2020-01-02 12:00", "view", None, None, "s2"), "unknown_item"),
-    ((6, None, "SKU-1", "2020-01-02 12:00", "view", None, None, None), "missing_user"),
+    ((6, None, "SKU-1", "2020-01-02 12:00", "view", None, None, None), "missing_user"),  # no session either
     ((7, "u3", " ", "2020-01-02 12:00", "view", None, None, None), "missing_item"),
     ((8, "u3", "SKU-1", "not a time", "view", None, None, None), "unparseable_timestamp"),
     ((9, "u3", "SKU-1", "2999-01-01 00:00:00", "view", None, None, None), "timestamp_out_of_range"),
@@ -97,6 +98,12 @@ INTERACTIONS = [
     ((17, "u1", "SKU-1", "2020-01-01T10:00:20Z", "click", None, None, "s1"), "collapsed"),
     # ... and 4 min 40 s after that: a new view.
     ((18, "u1", "SKU-1", "2020-01-01T10:05:00Z", " PV ", None, None, "s1"), "kept"),
+    # Anonymous visitors: no customer id (empty, or pandas' "nan"), a session id. Session web-7 views SKU-1 twice
+    # within 30 s (one view) and buys SKU-2; session web-8 views SKU-1 between them (its own view, not merged).
+    ((19, None, "SKU-1", "2020-01-04 09:00:00", "view", None, None, "web-7"), "kept"),
+    ((20, "nan", "SKU-1", "2020-01-04 09:00:05", "view", None, None, " web-8 "), "kept"),
+    ((21, "", "SKU-1", "2020-01-04 09:00:10", "view", None, None, "web-7"), "collapsed"),
+    ((22, None, "SKU-2", "2020-01-04 09:05:00", "purchase", "1", "5", "web-7"), "kept"),
 ]
 # (source_row, item_id, title, description, category, brand, price), reason
 ITEMS_1 = [
@@ -123,6 +130,11 @@ def _python_pseudonym(raw_id: str) -> str:
     """The pseudonymisation rule written out with hashlib: 'u_' + sha256(key|normalised id)[:16]."""
     normalized = re.sub(r"\.0+$", "", raw_id.strip())
     return "u_" + hashlib.sha256(f"{KEY}|{normalized}".encode()).hexdigest()[:16]
+
+
+def _python_session_pseudonym(session_id: str) -> str:
+    """An anonymous visitor's key written out with hashlib: 's_' + sha256(key|session:trimmed id)[:16]."""
+    return "s_" + hashlib.sha256(f"{KEY}|session:{session_id.strip()}".encode()).hexdigest()[:16]
 
 
 def _write_raw(path: Path) -> None:
@@ -226,7 +238,7 @@ def test_clean_events_are_exactly_the_kept_rows(warehouse):
         "select source_table, load_id, source_row from marts.fct_interactions"
     ).fetchall()
     assert set(rows) == set(_expected("kept")) - {k for k in _expected("kept") if k[0] == "items"}
-    assert len(rows) == 11
+    assert len(rows) == 14
 
 
 def test_reconciliation_balances_every_load(warehouse):
@@ -238,12 +250,12 @@ def test_reconciliation_balances_every_load(warehouse):
     assert [r[:7] for r in rows] == [
         ("ol1", 20, 20, 5, 1, 14, True),
         ("ol2", 3, 3, 1, 2, 0, True),
-        ("it1", 18, 18, 6, 1, 11, True),
+        ("it1", 22, 22, 10, 1, 11, True),
         ("im1", 5, 5, 2, 0, 3, True),
         ("im2", 2, 2, 1, 1, 0, True),
     ]
     collapsed = dict(warehouse.execute("select load_id, collapsed_rows from marts.reconciliation").fetchall())
-    assert collapsed == {"ol1": 0, "ol2": 0, "it1": 1, "im1": 0, "im2": 0}
+    assert collapsed == {"ol1": 0, "ol2": 0, "it1": 2, "im1": 0, "im2": 0}
     by_reason = json.loads(rows[0][7])
     assert by_reason["non_product"] == 2 and by_reason["cancellation"] == 1 and sum(by_reason.values()) == 14
     assert rows[1][7] == "{}"
@@ -275,7 +287,8 @@ def test_dim_items_titles_and_text(warehouse):
 
 
 def test_dim_users_are_pseudonymised_like_python(warehouse):
-    rows = warehouse.execute("select user_id, n_events, n_baskets, country from marts.dim_users").fetchall()
+    rows = warehouse.execute(
+        "select user_id, n_events, n_baskets, country from marts.dim_users where not is_anonymous").fetchall()
     users = {r[0]: r[1:] for r in rows}
     assert users == {
         _python_pseudonym("17850.0"): (2, 2, UK),
@@ -302,4 +315,28 @@ def test_generic_events_are_typed_and_defaulted(warehouse):
         (4, "purchase", "2020-01-02 12:00:00", 2, 5.0, "s2"),
         (16, "purchase", "2020-01-03 00:00:00", 1, None, None),
         (18, "view", "2020-01-01 10:05:00", 1, None, "s1"),
+        (19, "view", "2020-01-04 09:00:00", 2, None, "web-7"),  # row 21's view counted in
+        (20, "view", "2020-01-04 09:00:05", 1, None, "web-8"),
+        (22, "purchase", "2020-01-04 09:05:00", 1, 5.0, "web-7"),
     ]
+
+
+def test_an_anonymous_session_is_its_own_user_and_never_a_customer(warehouse):
+    sessions = warehouse.execute(
+        "select user_id, n_events, n_baskets from marts.dim_users where is_anonymous order by n_events").fetchall()
+    web7, web8 = _python_session_pseudonym("web-7"), _python_session_pseudonym("web-8")
+    assert sessions == [(web8, 1, 1), (web7, 2, 1)]
+    # The Python side agrees with the dbt macro, and no session key can be a customer's.
+    assert (pseudonymize_session("web-7", KEY), pseudonymize_session(" web-8 ", KEY)) == (web7, web8)
+    assert not {web7, web8} & {u for (u,) in warehouse.execute("select user_id from marts.dim_users "
+                                                               "where not is_anonymous").fetchall()}
+    anonymous = warehouse.execute(
+        "select source_row from marts.fct_interactions where is_anonymous order by source_row").fetchall()
+    assert anonymous == [(19,), (20,), (22,)]
+    # The sequential models' purchases leave the session out; every behaviour read keeps it.
+    purchases = read_interactions(warehouse, purchases_of_known_customers=True)
+    assert set(purchases["event_type"]) == {"purchase"} and not purchases["user_id"].isin([web7, web8]).any()
+    assert len(purchases) == len(warehouse.execute(
+        "select 1 from marts.fct_interactions where event_type = 'purchase' and not is_anonymous").fetchall()) == 8
+    everything = read_interactions(warehouse)
+    assert set(everything.loc[everything["user_id"].isin([web7, web8]), "source_row"]) == {19, 20, 22}

@@ -6,3 +6,11 @@
 {%- set key = var('pseudonymization_key', 'recsys-dev-key') | string -%}
 'u_' || left(sha256('{{ key | replace("'", "''") }}|' || regexp_replace({{ py_strip(raw_id) }}, '\.0+$', '')), 16)
 {%- endmacro %}
+
+{#- An anonymous visitor's key: 's_' + sha256(key + '|session:' + session id)[:16], what
+    orchestration.privacy.pseudonymize_session computes in Python. The 's_' prefix keeps a session apart from every
+    customer ('u_'), whatever ids the shop uses; pass the session id already trimmed (staging's session_id). -#}
+{% macro pseudonymize_session(session_id) -%}
+{%- set key = var('pseudonymization_key', 'recsys-dev-key') | string -%}
+'s_' || left(sha256('{{ key | replace("'", "''") }}|session:' || {{ session_id }}), 16)
+{%- endmacro %}

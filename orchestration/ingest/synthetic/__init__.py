@@ -1,10 +1,13 @@
 """A seeded synthetic gift shop: the zero-config default data source.
 
-``write_synthetic_shop`` writes two files that look like a real shop's exports:
+``write_synthetic_shop`` writes files that look like a real shop's exports:
 
 * ``order_lines.csv.gz`` in the UCI Online Retail layout (``InvoiceNo,StockCode,Description,Quantity,
-  InvoiceDate,UnitPrice,CustomerID,Country``), dirt included, and
-* ``items.csv``, a generic catalogue (``item_id,title,description,category,brand,price``),
+  InvoiceDate,UnitPrice,CustomerID,Country``), dirt included,
+* ``items.csv``, a generic catalogue (``item_id,title,description,category,brand,price``), and
+* with ``browsing`` (the default), ``interactions.csv.gz``, generic events (``user_id,item_id,timestamp,
+  event_type,quantity,session_id``): views and carts before each order, abandoned carts, anonymous sessions
+  (module ``browsing``),
 
 plus ``stats.json`` with the sizes and the exact number of injected dirty lines per kind.
 
@@ -40,7 +43,7 @@ function of the config (``chunk_users`` included: it is part of the seed derivat
 Modules, in the order a shop is made: ``config`` (settings, validation, layout constants), ``vocabulary``
 (word lists and weights), ``catalogue``, ``sampling`` and ``fields`` (samplers, CSV text tables), ``context``
 (what every chunk shares), ``orders`` (customers and clean purchases), ``dirt``, ``chunk`` (one chunk's lines
-in file order) and ``writer`` (the files).
+in file order), ``browsing`` (a chunk's sessions) and ``writer`` (the files).
 """
 
 from orchestration.ingest.synthetic.config import (

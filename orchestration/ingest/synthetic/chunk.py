@@ -21,6 +21,17 @@ from orchestration.ingest.synthetic.vocabulary import BAD_TIMESTAMPS
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """One chunk's order lines in file order, its counts, and the orders the browsing layer builds sessions on."""
+
+    lines: list[str]
+    counts: dict[str, int]
+    n_invoices: int
+    purchases: Purchases
+    guest_order: np.ndarray  # (O,) bool: guest checkout (empty CustomerID)
+
+
+@dataclass(frozen=True)
 class _Invoices:
     """Purchase invoices, then one cancellation invoice per cancellation line."""
 
@@ -32,14 +43,15 @@ class _Invoices:
 
 def generate_chunk(
     ctx: Context, rng: np.random.Generator, user_lo: int, user_hi: int, first_invoice: int
-) -> tuple[list[str], dict[str, int], int]:
-    """Return (lines, counts, n_invoices) for customers user_lo..user_hi-1."""
+) -> Chunk:
+    """The order lines of customers user_lo..user_hi-1."""
     purchases = draw_purchases(ctx, rng, user_hi - user_lo)
     dirt = draw_line_dirt(ctx, rng, purchases)
     added = draw_added_dirt(ctx, rng, purchases, dirt)
     invoices = _number_invoices(ctx, purchases, dirt, added, user_lo, first_invoice)
     lines = _lines_in_file_order(ctx, purchases, dirt, added, invoices)
-    return lines, _counts(purchases, dirt, added), purchases.n_orders + added.cancellations.n
+    return Chunk(lines, _counts(purchases, dirt, added), purchases.n_orders + added.cancellations.n, purchases,
+                 dirt.order_missing)
 
 
 def _number_invoices(

@@ -68,6 +68,16 @@ class SyntheticShopConfig:
     bad_timestamp_rate: float = 0.001  # unparseable InvoiceDate
     garbage_rate: float = 0.0005  # physical lines that do not split into the 8 fields
 
+    # Browsing (interactions.csv.gz, the generic events layout): views and carts before orders, abandoned carts,
+    # visitors who never sign in. Off: the shop is order lines only (order_lines.csv.gz is the same either way).
+    browsing: bool = True
+    view_before_purchase_prob: float = 0.8  # share of bought lines whose item was viewed earlier in the session
+    cart_before_purchase_prob: float = 0.6  # share of bought lines carted earlier in the session
+    extra_views_per_order: float = 12.0  # mean views (Poisson) of other items in an order's session
+    abandoned_cart_prob: float = 0.08  # share of views of items not bought that are carted and left
+    anonymous_sessions_per_user: float = 0.5  # mean sessions without an account, per customer
+    anonymous_session_views: float = 4.0  # mean views per anonymous session (at least 1)
+
     # Mechanics.
     chunk_users: int = 5_000  # customers generated per chunk (bounds memory; part of the seed derivation)
     gzip_level: int = 1  # 1 = fastest
@@ -81,6 +91,7 @@ class SyntheticShopFiles:
     order_lines: Path  # directory / "order_lines.csv.gz"
     items: Path  # directory / "items.csv"
     stats: dict  # sizes and exact dirt counts (also directory / "stats.json")
+    interactions: Path | None = None  # directory / "interactions.csv.gz": browsing events; None without browsing
 
 
 def validate(config: SyntheticShopConfig) -> None:
@@ -110,6 +121,10 @@ def validate(config: SyntheticShopConfig) -> None:
     )
     if in_place / max(1e-9, 1 - config.missing_user_rate) >= 1:
         problems.append("the in-place dirt rates add up to more than the lines available")
+    if config.extra_views_per_order < 0 or config.anonymous_sessions_per_user < 0:
+        problems.append("extra_views_per_order and anonymous_sessions_per_user must be >= 0")
+    if config.anonymous_session_views < 1:
+        problems.append("anonymous_session_views must be >= 1")
     if config.basket_mean < 1 or config.basket_shape <= 0:
         problems.append("basket_mean must be >= 1 and basket_shape > 0")
     try:

@@ -396,17 +396,20 @@ DAY0 = datetime(2024, 1, 1)
 
 
 def _create_interactions(path, rows) -> None:
-    """A warehouse with only marts.fct_interactions; rows are (user_id, item_id, event_type, day offset)."""
+    """A warehouse with only marts.fct_interactions; rows are (user_id, item_id, event_type, day offset); a user
+    "s_..." is an anonymous visitor's session."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute("create schema if not exists marts")
     con.execute(
         "create or replace table marts.fct_interactions (user_id varchar, item_id varchar, "
-        "event_type varchar, occurred_at timestamp, quantity integer, unit_price double, basket_id varchar)"
+        "event_type varchar, occurred_at timestamp, quantity integer, unit_price double, basket_id varchar, "
+        "is_anonymous boolean)"
     )
     con.executemany(
-        "insert into marts.fct_interactions values (?, ?, ?, ?, 1, 1.0, ?)",
-        [(u, item, kind, DAY0 + timedelta(days=day), f"b{i}") for i, (u, item, kind, day) in enumerate(rows)],
+        "insert into marts.fct_interactions values (?, ?, ?, ?, 1, 1.0, ?, ?)",
+        [(u, item, kind, DAY0 + timedelta(days=day), f"b{i}", u.startswith("s_"))
+         for i, (u, item, kind, day) in enumerate(rows)],
     )
     con.close()
 
@@ -450,7 +453,7 @@ def test_retrain_sensor_skips_without_a_warehouse_or_marts(recsys_home, threshol
 
 
 def test_retrain_sensor_first_training_when_data_exists(recsys_home, thresholds):
-    rows = _purchases(100, first_day=0) + [(None, "i1", "purchase", 1), ("u1", "i2", "view", 1)]
+    rows = _purchases(100, first_day=0) + [("s_guest", "i1", "purchase", 1), ("u1", "i2", "view", 1)]
     _create_interactions(recsys_paths(recsys_home).warehouse, rows)
     result = _evaluate(retrain_sensor, recsys_home)
     assert isinstance(result, dg.RunRequest)

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from orchestration.store.privacy import normalize_customer_id, pseudonymize
+from orchestration.store.privacy import normalize_customer_id, pseudonymize, pseudonymize_session
 
 
 @pytest.mark.parametrize(
@@ -18,3 +18,10 @@ def test_pseudonymize_is_keyed_sha256_prefix():
     assert pseudonymize("17850.0", "secret") == expected
     assert pseudonymize("17850", "secret") == expected
     assert pseudonymize("17850", "other") != expected
+
+
+def test_a_session_key_is_keyed_and_never_a_customer_key():
+    expected = "s_" + hashlib.sha256(b"secret|session:web-7").hexdigest()[:16]
+    assert pseudonymize_session(" web-7 ", "secret") == expected
+    # The same text as a customer id and as a session id gives two different users.
+    assert pseudonymize("web-7", "secret")[2:] != expected[2:] and pseudonymize("web-7", "secret")[:2] == "u_"

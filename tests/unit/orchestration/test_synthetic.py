@@ -313,8 +313,85 @@ def test_default_size_suits_a_demo(tmp_path_factory):
         {"end_date": "31/12/2024"},
         {"n_categories": 9},
         {"repeat_prob": 0.9, "complement_prob": 0.2},
+        {"abandoned_cart_prob": 1.2},
+        {"extra_views_per_order": -1},
+        {"anonymous_session_views": 0.5},
     ],
 )
 def test_invalid_configs_are_rejected(tmp_path, change):
     with pytest.raises(ValueError, match="Invalid SyntheticShopConfig"):
         write_synthetic_shop(tmp_path, dataclasses.replace(SMALL, **change))
+
+
+# --- the browsing layer: interactions.csv.gz -------------------------------------------------------------------
+
+
+def _read_browsing(path) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return frame.assign(ts=pd.to_datetime(frame["timestamp"], format=TIMESTAMP_FORMAT))
+
+
+def test_browsing_is_reproducible_and_leaves_the_order_lines_alone(tmp_path_factory, shop):
+    files = shop[0]
+    again = _generate(tmp_path_factory, SMALL, "browse-again")
+    assert files.interactions.read_bytes() == again.interactions.read_bytes()
+    without = _generate(tmp_path_factory, dataclasses.replace(SMALL, browsing=False), "no-browsing")
+    assert without.interactions is None and not (without.directory / "interactions.csv.gz").exists()
+    assert without.order_lines.read_bytes() == files.order_lines.read_bytes()
+    other = _generate(tmp_path_factory, dataclasses.replace(SMALL, seed=8), "browse-other")
+    assert other.interactions.read_bytes() != files.interactions.read_bytes()
+
+
+def test_browsing_has_the_generic_layout_and_the_counts_of_stats(shop):
+    files = shop[0]
+    with gzip.open(files.interactions, "rt", encoding="utf-8") as f:
+        assert f.readline().rstrip("\n") == "user_id,item_id,timestamp,event_type,quantity,session_id"
+    events = _read_browsing(files.interactions)
+    stats = files.stats
+    assert len(events) == stats["n_interactions"]
+    kinds = events["event_type"].value_counts().to_dict()
+    assert kinds == {"view": stats["view_events"], "cart": stats["cart_events"]}
+    # Views are several times the purchases; every item is a catalogue item.
+    assert 2 * stats["purchase_lines"] < stats["view_events"] < 6 * stats["purchase_lines"]
+    assert set(events["item_id"]) <= set(shop[4]["item_id"])
+    assert (events["session_id"] != "").all() and (events["quantity"].astype(int) >= 1).all()
+
+
+def test_views_come_before_the_purchase_they_lead_to(shop):
+    files, _, df, _, _ = shop
+    events = _read_browsing(files.interactions)
+    signed = events[events["user_id"] != ""]
+    bought = df[(df["CustomerID"] != "") & ~df["is_c"] & df["ts"].notna()]
+    orders = bought.groupby(["CustomerID", "ts"]).size().reset_index()[["CustomerID", "ts"]]
+    # Each customer's session ends before one of that customer's orders, at most an hour after it began (but for
+    # the few orders whose every line had its timestamp garbled).
+    sessions = signed.groupby("session_id").agg(user=("user_id", "first"), users=("user_id", "nunique"),
+                                                first=("ts", "min"), last=("ts", "max"))
+    assert (sessions["users"] == 1).all()
+    joined = sessions.reset_index().merge(orders, left_on="user", right_on="CustomerID")
+    led = joined[(joined["ts"] > joined["last"]) & (joined["ts"] <= joined["first"] + pd.Timedelta(hours=1))]
+    assert set(led["session_id"]) <= set(sessions.index)
+    assert len(set(led["session_id"])) >= 0.99 * len(sessions)
+    # Most bought lines were viewed by their buyer in the hour before the order, never only after it.
+    views = signed[signed["event_type"] == "view"]
+    pairs = bought.merge(views, left_on=["CustomerID", "StockCode"], right_on=["user_id", "item_id"],
+                         suffixes=("", "_view"))
+    before = pairs[(pairs["ts_view"] < pairs["ts"]) & (pairs["ts_view"] >= pairs["ts"] - pd.Timedelta(hours=1))]
+    viewed_share = before.groupby(["CustomerID", "StockCode", "ts"]).ngroups / len(bought)
+    assert 0.6 < viewed_share < 0.95
+
+
+def test_abandoned_carts_and_anonymous_sessions_exist(shop):
+    files, _, df, _, _ = shop
+    events = _read_browsing(files.interactions)
+    stats = files.stats
+    anonymous = events[events["user_id"] == ""]
+    assert anonymous["session_id"].nunique() == stats["anonymous_sessions"] > 0
+    assert len(anonymous) == stats["anonymous_events"]
+    assert not set(anonymous["session_id"]) & set(events.loc[events["user_id"] != "", "session_id"])
+    # A cart whose customer never bought that item at all was left: an abandoned cart.
+    carts = events[(events["event_type"] == "cart") & (events["user_id"] != "")]
+    bought = set(zip(df["CustomerID"], df["StockCode"]))
+    left = [pair for pair in zip(carts["user_id"], carts["item_id"]) if pair not in bought]
+    assert len(left) > 0.02 * len(carts)
+    assert (anonymous["event_type"] == "cart").any()

@@ -1,5 +1,7 @@
 -- The clean events from every source in one shape: kept order lines (purchases) and kept generic
--- interactions, with pseudonymised users. The marts fct_interactions, dim_items and dim_users read this.
+-- interactions, with pseudonymised users. A generic event without a customer id belongs to its session: its user
+-- is the pseudonymised session ('s_...', never a customer's 'u_...') and is_anonymous is true. The marts
+-- fct_interactions, dim_items and dim_users read this.
 with order_lines as (
 
     select * from {{ ref('int_order_lines__classified') }} where row_status = 'kept'
@@ -15,6 +17,7 @@ interactions as (
 select
     md5(load_id || '|' || cast(source_row as varchar)) as interaction_id,
     {{ pseudonymize('raw_customer_id') }} as user_id,
+    false as is_anonymous,
     stock_code as item_id,
     'purchase' as event_type,
     ordered_at as occurred_at,
@@ -32,7 +35,11 @@ union all
 
 select
     md5(load_id || '|' || cast(source_row as varchar)) as interaction_id,
-    {{ pseudonymize('raw_user_id') }} as user_id,
+    case
+        when user_id is null then {{ pseudonymize_session('session_id') }}
+        else {{ pseudonymize('raw_user_id') }}
+    end as user_id,
+    user_id is null as is_anonymous,
     item_id,
     coalesce(event_type, 'purchase') as event_type,
     occurred_at,

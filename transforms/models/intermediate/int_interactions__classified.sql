@@ -1,4 +1,6 @@
 -- Every raw generic interaction exactly once: kept, duplicate, or rejected with the first failed check.
+-- An event without a customer but with a session id is an anonymous visitor's and is kept; only an event with
+-- neither is missing_user.
 -- Optional columns (quantity, price, event type) are only checked when present. When a catalogue exists
 -- (any raw item row), an interaction must name an item of the current catalogue.
 with interactions as (
@@ -26,7 +28,7 @@ reasoned as (
         case
             when interactions.is_duplicate then null
             when interactions.malformed_line is not null then 'malformed_line'
-            when interactions.user_id is null then 'missing_user'
+            when interactions.user_id is null and interactions.session_id is null then 'missing_user'
             when interactions.item_id is null then 'missing_item'
             when interactions.occurred_at is null then 'unparseable_timestamp'
             when {{ is_out_of_event_window('interactions.occurred_at') }} then 'timestamp_out_of_range'

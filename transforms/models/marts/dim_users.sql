@@ -1,4 +1,5 @@
--- One row per (pseudonymised) user with a clean event: activity window, volume and home country.
+-- One row per (pseudonymised) user with a clean event: a customer, or an anonymous visitor's session (is_anonymous);
+-- activity window, volume and home country.
 with events as (
 
     select * from {{ ref('int_events__unioned') }}
@@ -9,6 +10,7 @@ activity as (
 
     select
         user_id,
+        bool_or(is_anonymous) as is_anonymous,
         min(occurred_at) as first_seen_at,
         max(occurred_at) as last_seen_at,
         count(*) as n_events,
@@ -37,6 +39,7 @@ home_countries as (
 
 select
     activity.user_id,
+    activity.is_anonymous,
     activity.first_seen_at,
     activity.last_seen_at,
     activity.n_events,

@@ -2,6 +2,7 @@
 select
     interaction_id,
     user_id,
+    is_anonymous,
     item_id,
     event_type,
     occurred_at,
