@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 PAD = 0  # internal item id 0 is padding; real items are 1..n_items
+INPUTS = ("all", "purchases")  # SequenceConfig.inputs
 # Behaviours a sequence can hold, by code. The first is what models predict and evaluation scores; the others are
 # inputs only. fct_interactions.event_type holds these canonical names (the shop's own are mapped by dbt).
 EVENT_TYPES = ("purchase", "view", "cart", "favourite")
@@ -130,6 +131,7 @@ class SequenceConfig:
         "seeded"  # order of events sharing a timestamp: "seeded" (random, seeded) | "file" (source order)
     )
     seed: int = 42  # seed of the "seeded" tie-break
+    inputs: str = "all"  # events kept when the log has event_type: "all" behaviours, or only "purchases"
 
 
 def build_sequences(
@@ -153,6 +155,10 @@ def build_sequences(
         raise ValueError(f"key must be one of {sorted(_KEY_COLUMNS)}, got {config.key!r}")
     if config.tie_break not in ("seeded", "file"):
         raise ValueError(f"tie_break must be 'seeded' or 'file', got {config.tie_break!r}")
+    if config.inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {config.inputs!r}")
+    if config.inputs == "purchases":
+        events = purchases(events)
     key_column = _KEY_COLUMNS[config.key]
     frame = pd.DataFrame(
         {

@@ -37,7 +37,7 @@ from orchestration.store.reports import (
 )
 from recmodels.metrics import evaluate
 from recmodels.presets import PIPELINE
-from recmodels.sequences import SequenceConfig, build_sequences, purchases
+from recmodels.sequences import INPUTS, SequenceConfig, build_sequences, purchases
 from recmodels.sizing import sasrec_for_sequences
 from recmodels.splits import (
     LEAVE_LAST_BASKET_OUT,
@@ -88,14 +88,13 @@ class UserSequencesConfig(dg.Config):
     )
     seed: int = Field(default=SequenceConfig.seed, description="Seed of the order of events that share a timestamp.")
     inputs: str = Field(
-        default="all",
+        default=SequenceConfig.inputs,
         description="What the sequences hold: 'all' (every behaviour: views, carts and favourites as well as "
         "purchases) or 'purchases'. Targets are purchases either way.",
     )
 
 
 SPLITS = ("auto", "temporal", LEAVE_LAST_BASKET_OUT)
-INPUTS = ("all", "purchases")
 
 
 @dg.asset(deps=[dg.AssetKey("fct_interactions")], group_name="models", kinds={"duckdb", "numpy"})
@@ -107,14 +106,13 @@ def user_sequences(
     if config.inputs not in INPUTS:
         raise dg.Failure(f"user_sequences.config.inputs must be one of {INPUTS}, got {config.inputs!r}")
     with warehouse.connect(read_only=True) as con:
-        events = read_interactions(con, purchases_of_known_customers=config.inputs == "purchases",
-                                   of_known_customers=True)
+        events = read_interactions(con, of_known_customers=True)
         data_version = mart_fingerprint(con)["version"]
     bought = purchases(events)
     if bought.empty:
         raise dg.Failure("marts.fct_interactions holds no purchase of a known customer: there is nothing to split.")
     sequence_config = SequenceConfig(key=config.key, max_length=config.max_length,
-                                     collapse_repeats=config.collapse_repeats, seed=config.seed)
+                                     collapse_repeats=config.collapse_repeats, seed=config.seed, inputs=config.inputs)
     # Windows end at the last purchase: browsing after it has no purchase to evaluate.
     first, last = bought["occurred_at"].min(), bought["occurred_at"].max()
     choice = _windows(config, bought)

@@ -66,6 +66,8 @@ def test_sequences_keep_every_behaviour_in_time_order():
     assert keys.tolist() == ["u", "v"]
     assert sequences[0].tolist() == [1 + 4, 2 + 4, 2, 3 + 8] and sequences[1].tolist() == [3]
     assert purchased_items(sequences[0], n).tolist() == [2]
+    only_purchases, keys, _, index = build_sequences(events, SequenceConfig(inputs="purchases"))
+    assert index.item_ids.tolist() == ["b", "c"] and [s.tolist() for s in only_purchases] == [[1], [2]]
 
 
 def test_a_temporal_split_evaluates_purchases_only_and_keeps_views_in_the_history():
