@@ -250,6 +250,14 @@ def user_response(answer: dict[str, Any], version: int) -> UserRecommendations:
                                model_version=version, items=recommended_items(answer["items"]))
 
 
+def session_answer(service: RecommendationService, body: SessionRequest, include_seen: bool) -> dict[str, Any]:
+    """The service's answer to a session body: its items (the original shape), or its typed events."""
+    if body.events is None:
+        return service.recommend_session(body.items, body.k, include_seen=include_seen)
+    events = [(e.item_id, e.event_type, e.timestamp) for e in body.events]
+    return service.recommend_events(events, body.k, include_seen=include_seen, shop_customer_id=body.user_id)
+
+
 def session_response(answer: dict[str, Any], version: int) -> SessionRecommendations:
     return SessionRecommendations(strategy=answer["strategy"], unknown_items=answer["unknown_items"],
                                   user_id=answer.get("user_id"), known_user=answer.get("known_user"),
@@ -394,14 +402,7 @@ def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
         carts, favourites, purchases), which feed the ranker's behaviour features and the explanations ("You
         viewed this", "In your cart", "Viewed together with X"). Anonymous unless user_id names the customer. Its
         own items are left out unless include_seen."""
-        service = served.service
-        if body.events is None:
-            answer = service.recommend_session(body.items, body.k, include_seen=include_seen)
-        else:
-            events = [(e.item_id, e.event_type, e.timestamp) for e in body.events]
-            answer = service.recommend_events(events, body.k, include_seen=include_seen,
-                                              shop_customer_id=body.user_id)
-        return session_response(answer, served.version)
+        return session_response(session_answer(served.service, body, include_seen), served.version)
 
     @app.get("/recommendations/{user_id}", response_model=UserRecommendations, responses=_errors(422, 503))
     def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> UserRecommendations:
