@@ -105,7 +105,8 @@ class Explanation(BaseModel):
     because_of: str | None
     because_of_title: str | None = Field(description="The anchor's title (its id when it has none).")
     reason: str
-    strength: float | None = Field(description="The similarity behind the explanation (1 for bought_before).")
+    strength: float | None = Field(description="The similarity behind the explanation (1 for in_cart, "
+                                               "bought_before and viewed).")
     candidate: bool = Field(description="Whether the item is among the customer's ranked items at all (every item is "
                                         "for the popularity fallback).")
     rank: int | None = Field(description="Its rank among them, when it is one.")
