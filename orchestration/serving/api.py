@@ -71,7 +71,7 @@ from orchestration.serving.schemas import (
 )
 from orchestration.serving.service import MAX_K, RecommendationService, ShopData, marts_version
 from orchestration.store.privacy import pseudonymization_key
-from orchestration.store.warehouse import Warehouse
+from orchestration.store.warehouse import Warehouse, WarehouseBusyError
 from recmodels.recommender import RANKER
 
 logger = logging.getLogger(__name__)
@@ -140,9 +140,14 @@ class ChampionHolder:
         return True
 
     def _refresh_data(self, current: Served) -> bool:
-        """Reload the shop's data under the same champion when the marts' fingerprint has changed."""
-        with self.warehouse.connect(read_only=True) as con:
-            version = marts_version(con)
+        """Reload the shop's data under the same champion when the marts' fingerprint has changed. A run writing
+        the warehouse just now is no failure: the next check will see what it wrote."""
+        try:
+            with self.warehouse.connect(read_only=True, wait=False) as con:
+                version = marts_version(con)
+        except WarehouseBusyError as busy:
+            logger.debug("Not checking for new data now: %s", busy)
+            return False
         if version == current.service.data.version:
             return False
         started = time.perf_counter()
