@@ -122,16 +122,30 @@ def co_view_similarity(behaviour: pd.DataFrame, n_items: int, cutoff) -> sp.csr_
     return ItemKNN().fit(sequences, n_items).similarity_
 
 
-def behaviour_evidence(behaviour: pd.DataFrame, purchases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(viewed, in_cart) of one customer from their ``behaviour_events`` and ``purchase_events`` rows: the items
-    viewed, oldest first, and the items whose last cart is later than their last purchase (or never bought), the
-    rule of the ranker's ``user_item_carted_not_bought``."""
+def behaviour_evidence_by_user(behaviour: pd.DataFrame, purchases: pd.DataFrame
+                               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """User key -> (viewed, in_cart) from ``behaviour_events`` and ``purchase_events`` frames, in one pass over
+    every customer: the items viewed, oldest first, and the items whose last cart is later than their last purchase
+    (or never bought), the rule of the ranker's ``user_item_carted_not_bought``. Users without views or carts are
+    left out."""
     kind = behaviour["event_type"].to_numpy()
-    views = behaviour[kind == "view"].sort_values("occurred_at", kind="stable")
-    carts = behaviour[kind == "cart"].groupby("item")["occurred_at"].max()
-    last_bought = purchases.groupby("item")["occurred_at"].max().reindex(carts.index)
-    open_cart = last_bought.isna().to_numpy() | (carts.to_numpy() > last_bought.to_numpy())
-    return views["item"].to_numpy(np.int64), carts.index.to_numpy(np.int64)[open_cart]
+    views = behaviour[kind == "view"].sort_values(["user_key", "occurred_at"], kind="stable")
+    carts = behaviour[kind == "cart"].groupby(["user_key", "item"])["occurred_at"].max()
+    last_bought = purchases.groupby(["user_key", "item"])["occurred_at"].max().reindex(carts.index)
+    open_cart = carts[last_bought.isna().to_numpy() | (carts.to_numpy() > last_bought.to_numpy())]
+    empty = np.array([], np.int64)
+    viewed = {key: rows.to_numpy(np.int64) for key, rows in views.groupby("user_key", sort=False)["item"]}
+    carted = {key: rows.index.get_level_values("item").to_numpy(np.int64)
+              for key, rows in open_cart.groupby(level="user_key", sort=False)}
+    return {key: (viewed.get(key, empty), carted.get(key, empty)) for key in viewed.keys() | carted.keys()}
+
+
+def behaviour_evidence(behaviour: pd.DataFrame, purchases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(viewed, in_cart) of one customer from their ``behaviour_events`` and ``purchase_events`` rows, as
+    ``behaviour_evidence_by_user`` gives them."""
+    found = behaviour_evidence_by_user(behaviour, purchases)
+    empty = np.array([], np.int64)
+    return next(iter(found.values())) if found else (empty, empty)
 
 
 def sentence(explanation: Explanation, anchor_title: str | None) -> str:

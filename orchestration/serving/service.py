@@ -22,7 +22,13 @@ from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.store.embedding_cache import read_item_embeddings
 from orchestration.store.marts import mart_fingerprint, read_interactions
 from orchestration.store.privacy import pseudonymize
-from recmodels.explain import Explainer, behaviour_evidence, co_view_similarity, sentence
+from recmodels.explain import (
+    Explainer,
+    behaviour_evidence,
+    behaviour_evidence_by_user,
+    co_view_similarity,
+    sentence,
+)
 from recmodels.ranking import purchase_events
 from recmodels.ranking.behaviour import BEHAVIOURS, behaviour_events, no_behaviour
 from recmodels.recommender import item_feature_table
@@ -135,6 +141,8 @@ class RecommendationService:
         co_bought = models["item-knn"].similarity_ if "item-knn" in models else None
         co_viewed = co_view_similarity(data.behaviour, len(bundle.item_ids), training_end(bundle.spec, data.as_of))
         self.explainer = Explainer(co_bought=co_bought, co_viewed=co_viewed, text_unit=self.text_unit)
+        # Every customer's views and open carts, once: the batch explains them all.
+        self.evidence = behaviour_evidence_by_user(data.behaviour, data.events)
         self.fallback = next((name for name in FALLBACK_SOURCES if name in models), None)
         # Item-level features read every customer's events: once here, so a request reads only its customer's.
         self.item_features = item_feature_table(data.events, data.as_of, len(bundle.item_ids),
@@ -210,11 +218,9 @@ class RecommendationService:
 
     def _evidence(self, key: str) -> dict[str, np.ndarray]:
         """A customer's views and open carts in the warehouse, as ``Explainer.explain`` takes them."""
-        data = self.data
-        behaviour = self._rows_of(data.behaviour, data.behaviour_rows, [key])
-        if behaviour.empty:
+        if key not in self.evidence:
             return {}
-        viewed, in_cart = behaviour_evidence(behaviour, self._rows_of(data.events, data.event_rows, [key]))
+        viewed, in_cart = self.evidence[key]
         return {"viewed": viewed, "in_cart": in_cart}
 
     def _rank(self, histories: list[np.ndarray], keys: list[str], k: int, include_seen: bool = True,

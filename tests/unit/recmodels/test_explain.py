@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recmodels.explain import Explainer, Explanation, behaviour_evidence, co_view_similarity, sentence
+from recmodels.explain import (
+    Explainer,
+    Explanation,
+    behaviour_evidence,
+    behaviour_evidence_by_user,
+    co_view_similarity,
+    sentence,
+)
 from recmodels.similarity import unit_rows
 
 # Items 1..5. Co-purchase: 1 ~ 3 (0.4), 2 ~ 3 (0.6), 2 ~ 4 (0.2). Text: 5 points like 1; 4 is unlike everything.
@@ -130,6 +137,13 @@ def test_behaviour_evidence_views_and_open_carts():
     purchases = _events([("a", 5, "2024-01-03", "purchase"), ("a", 6, "2024-01-03", "purchase")])
     viewed, in_cart = behaviour_evidence(behaviour, purchases)
     assert viewed.tolist() == [5, 7, 7] and in_cart.tolist() == [6, 8]
+    # Every customer at once: b's cart of 5 is open (a's purchase is not b's); c only bought, so c is left out.
+    others = _events([("b", 5, "2024-01-02", "cart"), ("b", 7, "2024-01-01", "view")])
+    purchases = pd.concat([purchases, _events([("c", 5, "2024-01-03", "purchase")])])
+    by_user = behaviour_evidence_by_user(pd.concat([behaviour, others]), purchases)
+    assert {key: (v.tolist(), c.tolist()) for key, (v, c) in by_user.items()} == {
+        "a": ([5, 7, 7], [6, 8]), "b": ([7], [5])}
+    assert [a.tolist() for a in behaviour_evidence(behaviour.iloc[:0], purchases)] == [[], []]
 
 
 def test_sentences_of_the_behaviour_kinds():
