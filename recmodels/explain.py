@@ -2,12 +2,23 @@
 
 For each recommended item the first rule that holds wins, strongest evidence first:
 
-1. ``bought_before``: the item is in the customer's own history (the anchor is the item itself);
-2. ``also_bought``: customers who bought a history item also bought this one; the anchor is the history item
+1. ``in_cart``: the customer put the item in the cart and has not bought it since (the anchor is the item itself).
+   First, even before a purchase, because it is the customer's latest word on this very item: an open cart says
+   "I mean to buy this now", and a cart newer than a purchase is a new intent, not the old purchase;
+2. ``bought_before``: the item is among the customer's purchases (the anchor is the item itself). A purchase is
+   stronger evidence of interest than a look;
+3. ``viewed``: the customer viewed the item (the anchor is the item itself). Weaker than a purchase or a cart (most
+   views lead nowhere) but still about the item itself, so it comes before every rule about a related item;
+4. ``also_bought``: customers who bought a history item also bought this one; the anchor is the history item
    with the largest co-purchase similarity (``ItemKNN.similarity_``), the most recent on ties;
-3. ``similar_description``: a history item's text embedding is close (cosine >= ``min_text_cosine``); the
-   anchor is the closest;
-4. ``popular_now``: none of the above: the item is there for its popularity.
+5. ``viewed_together``: customers who viewed an item the customer viewed also viewed this one; the anchor is the
+   viewed item with the largest co-view similarity (``co_view_similarity``), the most recent on ties. After
+   ``also_bought``: views are many and cheap, so co-viewing says less than co-buying;
+6. ``similar_description``: a history item's text embedding is close (cosine >= ``min_text_cosine``); the
+   anchor is the closest. Last of the evidence rules: it is what the catalogue says, not what anybody did;
+7. ``popular_now``: none of the above: the item is there for its popularity.
+
+An item is never its own anchor: a related-item rule looks at the other items only.
 """
 
 from __future__ import annotations
@@ -15,66 +26,141 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
+from recmodels.baselines import ItemKNN
 from recmodels.sequences import PAD
 
-KINDS = ("bought_before", "also_bought", "similar_description", "popular_now")
+KINDS = ("in_cart", "bought_before", "viewed", "also_bought", "viewed_together", "similar_description", "popular_now")
 
 
 @dataclass(frozen=True)
 class Explanation:
     kind: str  # one of KINDS
-    anchor: int  # internal id of the history item behind it; PAD (0) for popular_now
-    strength: float  # the similarity behind also_bought / similar_description; 1 for bought_before, 0 popular
+    anchor: int  # internal id of the customer's item behind it (the item itself for the first three); PAD for popular_now
+    strength: float  # the similarity behind the related-item rules; 1 for the first three, 0 for popular_now
+
+
+def _recent_first(items: np.ndarray | None) -> np.ndarray:
+    """Distinct items of ``items`` (oldest first), most recent first, so argmax ties go to the most recent."""
+    if items is None:
+        return np.array([], np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    recent_first = items[items != PAD][::-1]
+    _, first = np.unique(recent_first, return_index=True)
+    return recent_first[np.sort(first)]
+
+
+def _similarities(matrix: sp.csr_matrix | None, anchors: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+    """(anchors, items) similarities from an item-to-item matrix, an item's similarity to itself set to 0."""
+    if matrix is None or not len(anchors) or not len(items):
+        return None
+    values = np.asarray(matrix[anchors][:, items].toarray(), dtype=np.float64)  # (H, I)
+    values[anchors[:, None] == items[None, :]] = 0.0
+    return values
 
 
 @dataclass(frozen=True)
 class Explainer:
     co_bought: sp.csr_matrix | None = None  # (n+1, n+1) item-to-item co-purchase similarity
+    co_viewed: sp.csr_matrix | None = None  # (n+1, n+1) item-to-item co-view similarity (co_view_similarity)
     text_unit: np.ndarray | None = None  # (n+1, d) L2-normalised text vectors, zero rows without text
     min_text_cosine: float = 0.5  # below this, descriptions are not "similar" enough to say so
 
-    def explain(self, history: np.ndarray, items: np.ndarray) -> list[Explanation]:
-        """One explanation per item of ``items`` for a customer with ``history`` (internal ids, oldest first)."""
-        history = np.asarray(history, dtype=np.int64)
-        history = history[history != PAD]
-        # Distinct history items, most recent first, so argmax ties go to the most recent purchase.
-        recent_first = history[::-1]
-        _, first = np.unique(recent_first, return_index=True)
-        anchors = recent_first[np.sort(first)]
+    def explain(self, history: np.ndarray, items: np.ndarray, viewed: np.ndarray | None = None,
+                in_cart: np.ndarray | None = None, bought: np.ndarray | None = None) -> list[Explanation]:
+        """One explanation per item of ``items`` for a customer with ``history`` (internal ids, oldest first: the
+        anchors of also_bought and similar_description), who viewed ``viewed`` (oldest first: the anchors of
+        viewed_together) and has ``in_cart`` in the cart. ``bought``: the items that were bought, when not every
+        history item was (an anonymous session's items may only have been looked at); default ``history``."""
+        anchors = _recent_first(history)
+        seen = _recent_first(viewed)
         items = np.asarray(items, dtype=np.int64)
-        owned = set(anchors.tolist())
-        co = text = None
-        if len(anchors) and len(items):
-            if self.co_bought is not None:
-                co = self.co_bought[anchors][:, items].toarray()  # (H, I)
-            if self.text_unit is not None:
-                text = self.text_unit[anchors] @ self.text_unit[items].T  # (H, I)
+        owned = set(anchors.tolist()) if bought is None else set(_recent_first(bought).tolist())
+        carted = set(_recent_first(in_cart).tolist())
+        looked = set(seen.tolist())
+        co = _similarities(self.co_bought, anchors, items)
+        co_view = _similarities(self.co_viewed, seen, items)
+        text = None
+        if self.text_unit is not None and len(anchors) and len(items):
+            text = self.text_unit[anchors] @ self.text_unit[items].T  # (H, I)
+            text[anchors[:, None] == items[None, :]] = -np.inf
         out = []
         for column, item in enumerate(items.tolist()):
-            if item in owned:
+            if item in carted:
+                out.append(Explanation("in_cart", item, 1.0))
+            elif item in owned:
                 out.append(Explanation("bought_before", item, 1.0))
-                continue
-            if co is not None and co[:, column].max() > 0:
+            elif item in looked:
+                out.append(Explanation("viewed", item, 1.0))
+            elif co is not None and co[:, column].max() > 0:
                 best = int(np.argmax(co[:, column]))
                 out.append(Explanation("also_bought", int(anchors[best]), float(co[best, column])))
-                continue
-            if text is not None and text[:, column].max() >= self.min_text_cosine:
+            elif co_view is not None and co_view[:, column].max() > 0:
+                best = int(np.argmax(co_view[:, column]))
+                out.append(Explanation("viewed_together", int(seen[best]), float(co_view[best, column])))
+            elif text is not None and text[:, column].max() >= self.min_text_cosine:
                 best = int(np.argmax(text[:, column]))
                 out.append(Explanation("similar_description", int(anchors[best]), float(text[best, column])))
-                continue
-            out.append(Explanation("popular_now", PAD, 0.0))
+            else:
+                out.append(Explanation("popular_now", PAD, 0.0))
         return out
+
+
+def co_view_similarity(behaviour: pd.DataFrame, n_items: int, cutoff) -> sp.csr_matrix | None:
+    """(n+1, n+1) item-to-item co-view similarity: item-kNN's cosine (``ItemKNN``, as the co-purchase one) over
+    each customer's views before ``cutoff``, a customer's views being one sequence. ``behaviour`` is a
+    ``behaviour_events`` frame; None when no view precedes ``cutoff``."""
+    times = behaviour["occurred_at"].to_numpy().astype("datetime64[ns]")
+    views = behaviour[(behaviour["event_type"].to_numpy() == "view")
+                      & (times < np.datetime64(pd.Timestamp(cutoff).to_datetime64(), "ns"))]
+    if views.empty:
+        return None
+    views = views.sort_values(["user_key", "occurred_at", "item"], kind="stable")
+    sequences = [group.to_numpy(np.int64) for _, group in views.groupby("user_key", sort=True)["item"]]
+    return ItemKNN().fit(sequences, n_items).similarity_
+
+
+def behaviour_evidence_by_user(behaviour: pd.DataFrame, purchases: pd.DataFrame
+                               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """User key -> (viewed, in_cart) from ``behaviour_events`` and ``purchase_events`` frames, in one pass over
+    every customer: the items viewed, oldest first, and the items whose last cart is later than their last purchase
+    (or never bought), the rule of the ranker's ``user_item_carted_not_bought``. Users without views or carts are
+    left out."""
+    kind = behaviour["event_type"].to_numpy()
+    views = behaviour[kind == "view"].sort_values(["user_key", "occurred_at"], kind="stable")
+    carts = behaviour[kind == "cart"].groupby(["user_key", "item"])["occurred_at"].max()
+    last_bought = purchases.groupby(["user_key", "item"])["occurred_at"].max().reindex(carts.index)
+    open_cart = carts[last_bought.isna().to_numpy() | (carts.to_numpy() > last_bought.to_numpy())]
+    empty = np.array([], np.int64)
+    viewed = {key: rows.to_numpy(np.int64) for key, rows in views.groupby("user_key", sort=False)["item"]}
+    carted = {key: rows.index.get_level_values("item").to_numpy(np.int64)
+              for key, rows in open_cart.groupby(level="user_key", sort=False)}
+    return {key: (viewed.get(key, empty), carted.get(key, empty)) for key in viewed.keys() | carted.keys()}
+
+
+def behaviour_evidence(behaviour: pd.DataFrame, purchases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(viewed, in_cart) of one customer from their ``behaviour_events`` and ``purchase_events`` rows, as
+    ``behaviour_evidence_by_user`` gives them."""
+    found = behaviour_evidence_by_user(behaviour, purchases)
+    empty = np.array([], np.int64)
+    return next(iter(found.values())) if found else (empty, empty)
 
 
 def sentence(explanation: Explanation, anchor_title: str | None) -> str:
     """The explanation as a short sentence; ``anchor_title`` names the anchor item."""
-    name = anchor_title or "an item you bought"
-    if explanation.kind == "bought_before":
+    kind = explanation.kind
+    if kind == "in_cart":
+        return "In your cart"
+    if kind == "bought_before":
         return "You bought this before"
-    if explanation.kind == "also_bought":
-        return f"People who bought {name} also bought this"
-    if explanation.kind == "similar_description":
-        return f"Similar to {name} by description"
+    if kind == "viewed":
+        return "You viewed this"
+    if kind == "also_bought":
+        return f"People who bought {anchor_title or 'an item you bought'} also bought this"
+    if kind == "viewed_together":
+        return f"Viewed together with {anchor_title or 'an item you viewed'}"
+    if kind == "similar_description":
+        return f"Similar to {anchor_title or 'an item you bought'} by description"
     return "Popular now"

@@ -6,10 +6,12 @@
 ``/redoc`` serve Swagger UI and ReDoc from the installed ``fastapi-offline`` package, so nothing is fetched from a
 CDN and both work offline.
 
-The champion bundle is loaded at startup. Requests check the registry at most every ``reload_seconds`` (in a
-background thread, so no request waits for it); when the ``champion`` alias has moved, the new version is loaded
-beside the old one and swapped in as one reference, so a request sees one model from start to end. A failed
-reload (the warehouse locked by a writer, a broken bundle) is logged and the old model keeps serving.
+The champion bundle is loaded at startup. Requests check the registry and the warehouse at most every
+``reload_seconds`` (in a background thread, so no request waits for it); when the ``champion`` alias has moved,
+the new version is loaded beside the old one, and when the marts' fingerprint has changed (new events ingested and
+transformed), the same version is loaded over the new data; either is swapped in as one reference, so a request
+sees one model and one data from start to end. A failed reload (the warehouse locked by a writer, a broken
+bundle) is logged and the old model keeps serving.
 
 Ids are the shop's own: customer ids are pseudonymised exactly as the marts do, item ids are the catalogue's.
 Every error is JSON ``{"detail": ...}``: a message for the app's own errors, FastAPI's list of validation errors
@@ -67,9 +69,9 @@ from orchestration.serving.schemas import (
     UserRecommendations,
     ValidationErrors,
 )
-from orchestration.serving.service import MAX_K, RecommendationService
+from orchestration.serving.service import MAX_K, RecommendationService, ShopData, marts_version
 from orchestration.store.privacy import pseudonymization_key
-from orchestration.store.warehouse import Warehouse
+from orchestration.store.warehouse import Warehouse, WarehouseBusyError
 from recmodels.recommender import RANKER
 
 logger = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ class Served:
 
 
 class ChampionHolder:
-    """The current ``Served``, reloaded when the registry's champion alias moves."""
+    """The current ``Served``, reloaded when the registry's champion alias moves or the marts change."""
 
     def __init__(self, warehouse, mlflow, pseudonymization_key: str, reload_seconds: float):
         self.warehouse = warehouse
@@ -107,8 +109,9 @@ class ChampionHolder:
         self._thread: threading.Thread | None = None
 
     def refresh(self) -> bool:
-        """Check the registry once; load and swap in a new champion version. True when it swapped. Never raises:
-        a failure is logged and the current model keeps serving."""
+        """Check the registry and the marts once; load and swap in a new champion version, or the same version
+        over new data. True when it swapped. Never raises: a failure is logged and the current model keeps
+        serving."""
         current = self.current
         try:
             champion = current_champion(self.client)
@@ -120,7 +123,7 @@ class ChampionHolder:
                                    BUNDLE_MODEL, CHAMPION_ALIAS, current.version)
                 return False
             if current is not None and int(champion["version"]) == current.version:
-                return False
+                return self._refresh_data(current)
             started = time.perf_counter()
             service = RecommendationService.from_registry(self.client, int(champion["version"]), self.warehouse,
                                                           self.key)
@@ -134,6 +137,24 @@ class ChampionHolder:
         self.problem = None
         logger.info("Serving %s version %d (%.1f s to load)", BUNDLE_MODEL, self.current.version,
                     time.perf_counter() - started)
+        return True
+
+    def _refresh_data(self, current: Served) -> bool:
+        """Reload the shop's data under the same champion when the marts' fingerprint has changed. A run writing
+        the warehouse just now is no failure: the next check will see what it wrote."""
+        try:
+            with self.warehouse.connect(read_only=True, wait=False) as con:
+                version = marts_version(con)
+        except WarehouseBusyError as busy:
+            logger.debug("Not checking for new data now: %s", busy)
+            return False
+        if version == current.service.data.version:
+            return False
+        started = time.perf_counter()
+        service = current.service
+        self.current = Served(service.with_data(ShopData.read(self.warehouse, service.bundle)), current.champion)
+        logger.info("Serving %s version %d over new data (marts %s, %.1f s to load)", BUNDLE_MODEL,
+                    current.version, self.current.service.data.version, time.perf_counter() - started)
         return True
 
     def maybe_refresh(self) -> None:
@@ -234,8 +255,17 @@ def user_response(answer: dict[str, Any], version: int) -> UserRecommendations:
                                model_version=version, items=recommended_items(answer["items"]))
 
 
+def session_answer(service: RecommendationService, body: SessionRequest, include_seen: bool) -> dict[str, Any]:
+    """The service's answer to a session body: its items (the original shape), or its typed events."""
+    if body.events is None:
+        return service.recommend_session(body.items, body.k, include_seen=include_seen)
+    events = [(e.item_id, e.event_type, e.timestamp) for e in body.events]
+    return service.recommend_events(events, body.k, include_seen=include_seen, shop_customer_id=body.user_id)
+
+
 def session_response(answer: dict[str, Any], version: int) -> SessionRecommendations:
     return SessionRecommendations(strategy=answer["strategy"], unknown_items=answer["unknown_items"],
+                                  user_id=answer.get("user_id"), known_user=answer.get("known_user"),
                                   text_only_items=answer["text_only_items"], model_version=version,
                                   items=recommended_items(answer["items"]))
 
@@ -359,7 +389,9 @@ def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
     @app.get("/health", response_model=Health, responses=_errors(503))
     def health(served: Champion) -> Health:
         """Ready to serve: the champion version loaded and the time its data runs to."""
-        return Health(status="ok", model_version=served.version, as_of=served.service.data.as_of.isoformat())
+        data = served.service.data
+        return Health(status="ok", model_version=served.version, as_of=data.as_of.isoformat(),
+                      data_version=data.version)
 
     @app.get("/model", response_model=ModelInfo, responses=_errors(503))
     def model(served: Champion) -> ModelInfo:
@@ -371,10 +403,11 @@ def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
                           include_seen: Annotated[bool, Query(description="Also recommend the session's own "
                                                                           "items.")] = False
                           ) -> SessionRecommendations:
-        """Recommendations for an anonymous session from the items it viewed or bought, oldest first; its own
-        items are left out unless include_seen."""
-        answer = served.service.recommend_session(body.items, body.k, include_seen=include_seen)
-        return session_response(answer, served.version)
+        """Recommendations for a session: its items (viewed or bought, oldest first), or its typed events (views,
+        carts, favourites, purchases), which feed the ranker's behaviour features and the explanations ("You
+        viewed this", "In your cart", "Viewed together with X"). Anonymous unless user_id names the customer. Its
+        own items are left out unless include_seen."""
+        return session_response(session_answer(served.service, body, include_seen), served.version)
 
     @app.get("/recommendations/{user_id}", response_model=UserRecommendations, responses=_errors(422, 503))
     def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> UserRecommendations:

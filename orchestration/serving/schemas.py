@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from orchestration.serving.service import MAX_K
+from orchestration.serving.service import EVENT_TYPES, MAX_K
+from recmodels.explain import KINDS
 
 MAX_ID_LENGTH = 100  # characters of a customer or item id
 MAX_SESSION_ITEMS = 200
@@ -16,6 +18,7 @@ MAX_SESSION_ITEMS = 200
 EXAMPLE_CUSTOMER = "10048"
 EXAMPLE_ITEM = "11458"
 EXAMPLE_SESSION = ["11458", "22320"]
+EXAMPLE_EVENTS = [{"item_id": "11458", "event_type": "view"}, {"item_id": "22320", "event_type": "cart"}]
 UNKNOWN_ITEM = "NOT-AN-ITEM"
 
 class ErrorDetail(BaseModel):
@@ -48,7 +51,8 @@ class RecommendedItem(BaseModel):
     item_id: str
     title: str = TITLE
     score: float | None = Field(description="Ranker score (higher is better); comparable within one response only.")
-    explanation: str | None = Field(description="bought_before, also_bought, similar_description or popular_now.")
+    explanation: str | None = Field(description=f"One of {', '.join(KINDS)}: the first that holds, strongest "
+                                                "evidence first (recmodels/explain.py).")
     because_of: str | None = Field(description="The customer's item behind the explanation, when there is one.")
     reason: str | None = Field(description="The explanation as a sentence for the shopper.")
 
@@ -64,6 +68,8 @@ class UserRecommendations(BaseModel):
 
 class SessionRecommendations(BaseModel):
     strategy: str
+    user_id: str | None = Field(None, description="The customer the session belongs to, when the request named one.")
+    known_user: bool | None = Field(None, description="Whether that customer has purchases on record.")
     unknown_items: list[str] = Field(description="Session items with neither catalogue entry nor text: ignored.")
     text_only_items: list[str] = Field(description="Items the model never saw, standing in through their "
                                                    "nearest known item by description.")
@@ -99,7 +105,8 @@ class Explanation(BaseModel):
     because_of: str | None
     because_of_title: str | None = Field(description="The anchor's title (its id when it has none).")
     reason: str
-    strength: float | None = Field(description="The similarity behind the explanation (1 for bought_before).")
+    strength: float | None = Field(description="The similarity behind the explanation (1 for in_cart, "
+                                               "bought_before and viewed).")
     candidate: bool = Field(description="Whether the item is among the customer's ranked items at all (every item is "
                                         "for the popularity fallback).")
     rank: int | None = Field(description="Its rank among them, when it is one.")
@@ -154,13 +161,54 @@ class Health(BaseModel):
     status: str
     model_version: int
     as_of: str
+    data_version: str | None = Field(None, description="Fingerprint of the marts being served; it changes when new "
+                                                       "data has been loaded.")
+
+
+ShopIdText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+class SessionEvent(BaseModel):
+    item_id: ShopIdText
+    event_type: str = Field(description=f"What the session did to the item: one of {', '.join(EVENT_TYPES)}.")
+    timestamp: datetime | None = Field(None, description="When (ISO-8601). Give it on every event or on none; "
+                                                         "without, events count in the order given.")
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    @field_validator("event_type")
+    @classmethod
+    def _known_behaviour(cls, value: str) -> str:
+        behaviour = value.strip().lower()
+        if behaviour not in EVENT_TYPES:
+            raise ValueError(f"unknown event_type {value!r}; allowed: {', '.join(EVENT_TYPES)}")
+        return behaviour
 
 
 class SessionRequest(BaseModel):
+    """A session's items (the original shape: viewed or bought, oldest first), or its typed events."""
+
     # Numeric stock codes sent as JSON numbers are still ids (model_config below).
-    items: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)]] = (
-        Field(min_length=1, max_length=MAX_SESSION_ITEMS, description="Items viewed or bought, oldest first."))
+    items: list[ShopIdText] | None = Field(
+        None, min_length=1, max_length=MAX_SESSION_ITEMS,
+        description="Items viewed or bought, oldest first (none is said to be bought). Give items or events.")
+    events: list[SessionEvent] | None = Field(
+        None, min_length=1, max_length=MAX_SESSION_ITEMS,
+        description="Typed events: views, carts and favourites feed the ranker's behaviour features and the "
+                    "explanations, purchases its purchase features. Give items or events.")
+    user_id: ShopIdText | None = Field(None, description="The customer the session belongs to (events only): its "
+                                                         "events add to theirs. None: an anonymous session.")
     k: int = Field(10, ge=1, le=MAX_K)
 
-    model_config = ConfigDict(coerce_numbers_to_str=True,
-                              json_schema_extra={"examples": [{"items": EXAMPLE_SESSION, "k": 5}]})
+    model_config = ConfigDict(coerce_numbers_to_str=True, json_schema_extra={"examples": [
+        {"items": EXAMPLE_SESSION, "k": 5}, {"events": EXAMPLE_EVENTS, "k": 5}]})
+
+    @model_validator(mode="after")
+    def _items_or_events(self) -> SessionRequest:
+        if (self.items is None) == (self.events is None):
+            raise ValueError("give either items or events (one of the two)")
+        if self.user_id is not None and self.events is None:
+            raise ValueError("user_id needs events: a customer's session is told by its typed events")
+        if self.events is not None and len({e.timestamp is None for e in self.events}) > 1:
+            raise ValueError("timestamp: give every event a timestamp, or none")
+        return self

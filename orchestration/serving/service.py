@@ -20,18 +20,26 @@ import pandas as pd
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.store.embedding_cache import read_item_embeddings
-from orchestration.store.marts import read_interactions
+from orchestration.store.marts import mart_fingerprint, read_interactions
 from orchestration.store.privacy import pseudonymize
-from recmodels.explain import Explainer, sentence
+from recmodels.explain import (
+    Explainer,
+    behaviour_evidence,
+    behaviour_evidence_by_user,
+    co_view_similarity,
+    sentence,
+)
 from recmodels.ranking import purchase_events
-from recmodels.ranking.behaviour import behaviour_events, no_behaviour
+from recmodels.ranking.behaviour import BEHAVIOURS, behaviour_events, no_behaviour
 from recmodels.recommender import item_feature_table
-from recmodels.sequences import EVENT_TYPES, PAD, purchased_items, token_histories
+from recmodels.sequences import EVENT_TYPES, PAD, behaviour_codes, encode, purchased_items, token_histories
 from recmodels.similarity import unit_rows
 
 SESSION_KEY = "__anonymous_session__"  # a user key no pseudonym can take ("u_" + hex)
 FALLBACK_SOURCES = ("recent-popularity", "popularity")  # unknown customers get the first one the bundle has
 MAX_K = 100
+EVENT_TYPES = (*BEHAVIOURS, "purchase")  # what a session's events may be: the canonical behaviours
+SESSION_BASKET = "__session__"  # basket_id of a session's purchases
 
 
 class NoChampionError(LookupError):
@@ -64,6 +72,7 @@ class ShopData:
     customers: tuple[str, ...] = ()
     behaviour: pd.DataFrame = field(default_factory=no_behaviour)  # views, carts, favourites (behaviour_events)
     behaviour_rows: dict[str, np.ndarray] = field(default_factory=dict)  # user key -> positions in ``behaviour``
+    version: str | None = None  # mart_fingerprint of the marts it was read from: a change means new data
 
     @classmethod
     def read(cls, warehouse, bundle: Bundle) -> ShopData:
@@ -72,6 +81,7 @@ class ShopData:
             catalogue = con.execute("select item_id, title, description from marts.dim_items").df()
             customers = tuple(row[0] for row in con.execute(
                 "select user_id from marts.dim_users where not is_anonymous order by user_id").fetchall())
+            version = marts_version(con)
             try:
                 embedded, vectors = read_item_embeddings(con)
             except duckdb.CatalogException:  # no embeddings table yet: the service ranks, without text-only items
@@ -85,7 +95,48 @@ class ShopData:
         newest = pd.to_datetime(interactions["occurred_at"]).max() if len(interactions) else pd.Timestamp.now()
         return cls(events, event_rows, histories, catalogue.set_index(catalogue["item_id"].astype(str)), text,
                    newest + pd.Timedelta(seconds=1), customers, behaviour,
-                   behaviour.groupby("user_key", sort=False).indices)
+                   behaviour.groupby("user_key", sort=False).indices, version)
+
+
+def marts_version(con) -> str:
+    """The clean marts' content fingerprint: the same data gives the same version."""
+    return mart_fingerprint(con)["version"]
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """One event of a session, in the bundle's ids: what the session did to an item, and when."""
+
+    item: int  # internal id
+    event_type: str  # one of EVENT_TYPES
+    occurred_at: pd.Timestamp | None = None  # None: in the order given
+
+
+def session_times(events: list[SessionEvent], as_of: pd.Timestamp) -> pd.DatetimeIndex:
+    """When a session's events happened, on the service's clock: a session is ranked as if it had just happened,
+    so its newest event is put one second before ``as_of`` (features read events before it) and the others keep
+    their distances to it; events without times are one second apart in the order given."""
+    given = [e.occurred_at for e in events]
+    if all(t is None for t in given):
+        times = pd.DatetimeIndex([pd.Timestamp(0) + pd.Timedelta(seconds=i) for i in range(len(events))])
+    elif any(t is None for t in given):
+        raise ValueError("timestamp: give every event of a session a timestamp, or none")
+    else:
+        times = pd.DatetimeIndex([pd.Timestamp(t).tz_convert(None) if pd.Timestamp(t).tzinfo else pd.Timestamp(t)
+                                  for t in given])
+    return times + ((as_of - pd.Timedelta(seconds=1)) - times.max()) if len(times) else times
+
+
+def training_end(spec: dict[str, Any], as_of: pd.Timestamp) -> pd.Timestamp:
+    """Where the data a bundle's models learned from ends: its test cut-off, or, where each customer had their own
+    (leave-last-basket-out), its last event. Co-view is built from the views before it, as co-purchase (the
+    bundle's item-kNN) is from the purchases before it, so both describe the same period."""
+    for name in ("test_cutoff", "last_event"):
+        try:
+            return pd.Timestamp(spec[name])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return as_of
 
 
 class RecommendationService:
@@ -100,7 +151,10 @@ class RecommendationService:
         item_text = bundle.recommender.item_text
         self.text_unit = None if item_text is None else unit_rows(item_text)
         co_bought = models["item-knn"].similarity_ if "item-knn" in models else None
-        self.explainer = Explainer(co_bought=co_bought, text_unit=self.text_unit)
+        co_viewed = co_view_similarity(data.behaviour, len(bundle.item_ids), training_end(bundle.spec, data.as_of))
+        self.explainer = Explainer(co_bought=co_bought, co_viewed=co_viewed, text_unit=self.text_unit)
+        # Every customer's views and open carts, once: the batch explains them all.
+        self.evidence = behaviour_evidence_by_user(data.behaviour, data.events)
         self.fallback = next((name for name in FALLBACK_SOURCES if name in models), None)
         # Item-level features read every customer's events: once here, so a request reads only its customer's.
         self.item_features = item_feature_table(data.events, data.as_of, len(bundle.item_ids),
@@ -108,6 +162,10 @@ class RecommendationService:
         self.lock = threading.Lock()  # torch and LightGBM are called from one request thread at a time
 
     # -------------------------------------------------------------------------------------------- loading
+
+    def with_data(self, data: ShopData) -> RecommendationService:
+        """The same bundle over newer data."""
+        return type(self)(self.bundle, data, self.key, self.version)
 
     @classmethod
     def from_champion(cls, warehouse, mlflow, pseudonymization_key: str) -> RecommendationService:
@@ -155,44 +213,50 @@ class RecommendationService:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
         return int(k)
 
-    def _ranked(self, histories: list[np.ndarray], keys: list[str], exclude_history: bool = False) -> pd.DataFrame:
-        """Every candidate of every history, best first within each row (the order every answer shares)."""
+    def _ranked(self, histories: list[np.ndarray], keys: list[str], exclude_history: bool = False,
+                events: pd.DataFrame | None = None, behaviour: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Every candidate of every history, best first within each row (the order every answer shares). The
+        purchases and behaviour are these customers' in the warehouse, unless given (a session's)."""
+        data = self.data
+        # Only these customers' events: the item-level features, which read everybody's, come from the table.
+        events = self._rows_of(data.events, data.event_rows, keys) if events is None else events
+        behaviour = self._rows_of(data.behaviour, data.behaviour_rows, keys) if behaviour is None else behaviour
         with self.lock:
-            # Only these customers' events: the item-level features, which read everybody's, come from the table.
-            data = self.data
-            ranked = self.bundle.recommender.rank(histories, np.asarray(keys, dtype=object),
-                                                  self._rows_of(data.events, data.event_rows, keys), data.as_of,
+            ranked = self.bundle.recommender.rank(histories, np.asarray(keys, dtype=object), events, data.as_of,
                                                   exclude_history=exclude_history, item_features=self.item_features,
-                                                  behaviour=self._rows_of(data.behaviour, data.behaviour_rows, keys))
+                                                  behaviour=behaviour)
         return ranked.sort_values(["row", "score", "item"], ascending=[True, False, True],
                                   kind="stable").reset_index(drop=True)
 
-    def _rank(self, histories: list[np.ndarray], keys: list[str], k: int, session: bool = False,
-              include_seen: bool = True) -> list[pd.DataFrame]:
-        """Top ``k`` per history with score, rank and explanation; one frame per history."""
-        ranked = self._ranked(histories, keys, exclude_history=not include_seen).groupby("row", sort=True).head(k)
+    def _evidence(self, key: str) -> dict[str, np.ndarray]:
+        """A customer's views and open carts in the warehouse, as ``Explainer.explain`` takes them."""
+        if key not in self.evidence:
+            return {}
+        viewed, in_cart = self.evidence[key]
+        return {"viewed": viewed, "in_cart": in_cart}
+
+    def _rank(self, histories: list[np.ndarray], keys: list[str], k: int, include_seen: bool = True,
+              evidence: list[dict[str, np.ndarray]] | None = None, **frames: pd.DataFrame) -> list[pd.DataFrame]:
+        """Top ``k`` per history with score, rank and explanation; one frame per history. ``evidence``: each row's
+        views, carts and purchases for the explanations (default: its customer's in the warehouse); ``frames``:
+        ``_ranked``'s events and behaviour."""
+        ranked = self._ranked(histories, keys, exclude_history=not include_seen, **frames)
+        ranked = ranked.groupby("row", sort=True).head(k)
         by_row = {row: top for row, top in ranked.groupby("row", sort=False)}
         empty = ranked.iloc[:0]
-        frames = []
+        frames_out = []
         for row, history in enumerate(histories):
             top = by_row.get(row, empty)
-            frames.append(self._described(history, top["item"].to_numpy(), top["score"].to_numpy(), session))
-        return frames
+            found = self._evidence(keys[row]) if evidence is None else evidence[row]
+            frames_out.append(self._described(history, top["item"].to_numpy(), top["score"].to_numpy(), found))
+        return frames_out
 
-    def _explanations(self, history: np.ndarray, items: np.ndarray, session: bool = False) -> list:
-        """The explainer's explanation of each item. A session's items were viewed, not necessarily bought: one of
-        them is explained by the rest of the session, never as bought before."""
-        history = purchased_items(history, len(self.bundle.item_ids))  # co-purchase evidence reads purchases
-        explanations = self.explainer.explain(history, items)
-        if session:
-            explanations = [self.explainer.explain(history[history != item], np.array([item]))[0]
-                            if e.kind == "bought_before" else e for e, item in zip(explanations, items.tolist())]
-        return explanations
-
-    def _described(self, history: np.ndarray, items: np.ndarray, scores: np.ndarray, session: bool = False
-                   ) -> pd.DataFrame:
+    def _described(self, history: np.ndarray, items: np.ndarray, scores: np.ndarray,
+                   evidence: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
         items = np.asarray(items, dtype=np.int64)
-        explanations = self._explanations(history, items, session)
+        # Co-purchase evidence reads the purchases of a history that may hold views (tokens) too.
+        explanations = self.explainer.explain(purchased_items(history, len(self.bundle.item_ids)), items,
+                                              **(evidence or {}))
         item_ids = self.bundle.shop_ids(items)
         anchors = self.bundle.shop_ids(np.array([e.anchor for e in explanations], dtype=np.int64))
         return pd.DataFrame({
@@ -269,8 +333,69 @@ class RecommendationService:
         if not len(history):
             return {"strategy": f"fallback:{self.fallback}", "unknown_items": unknown, "text_only_items": text_only,
                     "items": self._popular(k)}
-        ranked = self._rank([history], [SESSION_KEY], k, session=True, include_seen=include_seen)[0]
+        # The items may only have been looked at: none of them is said to be bought.
+        ranked = self._rank([history], [SESSION_KEY], k, include_seen=include_seen,
+                            evidence=[{"bought": np.array([], np.int64)}])[0]
         return {"strategy": "two-stage", "unknown_items": unknown, "text_only_items": text_only, "items": ranked}
+
+    def session_events(self, events: list[tuple[str, str, Any]]) -> tuple[list[SessionEvent], list[str], list[str]]:
+        """(events in the bundle's ids, unknown ids, text-only ids) of a session's (item id, event type, time or
+        None) triples; an event of an unknown item is left out, as ``session_items`` leaves the item out."""
+        for _, event_type, _ in events:
+            if event_type not in EVENT_TYPES:
+                raise ValueError(f"event_type: unknown value {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
+        kept, unknown, text_only = [], [], []
+        for item_id, event_type, occurred_at in events:
+            mapped, missing, stand_in = self.session_items([item_id])
+            unknown += [i for i in missing if i not in unknown]
+            text_only += [i for i in stand_in if i not in text_only]
+            if len(mapped):
+                kept.append(SessionEvent(int(mapped[0]), event_type, occurred_at))
+        return kept, unknown, text_only
+
+    def recommend_events(self, events: list[tuple[str, str, Any]], k: int = 10, include_seen: bool = False,
+                         shop_customer_id: object | None = None) -> dict[str, Any]:
+        """A session's top ``k`` from its typed events: (item id, event type among EVENT_TYPES, time or None),
+        in any order. Every event's item feeds the candidate models as a session's items do; the views, carts and
+        favourites feed the ranker's behaviour features and the explanations, the purchases its purchase features
+        (at the item's usual price) and "bought before". Without ``shop_customer_id`` the session is anonymous;
+        with one, it adds to that customer's events in the warehouse. The session's own items only with
+        ``include_seen``."""
+        k = self._check_k(k)
+        mapped, unknown, text_only = self.session_events(events)
+        key = SESSION_KEY if shop_customer_id is None else self.user_key(shop_customer_id)
+        known = self.data.histories.get(key, np.array([], np.int64))
+        answer = {"unknown_items": unknown, "text_only_items": text_only,
+                  **({} if shop_customer_id is None else {"user_id": str(shop_customer_id),
+                                                          "known_user": key in self.data.event_rows})}
+        if not mapped and not len(known):
+            return {**answer, "strategy": f"fallback:{self.fallback}", "items": self._popular(k)}
+        times = session_times(mapped, self.data.as_of)
+        session = pd.DataFrame({"user_key": key, "item": np.array([e.item for e in mapped], np.int64),
+                                "occurred_at": times.to_numpy(), "event_type": [e.event_type for e in mapped],
+                                "quantity": 1.0}).sort_values("occurred_at", kind="stable")
+        bought = session[session["event_type"] == "purchase"]
+        price = (self.item_features["item_price"].to_numpy(np.float64)[bought["item"].to_numpy()]
+                 if "item_price" in self.item_features else np.full(len(bought), np.nan))
+        purchases = pd.concat([self._rows_of(self.data.events, self.data.event_rows, [key]),
+                               bought.drop(columns="event_type").assign(unit_price=price, basket_id=SESSION_BASKET)],
+                              ignore_index=True)
+        behaviour = pd.concat([self._rows_of(self.data.behaviour, self.data.behaviour_rows, [key]),
+                               session[session["event_type"] != "purchase"]], ignore_index=True)
+        history = np.concatenate([known, self._session_history(session)])
+        viewed, in_cart = behaviour_evidence(behaviour, purchases)
+        evidence = {"viewed": viewed, "in_cart": in_cart, "bought": purchases["item"].to_numpy(np.int64)}
+        ranked = self._rank([history], [key], k, include_seen=include_seen, evidence=[evidence],
+                            events=purchases, behaviour=behaviour)[0]
+        return {**answer, "strategy": "two-stage", "items": ranked}
+
+    def _session_history(self, session: pd.DataFrame) -> np.ndarray:
+        """A session's events as its models read them: tokens of every behaviour where they learned from browsing
+        (``TwoStageConfig.sequence_behaviour``); else every event's item, as a session of items always was."""
+        items = session["item"].to_numpy(np.int64)
+        if not self.bundle.recommender.config.sequence_behaviour:
+            return items
+        return encode(items, behaviour_codes(session["event_type"].to_numpy()), len(self.bundle.item_ids))
 
     def similar(self, shop_item_id: str, k: int = 10) -> dict[str, Any]:
         """Items like ``shop_item_id``: the mean of co-purchase similarity and text cosine (each in [0, 1])."""
@@ -318,8 +443,8 @@ class RecommendationService:
                 row = ranked.iloc[int(hit[0])]
                 rank, score = int(hit[0]) + 1, float(row["score"])
                 features = {name: float(row[name]) for name in self.bundle.recommender.ranker.feature_names}
-        explanation = self.explainer.explain(history if history is not None else np.array([], np.int64),
-                                             np.array([code]))[0]
+        bought = np.array([], np.int64) if history is None else purchased_items(history, len(self.bundle.item_ids))
+        explanation = self.explainer.explain(bought, np.array([code]), **self._evidence(key))[0]
         anchor = self.bundle.shop_ids(np.array([explanation.anchor]))[0]
         return {"user_id": str(shop_customer_id), "item_id": item_id, "title": self.label(item_id),
                 "known_user": history is not None, "explanation": explanation.kind, "because_of": anchor,

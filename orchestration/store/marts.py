@@ -41,9 +41,10 @@ def mart_fingerprint(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = C
     """
     per_table = {}
     for table in tables:
-        rows, content = con.execute(
+        # fetchall, not fetchone: the warehouse's connections refuse new work while a result is unfinished.
+        ((rows, content),) = con.execute(
             f"select count(*), coalesce(bit_xor(hash(t)), 0) from {MARTS_SCHEMA}.{table} as t"
-        ).fetchone()
+        ).fetchall()
         per_table[table] = {"rows": int(rows), "content_hash": f"{int(content):016x}"}
     digest = hashlib.sha256(json.dumps(per_table, sort_keys=True).encode()).hexdigest()[:16]
     return {"version": digest, "tables": per_table}

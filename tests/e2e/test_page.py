@@ -40,3 +40,35 @@ def _first_customer(home) -> str:
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         return con.execute("select min(customer_id) from raw.order_lines where trim(customer_id) <> ''").fetchone()[0]
+
+
+_SESSION_ITEMS = "[...document.querySelectorAll('#session-recommendations li')]"
+
+
+def test_the_page_recommends_for_an_anonymous_sessions_views_and_carts(chromium, promoted):
+    from orchestration.apps.headless import open_browser
+    from orchestration.apps.screenshot import _type_into
+
+    with TestClient(create_app(str(promoted.home), reload_seconds=3600)) as client:
+        viewed, carted = (item["item_id"] for item in client.get("/popular?k=2").json()["items"])
+        events = [{"item_id": viewed, "event_type": "view"}, {"item_id": carted, "event_type": "cart"}]
+        expected = client.post("/recommendations/session?include_seen=true", json={"events": events, "k": 8}).json()
+    with api_server(promoted.home) as url, open_browser(chromium, 1400, 1400, 1) as browser:
+        browser.navigate(f"{url}/")
+        browser.wait_for("the page's script", "document.readyState === 'complete'")
+        browser.evaluate("document.getElementById('session-seen').checked = true")
+        _type_into(browser, "#session-item", viewed)  # Enter adds it, as a view (the default)
+        browser.wait_for("the first event", "document.querySelectorAll('#session-events li').length === 1")
+        browser.evaluate("document.getElementById('session-type').value = 'cart'")
+        _type_into(browser, "#session-item", carted)
+        browser.wait_for("the session's recommendations",
+                         "document.querySelectorAll('#session-events li').length === 2 && "
+                         f"{_SESSION_ITEMS}.length === 8 && "
+                         "document.getElementById('session-status').textContent.startsWith('An anonymous')")
+        shown = browser.evaluate(f"{_SESSION_ITEMS}.map(li => [li.querySelector('.title').textContent, "
+                                 "li.querySelector('.detail').textContent])")
+        kinds = browser.evaluate("[...document.querySelectorAll('#session-events li')].map(li => li.dataset.event)")
+    assert kinds == ["view", "cart"]
+    assert shown == [[item["title"], item["reason"]] for item in expected["items"]]
+    reasons = dict(zip((item["item_id"] for item in expected["items"]), (r for _, r in shown)))
+    assert reasons.get(carted) == "In your cart" and reasons.get(viewed) == "You viewed this"

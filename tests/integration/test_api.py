@@ -146,6 +146,15 @@ def test_health_model_and_docs(client):
     ("post", "/recommendations/session", ["a", "b"], 422),
     ("post", "/recommendations/session", b"not json", 422),
     ("post", "/recommendations/session", b"[" * 100_000, 400),
+    ("post", "/recommendations/session", {"events": []}, 422),
+    ("post", "/recommendations/session", {"events": [{"item_id": "a"}]}, 422),  # no event_type
+    ("post", "/recommendations/session", {"events": [{"event_type": "view"}]}, 422),  # no item_id
+    ("post", "/recommendations/session", {"events": [{"item_id": "a", "event_type": "view", "timestamp": "soon"}]},
+     422),
+    ("post", "/recommendations/session", {"events": [{"item_id": "a", "event_type": "view"}] * 201}, 422),
+    ("post", "/recommendations/session", {"items": ["a"], "events": [{"item_id": "a", "event_type": "view"}]}, 422),
+    ("post", "/recommendations/session", {"items": ["a"], "user_id": "c1"}, 422),  # a customer's session is typed
+    ("post", "/recommendations/session", {"events": [{"item_id": "a", "event_type": "view"}], "user_id": " "}, 422),
     ("get", "/recommendations/session", None, 200),  # a customer called "session": unknown, the fallback
     ("delete", "/recommendations/c1", None, 405),
     ("get", "/nothing-here", None, 404),
@@ -270,3 +279,50 @@ def test_the_app_follows_the_champion_alias_and_survives_a_broken_version(home, 
         rollback(registry)
         assert _wait_for_version(watching, 1)["model_version"] == 1
     assert current_champion(registry)["version"] == 1
+
+
+def test_typed_session_events_feed_the_explanations(client, service):
+    known = [str(i) for i in service.bundle.item_ids[:3]]
+    events = [{"item_id": known[0], "event_type": "view"}, {"item_id": known[1], "event_type": "cart"},
+              {"item_id": "NOT-AN-ITEM", "event_type": "view"}, {"item_id": known[2], "event_type": " VIEW "}]
+    body = client.post("/recommendations/session", params={"include_seen": True},
+                       json={"events": events, "k": 100}).json()
+    assert body["strategy"] == "two-stage" and body["unknown_items"] == ["NOT-AN-ITEM"]
+    assert body["user_id"] is None and body["known_user"] is None  # anonymous
+    why = {item["item_id"]: item for item in body["items"]}
+    assert why[known[1]]["explanation"] == "in_cart" and why[known[1]]["reason"] == "In your cart"
+    assert {why[i]["explanation"] for i in (known[0], known[2])} == {"viewed"}
+    assert why[known[0]]["reason"] == "You viewed this" and why[known[0]]["because_of"] == known[0]
+    assert "bought_before" not in {item["explanation"] for item in body["items"]}
+    # Without include_seen the session's own items are left out, as for the items shape.
+    default = client.post("/recommendations/session", json={"events": events, "k": 5}).json()
+    assert not {item["item_id"] for item in default["items"]} & set(known) and len(default["items"]) == 5
+    # The service answers the same.
+    expected = service.recommend_events([(e["item_id"], e["event_type"].strip().lower(), None) for e in events], k=5)
+    assert [item["item_id"] for item in default["items"]] == expected["items"]["item_id"].tolist()
+    # A purchase in the session is one: bought before; a cart bought later in the session is no longer open.
+    bought = client.post("/recommendations/session", params={"include_seen": True}, json={"k": 100, "events": [
+        {"item_id": known[1], "event_type": "cart", "timestamp": "2024-01-01T10:00:00"},
+        {"item_id": known[1], "event_type": "purchase", "timestamp": "2024-01-01T10:05:00+00:00"}]}).json()
+    assert {i["item_id"]: i["explanation"] for i in bought["items"]}[known[1]] == "bought_before"
+
+
+def test_a_customers_session_adds_to_their_history(client, service, home):
+    customer = _customer(home)
+    item = str(service.bundle.item_ids[-1])
+    body = client.post("/recommendations/session", params={"include_seen": True},
+                       json={"user_id": customer, "events": [{"item_id": item, "event_type": "view"}], "k": 100}).json()
+    assert body["user_id"] == customer and body["known_user"] is True and body["strategy"] == "two-stage"
+    reasons = {row["item_id"]: row["explanation"] for row in body["items"]}
+    bought = set(service.history(customer, n=100)["items"]["item_id"])
+    assert reasons[item] == ("bought_before" if item in bought else "viewed")
+    assert any(reasons[i] == "bought_before" for i in bought if i in reasons)  # their purchases still count
+
+
+@pytest.mark.parametrize("event_type", ["click", "refund", ""])
+def test_an_unknown_event_type_is_a_422_naming_it_and_the_allowed_ones(client, event_type):
+    response = client.post("/recommendations/session", json={"events": [{"item_id": "a", "event_type": event_type}]})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "events", 0, "event_type"]
+    assert repr(event_type) in error["msg"] and "view, cart, favourite, purchase" in error["msg"]

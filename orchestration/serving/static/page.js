@@ -4,7 +4,15 @@
 const $ = (id) => document.getElementById(id);
 
 async function getJSON(path) {
-  const response = await fetch(path, {headers: {Accept: "application/json"}});
+  return answer(await fetch(path, {headers: {Accept: "application/json"}}));
+}
+
+async function postJSON(path, body) {
+  return answer(await fetch(path, {method: "POST", body: JSON.stringify(body),
+                                   headers: {Accept: "application/json", "Content-Type": "application/json"}}));
+}
+
+async function answer(response) {
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     // The app's own errors carry a message; a 422 carries FastAPI's list of invalid fields.
@@ -112,7 +120,55 @@ async function showSimilar(item) {
   }
 }
 
+// The session box: the events added so far, oldest first, as POST /recommendations/session takes them.
+const sessionEvents = [];
+const DID = {view: "viewed", cart: "put in the cart", favourite: "marked as favourite", purchase: "bought"};
+
+async function showSession() {
+  const events = sessionEvents.map(({item_id, event_type}) => ({item_id, event_type}));
+  $("session-events").replaceChildren(...sessionEvents.map((event) => element(
+    "li", {"data-event": event.event_type}, itemLink(event), element("span", {class: "detail"}, DID[event.event_type]))));
+  if (!events.length) {
+    $("session-status").textContent = "Add an event to see the session's recommendations.";
+    $("session-recommendations").replaceChildren();
+    return;
+  }
+  const customer = $("session-customer").value.trim();
+  const seen = $("session-seen").checked ? "?include_seen=true" : "";
+  $("session-status").textContent = "Loading…";
+  try {
+    const recommended = await postJSON(`/recommendations/session${seen}`,
+                                       {events, k: 8, ...(customer ? {user_id: customer} : {})});
+    const unknown = recommended.unknown_items.length ? ` Unknown items, ignored: ${recommended.unknown_items.join(", ")}.` : "";
+    $("session-status").textContent = (customer
+      ? `Customer ${customer}'s session${recommended.known_user ? "" : " (no purchases on record)"}`
+      : "An anonymous session") + `: recommendations from the ${recommended.strategy} model.${unknown}`;
+    fill($("session-recommendations"), recommended.items, (item) => item.reason);
+  } catch (error) {
+    $("session-status").textContent = error.message;
+    $("session-recommendations").replaceChildren();
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("session-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const item = $("session-item").value.trim();
+    if (!item) return;
+    sessionEvents.push({item_id: item, title: item, event_type: $("session-type").value});
+    $("session-item").value = "";
+    showSession();
+  });
+  $("session-options").addEventListener("submit", (event) => {
+    event.preventDefault();
+    showSession();
+  });
+  $("session-customer").addEventListener("change", showSession);
+  $("session-seen").addEventListener("change", showSession);
+  $("session-clear").addEventListener("click", () => {
+    sessionEvents.length = 0;
+    showSession();
+  });
   $("customer-form").addEventListener("submit", (event) => {
     event.preventDefault();
     showCustomer($("customer-id").value);
