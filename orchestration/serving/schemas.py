@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from orchestration.serving.service import EVENT_TYPES, MAX_K
+from orchestration.serving.service import MAX_K, SESSION_EVENT_TYPES
 from recmodels.explain import KINDS
 
 MAX_ID_LENGTH = 100  # characters of a customer or item id
@@ -170,7 +170,7 @@ ShopIdText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 
 class SessionEvent(BaseModel):
     item_id: ShopIdText
-    event_type: str = Field(description=f"What the session did to the item: one of {', '.join(EVENT_TYPES)}.")
+    event_type: str = Field(description=f"What the session did to the item: one of {', '.join(SESSION_EVENT_TYPES)}.")
     timestamp: datetime | None = Field(None, description="When (ISO-8601). Give it on every event or on none; "
                                                          "without, events count in the order given.")
 
@@ -180,8 +180,8 @@ class SessionEvent(BaseModel):
     @classmethod
     def _known_behaviour(cls, value: str) -> str:
         behaviour = value.strip().lower()
-        if behaviour not in EVENT_TYPES:
-            raise ValueError(f"unknown event_type {value!r}; allowed: {', '.join(EVENT_TYPES)}")
+        if behaviour not in SESSION_EVENT_TYPES:
+            raise ValueError(f"unknown event_type {value!r}; allowed: {', '.join(SESSION_EVENT_TYPES)}")
         return behaviour
 
 

@@ -31,14 +31,15 @@ from recmodels.explain import (
 )
 from recmodels.ranking import purchase_events
 from recmodels.ranking.behaviour import BEHAVIOURS, behaviour_events, no_behaviour
-from recmodels.recommender import item_feature_table
-from recmodels.sequences import EVENT_TYPES, PAD, behaviour_codes, encode, purchased_items, token_histories
+from recmodels.recommender import item_feature_table, without_history_items
+from recmodels.sequences import EVENT_TYPES, PAD, behaviour_codes, decode, encode, purchased_items, token_histories
 from recmodels.similarity import unit_rows
 
 SESSION_KEY = "__anonymous_session__"  # a user key no pseudonym can take ("u_" + hex)
 FALLBACK_SOURCES = ("recent-popularity", "popularity")  # unknown customers get the first one the bundle has
 MAX_K = 100
-EVENT_TYPES = (*BEHAVIOURS, "purchase")  # what a session's events may be: the canonical behaviours
+# What a session's events may be, in the order messages list them (purchases, the target, last).
+SESSION_EVENT_TYPES = (*BEHAVIOURS, EVENT_TYPES[0])
 SESSION_BASKET = "__session__"  # basket_id of a session's purchases
 
 
@@ -223,8 +224,9 @@ class RecommendationService:
         behaviour = self._rows_of(data.behaviour, data.behaviour_rows, keys) if behaviour is None else behaviour
         with self.lock:
             ranked = self.bundle.recommender.rank(histories, np.asarray(keys, dtype=object), events, data.as_of,
-                                                  exclude_history=exclude_history, item_features=self.item_features,
-                                                  behaviour=behaviour)
+                                                  item_features=self.item_features, behaviour=behaviour)
+        if exclude_history:  # everything the history holds is seen, whatever the customer did with it
+            ranked = without_history_items(ranked, [decode(h, len(self.bundle.item_ids))[0] for h in histories])
         return ranked.sort_values(["row", "score", "item"], ascending=[True, False, True],
                                   kind="stable").reset_index(drop=True)
 
@@ -342,8 +344,9 @@ class RecommendationService:
         """(events in the bundle's ids, unknown ids, text-only ids) of a session's (item id, event type, time or
         None) triples; an event of an unknown item is left out, as ``session_items`` leaves the item out."""
         for _, event_type, _ in events:
-            if event_type not in EVENT_TYPES:
-                raise ValueError(f"event_type: unknown value {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
+            if event_type not in SESSION_EVENT_TYPES:
+                raise ValueError(f"event_type: unknown value {event_type!r}; expected one of "
+                                 f"{', '.join(SESSION_EVENT_TYPES)}")
         kept, unknown, text_only = [], [], []
         for item_id, event_type, occurred_at in events:
             mapped, missing, stand_in = self.session_items([item_id])
