@@ -62,22 +62,21 @@ def sized_sasrec(training_events: int, base: Preset = PIPELINE) -> Preset:
 # The tree size the ranker's training customers support (customers with a positive candidate, at least, leaves,
 # rows per leaf): a tree with more leaves than a small shop has buyers fits single customers. The 700 row is
 # RankerConfig's own default, which suits ~1k customers x 100 candidates (Online Retail trains on about 1,900).
-# The item-to-item matrix holds a weight per item pair. Up to this many pairs per training purchase it learns (Online
-# Retail: about 40; the Online Retail II cuts: 80 to 500); a clickstream's catalogue of viewed items (Tmall: 18,000
-# pairs per purchase) makes it a memory and time sink that no purchase pair can train.
-ITEM_PAIRS_PER_PURCHASE = 1_000
+# The item-to-item matrix holds a weight per item pair and updates all of them every step, so its cost grows with
+# the square of the catalogue. Online Retail's ~4,000 items train in minutes with it; a clickstream's catalogue of
+# viewed items (Tmall's 9,531 brands) took 434 s against 7 s for its 2,149 purchased ones, for no better NDCG
+# (BENCHMARKS.md, "Views, carts and favourites as model inputs"). Larger catalogues get it only when asked for.
+ITEM_TO_ITEM_AUTO_MAX_ITEMS = 5_000
 
 
 def sasrec_for_sequences(train_sequences, n_items: int, max_length: int, base: Preset = PIPELINE) -> Preset:
     """``sized_sasrec`` for these training sequences (tokens of ``n_items`` items), sized by the purchases they hold,
-    with the behaviour embedding where they hold views, carts or favourites (then every window that ends in a
+    with the behaviour embedding where they hold views, carts or favourites (then every window that holds a
     purchase trains, not only each customer's latest: browsing fills a window with few purchases), and the
-    item-to-item matrix where ``ITEM_PAIRS_PER_PURCHASE`` and the catalogue limit allow."""
-    from recmodels.sasrec import ITEM_TO_ITEM_MAX_ITEMS
-
+    item-to-item matrix up to ``ITEM_TO_ITEM_AUTO_MAX_ITEMS`` items."""
     purchases = sum(len(purchased_items(sequence, n_items)) for sequence in train_sequences)
     preset = sized_sasrec(purchases, base)
-    item_to_item = n_items <= ITEM_TO_ITEM_MAX_ITEMS and n_items**2 <= ITEM_PAIRS_PER_PURCHASE * purchases
+    item_to_item = n_items <= ITEM_TO_ITEM_AUTO_MAX_ITEMS
     model = replace(preset.model, max_length=max_length, item_to_item=item_to_item)
     if not holds_behaviour(train_sequences, n_items):
         return replace(preset, model=model)

@@ -229,7 +229,7 @@ class SASRecModelConfig(dg.Config):
     item_to_item: bool | None = Field(
         default=None,
         description="Add a learned item-to-item matrix to the Transformer's scores; null: on for catalogues up to "
-        "20,000 items with at most 1,000 item pairs per training purchase (it holds a weight per item pair).",
+        "5,000 items (it holds and updates a weight per item pair; true allows up to 20,000).",
     )
     # Off: customers re-buy, the offset does not lift SASRec on customer sequences, and on the demo's shop it
     # lowered the re-ranked NDCG@10 from 0.4277 to 0.3942. It is for basket or session sequences.

@@ -20,7 +20,7 @@ def test_null_fields_are_sized_to_the_training_events_and_given_ones_win():
     assert (large_model.hidden_size, large_train.lr, large_train.batch_size, large_train.patience,
             large_train.warmup_steps) == (128, 2e-3, 256, 3, 100)
     assert large_model.max_length == 40 and large_model.text_dim == 8
-    assert not large_model.item_to_item  # 30,000 items: above the item-to-item limit
+    assert not large_model.item_to_item  # 30,000 items: above the item-to-item matrix's limits
     given = SASRecModelConfig(hidden_size=48, lr=1e-3, num_threads=2, warmup_steps=7)
     given_model, given_train = given.to_configs(_stored(3_000), 8)
     assert (given_model.hidden_size, given_train.lr, given_train.num_threads, given_train.warmup_steps,
@@ -33,12 +33,11 @@ def _split(n_items: int, train: list[np.ndarray]) -> StoredSplit:
     return StoredSplit(split, [], [], {"sequence_config": {"max_length": 10}})
 
 
-def test_the_item_to_item_matrix_needs_enough_purchases_per_item_pair():
-    # 100 items: 10,000 pairs. 10 purchases allow 10 x 1,000 = 10,000 pairs: on; 9 purchases: off.
-    enough, _ = SASRecModelConfig().to_configs(_split(100, [np.arange(1, 11)]), None)
-    too_few, _ = SASRecModelConfig().to_configs(_split(100, [np.arange(1, 10)]), None)
-    assert enough.item_to_item and not too_few.item_to_item
-    forced, _ = SASRecModelConfig(item_to_item=True).to_configs(_split(100, [np.arange(1, 10)]), None)
+def test_the_item_to_item_matrix_is_on_by_default_up_to_its_auto_limit():
+    at_limit, _ = SASRecModelConfig().to_configs(_split(5_000, [np.arange(1, 11)]), None)
+    above, _ = SASRecModelConfig().to_configs(_split(5_001, [np.arange(1, 11)]), None)
+    assert at_limit.item_to_item and not above.item_to_item
+    forced, _ = SASRecModelConfig(item_to_item=True).to_configs(_split(5_001, [np.arange(1, 11)]), None)
     assert forced.item_to_item
 
 
