@@ -68,7 +68,9 @@ class UserSequencesConfig(dg.Config):
         description="What a sequence is: 'user' (a customer's purchases) or 'basket'.",
     )
     max_length: int = Field(
-        default=SequenceConfig.max_length, description="Most recent items a model reads per sequence."
+        default=SequenceConfig.max_length,
+        description="Most recent purchases a model reads per sequence (with browsing, SASRec reads the events around "
+        "them, at most recmodels.sizing.BEHAVIOUR_MAX_LENGTH).",
     )
     collapse_repeats: bool = Field(
         default=SequenceConfig.collapse_repeats, description="Drop immediate repeats (a a b -> a b)."

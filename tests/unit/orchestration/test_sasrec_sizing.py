@@ -41,12 +41,15 @@ def test_the_item_to_item_matrix_is_on_by_default_up_to_its_auto_limit():
     assert forced.item_to_item
 
 
-def test_views_in_the_sequences_switch_on_the_behaviour_embedding_and_every_window():
-    # 5 items, so a view of item i is the token i + 6. 25 events: 5 purchases and 20 views.
+def test_views_in_the_sequences_switch_on_the_behaviour_embedding_and_a_longer_window():
+    # 5 items, so a view of item i is the token i + 6. 25 events for 5 purchases: 5 events per purchase.
     browsing = np.array([3 + 6] * 20 + [1, 2, 3, 4, 5])
     model, train = SASRecModelConfig().to_configs(_split(5, [browsing]), None)
-    assert model.event_types == 4 and train.windows_per_sequence == 3  # 25 events / windows of 10
+    assert model.event_types == 4 and model.max_length == 50  # 10 purchases' worth: 10 x 5 events
     plain, plain_train = SASRecModelConfig().to_configs(_split(5, [np.array([1, 2, 3, 4, 5])]), None)
-    assert plain.event_types == 1 and plain_train.windows_per_sequence == 1
+    assert plain.event_types == 1 and plain.max_length == 10
     # Sized by the 5 purchases, not the 25 events: the same row of SASREC_SIZES either way.
     assert (model.hidden_size, train.lr) == (plain.hidden_size, plain_train.lr)
+    # A heavy browser's window stops at BEHAVIOUR_MAX_LENGTH.
+    long_model, _ = SASRecModelConfig().to_configs(_split(5, [np.array([3 + 6] * 400 + [1])]), None)
+    assert long_model.max_length == 200
