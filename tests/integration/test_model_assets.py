@@ -1,5 +1,6 @@
 """The models group through Dagster on a small synthetic shop: split, SASRec in MLflow, baselines, candidates, metrics."""
 
+import json
 import math
 
 import dagster as dg
@@ -46,15 +47,21 @@ def _metadata(result, node):
     return {key: value.value for key, value in result.asset_materializations_for_node(node)[0].metadata.items()}
 
 
-def _popularity_ndcg_at_10(home) -> tuple[float, list[str]]:
-    """Test NDCG@10 of global popularity and its top 10, recomputed from ml.user_sequences alone."""
-    events = _query(home, "select sequence_key, item_id, period from ml.user_sequences")
+def _popularity_ndcg_at_10(home, behaviour_weight: float) -> tuple[float, list[str]]:
+    """Test NDCG@10 of global popularity and its top 10, recomputed from ml.user_sequences alone: a purchase counts
+    1 and a view, cart or favourite ``behaviour_weight``; targets and returning customers are purchases."""
+    events = _query(home, "select sequence_key, item_id, event_type, period from ml.user_sequences")
     before = events[events["period"] != "test"]
-    counts = before["item_id"].value_counts()
-    # More training events first; equal counts go to the lower (sorted) item id, as the baseline breaks ties.
-    top = sorted(counts.index, key=lambda item: (-counts[item], item))[:10]
-    gains, returning = [], set(before["sequence_key"])
-    for key, targets in events[events["period"] == "test"].groupby("sequence_key")["item_id"]:
+    weights = np.where(before["event_type"] == "purchase", 1.0, behaviour_weight)
+    counts = pd.Series(weights, index=before["item_id"].to_numpy()).groupby(level=0).sum()
+    purchases = pd.Series((before["event_type"] == "purchase").to_numpy(float), index=before["item_id"].to_numpy())
+    bought = purchases.groupby(level=0).sum()
+    # More weighted events first, then more purchases; equal ones go to the lower (sorted) item id, as the
+    # baseline breaks ties.
+    top = sorted(counts.index, key=lambda item: (-counts[item], -bought[item], item))[:10]
+    gains, returning = [], set(before.loc[before["event_type"] == "purchase", "sequence_key"])
+    test = events[(events["period"] == "test") & (events["event_type"] == "purchase")]
+    for key, targets in test.groupby("sequence_key")["item_id"]:
         if key not in returning:
             continue  # no history before the test cut-off: not a test row
         targets = set(targets)
@@ -94,7 +101,8 @@ def test_models_group_end_to_end(recsys_home, tmp_path, monkeypatch):
     assert len(combinations) == len(SOURCES) * 2 * 2 + 2 and set(metrics["model"]) == SOURCES | {"sasrec+ranker"}
     assert set(metrics.loc[metrics["model"] == "sasrec+ranker", "split"]) == {"test"}
     assert metrics["value"].between(0, 1).all()
-    expected_ndcg, popular = _popularity_ndcg_at_10(recsys_home)
+    chosen = json.loads((recsys_home / "artifacts" / "models" / "baselines" / "test" / "popularity.json").read_text())
+    expected_ndcg, popular = _popularity_ndcg_at_10(recsys_home, chosen["options"]["behaviour_weight"])
     row = metrics.query("model == 'popularity' and split == 'test' and variant == 'allowed' and segment == 'all' "
                         "and metric == 'ndcg' and k == 10")
     assert math.isclose(row["value"].item(), expected_ndcg, rel_tol=1e-9)
