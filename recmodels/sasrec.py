@@ -169,7 +169,9 @@ class SASRec(nn.Module):
     def _decode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(items, behaviour codes) of input tokens; a code the model was not built for is an error, not a guess."""
         items, codes = tokens % (self.n_items + 1), tokens // (self.n_items + 1)
-        if codes.numel() and int(codes.max()) >= self.config.event_types:
+        # Checked when scoring a caller's histories; training batches come from the split, and the check would
+        # cost a device sync per step on a GPU.
+        if not self.training and codes.numel() and int(codes.max()) >= self.config.event_types:
             raise ValueError(f"input holds behaviour code {int(codes.max())}; this model reads {self.config.event_types} "
                              f"behaviour(s) ({', '.join(EVENT_TYPES[:self.config.event_types])}) of {self.n_items} items")
         return items, codes
