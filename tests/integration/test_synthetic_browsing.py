@@ -38,9 +38,12 @@ def built(tmp_path_factory):
     failures = [f"{r.node.name}: {r.status} {r.message}" for r in (result.result.results if result.result else [])
                 if str(r.status) not in ("success", "pass")]
     assert result.success and not failures, result.exception or "\n".join(failures)
+    del result  # it holds the adapter, whose connection must go before the file is opened again
     DuckDBConnectionManager.close_all_connections()
     gc.collect()
-    con = duckdb.connect(str(path), read_only=True)
+    # Read-write, the configuration dbt-duckdb opened the file with: should its connection outlive the calls above
+    # in this process (it did under pytest-xdist), a read-only one would be refused as a different configuration.
+    con = duckdb.connect(str(path))
     yield con, loads, stats
     con.close()
 
