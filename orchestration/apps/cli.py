@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("rollback", help="restore the previous champion and print it as JSON")
 
     serve = commands.add_parser("serve", help="run the HTTP API over the champion (docs at /docs)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default loopback only; other addresses need an API token: "
+                            "RECSYS_API_TOKEN or RECSYS_API_TOKENS)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload-seconds", type=float, default=30,
                        help="check the registry for a new champion at most this often (default 30)")
@@ -289,11 +291,21 @@ def _main(args: argparse.Namespace) -> int:
         import uvicorn
 
         from orchestration.serving.api import create_app
+        from orchestration.serving.auth import AccessConfigError, ApiAccess, serve_host
 
+        try:
+            access = ApiAccess.from_environment()
+        except AccessConfigError as error:
+            print(f"recsys serve: {error}", file=sys.stderr)
+            return USAGE
+        host, notice = serve_host(args.host, access)
+        if notice:
+            print(f"recsys serve: {notice}", file=sys.stderr)
         # uvicorn's own log setup, plus the API's messages (which champion version is served, failed reloads).
         log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
         log_config["loggers"]["orchestration"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-        uvicorn.run(create_app(args.home, args.reload_seconds), host=args.host, port=args.port, log_config=log_config)
+        uvicorn.run(create_app(args.home, args.reload_seconds, access), host=host, port=args.port,
+                    log_config=log_config)
         return OK
     if args.command in ("recommend", "similar", "explain"):
         return _query_command(args)

@@ -34,6 +34,7 @@ from typing import Annotated, Any
 import duckdb
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -48,6 +49,8 @@ from orchestration.registry.promotion import (
     current_champion,
 )
 from orchestration.registry.tracking import MLflowTracking
+from orchestration.serving.auth import READ, ApiAccess
+from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
 from orchestration.serving.schemas import (
     EXAMPLE_CUSTOMER,
     EXAMPLE_ITEM,
@@ -332,6 +335,15 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     400: {"model": ErrorDetail, "description": "The body is not JSON",
           "content": {"application/json": {"example": {"detail": "There was an error parsing the body"}}}},
+    401: {"model": ErrorDetail, "description": "No valid bearer token, where reads need one (RECSYS_API_READS=token)",
+          "content": {"application/json": {"example": {
+              "detail": "This needs a bearer token with the 'read' scope: send 'Authorization: Bearer TOKEN'."}}}},
+    403: {"model": ErrorDetail, "description": "A valid token without the scope the endpoint needs (here an "
+                                               "events-only token reading)",
+          "content": {"application/json": {"example": {"detail": "The token lacks the 'read' scope (it has events)."}}}},
+    413: {"model": ErrorDetail, "description": f"A body over {MAX_BODY_BYTES:,} bytes",
+          "content": {"application/json": {"example": {
+              "detail": f"The request body is larger than {MAX_BODY_BYTES:,} bytes."}}}},
     404: {"model": ErrorDetail, "description": f"Unknown item (here /similar/{UNKNOWN_ITEM})",
           "content": {"application/json": {"example": {
               "detail": f"item {UNKNOWN_ITEM!r} is neither in the model's catalogue nor has a description"}}}},
@@ -361,8 +373,11 @@ def _answer_caller_errors(app: FastAPI) -> None:
         return JSONResponse(status_code=404, content={"detail": _message(error)})
 
 
-def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
-    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys)."""
+def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiAccess | None = None) -> FastAPI:
+    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys); who may call it: ``access``
+    (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
+    access = ApiAccess.from_environment() if access is None else access
+    reads = [Depends(access.requirement(READ))]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -378,6 +393,11 @@ def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
                                      "The examples are ids of the demo's synthetic shop (`make demo`).",
                          swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.access = access
+    app.add_middleware(BodyLimit)
+    if access.cors_origins:  # closed unless configured: no CORS headers, so browsers keep other sites out
+        app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
 
     _answer_caller_errors(app)
 
@@ -393,12 +413,12 @@ def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
         return Health(status="ok", model_version=served.version, as_of=data.as_of.isoformat(),
                       data_version=data.version)
 
-    @app.get("/model", response_model=ModelInfo, responses=_errors(503))
+    @app.get("/model", response_model=ModelInfo, responses=_errors(401, 403, 503), dependencies=reads)
     def model(served: Champion) -> ModelInfo:
         """The champion being served: version, promotion metrics and reasons, data version and bundle spec."""
         return model_response(served)
 
-    @app.post("/recommendations/session", response_model=SessionRecommendations, responses=_errors(400, 422, 503))
+    @app.post("/recommendations/session", response_model=SessionRecommendations, responses=_errors(401, 403, 400, 413, 422, 503), dependencies=reads)
     def recommend_session(body: SessionRequest, served: Champion,
                           include_seen: Annotated[bool, Query(description="Also recommend the session's own "
                                                                           "items.")] = False
@@ -409,29 +429,29 @@ def create_app(home: str | None = None, reload_seconds: float = 30) -> FastAPI:
         own items are left out unless include_seen."""
         return session_response(session_answer(served.service, body, include_seen), served.version)
 
-    @app.get("/recommendations/{user_id}", response_model=UserRecommendations, responses=_errors(422, 503))
+    @app.get("/recommendations/{user_id}", response_model=UserRecommendations, responses=_errors(401, 403, 422, 503), dependencies=reads)
     def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> UserRecommendations:
         """A customer's recommendations from their purchase history; popular items for an unknown customer."""
         return user_response(served.service.recommend_user(user_id, k), served.version)
 
-    @app.get("/customers/{user_id}/history", response_model=CustomerHistory, responses=_errors(422, 503))
+    @app.get("/customers/{user_id}/history", response_model=CustomerHistory, responses=_errors(401, 403, 422, 503), dependencies=reads)
     def customer_history(user_id: UserId, served: Champion,
                          n: Annotated[int, Query(ge=1, le=MAX_K, description="How many purchases.")] = 10
                          ) -> CustomerHistory:
         """A customer's latest purchases, newest first: what their recommendations start from."""
         return history_response(served.service.history(user_id, n))
 
-    @app.get("/popular", response_model=PopularItems, responses=_errors(422, 503))
+    @app.get("/popular", response_model=PopularItems, responses=_errors(401, 403, 422, 503), dependencies=reads)
     def popular(served: Champion, k: K = 10) -> PopularItems:
         """Items popular now: what a customer without purchases is recommended."""
         return popular_response(served.service.popular(k), served.version)
 
-    @app.get("/similar/{item_id}", response_model=SimilarItems, responses=_errors(404, 422, 503))
+    @app.get("/similar/{item_id}", response_model=SimilarItems, responses=_errors(401, 403, 404, 422, 503), dependencies=reads)
     def similar(item_id: ItemId, served: Champion, k: K = 10) -> SimilarItems:
         """Items bought together with this one or described alike."""
         return similar_response(served.service.similar(item_id, k), served.version)
 
-    @app.get("/explain/{user_id}/{item_id}", response_model=Explanation, responses=_errors(404, 422, 503))
+    @app.get("/explain/{user_id}/{item_id}", response_model=Explanation, responses=_errors(401, 403, 404, 422, 503), dependencies=reads)
     def explain(user_id: UserId, item_id: ItemId, served: Champion) -> Explanation:
         """Why (or why not) an item is recommended to a customer: rank, score, explanation, ranker features."""
         return explain_response(served.service.explain(user_id, item_id), served.version)
