@@ -64,7 +64,9 @@ def test_the_page_recommends_for_an_anonymous_sessions_views_and_carts(chromium,
         browser.wait_for("the session's recommendations",
                          "document.querySelectorAll('#session-events li').length === 2 && "
                          f"{_SESSION_ITEMS}.length === 8 && "
-                         "document.getElementById('session-status').textContent.startsWith('An anonymous')")
+                         "document.getElementById('session-status').textContent.startsWith('An anonymous') && "
+                         # The answer to both events, not the one to the view alone still on the page.
+                         f"{_SESSION_ITEMS}.some(li => li.querySelector('.detail').textContent === 'In your cart')")
         shown = browser.evaluate(f"{_SESSION_ITEMS}.map(li => [li.querySelector('.title').textContent, "
                                  "li.querySelector('.detail').textContent])")
         kinds = browser.evaluate("[...document.querySelectorAll('#session-events li')].map(li => li.dataset.event)")

@@ -123,8 +123,11 @@ async function showSimilar(item) {
 // The session box: the events added so far, oldest first, as POST /recommendations/session takes them.
 const sessionEvents = [];
 const DID = {view: "viewed", cart: "put in the cart", favourite: "marked as favourite", purchase: "bought"};
+// Each event starts a request; answers can arrive out of order, and only the newest request's may be shown.
+let sessionRequests = 0;
 
 async function showSession() {
+  const request = ++sessionRequests;
   const events = sessionEvents.map(({item_id, event_type}) => ({item_id, event_type}));
   $("session-events").replaceChildren(...sessionEvents.map((event) => element(
     "li", {"data-event": event.event_type}, itemLink(event), element("span", {class: "detail"}, DID[event.event_type]))));
@@ -139,12 +142,14 @@ async function showSession() {
   try {
     const recommended = await postJSON(`/recommendations/session${seen}`,
                                        {events, k: 8, ...(customer ? {user_id: customer} : {})});
+    if (request !== sessionRequests) return;  // a newer event's request is on its way
     const unknown = recommended.unknown_items.length ? ` Unknown items, ignored: ${recommended.unknown_items.join(", ")}.` : "";
     $("session-status").textContent = (customer
       ? `Customer ${customer}'s session${recommended.known_user ? "" : " (no purchases on record)"}`
       : "An anonymous session") + `: recommendations from the ${recommended.strategy} model.${unknown}`;
     fill($("session-recommendations"), recommended.items, (item) => item.reason);
   } catch (error) {
+    if (request !== sessionRequests) return;
     $("session-status").textContent = error.message;
     $("session-recommendations").replaceChildren();
   }
