@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import shutil
@@ -288,24 +287,14 @@ def _main(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay_command(args)
     if args.command == "serve":
-        import uvicorn
-
-        from orchestration.serving.api import create_app
-        from orchestration.serving.auth import AccessConfigError, ApiAccess, serve_host
+        from orchestration.serving.auth import AccessConfigError
+        from orchestration.serving.server import serve
 
         try:
-            access = ApiAccess.from_environment()
+            serve(args.home, args.host, args.port, args.reload_seconds)
         except AccessConfigError as error:
             print(f"recsys serve: {error}", file=sys.stderr)
             return USAGE
-        host, notice = serve_host(args.host, access)
-        if notice:
-            print(f"recsys serve: {notice}", file=sys.stderr)
-        # uvicorn's own log setup, plus the API's messages (which champion version is served, failed reloads).
-        log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-        log_config["loggers"]["orchestration"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-        uvicorn.run(create_app(args.home, args.reload_seconds, access), host=host, port=args.port,
-                    log_config=log_config)
         return OK
     if args.command in ("recommend", "similar", "explain"):
         return _query_command(args)

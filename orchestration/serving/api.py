@@ -373,6 +373,16 @@ def _answer_caller_errors(app: FastAPI) -> None:
         return JSONResponse(status_code=404, content={"detail": _message(error)})
 
 
+def _guard(app: FastAPI, access: ApiAccess) -> None:
+    """Bodies capped (413) and CORS closed unless ``access`` lists origins: without CORS headers browsers keep
+    other sites' pages from calling the API."""
+    app.state.access = access
+    app.add_middleware(BodyLimit)
+    if access.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+
 def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiAccess | None = None) -> FastAPI:
     """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys); who may call it: ``access``
     (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
@@ -393,11 +403,7 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
                                      "The examples are ids of the demo's synthetic shop (`make demo`).",
                          swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.state.access = access
-    app.add_middleware(BodyLimit)
-    if access.cors_origins:  # closed unless configured: no CORS headers, so browsers keep other sites out
-        app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+    _guard(app, access)
 
     _answer_caller_errors(app)
 

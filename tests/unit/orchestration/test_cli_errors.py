@@ -121,3 +121,10 @@ def test_a_connection_waits_for_duckdbs_lock_and_names_the_pid(tmp_path, monkeyp
             assert con.execute("select 1").fetchone() == (1,)
     finally:
         holder.kill()
+
+
+def test_serve_refuses_malformed_access_settings_before_listening(recsys_home, capsys, monkeypatch):
+    monkeypatch.setenv("RECSYS_API_TOKEN", "too-short")
+    assert cli.main(["serve", "--port", "1"]) == cli.USAGE
+    err = capsys.readouterr().err
+    assert "recsys serve: RECSYS_API_TOKEN: a token needs at least 16 characters" in err and "too-short" not in err
