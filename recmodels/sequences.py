@@ -60,7 +60,7 @@ def behaviour_codes(event_types) -> np.ndarray:
     unknown = sorted({str(name) for name in pd.unique(names) if name not in known})
     if unknown:
         raise ValueError(f"event_type {', '.join(map(repr, unknown))} is not one of {', '.join(EVENT_TYPES)}")
-    return np.fromiter((known[name] for name in names), dtype=np.int64, count=len(names))
+    return pd.Series(names, dtype=object).map(known).to_numpy(np.int64)
 
 
 def reindex_tokens(tokens: np.ndarray, to_other: np.ndarray, n_items: int, n_other: int) -> np.ndarray:

@@ -457,7 +457,8 @@ class RecommendationService:
 
     def batch(self, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
         """Top ``k`` of every known customer: user_id (pseudonym), rank, item_id, score, explanation columns. A
-        customer without a purchase the bundle knows gets the fallback's popular items, as the API gives them.
+        customer without a history the bundle's models read (no purchase of an item it knows, nor, where it learned
+        from browsing, any view, cart or favourite) gets the fallback's popular items, as the API gives them.
         Anonymous sessions' purchases count for the items, but the sessions get no row."""
         k = self._check_k(k)
         keys = sorted(set(self.data.histories) & set(self.data.customers))
@@ -466,10 +467,10 @@ class RecommendationService:
             chunk = keys[start:start + batch_size]
             ranked = self._rank([self.data.histories[key] for key in chunk], chunk, k)
             frames += [frame.assign(user_id=key) for key, frame in zip(chunk, ranked)]
-        without_purchases = sorted(set(self.data.customers) - set(keys))
-        if without_purchases:
+        without_history = sorted(set(self.data.customers) - set(keys))
+        if without_history:
             popular = self._popular(k)
-            frames += [popular.assign(user_id=key) for key in without_purchases]
+            frames += [popular.assign(user_id=key) for key in without_history]
         if not frames:
             return pd.DataFrame(columns=["user_id", "rank", "item_id", "title", "score", "explanation", "because_of",
                                          "reason"])
