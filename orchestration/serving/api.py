@@ -373,6 +373,11 @@ def _answer_caller_errors(app: FastAPI) -> None:
         return JSONResponse(status_code=404, content={"detail": _message(error)})
 
 
+def _read_route(reads: list, *statuses: int) -> dict[str, Any]:
+    """A read endpoint's guard (``reads``: a read token where reads need one) and its documented errors."""
+    return {"dependencies": reads, "responses": _errors(401, 403, *statuses)}
+
+
 def _guard(app: FastAPI, access: ApiAccess) -> None:
     """Bodies capped (413) and CORS closed unless ``access`` lists origins: without CORS headers browsers keep
     other sites' pages from calling the API."""
@@ -388,10 +393,6 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
     (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
     access = ApiAccess.from_environment() if access is None else access
     reads = [Depends(access.requirement(READ))]
-
-    def read_route(*statuses: int) -> dict[str, Any]:
-        """A read endpoint's guard and documented errors: a read token where reads need one, then ``statuses``."""
-        return {"dependencies": reads, "responses": _errors(401, 403, *statuses)}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -423,12 +424,12 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
         return Health(status="ok", model_version=served.version, as_of=data.as_of.isoformat(),
                       data_version=data.version)
 
-    @app.get("/model", response_model=ModelInfo, **read_route(503))
+    @app.get("/model", response_model=ModelInfo, **_read_route(reads, 503))
     def model(served: Champion) -> ModelInfo:
         """The champion being served: version, promotion metrics and reasons, data version and bundle spec."""
         return model_response(served)
 
-    @app.post("/recommendations/session", response_model=SessionRecommendations, **read_route(400, 413, 422, 503))
+    @app.post("/recommendations/session", response_model=SessionRecommendations, **_read_route(reads, 400, 413, 422, 503))
     def recommend_session(body: SessionRequest, served: Champion,
                           include_seen: Annotated[bool, Query(description="Also recommend the session's own "
                                                                           "items.")] = False
@@ -439,29 +440,29 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
         own items are left out unless include_seen."""
         return session_response(session_answer(served.service, body, include_seen), served.version)
 
-    @app.get("/recommendations/{user_id}", response_model=UserRecommendations, **read_route(422, 503))
+    @app.get("/recommendations/{user_id}", response_model=UserRecommendations, **_read_route(reads, 422, 503))
     def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> UserRecommendations:
         """A customer's recommendations from their purchase history; popular items for an unknown customer."""
         return user_response(served.service.recommend_user(user_id, k), served.version)
 
-    @app.get("/customers/{user_id}/history", response_model=CustomerHistory, **read_route(422, 503))
+    @app.get("/customers/{user_id}/history", response_model=CustomerHistory, **_read_route(reads, 422, 503))
     def customer_history(user_id: UserId, served: Champion,
                          n: Annotated[int, Query(ge=1, le=MAX_K, description="How many purchases.")] = 10
                          ) -> CustomerHistory:
         """A customer's latest purchases, newest first: what their recommendations start from."""
         return history_response(served.service.history(user_id, n))
 
-    @app.get("/popular", response_model=PopularItems, **read_route(422, 503))
+    @app.get("/popular", response_model=PopularItems, **_read_route(reads, 422, 503))
     def popular(served: Champion, k: K = 10) -> PopularItems:
         """Items popular now: what a customer without purchases is recommended."""
         return popular_response(served.service.popular(k), served.version)
 
-    @app.get("/similar/{item_id}", response_model=SimilarItems, **read_route(404, 422, 503))
+    @app.get("/similar/{item_id}", response_model=SimilarItems, **_read_route(reads, 404, 422, 503))
     def similar(item_id: ItemId, served: Champion, k: K = 10) -> SimilarItems:
         """Items bought together with this one or described alike."""
         return similar_response(served.service.similar(item_id, k), served.version)
 
-    @app.get("/explain/{user_id}/{item_id}", response_model=Explanation, **read_route(404, 422, 503))
+    @app.get("/explain/{user_id}/{item_id}", response_model=Explanation, **_read_route(reads, 404, 422, 503))
     def explain(user_id: UserId, item_id: ItemId, served: Champion) -> Explanation:
         """Why (or why not) an item is recommended to a customer: rank, score, explanation, ranker features."""
         return explain_response(served.service.explain(user_id, item_id), served.version)
