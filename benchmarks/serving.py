@@ -1,216 +1,237 @@
-"""Serving latency: the HTTP API at a fixed request rate, per endpoint.
+"""Serving at production rates: reads, sessions, events in, a promotion under load, and a crash.
 
-    python -m benchmarks.serving [--home PATH] [--rate 20] [--seconds 30] [--port 0]
+    python -m benchmarks.serving --home PATH [--scenario all|user|session|events|mixed|crash] [--seconds 60]
+        [--user-rate 300] [--session-rate 200] [--event-rate 1000] [--event-batch 100]
 
-Starts ``recsys serve`` over the champion of ``--home`` as a child process on loopback (its own interpreter, so
-the load generator does not share its GIL), waits until ``/health`` answers, then sends requests open-loop:
-request i is due at t0 + i / rate whatever the earlier ones are doing, sent by a small thread pool. Requests
-alternate between ``GET /recommendations/{user}`` (customers with purchases, drawn with a fixed seed) and
-``POST /recommendations/session`` (3 to 5 items the champion recommends, same seed). Latency runs from the
-time a request was due, so a server that falls behind shows it in the tail instead of sending fewer requests.
+Starts ``recsys serve`` over the champion of ``--home`` as a child process on loopback (its own interpreter; a copy
+of the home when a scenario writes to it), then sends requests open loop (``benchmarks.load``): request i is due at
+t0 + i / rate, and its latency runs from that moment, so a server that falls behind shows it in the tail.
+
+- ``user``: ``GET /recommendations/{customer}``, customers with purchases drawn with a fixed seed.
+- ``session``: ``POST /recommendations/session`` with 3 to 5 typed events (views and carts) of catalogue items.
+- ``events``: ``POST /events``, batches of ``--event-batch`` events of known customers and items.
+- ``mixed``: the three together at half, a quarter and a quarter of their rates; halfway through, the champion's
+  bundle is registered again as a new version and promoted, so the server loads it while answering. The swap
+  window runs from the promotion to the first answer from the new version.
+- ``crash``: events stream in; the server is killed with SIGKILL halfway; it is started again (which seals what
+  the killed one left open), then one tick of the landing sensor ingests the landing folder, and every event id the
+  killed server acknowledged must be in ``marts.fct_interactions`` exactly once (``benchmarks.serving_crash``).
+
+Also reported: seconds from start to the first answer, the server's resident memory, and its CPU per request.
 The last line is one JSON object with the figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
+import json
+import secrets
+import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 from benchmarks.common import emit_json, machine
+from benchmarks.load import Request, Result, evenly, open_loop
+from benchmarks.serving_server import ServerProcess, catalogue_sample
 from orchestration.store.paths import recsys_paths
-from orchestration.store.privacy import pseudonymization_key, pseudonymize
-from orchestration.store.warehouse import Warehouse
+from orchestration.store.privacy import pseudonymization_key
 
 USER = "GET /recommendations/{user_id}"
 SESSION = "POST /recommendations/session"
-RAW_CUSTOMERS = {"raw.order_lines": "customer_id", "raw.interactions": "user_id"}  # per data source layout
+EVENTS = "POST /events"
+SCENARIOS = ("user", "session", "events", "mixed", "crash")
+WRITING = {"events", "mixed", "crash"}  # scenarios that change the home: they run on a copy
+EVENT_MIX = {"view": 0.7, "cart": 0.2, "purchase": 0.1}  # roughly a shop's clickstream
 
 
-def known_customers_and_items(home: str, key: str) -> tuple[list[str], list[str]]:
-    """(shop customer ids with purchases, item ids the batch recommendations hold), both sorted.
+class Planner:
+    """Seeded requests of each kind over the home's customers and items."""
 
-    Customer ids are taken from the raw tables and kept when their pseudonym has purchases in the marts: the
-    API speaks raw ids, the marts only pseudonyms."""
-    with Warehouse(home=home).connect(read_only=True) as con:
-        tables = {f"{s}.{t}" for s, t in con.execute(
-            "select table_schema, table_name from information_schema.tables").fetchall()}
-        raw: set[str] = set()
-        for table, column in RAW_CUSTOMERS.items():
-            if table in tables:
-                raw |= {r for (r,) in con.execute(f"select distinct {column} from {table} "
-                                                  f"where trim({column}) <> ''").fetchall()}
-        buyers = {u for (u,) in con.execute("select distinct user_id from marts.fct_interactions "
-                                            "where event_type = 'purchase' and user_id is not null").fetchall()}
-        # Items of the batch table are items the champion knows; fct_interactions when there is no batch yet.
-        source = ("ml.user_recommendations" if "ml.user_recommendations" in tables
-                  else "(select item_id from marts.fct_interactions where event_type = 'purchase')")
-        items = sorted(str(i) for (i,) in con.execute(f"select distinct item_id from {source}").fetchall())
-    customers = sorted(r for r in raw if pseudonymize(r, key) in buyers)
-    if not customers or len(items) < 5:
-        raise SystemExit(f"{home}: no customers with purchases or fewer than 5 items; materialize the pipeline first")
-    return customers, items
+    def __init__(self, customers: list[str], items: list[str], token: str, seed: int):
+        self.customers, self.items = customers, items
+        self.rng = np.random.default_rng(seed)
+        self.auth = (("Authorization", f"Bearer {token}"),)
+        self.next_event = 0
+        self.run_id = secrets.token_hex(4)  # event ids differ between runs over the same home
 
+    def user(self) -> Request:
+        return Request(USER, "GET", f"/recommendations/{self.customers[self.rng.integers(len(self.customers))]}")
 
-def plan(customers: list[str], items: list[str], n: int, seed: int) -> list[tuple[str, str, Any]]:
-    """``n`` requests (endpoint, path, JSON body), alternating customers and sessions, seeded."""
-    rng = np.random.default_rng(seed)
-    requests = []
-    for i in range(n):
-        if i % 2 == 0:
-            requests.append((USER, f"/recommendations/{customers[rng.integers(len(customers))]}", None))
-        else:
-            session = rng.choice(items, size=int(rng.integers(3, 6)), replace=False).tolist()
-            requests.append((SESSION, "/recommendations/session", {"items": session, "k": 10}))
-    return requests
+    def session(self) -> Request:
+        picked = self.rng.choice(self.items, size=int(self.rng.integers(3, 6)), replace=False)
+        events = [{"item_id": str(item), "event_type": "cart" if self.rng.random() < 0.2 else "view"}
+                  for item in picked]
+        return Request(SESSION, "POST", "/recommendations/session", {"events": events, "k": 10})
+
+    def event_batch(self, size: int) -> Request:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        kinds = self.rng.choice(list(EVENT_MIX), size=size, p=list(EVENT_MIX.values()))
+        events = []
+        for kind in kinds:
+            self.next_event += 1
+            events.append({"event_id": f"bench-{self.run_id}-{self.next_event}",
+                           "user_id": self.customers[self.rng.integers(len(self.customers))],
+                           "item_id": self.items[self.rng.integers(len(self.items))],
+                           "event_type": str(kind), "timestamp": now,
+                           **({"quantity": 1} if kind == "purchase" else {})})
+        return Request(EVENTS, "POST", "/events", {"events": events}, self.auth)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def percentiles(latencies_s: np.ndarray) -> dict[str, float | None]:
+    ms = np.asarray(latencies_s) * 1000
+    return {name: (round(float(np.percentile(ms, q)), 1) if len(ms) else None)
+            for name, q in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99), ("max_ms", 100))}
 
 
-def start_server(home: str, port: int, log: Path, timeout: float) -> tuple[subprocess.Popen, str, dict]:
-    """``recsys serve`` in a child process; returns it, its base URL and its /health once that answers 200."""
-    base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "orchestration.apps.cli", "--home", home, "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--reload-seconds", "3600"]
-    with log.open("w") as sink:
-        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            health = httpx.get(f"{base}/health", timeout=5)
-            if health.status_code == 200:
-                return server, base, health.json()
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.5)
-    stop_server(server)
-    raise SystemExit(f"the server did not answer /health within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def run_load(base: str, requests: list[tuple[str, str, Any]], rate: float, workers: int) -> tuple[list, float]:
-    """Send ``requests`` open-loop at ``rate`` per second; returns (endpoint, latency s, ok) per request and
-    the seconds from the first due time to the last answer."""
-    local = threading.local()  # one connection pool per worker thread
-
-    def send(endpoint: str, path: str, body: Any, due: float) -> tuple[str, float, bool, float]:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=base, timeout=60)
-        try:
-            response = local.client.post(path, json=body) if body is not None else local.client.get(path)
-            ok = response.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        done = time.perf_counter()
-        return endpoint, done - due, ok, done
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        started = time.perf_counter() + 0.05
-        futures = []
-        for i, (endpoint, path, body) in enumerate(requests):
-            due = started + i / rate
-            time.sleep(max(0.0, due - time.perf_counter()))
-            futures.append(pool.submit(send, endpoint, path, body, due))
-        results = [future.result() for future in futures]
-    elapsed = max(done for *_, done in results) - started
-    return [(endpoint, latency, ok) for endpoint, latency, ok, _ in results], elapsed
-
-
-def summarise(results: list, elapsed: float) -> dict[str, dict[str, float]]:
+def summarise(results: list[Result], seconds: float) -> dict[str, dict[str, Any]]:
     figures = {}
-    for endpoint in (USER, SESSION):
-        mine = [(latency, ok) for e, latency, ok in results if e == endpoint]
-        good = np.array([latency for latency, ok in mine if ok]) * 1000
-        row: dict[str, float] = {"requests": len(mine), "errors": sum(not ok for _, ok in mine),
-                                 "achieved_rate": round(len(mine) / elapsed, 2)}
-        for name, q in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99), ("max_ms", 100)):
-            row[name] = round(float(np.percentile(good, q)), 1) if len(good) else None
-        figures[endpoint] = row
+    for label in dict.fromkeys(r.label for r in results):
+        mine = [r for r in results if r.label == label]
+        good = np.array([r.latency for r in mine if r.status == 200])
+        row: dict[str, Any] = {"requests": len(mine), "errors": sum(r.status != 200 for r in mine),
+                               "rate": round(len(mine) / seconds, 1), **percentiles(good)}
+        if label == EVENTS:
+            accepted = sum(json.loads(r.body)["accepted"] for r in mine if r.status == 200 and r.body)
+            row["events_per_s"] = round(accepted / seconds, 1)
+        figures[label] = row
     return figures
 
 
-def print_figures(figures: dict[str, dict[str, float]], title: str) -> None:
-    columns = ("requests", "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms", "achieved_rate")
-    width = max(len(endpoint) for endpoint in figures)
-    print(title)
-    print("-" * len(title))
-    print(f"{'endpoint':<{width}}" + "".join(f"  {c:>{len(c)}}" for c in columns))
-    for endpoint, row in figures.items():
-        print(f"{endpoint:<{width}}" + "".join(f"  {'-' if row[c] is None else row[c]:>{len(c)}}" for c in columns))
+def first_errors(results: list[Result], n: int = 3) -> list[str]:
+    return [f"{r.label}: {r.status} {r.body[:200].decode(errors='replace')}" for r in results if r.status != 200][:n]
+
+
+def steady(server: ServerProcess, planner: Planner, scenario: str, rate: float, seconds: float,
+           batch: int) -> dict[str, Any]:
+    """One kind of request at one rate: figures, the server's CPU per request and memory."""
+    n = max(1, int(rate * seconds))
+    make = {"user": planner.user, "session": planner.session,
+            "events": lambda: planner.event_batch(batch)}[scenario]
+    requests = [make() for _ in range(n)]
+    cpu = server.cpu_seconds()
+    results = open_loop(server.host, server.port, requests, evenly(n, rate), keep_body=scenario == "events")
+    cpu = server.cpu_seconds() - cpu
+    return {"scenario": scenario, "target_rate": rate, "seconds": seconds, "endpoints": summarise(results, seconds),
+            "server_cpu_ms_per_request": round(1000 * cpu / n, 2), **server.memory(),
+            "first_errors": first_errors(results)}
+
+
+def mixed(server: ServerProcess, planner: Planner, rates: dict[str, float], seconds: float, batch: int
+          ) -> dict[str, Any]:
+    """Reads, sessions and events interleaved; a new champion version promoted halfway."""
+    timeline: list[tuple[float, Request]] = []
+    for kind, rate in rates.items():
+        make = {"user": planner.user, "session": planner.session,
+                "events": lambda: planner.event_batch(batch)}[kind]
+        timeline += [(offset, make()) for offset in evenly(max(1, int(rate * seconds)), rate)]
+    timeline.sort(key=lambda pair: pair[0])
+    promoted: dict[str, Any] = {}
+    started = time.perf_counter()
+
+    def promote() -> None:
+        promoted["at"] = time.perf_counter()
+        promoted["version"] = server.promote_copy_of_champion()
+
+    timer = threading.Timer(seconds / 2, promote)
+    timer.start()
+    results = open_loop(server.host, server.port, [r for _, r in timeline], [o for o, _ in timeline],
+                        keep_body=True)
+    timer.join()
+    swapped = [r.due + r.latency for r in results if r.label == USER and r.status == 200
+               and json.loads(r.body).get("model_version") == promoted.get("version")]
+    swap_end = min(swapped) if swapped else None
+    window = [r for r in results if promoted and r.due >= promoted["at"] and (swap_end is None or r.due <= swap_end)]
+    return {"scenario": "mixed", "rates": rates, "seconds": seconds, "endpoints": summarise(results, seconds),
+            "promoted_version": promoted.get("version"),
+            "promoted_at_s": round(promoted["at"] - started, 1) if promoted else None,
+            "swap_seconds": round(swap_end - promoted["at"], 1) if swap_end and promoted else None,
+            "swap_window": {"requests": len(window), "errors": sum(r.status != 200 for r in window),
+                            **percentiles(np.array([r.latency for r in window if r.status == 200]))},
+            "errors": sum(r.status != 200 for r in results), "first_errors": first_errors(results),
+            **server.memory()}
+
+
+def print_table(runs: list[dict[str, Any]]) -> None:
+    columns = ("requests", "errors", "rate", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+    print(f"{'scenario':<10} {'endpoint':<32}" + "".join(f"{c:>10}" for c in columns) + f"{'cpu ms/req':>12}")
+    for run in runs:
+        for label, row in run.get("endpoints", {}).items():
+            cells = "".join(f"{'-' if row.get(c) is None else row[c]:>10}" for c in columns)
+            cpu = run.get("server_cpu_ms_per_request", "")
+            print(f"{run['scenario']:<10} {label:<32}{cells}{cpu:>12}")
+            if "events_per_s" in row:
+                print(f"{'':<43}events accepted per second: {row['events_per_s']}")
+        if run["scenario"] == "mixed":
+            w = run["swap_window"]
+            print(f"{'':<10} promotion to version {run['promoted_version']} at {run['promoted_at_s']} s, served "
+                  f"after {run['swap_seconds']} s; in that window {w['requests']} requests, {w['errors']} errors, "
+                  f"p99 {w['p99_ms']} ms")
+        if run["scenario"] == "crash":
+            print(f"{'':<10} " + run["summary"])
+        for error in run.get("first_errors", []):
+            print(f"{'':<10} error: {error}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="state folder with a champion (default $RECSYS_HOME or ./.recsys)")
-    parser.add_argument("--rate", type=float, default=20, help="requests per second, both endpoints together")
-    parser.add_argument("--seconds", type=float, default=30, help="how long to send requests")
-    parser.add_argument("--port", type=int, default=0, help="port for the server (0: any free one)")
-    parser.add_argument("--workers", type=int, default=8, help="client threads sending requests")
-    parser.add_argument("--warmup", type=int, default=10, help="unmeasured requests sent first")
+    parser.add_argument("--scenario", choices=("all", *SCENARIOS), nargs="+", default=["all"])
+    parser.add_argument("--seconds", type=float, default=60, help="seconds per rate")
+    parser.add_argument("--user-rate", type=float, nargs="+", default=[300.0], help="GET requests per second")
+    parser.add_argument("--session-rate", type=float, nargs="+", default=[200.0], help="sessions per second")
+    parser.add_argument("--event-rate", type=float, nargs="+", default=[1000.0], help="events per second")
+    parser.add_argument("--event-batch", type=int, default=100, help="events per POST /events (1 to 1000)")
+    parser.add_argument("--warmup", type=float, default=5, help="unmeasured seconds of each kind first")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--startup-timeout", type=float, default=600, help="seconds to wait for the server")
+    parser.add_argument("--startup-timeout", type=float, default=900, help="seconds to wait for the server")
     args = parser.parse_args()
-    if args.rate <= 0 or args.seconds <= 0:
-        parser.error("--rate and --seconds must be positive")
+    scenarios = SCENARIOS if "all" in args.scenario else tuple(dict.fromkeys(args.scenario))
+    if args.seconds <= 0 or not 1 <= args.event_batch <= 1000:
+        parser.error("--seconds must be positive and --event-batch between 1 and 1000")
 
-    home = str(recsys_paths(args.home).home)
-    customers, items = known_customers_and_items(home, pseudonymization_key())
-    requests = plan(customers, items, max(2, int(args.rate * args.seconds)), args.seed)
-    warmup = plan(customers, items, args.warmup, args.seed + 1)
-    with tempfile.TemporaryDirectory() as scratch:
-        started = time.perf_counter()
-        server, base, health = start_server(home, args.port or _free_port(), Path(scratch) / "server.log",
-                                            args.startup_timeout)
-        startup_s = time.perf_counter() - started
-        try:
-            run_load(base, warmup, rate=max(args.rate, 10), workers=args.workers)
-            results, elapsed = run_load(base, requests, args.rate, args.workers)
-        finally:
-            stop_server(server)
-    endpoints = summarise(results, elapsed)
-    print_figures(endpoints, f"Serving latency, model version {health['model_version']}, {args.rate:g} requests/s "
-                             f"for {args.seconds:g} s, open loop, {args.workers} client threads")
-    emit_json({
-        "benchmark": "serving",
-        **machine(),
-        "home": home,
-        "model_version": health["model_version"],
-        "as_of": health["as_of"],
-        "known_customers": len(customers),
-        "items": len(items),
-        "target_rate": args.rate,
-        "seconds": args.seconds,
-        "workers": args.workers,
-        "achieved_rate": round(len(results) / elapsed, 2),
-        "server_startup_s": round(startup_s, 1),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "endpoints": endpoints,
-    })
+    home = recsys_paths(args.home).home
+    token = secrets.token_hex(16)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="serving-bench-") as scratch:
+        served_home = home
+        if WRITING & set(scenarios):
+            served_home = Path(scratch) / "home"
+            shutil.copytree(home, served_home, ignore=shutil.ignore_patterns("landing", "*.run-lock"))
+        customers, items = catalogue_sample(served_home, pseudonymization_key())
+        planner = Planner(customers, items, token, args.seed)
+        reads = [s for s in scenarios if s != "crash"]
+        startup: dict[str, Any] = {}
+        if reads:
+            with ServerProcess(served_home, token, Path(scratch) / "server.log", args.startup_timeout,
+                               first_path=planner.user().path) as server:
+                startup = {"startup_s": server.startup_s, **server.memory()}
+                rates = {"user": args.user_rate, "session": args.session_rate,
+                         "events": [r / args.event_batch for r in args.event_rate]}
+                for scenario in (s for s in reads if s != "mixed"):
+                    if args.warmup:
+                        steady(server, planner, scenario, min(rates[scenario]), args.warmup, args.event_batch)
+                    runs += [steady(server, planner, scenario, rate, args.seconds, args.event_batch)
+                             for rate in rates[scenario]]
+                if "mixed" in reads:
+                    runs.append(mixed(server, planner, {"user": args.user_rate[0] / 2,
+                                                        "session": args.session_rate[0] / 4,
+                                                        "events": args.event_rate[0] / 4 / args.event_batch},
+                                      args.seconds, args.event_batch))
+        if "crash" in scenarios:
+            from benchmarks.serving_crash import crash_run
+
+            runs.append(crash_run(served_home, planner, token, Path(scratch), args.event_rate[0] / 10, args.seconds,
+                                  min(args.event_batch, 20), args.startup_timeout))
+    print(f"Serving {home} on loopback, open loop, {args.seconds:g} s per rate; server start to first answer "
+          f"{startup.get('startup_s', '-')} s, resident memory {startup.get('rss_mib', '-')} MiB")
+    print_table(runs)
+    emit_json({"benchmark": "serving", **machine(), "home": str(home), "customers": len(customers),
+               "items": len(items), **startup, "runs": runs})
 
 
 if __name__ == "__main__":

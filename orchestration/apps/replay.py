@@ -230,16 +230,23 @@ class Replayer:
                            log_level="CRITICAL", stdout_log=self.home / "replay-dbt.log",
                            run_config=config_for_selection(self.run_config, job.selection))
 
+    def landing_tick(self) -> list[dg.ExecuteInProcessResult]:
+        """One evaluation of the landing sensor, and the data_job run of each entry it found."""
+        from orchestration.definitions import data_job
+        from orchestration.defs.automation import landing_sensor
+
+        return [self._execute(data_job, request)
+                for request in self._sensor(landing_sensor, {"warehouse": self.warehouse})]
+
     def step(self, drop: Drop, path: Path) -> StepReport:
-        from orchestration.definitions import data_job, recommendations_job, retrain_job
-        from orchestration.defs.automation import champion_sensor, landing_sensor, retrain_sensor
+        from orchestration.definitions import recommendations_job, retrain_job
+        from orchestration.defs.automation import champion_sensor, retrain_sensor
 
         report = StepReport(drop)
         landing = self.warehouse.paths.landing_dir
         landing.mkdir(parents=True, exist_ok=True)
         path.rename(landing / path.name)
-        for request in self._sensor(landing_sensor, {"warehouse": self.warehouse}):
-            result = self._execute(data_job, request)
+        for result in self.landing_tick():
             raw = result.asset_materializations_for_node("raw_tables")
             report.ingest_ok = bool(raw)
             report.ingested_rows += sum(int(m.metadata["new_rows"].value) for m in raw)

@@ -49,6 +49,7 @@ from orchestration.registry.promotion import (
     current_champion,
 )
 from orchestration.registry.tracking import MLflowTracking
+from orchestration.serving.admin import add_admin_routes
 from orchestration.serving.auth import READ, ApiAccess
 from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
 from orchestration.serving.schemas import (
@@ -110,6 +111,7 @@ class ChampionHolder:
         self._checking = threading.Lock()  # held while a check runs; a second one is skipped, not queued
         self._last_check = time.monotonic()  # the caller's first refresh() counts as the first check
         self._thread: threading.Thread | None = None
+        self.last_swapped = False  # whether the last check_now() swapped in a new service
 
     def refresh(self) -> bool:
         """Check the registry and the marts once; load and swap in a new champion version, or the same version
@@ -175,6 +177,18 @@ class ChampionHolder:
 
         self._thread = threading.Thread(target=check, name="champion-reload", daemon=True)
         self._thread.start()
+
+    def check_now(self, timeout: float) -> bool:
+        """Check at once (an admin's reload): wait up to ``timeout`` s for a check already running, then run one
+        here. False when the running one did not finish in time; ``last_swapped`` tells whether this one swapped."""
+        if not self._checking.acquire(timeout=timeout):
+            return False
+        try:
+            self._last_check = time.monotonic()
+            self.last_swapped = self.refresh()
+        finally:
+            self._checking.release()
+        return True
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a running check to finish (shutdown, tests)."""
@@ -388,11 +402,8 @@ def _guard(app: FastAPI, access: ApiAccess) -> None:
                            allow_headers=["Authorization", "Content-Type"])
 
 
-def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiAccess | None = None) -> FastAPI:
-    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys); who may call it: ``access``
-    (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
-    access = ApiAccess.from_environment() if access is None else access
-    reads = [Depends(access.requirement(READ))]
+def _champion_lifespan(home: str | None, reload_seconds: float):
+    """The app's start and stop: the champion loaded before the first request, a running reload awaited at exit."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -403,7 +414,15 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
         yield
         holder.wait(timeout=60)
 
-    app = FastAPIOffline(title="recsys", version="1", lifespan=lifespan,
+    return lifespan
+
+
+def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiAccess | None = None) -> FastAPI:
+    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys); who may call it: ``access``
+    (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
+    access = ApiAccess.from_environment() if access is None else access
+    reads = [Depends(access.requirement(READ))]
+    app = FastAPIOffline(title="recsys", version="1", lifespan=_champion_lifespan(home, reload_seconds),
                          description="Recommendations from the MLflow registry's champion recommender bundle. "
                                      "The examples are ids of the demo's synthetic shop (`make demo`).",
                          swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out
@@ -411,6 +430,7 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
     _guard(app, access)
 
     _answer_caller_errors(app)
+    add_admin_routes(app, access, _errors(401, 403, 503))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -1,0 +1,133 @@
+"""The served API as a child process for the serving benchmark: start, measure, promote, kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orchestration.store.privacy import pseudonymize
+from orchestration.store.warehouse import Warehouse
+
+RAW_CUSTOMERS = {"raw.order_lines": "customer_id", "raw.interactions": "user_id"}  # per data source layout
+RELOAD_SECONDS = 2  # how often the served app checks the registry: the mixed run's promotion must be seen soon
+
+
+def catalogue_sample(home: Path, key: str) -> tuple[list[str], list[str]]:
+    """(shop customer ids with purchases, catalogue item ids), both sorted.
+
+    Customer ids are taken from the raw tables and kept when their pseudonym has purchases in the marts: the API
+    speaks raw ids, the marts only pseudonyms."""
+    with Warehouse(home=str(home)).connect(read_only=True) as con:
+        tables = {f"{s}.{t}" for s, t in con.execute(
+            "select table_schema, table_name from information_schema.tables").fetchall()}
+        raw: set[str] = set()
+        for table, column in RAW_CUSTOMERS.items():
+            if table in tables:
+                raw |= {r for (r,) in con.execute(f"select distinct trim({column}) from {table} "
+                                                  f"where trim({column}) <> ''").fetchall()}
+        buyers = {u for (u,) in con.execute("select distinct user_id from marts.fct_interactions "
+                                            "where event_type = 'purchase' and user_id is not null").fetchall()}
+        items = sorted(str(i) for (i,) in con.execute(
+            "select distinct item_id from marts.fct_interactions where event_type = 'purchase'").fetchall())
+    customers = sorted(r for r in raw if pseudonymize(r, key) in buyers)
+    if not customers or len(items) < 5:
+        raise SystemExit(f"{home}: no customers with purchases or fewer than 5 items; materialize the pipeline first")
+    return customers, items
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """``recsys serve`` over ``home`` with one token of every scope; the context kills it on exit."""
+
+    def __init__(self, home: Path, token: str, log: Path, timeout: float, first_path: str = "/health"):
+        self.home, self.token, self.log, self.timeout, self.first_path = home, token, log, timeout, first_path
+        self.host, self.port = "127.0.0.1", free_port()
+        self.process: subprocess.Popen | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ServerProcess:
+        env = {**os.environ, "RECSYS_HOME": str(self.home), "RECSYS_API_TOKEN": self.token}
+        command = [sys.executable, "-m", "orchestration.apps.cli", "--home", str(self.home), "serve", "--host",
+                   self.host, "--port", str(self.port), "--reload-seconds", str(RELOAD_SECONDS)]
+        started = time.perf_counter()
+        with self.log.open("a") as sink:
+            self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        deadline = started + self.timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.base + self.first_path, timeout=30).status_code == 200:
+                    self.startup_s = round(time.perf_counter() - started, 1)
+                    return self
+            except httpx.TransportError:
+                pass  # not listening yet
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit(f"the server did not answer {self.first_path} within {self.timeout:.0f} s:\n"
+                         f"{self.log.read_text()[-3000:]}")
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM: the server closes its files), killed after 60 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed that was not already."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU the server process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory(self) -> dict[str, float]:
+        """Resident memory now and at its peak, MiB."""
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
+                      if ":" in line)
+        kib = {name: int(status[name].split()[0]) for name in ("VmRSS", "VmHWM") if name in status}
+        return {"rss_mib": round(kib.get("VmRSS", 0) / 1024, 1), "peak_rss_mib": round(kib.get("VmHWM", 0) / 1024, 1)}
+
+    def promote_copy_of_champion(self) -> int:
+        """Register the champion's bundle again as a new version and promote it: a real swap of the served model."""
+        from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, promote
+        from orchestration.registry.tracking import MLflowTracking
+
+        client = MLflowTracking(home=str(self.home)).client()
+        champion = current_champion(client)
+        source = client.get_model_version(BUNDLE_MODEL, str(champion["version"]))
+        copy = client.create_model_version(BUNDLE_MODEL, source.source, run_id=source.run_id)
+        promote(client, int(copy.version), champion.get("metrics") or {}, champion.get("data_version") or "",
+                reasons=["benchmarks.serving: the same bundle registered again, to swap models under load"])
+        return int(copy.version)
