@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestration.ingest.sources import SOURCE_KINDS
+from orchestration.serving.server import add_serve_arguments
 from recmodels.presets import PIPELINE, REPLAY, SHORT_WINDOWS
 
 
@@ -61,13 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("champion", help="print the registry's current champion as JSON")
     commands.add_parser("rollback", help="restore the previous champion and print it as JSON")
 
-    serve = commands.add_parser("serve", help="run the HTTP API over the champion (docs at /docs)")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default loopback only; other addresses need an API token: "
-                            "RECSYS_API_TOKEN or RECSYS_API_TOKENS)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--reload-seconds", type=float, default=30,
-                       help="check the registry for a new champion at most this often (default 30)")
+    add_serve_arguments(commands.add_parser("serve", help="run the HTTP API over the champion (docs at /docs)"))
 
     recommend = commands.add_parser("recommend", help="a customer's or an anonymous session's recommendations")
     who = recommend.add_mutually_exclusive_group(required=True)
@@ -287,15 +282,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay_command(args)
     if args.command == "serve":
-        from orchestration.serving.auth import AccessConfigError
-        from orchestration.serving.server import serve
+        from orchestration.serving.server import serve_command
 
-        try:
-            serve(args.home, args.host, args.port, args.reload_seconds)
-        except AccessConfigError as error:
-            print(f"recsys serve: {error}", file=sys.stderr)
-            return USAGE
-        return OK
+        return serve_command(args, ok=OK, usage=USAGE)
     if args.command in ("recommend", "similar", "explain"):
         return _query_command(args)
     if args.command == "materialize":

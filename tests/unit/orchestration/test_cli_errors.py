@@ -128,3 +128,8 @@ def test_serve_refuses_malformed_access_settings_before_listening(recsys_home, c
     assert cli.main(["serve", "--port", "1"]) == cli.USAGE
     err = capsys.readouterr().err
     assert "recsys serve: RECSYS_API_TOKEN: a token needs at least 16 characters" in err and "too-short" not in err
+
+
+def test_serve_needs_at_least_one_worker(recsys_home, capsys):
+    assert cli.main(["serve", "--port", "1", "--workers", "0"]) == cli.USAGE
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
