@@ -50,6 +50,7 @@ from orchestration.registry.promotion import (
 )
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.auth import READ, ApiAccess
+from orchestration.serving.events import add_event_route
 from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
 from orchestration.serving.schemas import (
     EXAMPLE_CUSTOMER,
@@ -409,8 +410,8 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
                          swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _guard(app, access)
-
     _answer_caller_errors(app)
+    add_event_route(app, access, home)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
