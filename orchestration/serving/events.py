@@ -92,13 +92,14 @@ def events_frame(events: list[Event]) -> pd.DataFrame:
     """Accepted events for ``record_events``: ``FRAME_COLUMNS``; user_id as the shop sent it, trimmed (None for an
     anonymous visitor; pseudonymise it as the marts do), session_id None where absent, item_id as the marts will
     hold it, event_type the behaviour, occurred_at naive UTC, quantity 1 where absent, price NaN where absent."""
+    def text(name: str) -> pd.Series:  # object dtype: pandas' string dtype would turn None into NaN
+        return pd.Series([getattr(e, name) for e in events], dtype=object)
+
     return pd.DataFrame({
-        "event_id": [e.event_id for e in events], "user_id": [e.user_id for e in events],
-        "session_id": [e.session_id for e in events], "item_id": [e.item_id for e in events],
-        "event_type": [e.event_type for e in events],
-        "occurred_at": pd.to_datetime([e.occurred_at for e in events]).astype("datetime64[ns]"),
-        "quantity": pd.array([1 if e.quantity is None else e.quantity for e in events], dtype="int64"),
-        "price": pd.array([e.price for e in events], dtype="float64"),
+        **{name: text(name) for name in ("event_id", "user_id", "session_id", "item_id", "event_type")},
+        "occurred_at": pd.Series(pd.to_datetime([e.occurred_at for e in events]), dtype="datetime64[ns]"),
+        "quantity": pd.Series([1 if e.quantity is None else e.quantity for e in events], dtype="int64"),
+        "price": pd.Series([e.price for e in events], dtype="float64"),
     }, columns=list(FRAME_COLUMNS))
 
 
