@@ -1,24 +1,24 @@
 """The events log: accepted events appended durably to generic-format files in the landing folder.
 
 Files. Events go to ``<landing>/.api-events-<UTC creation time>-<pid>-<seq>/interactions.csv`` (header
-``EVENT_COLUMNS``), a hidden folder the landing sensor leaves alone. Once the file holds ``max_bytes`` or more,
-once its first event is ``max_age_seconds`` old, and when the log closes, the folder is sealed: renamed, in one
-atomic step, to ``api-events-...`` (visible), which the landing sensor ingests as a generic folder.
+``EVENT_COLUMNS``), a hidden folder the landing sensor leaves alone. Once the file holds ``max_bytes`` or
+more, once its first event is ``max_age_seconds`` old, and when the log closes, the folder is sealed: renamed,
+in one atomic step, to ``api-events-...`` (visible), which the landing sensor ingests as a generic folder.
 
-Durability. ``append`` returns only after its lines are written and fsynced, and after the fsync of the folders
-whose entries changed (the new folder and its parent when a file is created, the parent when one is renamed);
-callers acknowledge events only then. One writer at a time (a lock around write and fsync), so lines never
-interleave; requests that arrive while a write is under way queue, and the next writer takes the whole queue in
-one write and one fsync (group commit), so a burst of requests costs about one fsync, not one each.
+Durability. ``append`` returns only after its lines are written and fsynced, and after the fsync of the
+folders whose entries changed (the new folder and its parent when a file is created, the parent when one is
+renamed); callers acknowledge events only then. One writer at a time (a lock around write and fsync), so lines
+never interleave; requests that arrive while a write is under way queue, and the next writer takes the whole
+queue in one write and one fsync (group commit): a burst of requests costs about one fsync, not one each.
 
-Recovery. A process killed mid-append leaves its folder hidden, perhaps ending in a torn line from a request that
-was never acknowledged. ``recover`` (run by ``open``) truncates such a tail and seals the folder, or removes it
-when it holds no complete event. Each open file is locked with ``flock`` by the process writing it, and only
-folders whose file can be locked are recovered: the kernel drops the lock when its process dies, however it dies,
-while a pid written in a name can be reused (a restarted container's server is often pid 1 again) and means
-nothing across hosts or PID namespaces sharing a volume. So several server processes may share one landing folder
-and recover each other's leftovers, never a live file. (flock needs a local file system; on NFS use one folder
-per host.)
+Recovery. A process killed mid-append leaves its folder hidden, perhaps ending in a torn line from a request
+that was never acknowledged. ``recover`` (run by ``open``) truncates such a tail and seals the folder, or
+removes it when it holds no complete event. Each open file is locked with ``flock`` by the process writing it,
+and only folders whose file can be locked are recovered: the kernel drops the lock when its process dies,
+however it dies, while a pid written in a name can be reused (a restarted container's server is often pid
+1 again) and means nothing across hosts or PID namespaces sharing a volume. So several server processes may
+share one landing folder and recover each other's leftovers, never a live file. (flock needs a local file
+system; on NFS give each host its own landing folder.)
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ class _Append:
 
 
 class EventLog:
-    """Appends events durably to rotating files in ``folder`` (the landing folder). Use as a context manager, or
-    ``open`` (recovers leftovers, starts the age check) and ``close`` (seals the open file)."""
+    """Appends events durably to rotating files in ``folder`` (the landing folder). Use as a context manager,
+    or ``open`` (recovers leftovers, starts the age check) and ``close`` (seals the open file)."""
 
     def __init__(self, folder: Path, settings: EventLogSettings | None = None) -> None:
         self.folder = Path(folder)
@@ -131,7 +131,8 @@ class EventLog:
             self._closed = False
         self._stop.clear()
         interval = min(1.0, self.settings.max_age_seconds / 4)
-        self._ticker = threading.Thread(target=self._tick, args=(interval,), name="event-log-rotation", daemon=True)
+        self._ticker = threading.Thread(target=self._tick, args=(interval,), name="event-log-rotation",
+                                        daemon=True)
         self._ticker.start()
         return sealed
 
@@ -146,8 +147,8 @@ class EventLog:
                 self._seal(self._file)
 
     def append(self, rows: Sequence[Sequence[str | None]]) -> None:
-        """Write ``rows`` (fields in ``EVENT_COLUMNS`` order) and make them durable; raises ``EventLogError`` when
-        they are not, and then none of them is in the log."""
+        """Write ``rows`` (fields in ``EVENT_COLUMNS`` order) and make them durable; raises ``EventLogError``
+        when they are not, and then none of them is in the log."""
         entry = _Append(encode_lines(rows))
         if not entry.data:
             return
@@ -236,11 +237,11 @@ class EventLog:
             try:
                 folder.mkdir()
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
-            except (FileExistsError, FileNotFoundError):  # a name taken, or removed by a recovery: another name
+            except (FileExistsError, FileNotFoundError):  # taken, or removed by a recovery: another name
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX)
-            # Between creating the file and locking it, another process's recovery may have locked it, found it
-            # empty and removed it; then this descriptor points at nothing anyone will read.
+            # Between creating the file and locking it, another process's recovery may have locked it, found
+            # it empty and removed it; then this descriptor points at nothing anyone will read.
             if not _is_at(path, fd):
                 os.close(fd)
                 continue
@@ -257,13 +258,14 @@ class EventLog:
             return self._file
 
     def _undo(self, current: _OpenFile) -> None:
-        """After a failed write: cut the file back to its durable lines, so the next append does not continue a torn
-        line; if even that fails, leave the file (its lock goes with the descriptor) for a later recovery."""
+        """After a failed write: cut the file back to its durable lines, so the next append does not continue
+        a torn line; if even that fails, leave the file (its lock goes with the descriptor) to a recovery."""
         try:
             os.ftruncate(current.fd, current.size)
             os.fsync(current.fd)
         except OSError:
-            log.exception("Could not cut %s back after a failed write; leaving it to recovery", current.folder)
+            log.exception("Could not cut %s back after a failed write; leaving it to recovery",
+                          current.folder)
             self._file = None
             os.close(current.fd)
 
@@ -278,8 +280,9 @@ class EventLog:
 
 
 def seal_folder(landing: Path, folder: Path, fd: int) -> Path | None:
-    """Seal a hidden events folder whose file ``fd`` (open for writing) this process has locked: cut a torn last line,
-    then rename the folder visible (the new path), or remove it when no complete event is left (None)."""
+    """Seal a hidden events folder whose file ``fd`` (open for reading and writing) this process has locked:
+    cut a torn last line, then rename the folder visible (the new path), or remove it when no complete event
+    is left (None)."""
     size = os.fstat(fd).st_size
     complete = _complete_length(fd, size)
     if complete < size:
@@ -300,8 +303,8 @@ def seal_folder(landing: Path, folder: Path, fd: int) -> Path | None:
 
 
 def recover(landing: Path) -> list[Path]:
-    """Seal every hidden events folder in ``landing`` whose writer is gone (its file is not locked); the folders
-    sealed. A torn last line is cut; a folder without a complete event is removed."""
+    """Seal every hidden events folder in ``landing`` whose writer is gone (its file is not locked); the
+    folders sealed. A torn last line is cut; a folder without a complete event is removed."""
     sealed = []
     for folder in sorted(landing.glob(OPEN_PREFIX + "*")):
         if not folder.is_dir():

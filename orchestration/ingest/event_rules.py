@@ -1,16 +1,16 @@
 """The rules a generic event meets, checked one event at a time before it is written (``POST /events``).
 
 The dbt models are the rules for files: staging parses (``transforms/macros/parse.sql``, ``text.sql``) and
-``int_interactions__classified`` rejects with the first failed check. This module mirrors them in Python so that
-an event the API accepts is one dbt keeps, and one it rejects names the field dbt's reason is about; the same
-vocabulary of behaviours and the same event window are read from ``transforms/dbt_project.yml``, not copied.
+``int_interactions__classified`` rejects with the first failed check. This module mirrors them in Python, so
+that an event the API accepts is one dbt keeps, and one it rejects names the field dbt's reason is about; the
+behaviours' names and the event window are read from ``transforms/dbt_project.yml``, not copied.
 ``tests/integration/test_api_events.py`` gives hand-written edge cases to both and compares the verdicts.
 
 Where the API asks more than a file: ``event_id`` is required (it is what makes a retry harmless),
-``event_type`` is required (an omitted behaviour is a client's bug more often than a purchase, and purchases are
-what the models learn to predict), times are ISO-8601 only (files may also hold epoch seconds and US dates), and
-no value may hold a line break or a NUL, so every event is one line of the log. What it cannot check: whether
-the item is in the catalogue (dbt's ``unknown_item``).
+``event_type`` is required (an omitted behaviour is a client's bug more often than a purchase, and purchases
+are what the models learn to predict), times are ISO-8601 only (files may also hold epoch seconds and US
+dates), and no id may hold a line break or a NUL, so every event is one line of the log. What it cannot check:
+whether the item is in the catalogue (dbt's ``unknown_item``).
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ class EventRules:
 
     @classmethod
     def from_project(cls, extra: Mapping[str, str] | None = None, project: Path = DBT_PROJECT) -> EventRules:
-        """The dbt project's vars, plus a shop's own names (``extra``: the pipeline passes the same ones to dbt as
-        var extra_event_types, from RECSYS_EVENT_TYPES or the data_source resource)."""
+        """The dbt project's vars, plus a shop's own names (``extra``: the pipeline passes the same ones to
+        dbt as var extra_event_types, from RECSYS_EVENT_TYPES or the data_source resource)."""
         variables = yaml.safe_load(Path(project).read_text())["vars"]
         names = {alias.lower(): behaviour for behaviour, aliases in variables["event_types"].items()
                  for alias in aliases}
-        names.update({name.lower(): behaviour
-                      for name, behaviour in {**(variables.get("extra_event_types") or {}), **(extra or {})}.items()})
+        shop = {**(variables.get("extra_event_types") or {}), **(extra or {})}
+        names.update({name.lower(): behaviour for name, behaviour in shop.items()})
         return cls(names, tuple(variables["event_types"]), datetime.fromisoformat(variables["min_event_at"]),
                    timedelta(days=int(variables["future_tolerance_days"])))
 
@@ -79,8 +79,8 @@ class Event:
     occurred_at: datetime  # naive UTC
     quantity: int | None
     price: float | None
-    # The generic format's fields in FIELDS order: ids as sent but trimmed (dbt normalises them once, as it does a
-    # file's), the behaviour, the time in UTC with its "Z" spelled out, numbers in their shortest exact text.
+    # The generic format's fields in FIELDS order: ids as sent but trimmed (dbt normalises them once, as it
+    # does a file's), the behaviour, the time in UTC with its "Z" spelled out, numbers in their shortest text.
     line: tuple[str | None, ...]
 
 
@@ -92,8 +92,8 @@ class Rejection:
 
 
 def cell_text(value: Any) -> str | None:
-    """A JSON value as the text a file's cell would hold: numbers in Python's rendering, as ingest renders typed
-    cells (``6``, ``2.55``); true/false; NaN and null are no value; other JSON (lists, objects) as JSON."""
+    """A JSON value as the text a file's cell would hold: numbers in Python's rendering, as ingest renders
+    typed cells (``6``, ``2.55``); true/false; NaN and null are no value; lists and objects as JSON."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, bool):
@@ -114,10 +114,11 @@ def normalize_id(text: str | None) -> str | None:
 
 
 def parse_timestamp(text: str) -> datetime | None:
-    """An ISO-8601 time as naive UTC, the way macro parse_timestamp and DuckDB's casts read it; None when it is not
-    one. An offset (``Z``, ``+01:00``, ``+0100``, ``+01``) is converted to UTC; a time without one is taken as UTC
-    already. 24:00 is the next midnight; fractions past microseconds are cut. Times DuckDB can hold but Python
-    cannot (year 0, past 9999 after the offset) come back as ``datetime.min``/``max``: outside any event window."""
+    """An ISO-8601 time as naive UTC, the way macro parse_timestamp and DuckDB's casts read it; None when it
+    is not one. An offset (``Z``, ``+01:00``, ``+0100``, ``+01``) is converted to UTC; a time without one is
+    taken as UTC already. 24:00 is the next midnight; fractions past microseconds are cut. Times DuckDB can
+    hold but Python cannot (year 0, past 9999 after the offset) come back as ``datetime.min``/``max``: outside
+    any event window."""
     match = _ISO.fullmatch(text)
     if match is None:
         return None
@@ -166,28 +167,31 @@ def _shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
+def _reject(field: str, code: str, value: Any, problem: str, expected: str) -> Rejection:
+    return Rejection(field, code, f"{field} {_shown(value)} {problem}; expected {expected}")
+
+
 def check_event(values: Mapping[str, Any], rules: EventRules, now: datetime) -> Event | Rejection:
-    """The event ``values`` (FIELDS; JSON values) describe, or why not: the first rule it fails, in the order of
-    int_interactions__classified. ``now``: naive UTC, the end of the event window's tolerance."""
+    """The event ``values`` (FIELDS; JSON values) describe, or why not: the first rule it fails, in the order
+    of int_interactions__classified. ``now``: naive UTC, the end of the event window's tolerance."""
     text = {name: cell_text(values.get(name)) for name in FIELDS}
     ids = {name: None if text[name] is None else text[name].strip() for name in ID_FIELDS}
     event_id = _token(ids["event_id"])
     if event_id is None:
-        return Rejection("event_id", "missing_event_id", f"event_id {_shown(text['event_id'])} is missing or "
-                         "blank; expected the shop's id of this event (a retry with the same id is stored once)")
+        return _reject("event_id", "missing_event_id", text["event_id"], "is missing or blank",
+                       "the shop's id of this event (a retry with the same id is stored once)")
     for name in ID_FIELDS:
         if ids[name] is not None and _LINE_BREAKS.search(ids[name]):
-            return Rejection(name, "line_break", f"{name} {_shown(text[name])} holds a line break or a NUL; "
-                             "expected one line of text")
+            return _reject(name, "line_break", text[name], "holds a line break or a NUL", "one line of text")
     user_id, item_id = normalize_id(ids["user_id"]), normalize_id(ids["item_id"])
     session_id = _token(ids["session_id"])
     if user_id is None and session_id is None:
-        return Rejection("user_id", "missing_user", f"neither user_id ({_shown(text['user_id'])}) nor session_id "
-                         f"({_shown(text['session_id'])}) is given; expected a customer id, or a session id for an "
-                         "anonymous visitor")
+        return _reject("user_id", "missing_user", text["user_id"],
+                       f"and session_id {_shown(text['session_id'])} are both missing",
+                       "a customer id, or a session id for an anonymous visitor")
     if item_id is None:
-        return Rejection("item_id", "missing_item", f"item_id {_shown(text['item_id'])} is missing; expected the "
-                         "catalogue's id of the item")
+        return _reject("item_id", "missing_item", text["item_id"], "is missing",
+                       "the catalogue's id of the item")
     verdict = _check_values(text, rules, now)
     if isinstance(verdict, Rejection):
         return verdict
@@ -202,38 +206,35 @@ def check_event(values: Mapping[str, Any], rules: EventRules, now: datetime) -> 
 def _check_values(text: Mapping[str, str | None], rules: EventRules, now: datetime
                   ) -> tuple[str, datetime, int | None, float | None] | Rejection:
     """The behaviour, time, quantity and price of an event whose ids passed, or the first rule they fail."""
-    raw_time = (text["timestamp"] or "").strip()
-    occurred_at = parse_timestamp(raw_time)
+    occurred_at = parse_timestamp((text["timestamp"] or "").strip())
     if occurred_at is None:
-        return Rejection("timestamp", "unparseable_timestamp", f"timestamp {_shown(text['timestamp'])} is not an "
-                         f"ISO-8601 time; expected e.g. {ISO_EXAMPLE} (an offset is converted to UTC; a time "
-                         "without one is taken as UTC)")
+        return _reject("timestamp", "unparseable_timestamp", text["timestamp"], "is not an ISO-8601 time",
+                       f"e.g. {ISO_EXAMPLE} (an offset is converted to UTC; a time without one is UTC)")
     latest = now + rules.future_tolerance
     if not rules.min_event_at <= occurred_at <= latest:
-        return Rejection("timestamp", "timestamp_out_of_range", f"timestamp {_shown(text['timestamp'])} is outside "
-                         f"the event window; expected a time from {rules.min_event_at:%Y-%m-%d} to "
-                         f"{latest:%Y-%m-%d %H:%M} UTC (now plus {rules.future_tolerance.days} day(s))")
+        return _reject("timestamp", "timestamp_out_of_range", text["timestamp"],
+                       "is outside the event window",
+                       f"a time from {rules.min_event_at:%Y-%m-%d} to {latest:%Y-%m-%d %H:%M} UTC "
+                       f"(now plus {rules.future_tolerance.days} day(s))")
     raw_quantity, raw_price = (text["quantity"] or "").strip(), (text["price"] or "").strip()
     quantity, price = parse_integer(raw_quantity), parse_number(raw_price)
     if quantity is None and _token(raw_quantity) is not None:
-        return Rejection("quantity", "unparseable_quantity", f"quantity {_shown(text['quantity'])} is not a whole "
-                         "number; expected a positive integer (or no quantity: 1)")
+        return _reject("quantity", "unparseable_quantity", text["quantity"], "is not a whole number",
+                       "a positive integer (or no quantity: 1)")
     if price is None and _token(raw_price) is not None:
-        return Rejection("price", "unparseable_price", f"price {_shown(text['price'])} is not a number; expected a "
-                         "unit price of 0 or more, such as 9.99 (or no price)")
+        return _reject("price", "unparseable_price", text["price"], "is not a number",
+                       "a unit price of 0 or more, such as 9.99 (or no price)")
     name = _token((text["event_type"] or "").strip().lower())
-    known = ", ".join(rules.behaviours)
+    known = f"one of {', '.join(rules.behaviours)} (or a name they are known by, such as click)"
     if name is None:
-        return Rejection("event_type", "missing_event_type", f"event_type {_shown(text['event_type'])} is "
-                         f"missing; expected one of {known} (or a name they are known by, such as click)")
+        return _reject("event_type", "missing_event_type", text["event_type"], "is missing", known)
     behaviour = rules.names.get(name, name)
     if behaviour not in rules.behaviours:
-        return Rejection("event_type", "unknown_event_type", f"event_type {_shown(text['event_type'])} is not a "
-                         f"known behaviour; expected one of {known} (or a name they are known by, such as click)")
+        return _reject("event_type", "unknown_event_type", text["event_type"], "is not a known behaviour",
+                       known)
     if quantity is not None and quantity <= 0:
-        return Rejection("quantity", "non_positive_quantity", f"quantity {_shown(text['quantity'])} is not "
-                         "positive; expected a positive integer")
+        return _reject("quantity", "non_positive_quantity", text["quantity"], "is not positive",
+                       "a positive integer")
     if price is not None and price < 0:
-        return Rejection("price", "non_positive_price", f"price {_shown(text['price'])} is negative; expected "
-                         "0 or more")
+        return _reject("price", "non_positive_price", text["price"], "is negative", "0 or more")
     return behaviour, occurred_at, quantity, price

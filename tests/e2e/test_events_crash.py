@@ -30,11 +30,10 @@ def _serve(home: Path, port: int) -> subprocess.Popen:
     # No rotation while it runs (tests/unit/orchestration/test_event_log.py has those), so the kill always finds a
     # file open: between a rotation and the next event there is none.
     env = {**os.environ, "RECSYS_API_TOKEN": TOKEN, "RECSYS_EVENTS_MAX_AGE_SECONDS": "600"}
-    log = open(home.parent / f"serve-{port}-{time.monotonic_ns()}.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "orchestration.apps.cli", "--home", str(home), "serve",
-                                "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    log.close()
+    with open(home.parent / f"serve-{port}-{time.monotonic_ns()}.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "orchestration.apps.cli", "--home", str(home), "serve",
+                                    "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
 
     def up() -> bool:
         assert process.poll() is None, f"recsys serve exited with {process.returncode}"
