@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -161,6 +162,31 @@ def test_each_bad_event_is_rejected_with_its_field_and_the_others_written(client
     assert "'like'" in answer["rejected"][10]["reason"] and "view, cart, favourite, purchase" in answer["rejected"][10]["reason"]
     written = _file_lines(client)[len(before):]
     assert [line.split(",")[0] for line in written] == [f"good-{n}" for n in range(len(BAD_EVENTS))]
+
+
+def test_concurrent_posts_never_interleave_lines(client):
+    threads, posts, size = 6, 8, 10
+    before = len(_file_lines(client))
+    answers = []
+
+    def post(thread: int) -> None:
+        for number in range(posts):
+            batch = [event(f"c{thread}-{number}-{i}", item_id="x" * 30) for i in range(size)]
+            answers.append(client.post("/events", json={"events": batch}, headers=AS_WRITER).json())
+
+    workers = [threading.Thread(target=post, args=(thread,)) for thread in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert answers == [{"accepted": size, "rejected": []}] * (threads * posts)
+    rows = list(csv.reader(_file_lines(client)[before:]))
+    assert all(len(row) == 8 and row[3] == "x" * 30 for row in rows)
+    ids = [row[0] for row in rows]
+    assert sorted(ids) == sorted(f"c{t}-{n}-{i}" for t in range(threads) for n in range(posts) for i in range(size))
+    for start in range(0, len(ids), size):  # each request's events stay together, in order
+        prefix = ids[start].rsplit("-", 1)[0]
+        assert ids[start:start + size] == [f"{prefix}-{i}" for i in range(size)]
 
 
 class Recorder:
