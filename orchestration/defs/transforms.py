@@ -24,6 +24,7 @@ from dagster_dbt.asset_utils import default_description_fn
 from dagster_shared import record
 
 from orchestration.defs.resources import DataSourceResource, PrivacyResource, WarehouseResource
+from orchestration.ingest import ensure_raw_schema
 from orchestration.store.marts import CLEAN_MARTS, MARTS_SCHEMA, mart_fingerprint, model_row_counts
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY
 
@@ -85,6 +86,8 @@ def recsys_dbt_models(
     except ValueError as error:
         raise dg.Failure(str(error)) from None
     dbt_vars = json.dumps({"pseudonymization_key": privacy.key(), "extra_event_types": event_types})
+    with warehouse.connect() as con:  # a warehouse older than a raw column (event_id) gains it before dbt reads it
+        ensure_raw_schema(con)
     # dagster-dbt's fetch_row_counts() and fetch_column_metadata() would query through an in-process
     # dbt-duckdb connection that stays open and locks the warehouse for later steps; read with our own
     # short-lived one.

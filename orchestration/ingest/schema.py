@@ -50,7 +50,8 @@ ORDER_LINES = RawTable(
 )
 INTERACTIONS = RawTable(
     "interactions",
-    columns=("user_id", "item_id", "timestamp", "event_type", "quantity", "price", "session_id"),
+    # event_id came last, after the first release: warehouses created before gain it in ensure_raw_schema.
+    columns=("user_id", "item_id", "timestamp", "event_type", "quantity", "price", "session_id", "event_id"),
     required=("user_id", "item_id", "timestamp"),
 )
 ITEMS = RawTable(
@@ -75,7 +76,8 @@ CREATE TABLE IF NOT EXISTS raw.loads (
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create schema ``raw`` and all four tables if missing, so dbt sources never point at absent tables."""
+    """Create schema ``raw`` and all four tables if missing, so dbt sources never point at absent tables; add
+    the business columns a table created by an earlier release lacks (NULL in its existing rows)."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     con.execute(_LOADS_DDL)
     for table in DATA_TABLES:
@@ -85,6 +87,12 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             f"CREATE TABLE IF NOT EXISTS {table.qualified} (load_id VARCHAR, source_file VARCHAR, "
             f"source_row BIGINT, {sheet}{business}, malformed_line VARCHAR)"
         )
+        present = {row[0] for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ?",
+            [SCHEMA, table.name]).fetchall()}
+        for column in (c for c in table.columns if c not in present):
+            con.execute(f"ALTER TABLE {table.qualified} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
 
 
 def raw_table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -51,6 +51,7 @@ from orchestration.registry.promotion import (
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.admin import add_admin_routes
 from orchestration.serving.auth import READ, ApiAccess
+from orchestration.serving.events import add_event_route
 from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
 from orchestration.serving.schemas import (
     EXAMPLE_CUSTOMER,
@@ -428,9 +429,9 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
                          swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _guard(app, access)
-
     _answer_caller_errors(app)
     add_admin_routes(app, access, _errors(401, 403, 503))
+    add_event_route(app, access, home)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

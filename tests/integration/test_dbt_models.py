@@ -31,7 +31,7 @@ create table raw.order_lines (load_id varchar, source_file varchar, source_row b
     unit_price varchar, customer_id varchar, country varchar, malformed_line varchar);
 create table raw.interactions (load_id varchar, source_file varchar, source_row bigint,
     user_id varchar, item_id varchar, "timestamp" varchar, event_type varchar, quantity varchar,
-    price varchar, session_id varchar, malformed_line varchar);
+    price varchar, session_id varchar, malformed_line varchar, event_id varchar);
 create table raw.items (load_id varchar, source_file varchar, source_row bigint, item_id varchar,
     title varchar, description varchar, category varchar, brand varchar, price varchar,
     malformed_line varchar);
@@ -154,9 +154,11 @@ def _write_raw(path: Path) -> None:
                     [load_id, source_file, *values, malformed],
                 )
             else:
+                # These rows carry no event_id (value-based deduplication); the column is NULL.
                 placeholders = ", ".join("?" * (len(values) + 3))
                 con.execute(
-                    f"insert into raw.{table} values ({placeholders})",
+                    f"insert into raw.{table} values ({placeholders}"
+                    + (", null)" if table == "interactions" else ")"),
                     [load_id, source_file, *values, malformed],
                 )
     con.close()

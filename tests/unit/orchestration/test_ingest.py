@@ -315,6 +315,29 @@ def test_generic_folder_with_and_without_items(con, tmp_path):
     assert raw_table_counts(con) == {"loads": 2, "interactions": 2, "items": 2, "order_lines": 0}
 
 
+def test_a_warehouse_from_before_event_ids_gains_the_column_and_keeps_its_rows(tmp_path):
+    """raw.interactions as the first release created it (no event_id): the next ingest adds the column, old rows
+    read NULL there, and a file with event ids loads them."""
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("CREATE SCHEMA raw")
+    con.execute(
+        "CREATE TABLE raw.interactions (load_id VARCHAR, source_file VARCHAR, source_row BIGINT, user_id VARCHAR, "
+        "item_id VARCHAR, timestamp VARCHAR, event_type VARCHAR, quantity VARCHAR, price VARCHAR, "
+        "session_id VARCHAR, malformed_line VARCHAR)"
+    )
+    con.execute("INSERT INTO raw.interactions (load_id, source_row, user_id) VALUES ('old', 1, 'u0')")
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text("event_id,user_id,item_id,timestamp\n e-1 ,u1,i1,2024-01-01\n")
+    load_generic(con, folder)
+    assert con.execute(
+        "SELECT user_id, event_id FROM raw.interactions ORDER BY load_id = 'old' DESC"
+    ).fetchall() == [("u0", None), ("u1", " e-1 ")]
+    ensure_raw_schema(con)  # again: nothing left to add
+    columns = [row[0] for row in con.execute("DESCRIBE raw.interactions").fetchall()]
+    assert columns.count("event_id") == 1 and columns[-1] == "event_id"
+
+
 def test_items_with_only_item_id(con, tmp_path):
     (tmp_path / "items.csv.gz").write_bytes(gzip.compress(b"item_id\ni1\ni2\ni3\n"))
 

@@ -16,6 +16,7 @@ interactions as (
 
 select
     md5(load_id || '|' || cast(source_row as varchar)) as interaction_id,
+    cast(null as varchar) as event_id,
     {{ pseudonymize('raw_customer_id') }} as user_id,
     false as is_anonymous,
     stock_code as item_id,
@@ -35,6 +36,7 @@ union all
 
 select
     md5(load_id || '|' || cast(source_row as varchar)) as interaction_id,
+    event_id,
     case
         when user_id is null then {{ pseudonymize_session('session_id') }}
         else {{ pseudonymize('raw_user_id') }}

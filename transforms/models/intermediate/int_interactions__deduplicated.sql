@@ -1,5 +1,20 @@
--- Every generic interaction, flagged when it repeats an earlier one with the same values across all loads;
--- the first copy by (load_seq, source_row) is the original. Unparsed values compare by their raw text.
+-- Every generic interaction, flagged when it repeats an earlier one across all loads; the first copy by
+-- (load_seq, source_row) is the original. A row with an event id is a copy of an earlier row with the same id,
+-- whatever its values (a retried post, the same event in two files; a correction needs a new id). A row without
+-- one is a copy of an earlier row without one that has the same values. Unparsed values compare by their raw text.
+{%- set value_columns = [
+    'interactions.user_id',
+    'interactions.item_id',
+    'interactions.occurred_at',
+    'case when interactions.occurred_at is null then interactions.raw_timestamp end',
+    'interactions.event_type',
+    'interactions.quantity',
+    'case when interactions.quantity is null then interactions.raw_quantity end',
+    'interactions.unit_price',
+    'case when interactions.unit_price is null then interactions.raw_price end',
+    'interactions.session_id',
+    'interactions.malformed_line',
+] %}
 with interactions as (
 
     select * from {{ ref('stg_raw__interactions') }}
@@ -23,18 +38,12 @@ ranked as (
     from interactions
     left join loads on interactions.load_id = loads.load_id
     window copies as (
+        -- The event id alone where there is one (the values are then all NULL here), else the values.
         partition by
-            interactions.user_id,
-            interactions.item_id,
-            interactions.occurred_at,
-            case when interactions.occurred_at is null then interactions.raw_timestamp end,
-            interactions.event_type,
-            interactions.quantity,
-            case when interactions.quantity is null then interactions.raw_quantity end,
-            interactions.unit_price,
-            case when interactions.unit_price is null then interactions.raw_price end,
-            interactions.session_id,
-            interactions.malformed_line
+            interactions.event_id,
+            {%- for column in value_columns %}
+            case when interactions.event_id is null then {{ column }} end{{ "," if not loop.last }}
+            {%- endfor %}
         order by loads.load_seq, interactions.source_row, interactions.load_id
         rows between unbounded preceding and current row
     )

@@ -1,6 +1,7 @@
 -- One row per clean user-item event: what the recommenders learn from.
 select
     interaction_id,
+    event_id,
     user_id,
     is_anonymous,
     item_id,

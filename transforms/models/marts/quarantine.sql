@@ -55,6 +55,7 @@ unioned as (
             'quantity', raw_quantity,
             'price', raw_price,
             'session_id', raw_session_id,
+            'event_id', raw_event_id,
             'malformed_line', malformed_line
         ) as varchar) as raw_values,
         source_file
