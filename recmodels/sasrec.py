@@ -369,7 +369,11 @@ class SASRec(nn.Module):
         Uses the ``max_length`` most recent items of each history; an empty history gets the model's prior.
         """
         was_training = self.training
-        self.eval()
+        # Switching modes walks every submodule through torch's slow __setattr__: a third of a short history's
+        # scoring, so only when some module is in training mode.
+        switch = any(module.training for module in self.modules())
+        if switch:
+            self.eval()
         try:
             with torch.inference_mode():
                 items = self._inference_items()  # (N+1, D)
@@ -394,7 +398,8 @@ class SASRec(nn.Module):
                         block = block + bag[:, start : start + chunk] * seen_bias[start : start + chunk]
                     scores[:, start : start + chunk] = block.float().cpu().numpy()
         finally:
-            self.train(was_training)
+            if switch:
+                self.train(was_training)
         scores[:, 0] = -np.inf
         return scores
 
