@@ -98,7 +98,8 @@ def _own(frames: list[pd.DataFrame], labels: np.ndarray, empty: pd.DataFrame) ->
 def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest], n_items: int,
                   item_features: pd.DataFrame, blank_features: pd.DataFrame) -> list[pd.DataFrame]:
     """Every candidate of each request with its features and score, best first (score, then the lower id): one
-    ``rank`` call per distinct cut-off."""
+    ``rank`` call per distinct cut-off. ``features_as_of`` (what a leakage check reads) is left out: it holds the
+    items' last events among the other rows' too, the one column that would tell a batch from a row alone."""
     answers: list[pd.DataFrame | None] = [None] * len(requests)
     by_cutoff: dict[pd.Timestamp, list[int]] = {}
     for index, request in enumerate(requests):
@@ -115,8 +116,8 @@ def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest],
             ranked = without_history_items(ranked, seen)
         rows, score = ranked["row"].to_numpy(np.int64), ranked["score"].to_numpy(np.float64)
         order = np.lexsort((ranked["item"].to_numpy(np.int64), -score, rows))  # by row, then best first
-        ranked = ranked.take(order).reset_index(drop=True)
+        ranked = ranked.take(order).drop(columns="features_as_of").reset_index(drop=True)
         bounds = np.searchsorted(rows[order], np.arange(len(chosen) + 1))
         for row, index in enumerate(members):
-            answers[index] = ranked.iloc[bounds[row]:bounds[row + 1]]
+            answers[index] = ranked.iloc[bounds[row]:bounds[row + 1]].reset_index(drop=True)
     return answers
