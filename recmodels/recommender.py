@@ -100,15 +100,20 @@ class TwoStageConfig:
                    sequence_behaviour=bool(spec.get("sequence_behaviour", False)))
 
 
-def without_history_items(candidates: pd.DataFrame, histories: list[np.ndarray]) -> pd.DataFrame:
-    """``candidates`` minus the rows whose item is already in that row's history."""
+def in_history(rows: np.ndarray, items: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    """Whether each (row, item) pair's item is in that row's history."""
     lengths = [len(h) for h in histories]
     seen_rows = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
     seen_items = np.concatenate(histories).astype(np.int64) if sum(lengths) else np.array([], np.int64)
-    rows, items = candidates["row"].to_numpy(np.int64), candidates["item"].to_numpy(np.int64)
+    rows, items = np.asarray(rows, np.int64), np.asarray(items, np.int64)
     # (row, item) pairs packed into one int64 each, so a membership test replaces a DataFrame merge.
     width = int(max(items.max(initial=0), seen_items.max(initial=0))) + 1
-    seen = np.isin(rows * width + items, seen_rows * width + seen_items)
+    return np.isin(rows * width + items, seen_rows * width + seen_items)
+
+
+def without_history_items(candidates: pd.DataFrame, histories: list[np.ndarray]) -> pd.DataFrame:
+    """``candidates`` minus the rows whose item is already in that row's history."""
+    seen = in_history(candidates["row"].to_numpy(), candidates["item"].to_numpy(), histories)
     return candidates.loc[~seen].reset_index(drop=True)
 
 

@@ -75,16 +75,15 @@ class Answers:
         return self._labels[np.asarray(internal, dtype=np.int64)]
 
 
-def explained(explainer: Explainer, bundle: Bundle, history: np.ndarray, ranked: pd.DataFrame, k: int,
-              evidence: dict[str, np.ndarray]) -> np.ndarray:
-    """The first ``k`` rows of ``ranked`` (item, score; best first) as ``TOP`` rows, explained for a customer with
-    ``history`` and ``evidence`` (``Explainer.explain``'s viewed, in_cart, bought)."""
-    top = ranked.head(k)
-    items = top["item"].to_numpy(np.int64)
+def explained(explainer: Explainer, bundle: Bundle, history: np.ndarray, items: np.ndarray, scores: np.ndarray,
+              k: int, evidence: dict[str, np.ndarray]) -> np.ndarray:
+    """The first ``k`` of ``items`` (best first) with their ``scores`` as ``TOP`` rows, explained for a customer
+    with ``history`` and ``evidence`` (``Explainer.explain``'s viewed, in_cart, bought)."""
+    items, scores = np.asarray(items, np.int64)[:k], np.asarray(scores, np.float64)[:k]
     # Co-purchase evidence reads the purchases of a history that may hold views (tokens) too.
     explanations = explainer.explain(purchased_items(history, len(bundle.item_ids)), items, **evidence)
     rows = np.empty(len(items), dtype=TOP)
-    rows["item"], rows["score"] = items, top["score"].to_numpy(np.float64)
+    rows["item"], rows["score"] = items, scores
     rows["kind"] = [KINDS.index(e.kind) for e in explanations]
     rows["anchor"] = [e.anchor for e in explanations]
     rows["strength"] = [e.strength for e in explanations]
@@ -113,5 +112,4 @@ def popular_top(bundle: Bundle, fallback: str | None, explainer: Explainer, k: i
         return np.empty(0, dtype=TOP)
     scores = bundle.models[fallback].score([np.array([], np.int64)])[0]
     order = np.argsort(-scores[1:], kind="stable")[:k] + 1
-    ranked = pd.DataFrame({"item": order, "score": scores[order].astype(np.float64)})
-    return explained(explainer, bundle, np.array([], np.int64), ranked, k, {})
+    return explained(explainer, bundle, np.array([], np.int64), order, scores[order], k, {})

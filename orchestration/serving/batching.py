@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recmodels.ranking.behaviour import no_behaviour
-from recmodels.recommender import TwoStageRecommender, no_purchases, without_history_items
+from recmodels.recommender import TwoStageRecommender, in_history, no_purchases
 from recmodels.sequences import decode
 
 Item = TypeVar("Item")
@@ -86,6 +86,28 @@ class RankRequest:
     exclude_history: bool = False  # leave the history's own items out
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """One request's candidates, best first (score, then the lower id): their ids and scores, and where their
+    features are in the ranking call's frame, so that no per-request frame is built unless asked for."""
+
+    items: np.ndarray  # internal ids
+    scores: np.ndarray
+    features: pd.DataFrame  # the whole call's candidates with features
+    positions: np.ndarray  # this request's rows of ``features``, best first
+
+    def frame(self) -> pd.DataFrame:
+        """The candidates with their features, best first. ``features_as_of`` (what a leakage check reads) is left
+        out: it holds the items' last events among the other rows' too, the one column that tells a batch from a
+        row alone."""
+        return self.features.iloc[self.positions].drop(columns=["row", "features_as_of"]).reset_index(drop=True)
+
+    def features_of(self, item: int) -> tuple[int, pd.Series] | None:
+        """(1-based rank, feature row) of ``item``; None when it is no candidate."""
+        hit = np.flatnonzero(self.items == item)
+        return None if not len(hit) else (int(hit[0]) + 1, self.features.iloc[self.positions[hit[0]]])
+
+
 _NO_PURCHASES, _NO_BEHAVIOUR = no_purchases(), no_behaviour()  # read only
 
 
@@ -96,11 +118,9 @@ def _own(frames: list[pd.DataFrame], labels: np.ndarray, empty: pd.DataFrame) ->
 
 
 def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest], n_items: int,
-                  item_features: pd.DataFrame, blank_features: pd.DataFrame) -> list[pd.DataFrame]:
-    """Every candidate of each request with its features and score, best first (score, then the lower id): one
-    ``rank`` call per distinct cut-off. ``features_as_of`` (what a leakage check reads) is left out: it holds the
-    items' last events among the other rows' too, the one column that would tell a batch from a row alone."""
-    answers: list[pd.DataFrame | None] = [None] * len(requests)
+                  item_features: pd.DataFrame, blank_features: pd.DataFrame) -> list[Ranked]:
+    """Every candidate of each request, ranked: one ``rank`` call per distinct cut-off."""
+    answers: list[Ranked | None] = [None] * len(requests)
     by_cutoff: dict[pd.Timestamp, list[int]] = {}
     for index, request in enumerate(requests):
         by_cutoff.setdefault(request.cutoff, []).append(index)
@@ -111,13 +131,15 @@ def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest],
         ranked = recommender.rank(histories, labels, _own([r.events for r in chosen], labels, _NO_PURCHASES), cutoff,
                                   item_features=item_features, blank_features=blank_features,
                                   behaviour=_own([r.behaviour for r in chosen], labels, _NO_BEHAVIOUR))
+        rows, items = ranked["row"].to_numpy(np.int64), ranked["item"].to_numpy(np.int64)
+        score = ranked["score"].to_numpy(np.float64)
+        kept = np.ones(len(ranked), dtype=bool)
         if any(r.exclude_history for r in chosen):  # everything the history holds is seen, whatever was done to it
             seen = [decode(r.history, n_items)[0] if r.exclude_history else np.array([], np.int64) for r in chosen]
-            ranked = without_history_items(ranked, seen)
-        rows, score = ranked["row"].to_numpy(np.int64), ranked["score"].to_numpy(np.float64)
-        order = np.lexsort((ranked["item"].to_numpy(np.int64), -score, rows))  # by row, then best first
-        ranked = ranked.take(order).drop(columns="features_as_of").reset_index(drop=True)
+            kept = ~in_history(rows, items, seen)
+        order = np.flatnonzero(kept)[np.lexsort((items[kept], -score[kept], rows[kept]))]  # by row, best first
         bounds = np.searchsorted(rows[order], np.arange(len(chosen) + 1))
         for row, index in enumerate(members):
-            answers[index] = ranked.iloc[bounds[row]:bounds[row + 1]].reset_index(drop=True)
+            positions = order[bounds[row]:bounds[row + 1]]
+            answers[index] = Ranked(items[positions], score[positions], ranked, positions)
     return answers

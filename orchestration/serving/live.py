@@ -76,11 +76,32 @@ class Recorded:
         return Recorded(self.purchases[self.purchases["user_key"] == key],
                         self.behaviour[self.behaviour["user_key"] == key])
 
-    def plus(self, other: Recorded) -> Recorded:
-        if not len(other):
-            return self
-        return Recorded(pd.concat([self.purchases, other.purchases], ignore_index=True),
-                        pd.concat([self.behaviour, other.behaviour], ignore_index=True))
+    @property
+    def event_ids(self) -> set[str]:
+        return {str(i) for frame in (self.purchases, self.behaviour) for i in frame[EVENT_ID].dropna()}
+
+    @property
+    def last_sequence(self) -> int:
+        return int(max(self.purchases[SEQUENCE].to_numpy().max(initial=-1),
+                       self.behaviour[SEQUENCE].to_numpy().max(initial=-1)))
+
+    def without(self, event_ids: set[str]) -> Recorded:
+        """These events but those whose id is in ``event_ids``, and but the first of each id."""
+        def kept(frame: pd.DataFrame) -> pd.DataFrame:
+            ids = frame[EVENT_ID]
+            repeated = ids.notna().to_numpy() & ids.duplicated().to_numpy()
+            return frame[~(ids.astype(str).isin(event_ids).to_numpy() & ids.notna().to_numpy()) & ~repeated]
+
+        return Recorded(kept(self.purchases), kept(self.behaviour))
+
+    @classmethod
+    def joined(cls, batches: list[Recorded]) -> Recorded:
+        """Several batches as one, in order."""
+        batches = [batch for batch in batches if len(batch)]
+        if not batches:
+            return cls()
+        return cls(pd.concat([b.purchases for b in batches], ignore_index=True),
+                   pd.concat([b.behaviour for b in batches], ignore_index=True))
 
 
 def recorded_rows(frame: pd.DataFrame, key: str, bundle: Bundle, first_sequence: int) -> Recorded:

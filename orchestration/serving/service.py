@@ -28,7 +28,7 @@ import pandas as pd
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.serving.answers import Answers, described, explained, popular_top
-from orchestration.serving.batching import MicroBatcher, RankRequest, rank_requests
+from orchestration.serving.batching import MicroBatcher, Ranked, RankRequest, rank_requests
 from orchestration.serving.live import Customer, Recorded, merged, recorded_rows, unprocessed, with_recorded
 from orchestration.serving.sessions import SESSION_EVENT_TYPES, SessionEvent, session_times
 from orchestration.serving.shop import ShopData
@@ -101,9 +101,13 @@ class RecommendationService:
         self.blank_features = self.recommender.blank_features(self.item_features, data.as_of)
         self.answers = Answers(bundle, data.catalogue)
         self.popular_top = popular_top(bundle, self.fallback, self.explainer, n_items)  # every item: explain
-        self._batcher = MicroBatcher(self._rank_requests)
+        # Two lanes: rows without events (sessions of items) cost a few ms each, rows with events a pandas feature
+        # pass; batched apart, a customer's recompute never holds up the sessions queued behind it.
+        self._lanes = (MicroBatcher(self._rank_requests), MicroBatcher(self._rank_requests))
         self._state = threading.Lock()  # guards what record_events changes
-        self._recorded = Recorded()
+        self._log: list[Recorded] = []  # what was recorded, in order
+        self._sequence = 0  # the next event's number in recording order
+        self._event_ids: set[str] = set()  # of the recorded events, so a retried post counts once
         self._fresh: dict[str, Customer] = {}  # user keys with recorded events
         self._as_of = data.as_of
         self._stop = threading.Event()
@@ -137,8 +141,8 @@ class RecommendationService:
         """Adopt the events ``other`` recorded from sequence number ``since`` on that this service's data does not
         hold yet (a reload replacing ``other``); returns where a later call goes on from."""
         with other._state:
-            recorded, following = other._recorded.since(since), other._next_sequence()
-        self.adopt(unprocessed(recorded, self.data))
+            recorded, following = [batch.since(since) for batch in other._log], other._sequence
+        self.adopt(unprocessed(Recorded.joined(recorded), self.data))
         return following
 
     def close(self) -> None:
@@ -187,13 +191,13 @@ class RecommendationService:
                         self._rows_of(data.behaviour, data.behaviour_rows, key), data.histories.get(key),
                         {"viewed": viewed, "in_cart": in_cart}, data.as_of)
 
-    def _rank_requests(self, requests: list[RankRequest]) -> list[pd.DataFrame]:
+    def _rank_requests(self, requests: list[RankRequest]) -> list[Ranked]:
         return rank_requests(self.recommender, requests, len(self.bundle.item_ids), self.item_features,
                              self.blank_features)
 
-    def _ranked(self, request: RankRequest) -> pd.DataFrame:
-        """Every candidate of one request, best first, ranked together with whatever requests wait beside it."""
-        return self._batcher.submit(request)
+    def _ranked(self, request: RankRequest) -> Ranked:
+        """Every candidate of one request, best first, ranked together with whatever requests of its lane wait."""
+        return self._lanes[bool(len(request.events) or len(request.behaviour))].submit(request)
 
     # ------------------------------------------------------------------------------------ recorded events
 
@@ -204,11 +208,9 @@ class RecommendationService:
         answer is dropped, so their next request ranks again with these events. Returns how many were kept
         (events of unknown items, without any id, or already recorded are not)."""
         with self._state:
-            recorded = recorded_rows(frame, self.key, self.bundle, self._next_sequence())
-            known = (self._recorded.purchases, self._recorded.behaviour)
-            ids = set().union(*(set(rows["event_id"].dropna()) for rows in known), self.data.event_ids or ())
-            new = Recorded(*(rows[~rows["event_id"].isin(ids).to_numpy()]
-                             for rows in (recorded.purchases, recorded.behaviour)))
+            recorded = recorded_rows(frame, self.key, self.bundle, self._sequence)
+            self._sequence += len(frame)
+            new = recorded.without(self._event_ids | (self.data.event_ids or set()))
             self._apply(new)
         return len(new)
 
@@ -220,17 +222,15 @@ class RecommendationService:
     def recorded(self) -> Recorded:
         """The events recorded here (and carried over), in recording order."""
         with self._state:
-            return self._recorded
-
-    def _next_sequence(self) -> int:
-        sequences = pd.concat([self._recorded.purchases["recorded"], self._recorded.behaviour["recorded"]])
-        return int(sequences.max()) + 1 if len(sequences) else 0
+            return Recorded.joined(self._log)
 
     def _apply(self, recorded: Recorded) -> None:
         """Add ``recorded`` (held ``_state``): each touched key's customer is rebuilt and its kept answer dropped."""
         if not len(recorded):
             return
-        self._recorded = self._recorded.plus(recorded)
+        self._log.append(recorded)
+        self._sequence = max(self._sequence, recorded.last_sequence + 1)
+        self._event_ids |= recorded.event_ids
         for key in recorded.keys:
             self._fresh[key] = with_recorded(self._customer(key), recorded.of(key), self.bundle,
                                              len(self.data.behaviour) > 0)
@@ -249,7 +249,8 @@ class RecommendationService:
         if customer.history is None:
             return None
         ranked = self._ranked(_request(customer))
-        top = explained(self.explainer, self.bundle, customer.history, ranked, MAX_K, customer.evidence)
+        top = explained(self.explainer, self.bundle, customer.history, ranked.items, ranked.scores, MAX_K,
+                        customer.evidence)
         self.answers.keep(key, top, generation)
         return top
 
@@ -270,7 +271,8 @@ class RecommendationService:
                      if customer.history is not None]
             ranked = self._rank_requests([_request(customer) for _, customer, _ in chunk])
             for (key, customer, generation), rows in zip(chunk, ranked):
-                top = explained(self.explainer, self.bundle, customer.history, rows, MAX_K, customer.evidence)
+                top = explained(self.explainer, self.bundle, customer.history, rows.items, rows.scores, MAX_K,
+                                customer.evidence)
                 self.answers.keep(key, top, generation)
             done += len(chunk)
         return done
@@ -323,7 +325,8 @@ class RecommendationService:
         return np.asarray(mapped, dtype=np.int64), unknown, text_only
 
     def _session_top(self, request: RankRequest, k: int, evidence: dict[str, np.ndarray]) -> pd.DataFrame:
-        top = explained(self.explainer, self.bundle, request.history, self._ranked(request), k, evidence)
+        ranked = self._ranked(request)
+        top = explained(self.explainer, self.bundle, request.history, ranked.items, ranked.scores, k, evidence)
         return described(self.answers, top)
 
     def recommend_session(self, shop_item_ids: list[str], k: int = 10, include_seen: bool = False
@@ -444,11 +447,10 @@ class RecommendationService:
             hit = np.flatnonzero(order == code)
             rank, score = (int(hit[0]) + 1, float(scores[hit[0]])) if len(hit) else (None, None)
         else:
-            ranked = self._ranked(_request(customer))
-            hit = np.flatnonzero(ranked["item"].to_numpy() == code)
-            if len(hit):
-                row = ranked.iloc[int(hit[0])]
-                rank, score = int(hit[0]) + 1, float(row["score"])
+            found = self._ranked(_request(customer)).features_of(code)
+            if found is not None:
+                rank, row = found
+                score = float(row["score"])
                 features = {name: float(row[name]) for name in self.recommender.ranker.feature_names}
         bought = (np.array([], np.int64) if customer.history is None
                   else purchased_items(customer.history, len(self.bundle.item_ids)))
