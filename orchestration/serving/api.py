@@ -6,11 +6,11 @@
 ``/redoc`` serve Swagger UI and ReDoc from the installed ``fastapi-offline`` package, so nothing is fetched from a
 CDN and both work offline.
 
-The champion bundle is loaded at startup. Requests check the registry and the warehouse at most every
-``reload_seconds`` (in a background thread, so no request waits for it); when the ``champion`` alias has moved,
-the new version is loaded beside the old one, and when the marts' fingerprint has changed (new events ingested and
-transformed), the same version is loaded over the new data; either is swapped in as one reference, so a request
-sees one model and one data from start to end. A failed reload (the warehouse locked by a writer, a broken
+The champion bundle is loaded at startup, and every known customer ranked (``champion.ChampionHolder``). Requests
+check the registry and the warehouse at most every ``reload_seconds`` (in a background thread, so no request waits
+for it); when the ``champion`` alias has moved, the new version is loaded and warmed beside the old one, and when
+the marts' fingerprint has changed (new events ingested and transformed), the same version is loaded over the new
+data; either is swapped in as one reference, so a request sees one model and one data from start to end. A failed reload (the warehouse locked by a writer, a broken
 bundle) is logged and the old model keeps serving.
 
 Ids are the shop's own: customer ids are pseudonymised exactly as the marts do, item ids are the catalogue's.

@@ -44,10 +44,9 @@ class Served:
 class ChampionHolder:
     """The current ``Served``, reloaded when the registry's champion alias moves or the marts change.
 
-    A replacement is ranked for every known customer (``RecommendationService.warm``) before it is swapped in, while
-    the old one keeps answering, and takes over the events the old one recorded that its data does not hold; the
-    first one is swapped in at once and warms in the background (a customer asked for first is ranked on demand,
-    alike)."""
+    A service is ranked for every known customer (``RecommendationService.warm``) before it is swapped in, so a
+    request for a known customer is a lookup from the first answer on; a replacement warms while the old one keeps
+    answering, and takes over the events the old one recorded that its data does not hold."""
 
     def __init__(self, warehouse, mlflow, pseudonymization_key: str, reload_seconds: float):
         self.warehouse = warehouse
@@ -60,7 +59,7 @@ class ChampionHolder:
         self._swapping = threading.Lock()  # held while events are recorded or the current service replaced
         self._last_check = time.monotonic()  # the caller's first refresh() counts as the first check
         self._thread: threading.Thread | None = None
-        self._warming: threading.Thread | None = None
+        self._incoming: RecommendationService | None = None  # being warmed, to stop at shutdown
 
     def refresh(self) -> bool:
         """Check the registry and the marts once; load and swap in a new champion version, or the same version
@@ -113,20 +112,20 @@ class ChampionHolder:
         return True
 
     def _install(self, served: Served, current: Served | None) -> None:
-        """Make ``served`` current: the first at once, warming behind; a replacement ranked in full first, with
-        the events ``current`` recorded meanwhile carried over under the lock that recording takes, so none is
-        lost between the two."""
-        if current is None:
-            self.current = served
-            self._warming = threading.Thread(target=served.service.warm, name="champion-warm", daemon=True)
-            self._warming.start()
-            return
-        following = served.service.carry_over(current.service)
-        served.service.warm()
+        """Warm ``served`` and make it current, with the events ``current`` recorded meanwhile carried over under
+        the lock that recording takes, so none is lost between the two."""
+        incoming = self._incoming = served.service
+        following = incoming.carry_over(current.service) if current is not None else 0
+        try:
+            incoming.warm()
+        finally:
+            self._incoming = None
         with self._swapping:
-            served.service.carry_over(current.service, since=following)
+            if current is not None:
+                incoming.carry_over(current.service, since=following)
             self.current = served  # one reference assignment: requests see old or new, never a mix
-        current.service.close()
+        if current is not None:
+            current.service.close()
 
     def record_events(self, events: pd.DataFrame) -> int:
         """``RecommendationService.record_events`` on the current service, never lost to a reload swapping it
@@ -152,16 +151,16 @@ class ChampionHolder:
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Wait for a running check and the first service's warm-up to finish (tests)."""
-        for thread in (self._thread, self._warming):
-            if thread is not None:
-                thread.join(timeout)
+        """Wait for a running check to finish (shutdown, tests)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop the current service's warm-up and wait for a running check (shutdown)."""
-        served = self.current
-        if served is not None:
-            served.service.close()
+        """Stop a replacement's warm-up and wait for the running check (shutdown)."""
+        incoming = self._incoming
+        if incoming is not None:
+            incoming.close()
         self.wait(timeout)
 
 

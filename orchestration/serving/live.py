@@ -18,7 +18,6 @@ from orchestration.serving.shop import EVENT_ID, ShopData, model_histories
 from orchestration.store.privacy import pseudonymize, pseudonymize_session
 from recmodels.explain import behaviour_evidence
 from recmodels.ranking.behaviour import BEHAVIOURS, no_behaviour
-from recmodels.ranking.lookups import internal_item_ids
 from recmodels.recommender import no_purchases
 from recmodels.sequences import EVENT_TYPES
 
@@ -120,7 +119,8 @@ def recorded_rows(frame: pd.DataFrame, key: str, bundle: Bundle, first_sequence:
     frame = frame[customer | session]
     users = [pseudonymize(user, key) if has_user else pseudonymize_session(sess, key)
              for user, sess, has_user in zip(frame["user_id"], frame["session_id"], customer[customer | session])]
-    items, known = internal_item_ids(frame["item_id"], bundle.item_ids)
+    items = bundle.internal_ids(frame["item_id"].to_numpy())
+    known = items != 0
     times = pd.to_datetime(frame["occurred_at"])
     if times.dt.tz is not None:
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from orchestration.registry.bundle import Bundle
 from orchestration.serving.live import recorded_rows, unprocessed
 from orchestration.store.privacy import pseudonymize, pseudonymize_session
 
 KEY = "unit-test-key"
-BUNDLE = types.SimpleNamespace(item_ids=np.array(["A", "B", "C"]))  # internal ids 1, 2, 3
+BUNDLE = Bundle(recommender=None, item_ids=np.array(["A", "B", "C"]), spec={}, folder=None, models={})  # ids 1..3
 
 
 def _frame(rows):
