@@ -29,10 +29,10 @@ from typing import Annotated, Any
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints
 
 from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS
 from orchestration.registry.tracking import MLflowTracking
@@ -73,7 +73,9 @@ DIGITS = 6  # decimals kept of scores and similarities: more is noise in JSON
 # ------------------------------------------------------------------------------------------- the champion
 
 
-def _served(request: Request) -> Served:
+async def _served(request: Request) -> Served:
+    # async: it only reads a reference and may start a thread, so it runs on the event loop rather than taking a
+    # worker thread per request as a plain function dependency would.
     holder: ChampionHolder = request.app.state.champion
     holder.maybe_refresh()
     served = holder.current
@@ -112,6 +114,13 @@ def recommended_items(frame: pd.DataFrame) -> list[RecommendedItem]:
                             score=number(row["score"]), explanation=text(row["explanation"]),
                             because_of=text(row["because_of"]), reason=text(row["reason"]))
             for row in frame.to_dict("records")]
+
+
+def json_response(model: BaseModel) -> Response:
+    """``model`` as its JSON, serialised once by pydantic: a route returning the model itself has FastAPI validate
+    and encode it again, which cost more than answering a customer from their kept answer (the route's
+    ``response_model`` still documents it)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def user_response(answer: dict[str, Any], version: int) -> UserRecommendations:
@@ -295,17 +304,17 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
     def recommend_session(body: SessionRequest, served: Champion,
                           include_seen: Annotated[bool, Query(description="Also recommend the session's own "
                                                                           "items.")] = False
-                          ) -> SessionRecommendations:
+                          ) -> Response:
         """Recommendations for a session: its items (viewed or bought, oldest first), or its typed events (views,
         carts, favourites, purchases), which feed the ranker's behaviour features and the explanations ("You
         viewed this", "In your cart", "Viewed together with X"). Anonymous unless user_id names the customer. Its
         own items are left out unless include_seen."""
-        return session_response(session_answer(served.service, body, include_seen), served.version)
+        return json_response(session_response(session_answer(served.service, body, include_seen), served.version))
 
     @app.get("/recommendations/{user_id}", response_model=UserRecommendations, **_read_route(reads, 422, 503))
-    def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> UserRecommendations:
+    def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> Response:
         """A customer's recommendations from their purchase history; popular items for an unknown customer."""
-        return user_response(served.service.recommend_user(user_id, k), served.version)
+        return json_response(user_response(served.service.recommend_user(user_id, k), served.version))
 
     @app.get("/customers/{user_id}/history", response_model=CustomerHistory, **_read_route(reads, 422, 503))
     def customer_history(user_id: UserId, served: Champion,
