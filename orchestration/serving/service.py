@@ -48,7 +48,7 @@ SESSION_KEY = "__anonymous_session__"  # a user key no pseudonym can take ("u_" 
 FALLBACK_SOURCES = ("recent-popularity", "popularity")  # unknown customers get the first one the bundle has
 MAX_K = 100  # items an answer holds at most, and what is kept per known customer
 SESSION_BASKET = "__session__"  # basket_id of a session's purchases
-WARM_BATCH = 256  # customers per ranking call while warming: bounded memory, and requests get the CPU in between
+WARM_BATCH = 256  # customers per ranking call while warming: the per-call cost spread thin, the memory bounded
 
 
 class NoChampionError(LookupError):
