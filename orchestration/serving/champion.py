@@ -3,6 +3,7 @@
 from start to end.
 """
 
+import gc
 import json
 import logging
 import threading
@@ -126,6 +127,12 @@ class ChampionHolder:
             self.current = served  # one reference assignment: requests see old or new, never a mix
         if current is not None:
             current.service.close()
+        # What a service holds lives as long as it: kept out of the collector's full passes, which walk every
+        # tracked object (0.17 s on Online Retail) mid-request every so many allocations. The previous service's
+        # objects are handed back first, so whatever cycles they leave are collected.
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
     def record_events(self, events: pd.DataFrame) -> int:
         """``RecommendationService.record_events`` on the current service, never lost to a reload swapping it
@@ -157,11 +164,13 @@ class ChampionHolder:
             thread.join(timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop a replacement's warm-up and wait for the running check (shutdown)."""
+        """Stop a replacement's warm-up and wait for the running check (shutdown); the frozen objects go back to
+        the collector, so the process ends with nothing left uncollected."""
         incoming = self._incoming
         if incoming is not None:
             incoming.close()
         self.wait(timeout)
+        gc.unfreeze()
 
 
 def _reasons_logged(warehouse, version: int) -> list[str]:
