@@ -293,12 +293,22 @@ class TextKNN:
         self.popularity_ = _popularity_rank(_counts(train, n_items))
         return self
 
+    def _unit64(self) -> np.ndarray:
+        """``unit_`` in float64, converted once per fitted matrix: the history weights are float64, and every product
+        of the two would otherwise convert the whole (n_items + 1, d) matrix again."""
+        cached = self.__dict__.get("_unit64_cache")
+        if cached is None or cached[0] is not self.unit_:
+            cached = (self.unit_, np.asarray(self.unit_, dtype=np.float64))
+            self.__dict__["_unit64_cache"] = cached
+        return cached[1]
+
     def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        unit = self._unit64()
         weights = _history_matrix(histories, self.n_items, self.decay)
-        profile = np.asarray(weights @ self.unit_)  # (B, d); the mean's scale does not matter for a cosine
+        profile = np.asarray(weights @ unit)  # (B, d); the mean's scale does not matter for a cosine
         norms = np.linalg.norm(profile, axis=1, keepdims=True)
         profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
-        cosine = profile @ self.unit_.T  # (B, n_items + 1)
+        cosine = profile @ unit.T  # (B, n_items + 1)
         # A history without text (or without events) has no profile: fall back to popularity.
         return _finish(np.where(norms > 0, cosine, self.popularity_[None, :]))
 

@@ -46,6 +46,13 @@ def item_feature_table(events: pd.DataFrame, cutoff: TimeLike, n_items: int,
     return features.set_index("item")[present].reindex(np.arange(n_items + 1))
 
 
+def no_purchases() -> pd.DataFrame:
+    """A ``purchase_events`` frame without events."""
+    return pd.DataFrame({"user_key": np.array([], object), "item": np.array([], np.int64),
+                         "occurred_at": np.array([], "datetime64[ns]"), "quantity": np.array([], np.float64),
+                         "unit_price": np.array([], np.float64), "basket_id": np.array([], object)})
+
+
 def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: np.ndarray, events: pd.DataFrame,
                         cutoff: TimeLike) -> pd.DataFrame:
     """``features`` computed from some customers' events only, with the item-level columns from ``table``."""
@@ -66,6 +73,17 @@ def _with_item_features(features: pd.DataFrame, table: pd.DataFrame, row_keys: n
     return features
 
 
+def _looked_up(candidates: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``candidates`` with every column of ``table`` (indexed by internal id) at their item, in its order."""
+    items = candidates["item"].to_numpy(np.int64)
+    numeric = table.select_dtypes("number").columns
+    # The numbers as one block: a frame of one 2-D array is built far faster than one of many columns.
+    looked = pd.DataFrame(table[numeric].to_numpy(np.float64)[items], columns=numeric, index=candidates.index)
+    for name in table.columns.difference(numeric, sort=False):
+        looked[name] = table[name].to_numpy()[items]
+    return pd.concat([candidates, looked[table.columns]], axis=1)
+
+
 @dataclass(frozen=True)
 class TwoStageConfig:
     n_candidates: int = DEFAULT_N_CANDIDATES  # candidates per row, all sources together
@@ -82,15 +100,21 @@ class TwoStageConfig:
                    sequence_behaviour=bool(spec.get("sequence_behaviour", False)))
 
 
+def in_history(rows: np.ndarray, items: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    """Whether each (row, item) pair's item is in that row's history."""
+    lengths = [len(h) for h in histories]
+    seen_rows = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
+    seen_items = np.concatenate(histories).astype(np.int64) if sum(lengths) else np.array([], np.int64)
+    rows, items = np.asarray(rows, np.int64), np.asarray(items, np.int64)
+    # (row, item) pairs packed into one int64 each, so a membership test replaces a DataFrame merge.
+    width = int(max(items.max(initial=0), seen_items.max(initial=0))) + 1
+    return np.isin(rows * width + items, seen_rows * width + seen_items)
+
+
 def without_history_items(candidates: pd.DataFrame, histories: list[np.ndarray]) -> pd.DataFrame:
     """``candidates`` minus the rows whose item is already in that row's history."""
-    lengths = [len(h) for h in histories]
-    seen = pd.DataFrame({
-        "row": np.repeat(np.arange(len(histories)), lengths),
-        "item": np.concatenate(histories) if sum(lengths) else np.array([], np.int64),
-    }).drop_duplicates()
-    merged = candidates[["row", "item"]].merge(seen.assign(seen=True), on=["row", "item"], how="left")
-    return candidates.loc[merged["seen"].isna().to_numpy()].reset_index(drop=True)
+    seen = in_history(candidates["row"].to_numpy(), candidates["item"].to_numpy(), histories)
+    return candidates.loc[~seen].reset_index(drop=True)
 
 
 RANKER = "ranker"  # ``serves``: the ranker orders the candidates; otherwise the name of the one source that does
@@ -136,27 +160,59 @@ class TwoStageRecommender:
         exclude_history: bool = False,
         item_features: pd.DataFrame | None = None,
         behaviour: pd.DataFrame | None = None,
+        blank_features: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Every candidate of every row with its features and the ranker's ``score`` (higher first).
 
         ``row_keys[i]`` is the user key of ``histories[i]`` in ``events`` (``compute_features``' layout);
         features read only events before ``cutoff`` (one time, or one per row); ``behaviour`` (views, carts,
         favourites) feeds the behaviour features when the ranker learned from them. With ``item_features``
-        (``item_feature_table`` of all events at the same cut-off), ``events`` need only hold these rows' customers.
+        (``item_feature_table`` of all events at the same cut-off), ``events`` need only hold these rows' customers;
+        with ``blank_features`` too (``blank_features`` of that table), rows whose user has no event in ``events``
+        nor ``behaviour`` take their features from it (their ``features_as_of`` is NaT).
         """
         candidates = generate_candidates(self.sources, histories, self.config.n_candidates)
         if exclude_history:
             candidates = without_history_items(candidates, histories)
         if self.config.behaviour and behaviour is None:  # a caller without views (the MLflow pyfunc): none seen
             behaviour = no_behaviour()
-        features = compute_features(candidates, row_keys, events, cutoff, item_text=self.item_text,
-                                    recent_items=self.config.recent_items,
-                                    behaviour=behaviour if self.config.behaviour else None)
-        if item_features is not None:
-            features = _with_item_features(features, item_features, row_keys, events, cutoff)
+        behaviour = behaviour if self.config.behaviour else None
+        if blank_features is not None and item_features is None:
+            raise ValueError("blank_features hold item-level features of item_features: pass both")
+        blank = np.zeros(len(candidates), dtype=bool)
+        if blank_features is not None:
+            active = pd.unique(pd.concat([events["user_key"], behaviour["user_key"] if behaviour is not None
+                                          else pd.Series([], dtype=object)]))
+            blank = ~np.isin(np.asarray(row_keys, dtype=object), active)[candidates["row"].to_numpy(np.int64)]
+        parts = []
+        if not blank.all():
+            computed = candidates[~blank] if blank.any() else candidates
+            features = compute_features(computed, row_keys, events, cutoff, item_text=self.item_text,
+                                        recent_items=self.config.recent_items, behaviour=behaviour)
+            if item_features is not None:
+                features = _with_item_features(features, item_features, row_keys, events, cutoff)
+            parts.append(features)
+        if blank.any():
+            parts.append(_looked_up(candidates[blank], blank_features))
+        features = parts[0] if len(parts) == 1 else pd.concat(parts).sort_index()
         features["score"] = (self.ranker.score(features) if self.serves == RANKER
                              else features[f"{self.serves}_score"].to_numpy(np.float64))
         return features
+
+    def blank_features(self, item_features: pd.DataFrame, cutoff: TimeLike) -> pd.DataFrame:
+        """Every item's features, the sources' aside, for a row whose user has no event at all (an anonymous
+        session of items), indexed by internal id: computed by ``compute_features`` itself, once. Nothing in them
+        depends on the row or the cut-off (the item-level ones come from ``item_features``, the rest are the
+        "never" values of a user without events), so ``rank`` looks such rows up here instead of computing
+        them, which costs far more than the rows themselves."""
+        n_items = len(item_features) - 1
+        candidates = pd.DataFrame({"row": np.zeros(n_items, np.int64), "item": np.arange(1, n_items + 1)})
+        keys = np.array([_NOBODY], dtype=object)
+        features = compute_features(candidates, keys, no_purchases(), cutoff, item_text=self.item_text,
+                                    recent_items=self.config.recent_items,
+                                    behaviour=no_behaviour() if self.config.behaviour else None)
+        features = _with_item_features(features, item_features, keys, no_purchases(), cutoff)
+        return features.drop(columns="row").set_index("item").reindex(np.arange(n_items + 1))
 
     def topk(self, ranked: pd.DataFrame, n_rows: int, k: int) -> np.ndarray:
         """(n_rows, k) internal ids from ``rank``'s output, best first, PAD-filled."""

@@ -347,39 +347,70 @@ class SASRec(nn.Module):
                 batch[row, length - len(tail) :] = tail
         return torch.from_numpy(batch).to(self.device)
 
+    def _inference_items(self) -> torch.Tensor:
+        """``item_representations()`` for scoring, computed again only when a weight or buffer behind it has changed
+        (an optimiser step or a load bumps a tensor's version): the text projection of the whole catalogue costs
+        more than the forward pass of a short history."""
+        tensors = [t for module in (getattr(self, "item_ids", None), getattr(self, "text_projection", None))
+                   if module is not None for t in module.parameters()]
+        if hasattr(self, "item_text"):
+            tensors.append(self.item_text)
+        key = tuple((id(t), t._version, t.device) for t in tensors)
+        cached = getattr(self, "_items_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.inference_mode():
+                cached = (key, self.item_representations())
+            self._items_cache = cached
+        return cached[1]
+
     def score(self, histories: list[np.ndarray]) -> np.ndarray:
         """Scores ``(B, n_items + 1)`` float32 for the item after each history; column 0 (PAD) is ``-inf``.
 
         Uses the ``max_length`` most recent items of each history; an empty history gets the model's prior.
         """
         was_training = self.training
-        self.eval()
+        # Switching modes walks every submodule through torch's slow __setattr__: a third of a short history's
+        # scoring, so only when some module is in training mode.
+        switch = any(module.training for module in self.modules())
+        if switch:
+            self.eval()
         try:
             with torch.inference_mode():
-                items = self.item_representations()  # (N+1, D)
+                items = self._inference_items()  # (N+1, D)
                 batch = self._batch(histories)  # (B, L)
                 last = self(batch, items)[:, -1]  # (B, D)
-                if hasattr(self, "item_to_item") or hasattr(self, "history_bias"):
-                    # How often each item was bought in each history: (B, N+1) @ W is the sum of the history's rows.
-                    bag = torch.zeros(len(histories), self.n_items + 1, device=batch.device)
-                    bought = self._purchases(batch)
-                    bag.scatter_add_(1, bought, torch.ones_like(bought, dtype=bag.dtype))
-                    bag[:, 0] = 0.0
+                bought = self._purchases(batch)
+                # The history's purchases as (row, item) pairs: the item-to-item term sums their rows of the
+                # matrix, far cheaper than a dense (B, N+1) x (N+1, N+1) product for histories of a few items.
+                rows, positions = torch.nonzero(bought, as_tuple=True)
+                bought_items = bought[rows, positions]
                 if hasattr(self, "history_bias"):
+                    bag = torch.zeros(len(histories), self.n_items + 1, device=batch.device)
+                    bag[rows, bought_items] = 1.0
                     seen_bias = self._seen_bias()  # (N+1,)
                 scores = np.empty((len(histories), self.n_items + 1), dtype=np.float32)
                 chunk = self.config.score_chunk_items
                 for start in range(0, self.n_items + 1, chunk):
                     block = last @ items[start : start + chunk].T  # (B, chunk)
                     if hasattr(self, "item_to_item"):
-                        block = block + bag @ self.item_to_item.weight[:, start : start + chunk]
+                        block = block.index_add(0, rows, self.item_to_item.weight[bought_items, start : start + chunk])
                     if hasattr(self, "history_bias"):
-                        block = block + (bag[:, start : start + chunk] > 0) * seen_bias[start : start + chunk]
+                        block = block + bag[:, start : start + chunk] * seen_bias[start : start + chunk]
                     scores[:, start : start + chunk] = block.float().cpu().numpy()
         finally:
-            self.train(was_training)
+            if switch:
+                self.train(was_training)
         scores[:, 0] = -np.inf
         return scores
+
+    def score_each(self, histories: list[np.ndarray]) -> np.ndarray:
+        """``score``, each history run alone (a batch of one): a row's scores are then the same to the bit whichever
+        histories share the call, which a batched forward pass does not promise (its matrix products sum in
+        shape-dependent orders). What serving needs to rank a customer alike alone, in a micro-batch or in the batch
+        table; slower than ``score`` on a GPU."""
+        if not histories:
+            return np.empty((0, self.n_items + 1), dtype=np.float32)
+        return np.concatenate([self.score([history]) for history in histories])
 
     def recommend(self, histories: list[np.ndarray], k: int, exclude_history: bool = False) -> np.ndarray:
         """Top-``k`` item ids ``(B, k)``, best first, ties to the lower id; PAD is never returned."""

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,14 @@ class Bundle:
     folder: Path
     models: dict[str, Any]  # the candidate sources by name (SASRec and the baselines)
 
+    @cached_property
+    def _index(self) -> pd.Index:
+        """The shop ids as an index, built once: a request maps a few ids, and building it costs more."""
+        return pd.Index(self.item_ids.astype(str))
+
     def internal_ids(self, shop_ids) -> np.ndarray:
         """Internal ids of ``shop_ids``; 0 (PAD) for items this bundle does not know."""
-        index = pd.Index(self.item_ids.astype(str))
-        position = index.get_indexer(pd.Index(np.asarray(shop_ids).astype(str)))
+        position = self._index.get_indexer(pd.Index(np.asarray(shop_ids).astype(str)))
         return np.where(position >= 0, position + 1, 0).astype(np.int64)
 
     def shop_ids(self, internal: np.ndarray) -> np.ndarray:

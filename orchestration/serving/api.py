@@ -6,11 +6,11 @@
 ``/redoc`` serve Swagger UI and ReDoc from the installed ``fastapi-offline`` package, so nothing is fetched from a
 CDN and both work offline.
 
-The champion bundle is loaded at startup. Requests check the registry and the warehouse at most every
-``reload_seconds`` (in a background thread, so no request waits for it); when the ``champion`` alias has moved,
-the new version is loaded beside the old one, and when the marts' fingerprint has changed (new events ingested and
-transformed), the same version is loaded over the new data; either is swapped in as one reference, so a request
-sees one model and one data from start to end. A failed reload (the warehouse locked by a writer, a broken
+The champion bundle is loaded at startup, and every known customer ranked (``champion.ChampionHolder``). Requests
+check the registry and the warehouse at most every ``reload_seconds`` (in a background thread, so no request waits
+for it); when the ``champion`` alias has moved, the new version is loaded and warmed beside the old one, and when
+the marts' fingerprint has changed (new events ingested and transformed), the same version is loaded over the new
+data; either is swapped in as one reference, so a request sees one model and one data from start to end. A failed reload (the warehouse locked by a writer, a broken
 bundle) is logged and the old model keeps serving.
 
 Ids are the shop's own: customer ids are pseudonymised exactly as the marts do, item ids are the catalogue's.
@@ -20,38 +20,26 @@ for a 422; bad input is a 4xx, never a 5xx.
 
 # No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
 
-import json
 import logging
 import math
-import threading
-import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-import duckdb
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints
 
-from orchestration.registry.promotion import (
-    BUNDLE_MODEL,
-    CHAMPION_ALIAS,
-    HISTORY_TAG,
-    PROMOTION_LOG,
-    PROMOTION_REASONS_TAG,
-    current_champion,
-)
+from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.admin import add_admin_routes
 from orchestration.serving.auth import READ, ApiAccess
 from orchestration.serving.events import add_event_route
+from orchestration.serving.champion import ChampionHolder, Served
 from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
 from orchestration.serving.schemas import (
     EXAMPLE_CUSTOMER,
@@ -74,9 +62,9 @@ from orchestration.serving.schemas import (
     UserRecommendations,
     ValidationErrors,
 )
-from orchestration.serving.service import MAX_K, RecommendationService, ShopData, marts_version
+from orchestration.serving.service import MAX_K, RecommendationService
 from orchestration.store.privacy import pseudonymization_key
-from orchestration.store.warehouse import Warehouse, WarehouseBusyError
+from orchestration.store.warehouse import Warehouse
 from recmodels.recommender import RANKER
 
 logger = logging.getLogger(__name__)
@@ -87,146 +75,9 @@ DIGITS = 6  # decimals kept of scores and similarities: more is noise in JSON
 # ------------------------------------------------------------------------------------------- the champion
 
 
-@dataclass(frozen=True)
-class Served:
-    """One champion version and the service built from it; replaced whole, never edited."""
-
-    service: RecommendationService
-    champion: dict[str, Any]  # current_champion()'s description of the version
-
-    @property
-    def version(self) -> int:
-        return int(self.champion["version"])
-
-
-class ChampionHolder:
-    """The current ``Served``, reloaded when the registry's champion alias moves or the marts change."""
-
-    def __init__(self, warehouse, mlflow, pseudonymization_key: str, reload_seconds: float):
-        self.warehouse = warehouse
-        self.key = pseudonymization_key
-        self.reload_seconds = max(float(reload_seconds), 0.0)
-        self.client = mlflow.client()  # one client: MLflowTracking.client() re-sets MLflow's global tracking URI
-        self.current: Served | None = None
-        self.problem: str | None = None  # why the last check loaded nothing (no champion, a failed load)
-        self._checking = threading.Lock()  # held while a check runs; a second one is skipped, not queued
-        self._last_check = time.monotonic()  # the caller's first refresh() counts as the first check
-        self._thread: threading.Thread | None = None
-        self.last_swapped = False  # whether the last check_now() swapped in a new service
-
-    def refresh(self) -> bool:
-        """Check the registry and the marts once; load and swap in a new champion version, or the same version
-        over new data. True when it swapped. Never raises: a failure is logged and the current model keeps
-        serving."""
-        current = self.current
-        try:
-            champion = current_champion(self.client)
-            if champion is None:
-                self.problem = (f"{BUNDLE_MODEL} has no {CHAMPION_ALIAS} yet: "
-                                "run the retrain job (promotion_decision).")
-                if current is not None:
-                    logger.warning("%s has no %s alias any more; still serving version %d",
-                                   BUNDLE_MODEL, CHAMPION_ALIAS, current.version)
-                return False
-            if current is not None and int(champion["version"]) == current.version:
-                return self._refresh_data(current)
-            started = time.perf_counter()
-            service = RecommendationService.from_registry(self.client, int(champion["version"]), self.warehouse,
-                                                          self.key)
-            champion = {**champion, **promotion_record(self.client, champion, self.warehouse)}
-        except Exception as error:  # any failure: keep serving what we have
-            self.problem = f"loading the {CHAMPION_ALIAS} of {BUNDLE_MODEL} failed: {error}"
-            logger.exception("Loading the %s of %s failed; %s", CHAMPION_ALIAS, BUNDLE_MODEL,
-                             f"still serving version {current.version}" if current else "nothing to serve")
-            return False
-        self.current = Served(service, champion)  # one reference assignment: requests see old or new, never a mix
-        self.problem = None
-        logger.info("Serving %s version %d (%.1f s to load)", BUNDLE_MODEL, self.current.version,
-                    time.perf_counter() - started)
-        return True
-
-    def _refresh_data(self, current: Served) -> bool:
-        """Reload the shop's data under the same champion when the marts' fingerprint has changed. A run writing
-        the warehouse just now is no failure: the next check will see what it wrote."""
-        try:
-            with self.warehouse.connect(read_only=True, wait=False) as con:
-                version = marts_version(con)
-        except WarehouseBusyError as busy:
-            logger.debug("Not checking for new data now: %s", busy)
-            return False
-        if version == current.service.data.version:
-            return False
-        started = time.perf_counter()
-        service = current.service
-        self.current = Served(service.with_data(ShopData.read(self.warehouse, service.bundle)), current.champion)
-        logger.info("Serving %s version %d over new data (marts %s, %.1f s to load)", BUNDLE_MODEL,
-                    current.version, self.current.service.data.version, time.perf_counter() - started)
-        return True
-
-    def maybe_refresh(self) -> None:
-        """Start a background check when the last one began ``reload_seconds`` ago or more and none is running."""
-        now = time.monotonic()
-        if now - self._last_check < self.reload_seconds or not self._checking.acquire(blocking=False):
-            return
-        self._last_check = now
-
-        def check() -> None:
-            try:
-                self.refresh()
-            finally:
-                self._checking.release()
-
-        self._thread = threading.Thread(target=check, name="champion-reload", daemon=True)
-        self._thread.start()
-
-    def check_now(self, timeout: float) -> bool:
-        """Check at once (an admin's reload): wait up to ``timeout`` s for a check already running, then run one
-        here. False when the running one did not finish in time; ``last_swapped`` tells whether this one swapped."""
-        if not self._checking.acquire(timeout=timeout):
-            return False
-        try:
-            self._last_check = time.monotonic()
-            self.last_swapped = self.refresh()
-        finally:
-            self._checking.release()
-        return True
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for a running check to finish (shutdown, tests)."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-
-def _reasons_logged(warehouse, version: int) -> list[str]:
-    """The gate's reasons for promoting ``version``, from the warehouse's log of decisions; [] without one."""
-    try:
-        with warehouse.connect(read_only=True) as con:
-            row = con.execute(f"select reasons from {PROMOTION_LOG} where version = ? and promoted "
-                              "order by decided_at desc limit 1", [version]).fetchone()
-    except duckdb.Error:  # no decision logged yet (a bundle promoted by hand), or the warehouse busy
-        return []
-    return list(json.loads(row[0])) if row and row[0] else []
-
-
-def promotion_record(client, champion: dict[str, Any], warehouse) -> dict[str, Any]:
-    """What the page tells about the champion besides current_champion(): why it was promoted (its version tag,
-    else the warehouse's decision log), when its metrics were measured and the earlier champions."""
-    version = int(champion["version"])
-    tags = client.get_model_version(BUNDLE_MODEL, str(version)).tags
-    reasons = json.loads(tags[PROMOTION_REASONS_TAG]) if tags.get(PROMOTION_REASONS_TAG) else None
-    measured_at = None
-    if champion.get("run_id"):
-        run = client.get_run(champion["run_id"])
-        ended = run.info.end_time or run.info.start_time
-        if ended:
-            measured_at = datetime.fromtimestamp(ended / 1000, timezone.utc).isoformat(timespec="seconds")
-    history = json.loads(client.get_registered_model(BUNDLE_MODEL).tags.get(HISTORY_TAG, "[]"))
-    return {"promotion_reasons": reasons if reasons is not None else _reasons_logged(warehouse, version),
-            "measured_at": measured_at, "previous_champions": [int(v) for v in history]}
-
-
-def _served(request: Request) -> Served:
+async def _served(request: Request) -> Served:
+    # async: it only reads a reference and may start a thread, so it runs on the event loop rather than taking a
+    # worker thread per request as a plain function dependency would.
     holder: ChampionHolder = request.app.state.champion
     holder.maybe_refresh()
     served = holder.current
@@ -265,6 +116,13 @@ def recommended_items(frame: pd.DataFrame) -> list[RecommendedItem]:
                             score=number(row["score"]), explanation=text(row["explanation"]),
                             because_of=text(row["because_of"]), reason=text(row["reason"]))
             for row in frame.to_dict("records")]
+
+
+def json_response(model: BaseModel) -> Response:
+    """``model`` as its JSON, serialised once by pydantic: a route returning the model itself has FastAPI validate
+    and encode it again, which cost more than answering a customer from their kept answer (the route's
+    ``response_model`` still documents it)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def user_response(answer: dict[str, Any], version: int) -> UserRecommendations:
@@ -403,8 +261,11 @@ def _guard(app: FastAPI, access: ApiAccess) -> None:
                            allow_headers=["Authorization", "Content-Type"])
 
 
-def _champion_lifespan(home: str | None, reload_seconds: float):
-    """The app's start and stop: the champion loaded before the first request, a running reload awaited at exit."""
+def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiAccess | None = None) -> FastAPI:
+    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys); who may call it: ``access``
+    (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
+    access = ApiAccess.from_environment() if access is None else access
+    reads = [Depends(access.requirement(READ))]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -413,22 +274,15 @@ def _champion_lifespan(home: str | None, reload_seconds: float):
         holder.refresh()  # before the first request; without a champion the app starts and answers 503
         app.state.champion = holder
         yield
-        holder.wait(timeout=60)
+        holder.close(timeout=60)
 
-    return lifespan
-
-
-def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiAccess | None = None) -> FastAPI:
-    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys); who may call it: ``access``
-    (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
-    access = ApiAccess.from_environment() if access is None else access
-    reads = [Depends(access.requirement(READ))]
-    app = FastAPIOffline(title="recsys", version="1", lifespan=_champion_lifespan(home, reload_seconds),
+    app = FastAPIOffline(title="recsys", version="1", lifespan=lifespan,
                          description="Recommendations from the MLflow registry's champion recommender bundle. "
                                      "The examples are ids of the demo's synthetic shop (`make demo`).",
                          swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _guard(app, access)
+
     _answer_caller_errors(app)
     add_admin_routes(app, access, _errors(401, 403, 503))
     add_event_route(app, access, home)
@@ -454,17 +308,17 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
     def recommend_session(body: SessionRequest, served: Champion,
                           include_seen: Annotated[bool, Query(description="Also recommend the session's own "
                                                                           "items.")] = False
-                          ) -> SessionRecommendations:
+                          ) -> Response:
         """Recommendations for a session: its items (viewed or bought, oldest first), or its typed events (views,
         carts, favourites, purchases), which feed the ranker's behaviour features and the explanations ("You
         viewed this", "In your cart", "Viewed together with X"). Anonymous unless user_id names the customer. Its
         own items are left out unless include_seen."""
-        return session_response(session_answer(served.service, body, include_seen), served.version)
+        return json_response(session_response(session_answer(served.service, body, include_seen), served.version))
 
     @app.get("/recommendations/{user_id}", response_model=UserRecommendations, **_read_route(reads, 422, 503))
-    def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> UserRecommendations:
+    def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> Response:
         """A customer's recommendations from their purchase history; popular items for an unknown customer."""
-        return user_response(served.service.recommend_user(user_id, k), served.version)
+        return json_response(user_response(served.service.recommend_user(user_id, k), served.version))
 
     @app.get("/customers/{user_id}/history", response_model=CustomerHistory, **_read_route(reads, 422, 503))
     def customer_history(user_id: UserId, served: Champion,

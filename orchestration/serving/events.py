@@ -2,8 +2,8 @@
 
 Accepted events are appended to the events log (``orchestration.ingest.event_log``): generic-format files in the
 landing folder that the landing sensor ingests, where ``event_id`` makes a retried post count once. Then the
-served service, if it has ``record_events``, is told about them, so a customer's next answer can reflect them
-before the warehouse does. Events are taken whether or not a champion is served.
+champion holder records them in the served service (``ChampionHolder.record_events``), so a customer's next answer
+reflects them before the warehouse does. Events are taken whether or not a champion is served.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
@@ -104,14 +104,14 @@ def events_frame(events: list[Event]) -> pd.DataFrame:
 
 
 def record_served(app: FastAPI, events: list[Event]) -> None:
-    """Tell the served service about durable events, when one is served and has ``record_events``. The events are
-    already in the log, so a failure here is logged, never the request's."""
-    served = getattr(getattr(app.state, "champion", None), "current", None)
-    record = getattr(getattr(served, "service", None), "record_events", None)
-    if record is None:
+    """Tell the champion holder about durable events, so the served customer's next answer reflects them; the
+    holder records them under the lock of its swaps, so a reload in between loses none. The events are already
+    in the log, so a failure here is logged, never the request's."""
+    holder = getattr(app.state, "champion", None)
+    if holder is None or holder.current is None:  # nothing served yet: the warehouse will have them
         return
     try:
-        record(events_frame(events))
+        holder.record_events(events_frame(events))
     except Exception:
         logger.exception("The served model could not record %d new events (they are stored all the same)",
                          len(events))

@@ -16,12 +16,47 @@ Scorer = Callable[[list[np.ndarray]], np.ndarray]
 DEFAULT_N_CANDIDATES = 100  # candidates per row, all sources together
 
 
-def _full_ranking(scores: np.ndarray) -> np.ndarray:
-    """(B, n_items) internal ids of every item, best first; ties to the lower id; NaN ranks with -inf."""
-    items = np.asarray(scores, dtype=np.float64)[:, 1:]  # PAD is never a candidate
-    items = np.where(np.isnan(items), -np.inf, items)
-    # A stable sort keeps equal scores in column order, i.e. the lower id first.
-    return np.argsort(-items, axis=1, kind="stable") + 1
+def _ranking_keys(scores: np.ndarray) -> np.ndarray:
+    """(B, n_items) keys whose ascending order is each source's ranking: minus the score, NaN ranking with -inf;
+    equal keys rank the lower id first. PAD (column 0) is never a candidate."""
+    items = np.asarray(scores, dtype=np.float64)[:, 1:]
+    return np.where(np.isnan(items), np.inf, -items)
+
+
+def _top(keys: np.ndarray, depth: int) -> np.ndarray:
+    """(B, depth) internal ids of each row's first ``depth`` items in its ranking, best first, ties to the lower id:
+    the head of a full stable sort, found by a partition instead (a sort of every item costs most of the rest)."""
+    n_rows, n_items = keys.shape
+    if depth >= n_items:
+        return np.argsort(keys, axis=1, kind="stable") + 1
+    threshold = np.partition(keys, depth - 1, axis=1)[:, depth - 1 : depth]  # (B, 1) the depth-th best key
+    better = keys < threshold
+    tied = keys == threshold
+    # Every item better than the threshold, then the tied ones by id until the row has ``depth``.
+    room = depth - better.sum(axis=1, keepdims=True)
+    chosen = better | (tied & (np.cumsum(tied, axis=1) <= room))
+    ids = np.nonzero(chosen)[1].reshape(n_rows, depth)  # ascending ids per row
+    order = np.argsort(np.take_along_axis(keys, ids, axis=1), axis=1, kind="stable")  # equal keys keep id order
+    return np.take_along_axis(ids, order, axis=1) + 1
+
+
+def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """1-based rank of each (row, item) in its row's full ranking (ties to the lower id): the items with a lower key,
+    plus the items with an equal key and a lower id, plus one."""
+    ranks = np.empty(len(rows), dtype=np.int64)
+    columns = items - 1
+    values = keys[rows, columns]
+    bounds = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(keys)))]  # rows arrive sorted
+    for row in np.flatnonzero(np.diff(bounds)):
+        part = slice(bounds[row], bounds[row + 1])
+        ordered = np.sort(keys[row])
+        below = np.searchsorted(ordered, values[part], side="left")
+        equal = np.searchsorted(ordered, values[part], side="right") - below
+        ranks[part] = below + 1
+        for at in np.flatnonzero(equal > 1):  # ties: count the equal items with a lower id
+            position = bounds[row] + at
+            ranks[position] += np.count_nonzero(keys[row, : columns[position]] == values[position])
+    return ranks
 
 
 def _empty_candidates(names: list[str]) -> pd.DataFrame:
@@ -60,11 +95,11 @@ def generate_candidates(
         for name, matrix in matrices.items():
             if matrix.shape != (n_rows, n_columns):
                 raise ValueError(f"source {name!r} returned {matrix.shape}, expected {(n_rows, n_columns)}")
-        orders = {name: _full_ranking(matrix) for name, matrix in matrices.items()}  # (B, n_items) each
+        keys = {name: _ranking_keys(matrix) for name, matrix in matrices.items()}  # (B, n_items) each
         # Source 1 alone yields n_candidates distinct items by its rank n_candidates, so deeper ranks are
         # never reached and the interleaving stays small.
         depth = min(n_candidates, n_columns - 1)
-        interleaved = np.stack([orders[name][:, :depth] for name in names], axis=2).reshape(n_rows, -1)
+        interleaved = np.stack([_top(keys[name], depth) for name in names], axis=2).reshape(n_rows, -1)
         # Keep the first occurrence of each item per row: sort by item (stably, so occurrences keep their
         # round-robin order), flag repeats, then cut each row after n_candidates kept items.
         by_item = np.argsort(interleaved, axis=1, kind="stable")
@@ -80,10 +115,8 @@ def generate_candidates(
         rows, items = rows[order], items[order]
         columns: dict[str, np.ndarray] = {"row": rows + start, "item": items}
         for name in names:
-            rank = np.empty_like(orders[name])
-            np.put_along_axis(rank, orders[name] - 1, np.arange(1, n_columns)[None, :], axis=1)
             columns[f"{name}_score"] = matrices[name][rows, items].astype(np.float64)
-            columns[f"{name}_rank"] = rank[rows, items - 1].astype(np.int64)
+            columns[f"{name}_rank"] = _ranks(keys[name], rows, items)
         frames.append(pd.DataFrame(columns))
     if not frames:
         return _empty_candidates(names)

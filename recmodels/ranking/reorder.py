@@ -19,12 +19,15 @@ def pair_orders(
     units."""
     lines = pd.DataFrame({"user": user, "item": item, "order": order_key.to_numpy(), "time": times,
                           "quantity": quantity})
-    orders = lines.groupby(["user", "item", "order"], dropna=False, sort=False).agg(
-        time=("time", "min"), units=("quantity", "sum")).reset_index()
+    # One aggregation call per column rather than a named .agg(): the same results without the named form's
+    # fixed cost, which dominates when a service computes one customer's features per request.
+    by_order = lines.groupby(["user", "item", "order"], dropna=False, sort=False)
+    orders = pd.DataFrame({"time": by_order["time"].min(), "units": by_order["quantity"].sum()}).reset_index()
     orders = orders.sort_values(["user", "item", "time"], kind="stable")
-    per_pair = orders.groupby(["user", "item"], sort=False).agg(
-        first=("time", "min"), last=("time", "max"), n_orders=("time", "size"), units=("units", "sum"),
-        last_units=("units", "last"))
+    by_pair = orders.groupby(["user", "item"], sort=False)
+    per_pair = pd.DataFrame({"first": by_pair["time"].min(), "last": by_pair["time"].max(),
+                             "n_orders": by_pair["time"].size(), "units": by_pair["units"].sum(),
+                             "last_units": by_pair["units"].last()})
     return orders, per_pair
 
 
@@ -105,8 +108,9 @@ def quantity_features(
     user_mean = np.bincount(user, weights=quantity, minlength=n_users) / np.maximum(user_lines, 1)
     out["user_mean_quantity"] = lookup(user_mean, row_user, 0.0)
 
-    per_line = lines.groupby(["user", "item"], sort=False).agg(
-        units=("quantity", "sum"), mean_units=("quantity", "mean"), spend=("spend", "sum"))
+    by_line = lines.groupby(["user", "item"], sort=False)
+    per_line = pd.DataFrame({"units": by_line["quantity"].sum(), "mean_units": by_line["quantity"].mean(),
+                             "spend": by_line["spend"].sum()})
     line_user = per_line.index.get_level_values("user").to_numpy()
     line_item = per_line.index.get_level_values("item").to_numpy()
 

@@ -87,6 +87,42 @@ def test_candidates_do_not_depend_on_batch_size():
     assert generate_candidates(SOURCES, [], n_candidates=4).empty
 
 
+def _sorted_candidates(sources, histories, n_candidates):
+    """The candidates by the definition: every source's full stable ranking (NaN with -inf), round-robin."""
+    rows = []
+    for row, history in enumerate(histories):
+        matrices = {name: np.asarray(scorer([history]), np.float64)[0, 1:] for name, scorer in sources.items()}
+        orders = {name: np.argsort(-np.where(np.isnan(m), -np.inf, m), kind="stable") + 1
+                  for name, m in matrices.items()}
+        taken = []
+        for position in range(len(next(iter(orders.values())))):
+            for order in orders.values():
+                if len(taken) < n_candidates and order[position] not in taken:
+                    taken.append(int(order[position]))
+        for item in sorted(taken):
+            columns = {"row": row, "item": item}
+            for name, order in orders.items():
+                columns[f"{name}_score"] = float(matrices[name][item - 1])
+                columns[f"{name}_rank"] = int(np.flatnonzero(order == item)[0]) + 1
+            rows.append(columns)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_candidates_equal_the_full_rankings_with_ties_and_nan(seed):
+    # Few distinct values, so ties straddle every cut; NaN and -inf rank last, ties to the lower id.
+    rng = np.random.default_rng(seed)
+    tables = {name: rng.integers(0, 6, size=(5, 41)).astype(np.float32) for name in ("a", "b", "c")}
+    tables["b"][rng.random((5, 41)) < 0.2] = np.nan
+    tables["c"][rng.random((5, 41)) < 0.2] = -np.inf
+    tables["c"][3] = 1.0  # a constant row: every rank is a tie
+    sources = {name: _scorer(np.where(np.arange(41) == 0, -np.inf, table)) for name, table in tables.items()}
+    histories = [np.array([row]) for row in range(5)]
+    for n in (1, 7, 25, 40, 80):
+        found = generate_candidates(sources, histories, n_candidates=n, batch_size=2)
+        pd.testing.assert_frame_equal(found, _sorted_candidates(sources, histories, n), check_dtype=False)
+
+
 def test_candidate_recall_by_hand():
     candidates = generate_candidates(SOURCES, HISTORIES, n_candidates=4)  # row 0 {1,2,3,6}, row 1 {1,2,3,4}
     # Pairs: (0, 3) hit, (0, 5) miss, (1, 4) hit -> 2 / 3.

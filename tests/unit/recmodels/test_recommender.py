@@ -82,6 +82,50 @@ def test_item_feature_table_with_one_customers_events_equals_the_full_computatio
     pd.testing.assert_frame_equal(fast[columns], full[columns])
 
 
+@pytest.mark.parametrize("behaviour", [False, True])
+def test_rows_without_events_look_their_features_up_exactly(behaviour):
+    from recmodels.ranking.behaviour import behaviour_events
+    from recmodels.recommender import item_feature_table
+
+    rng = np.random.default_rng(5)
+    n, n_items = 300, 9
+    events = pd.DataFrame({
+        "user_key": rng.choice(["a", "b", "c"], n), "item": rng.integers(1, n_items + 1, n),
+        "occurred_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h"),
+        "quantity": rng.integers(1, 4, n).astype(float), "unit_price": rng.choice([np.nan, 1.5, 2.0, 7.25], n),
+        "basket_id": rng.integers(0, 40, n).astype(str),
+    })
+    views = behaviour_events(pd.DataFrame({
+        "user_id": ["a", "a", "c", "d"], "item_id": ["3", "4", "4", "5"], "event_type": ["view", "cart", "view", "view"],
+        "occurred_at": pd.to_datetime(["2024-02-01", "2024-02-02", "2024-02-03", "2024-02-04"]),
+        "quantity": [1.0, 1.0, 1.0, 1.0]}), np.array([str(i) for i in range(1, n_items + 1)]))
+
+    def learned(histories):  # a history-dependent source: its last item first, then by id
+        scores = np.tile(-np.arange(n_items + 1, dtype=np.float32), (len(histories), 1))
+        for row, history in enumerate(histories):
+            scores[row, history[-1:]] = 100.0
+        scores[:, 0] = -np.inf
+        return scores
+
+    text = rng.normal(size=(n_items + 1, 4)).astype(np.float32)
+    recommender = TwoStageRecommender({"popularity": learned}, _fitted_ranker(),
+                                      TwoStageConfig(n_candidates=6, behaviour=behaviour), item_text=text)
+    cutoff = pd.Timestamp("2024-03-01")
+    table = item_feature_table(events, cutoff, n_items, views if behaviour else None)
+    blank = recommender.blank_features(table, cutoff)
+    pd.testing.assert_frame_equal(blank, recommender.blank_features(table, pd.Timestamp("2030-01-01")))
+    keys = np.array(["a", "nobody", "b", "d", "also-nobody"], dtype=object)  # d only viewed
+    histories = [np.array([1, 2]), np.array([3]), np.array([4]), np.array([5]), np.array([], np.int64)]
+    own = events[events["user_key"].isin(keys)]
+    mine = views[views["user_key"].isin(keys)]
+    computed = recommender.rank(histories, keys, own, cutoff, item_features=table, behaviour=mine)
+    looked_up = recommender.rank(histories, keys, own, cutoff, item_features=table, behaviour=mine,
+                                 blank_features=blank)
+    columns = [c for c in computed.columns if c != "features_as_of"]
+    pd.testing.assert_frame_equal(looked_up[columns], computed[columns])
+    assert looked_up.loc[looked_up["row"].isin([1, 4]), "features_as_of"].isna().all()
+
+
 def test_two_stage_config_from_a_stored_spec_and_its_defaults():
     from recmodels.ranking import DEFAULT_N_CANDIDATES, DEFAULT_RECENT_ITEMS, generate_candidates
 

@@ -82,6 +82,29 @@ def test_left_padding_and_batch_companions_do_not_change_the_last_position():
     np.testing.assert_allclose(alone[0], with_others[1], atol=1e-5)
 
 
+def test_score_each_is_the_same_to_the_bit_in_any_company():
+    model = _model(SASRecConfig(**{**TINY.__dict__, "item_to_item": True}))
+    histories = [np.array([3, 4, 5]), np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 12]), np.array([], np.int64)]
+    alone = np.concatenate([model.score_each([h]) for h in histories])
+    np.testing.assert_array_equal(model.score_each(histories), alone)
+    np.testing.assert_array_equal(model.score_each(histories[::-1])[::-1], alone)
+    np.testing.assert_allclose(model.score(histories), alone, atol=1e-5)
+    assert model.score_each([]).shape == (0, N_ITEMS + 1)
+
+
+def test_scores_follow_weight_changes_despite_the_cached_item_vectors():
+    model = _model(SASRecConfig(**{**TINY.__dict__, "item_text": "id+text", "item_to_item": True}), text=_text())
+    history = [np.array([1, 2, 3])]
+    before = model.score(history)
+    np.testing.assert_array_equal(model.score(history), before)  # the cache answers alike
+    model, _ = _fit(model, _successor_sequences(), steps=3)  # optimiser steps change the weights in place
+    after = model.score(history)
+    assert not np.allclose(after, before)
+    fresh = _model(SASRecConfig(**{**TINY.__dict__, "item_text": "id+text", "item_to_item": True}), text=_text())
+    fresh.load_state_dict(model.state_dict())
+    np.testing.assert_allclose(fresh.score(history), after, atol=1e-6)
+
+
 def test_pad_scores_minus_infinity_and_is_never_recommended():
     model = _model()
     histories = [np.array([1, 2, 3]), np.array([], dtype=np.int64)]

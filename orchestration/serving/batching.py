@@ -1,0 +1,145 @@
+"""Concurrent requests ranked together: one call to the two-stage recommender serves every request waiting.
+
+A ranking call costs a fixed overhead (a pandas feature pass, LightGBM's set-up, the frames) plus a little per row,
+so while one call runs, the requests arriving queue up and the next call takes them all: no timer, the batch is
+whatever waited. Every row is ranked exactly as alone: the sources are batch-invariant (``SASRec.score_each``),
+each request's events are its own (relabelled per row, so two requests of one customer never mix), and features
+and LightGBM read one row at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from recmodels.ranking.behaviour import no_behaviour
+from recmodels.recommender import TwoStageRecommender, in_history, no_purchases
+from recmodels.sequences import decode
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+MAX_BATCH = 64  # requests per ranking call at most: bounds the wait of the last one
+
+
+class _Slot(Generic[Item, Result]):
+    __slots__ = ("item", "result", "error", "done")
+
+    def __init__(self, item: Item):
+        self.item, self.result, self.error, self.done = item, None, None, False
+
+
+class MicroBatcher(Generic[Item, Result]):
+    """``submit`` from many threads; ``run`` (a list of items -> their results, in order) is called by one thread at
+    a time with every item queued. A failing batch is run again one item at a time, so an error reaches only the
+    request that caused it."""
+
+    def __init__(self, run: Callable[[list[Item]], list[Result]], max_batch: int = MAX_BATCH):
+        self._run = run
+        self.max_batch = max_batch
+        self._queue: list[_Slot] = []
+        self._queued = threading.Lock()  # guards the queue, held for a moment only
+        self._running = threading.Lock()  # held while a batch runs: one ranking call at a time
+
+    def submit(self, item: Item) -> Result:
+        slot = _Slot(item)
+        with self._queued:
+            self._queue.append(slot)
+        while not slot.done:
+            with self._running:
+                if slot.done:  # an earlier caller's batch took it
+                    break
+                with self._queued:
+                    batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                self._settle(batch)
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def _settle(self, batch: list[_Slot]) -> None:
+        try:
+            for slot, result in zip(batch, self._run([slot.item for slot in batch]), strict=True):
+                slot.result = result
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].error = error
+            else:
+                for slot in batch:
+                    self._settle([slot])
+        finally:
+            for slot in batch:
+                slot.done = True
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One row to rank: a history, the purchases and behaviour its features read (its own only), the cut-off."""
+
+    history: np.ndarray  # the models' history (tokens where they read behaviour)
+    events: pd.DataFrame  # purchase_events rows of this request's user
+    behaviour: pd.DataFrame  # behaviour_events rows of this request's user
+    cutoff: pd.Timestamp  # features read events before it
+    exclude_history: bool = False  # leave the history's own items out
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One request's candidates, best first (score, then the lower id): their ids and scores, and where their
+    features are in the ranking call's frame, so that no per-request frame is built unless asked for."""
+
+    items: np.ndarray  # internal ids
+    scores: np.ndarray
+    features: pd.DataFrame  # the whole call's candidates with features
+    positions: np.ndarray  # this request's rows of ``features``, best first
+
+    def frame(self) -> pd.DataFrame:
+        """The candidates with their features, best first. ``features_as_of`` (what a leakage check reads) is left
+        out: it holds the items' last events among the other rows' too, the one column that tells a batch from a
+        row alone."""
+        return self.features.iloc[self.positions].drop(columns=["row", "features_as_of"]).reset_index(drop=True)
+
+    def features_of(self, item: int) -> tuple[int, pd.Series] | None:
+        """(1-based rank, feature row) of ``item``; None when it is no candidate."""
+        hit = np.flatnonzero(self.items == item)
+        return None if not len(hit) else (int(hit[0]) + 1, self.features.iloc[self.positions[hit[0]]])
+
+
+_NO_PURCHASES, _NO_BEHAVIOUR = no_purchases(), no_behaviour()  # read only
+
+
+def _own(frames: list[pd.DataFrame], labels: np.ndarray, empty: pd.DataFrame) -> pd.DataFrame:
+    """The frames as one, each under its row's label."""
+    labelled = [frame.assign(user_key=label) for frame, label in zip(frames, labels) if len(frame)]
+    return pd.concat(labelled, ignore_index=True) if labelled else empty
+
+
+def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest], n_items: int,
+                  item_features: pd.DataFrame, blank_features: pd.DataFrame) -> list[Ranked]:
+    """Every candidate of each request, ranked: one ``rank`` call per distinct cut-off."""
+    answers: list[Ranked | None] = [None] * len(requests)
+    by_cutoff: dict[pd.Timestamp, list[int]] = {}
+    for index, request in enumerate(requests):
+        by_cutoff.setdefault(request.cutoff, []).append(index)
+    for cutoff, members in by_cutoff.items():
+        chosen = [requests[i] for i in members]
+        labels = np.array([str(row) for row in range(len(chosen))], dtype=object)
+        histories = [request.history for request in chosen]
+        ranked = recommender.rank(histories, labels, _own([r.events for r in chosen], labels, _NO_PURCHASES), cutoff,
+                                  item_features=item_features, blank_features=blank_features,
+                                  behaviour=_own([r.behaviour for r in chosen], labels, _NO_BEHAVIOUR))
+        rows, items = ranked["row"].to_numpy(np.int64), ranked["item"].to_numpy(np.int64)
+        score = ranked["score"].to_numpy(np.float64)
+        kept = np.ones(len(ranked), dtype=bool)
+        if any(r.exclude_history for r in chosen):  # everything the history holds is seen, whatever was done to it
+            seen = [decode(r.history, n_items)[0] if r.exclude_history else np.array([], np.int64) for r in chosen]
+            kept = ~in_history(rows, items, seen)
+        order = np.flatnonzero(kept)[np.lexsort((items[kept], -score[kept], rows[kept]))]  # by row, best first
+        bounds = np.searchsorted(rows[order], np.arange(len(chosen) + 1))
+        for row, index in enumerate(members):
+            positions = order[bounds[row]:bounds[row + 1]]
+            answers[index] = Ranked(items[positions], score[positions], ranked, positions)
+    return answers
