@@ -261,11 +261,8 @@ def _guard(app: FastAPI, access: ApiAccess) -> None:
                            allow_headers=["Authorization", "Content-Type"])
 
 
-def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiAccess | None = None) -> FastAPI:
-    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys); who may call it: ``access``
-    (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
-    access = ApiAccess.from_environment() if access is None else access
-    reads = [Depends(access.requirement(READ))]
+def _champion_lifespan(home: str | None, reload_seconds: float):
+    """The app's start and stop: the champion loaded (and warmed) before the first request, closed at exit."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -276,7 +273,15 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
         yield
         holder.close(timeout=60)
 
-    app = FastAPIOffline(title="recsys", version="1", lifespan=lifespan,
+    return lifespan
+
+
+def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiAccess | None = None) -> FastAPI:
+    """The API over the champion in ``home`` (default $RECSYS_HOME or ./.recsys); who may call it: ``access``
+    (default: the RECSYS_API_* settings, ``orchestration.serving.auth``)."""
+    access = ApiAccess.from_environment() if access is None else access
+    reads = [Depends(access.requirement(READ))]
+    app = FastAPIOffline(title="recsys", version="1", lifespan=_champion_lifespan(home, reload_seconds),
                          description="Recommendations from the MLflow registry's champion recommender bundle. "
                                      "The examples are ids of the demo's synthetic shop (`make demo`).",
                          swagger_ui_parameters={"validatorUrl": None})  # the validator badge calls out

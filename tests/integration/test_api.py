@@ -115,7 +115,8 @@ def test_health_model_and_docs(client):
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {"/health", "/model", "/recommendations/{user_id}", "/recommendations/session",
                                   "/similar/{item_id}", "/explain/{user_id}/{item_id}", "/popular",
-                                  "/customers/{user_id}/history", "/events"}
+                                  "/customers/{user_id}/history", "/events", "/admin/reload",
+                                  "/admin/rollback"}
     assert "RecommendedItem" in spec["components"]["schemas"]
     assert client.get("/docs").status_code == 200
 
