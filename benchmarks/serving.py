@@ -27,6 +27,7 @@ import argparse
 import json
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -156,7 +157,7 @@ def mixed(server: ServerProcess, planner: Planner, rates: dict[str, float], seco
             **server.memory()}
 
 
-def print_table(runs: list[dict[str, Any]]) -> None:
+def print_table(runs: list[dict[str, Any]], flush: bool = False) -> None:
     columns = ("requests", "errors", "rate", "p50_ms", "p90_ms", "p99_ms", "max_ms")
     print(f"{'scenario':<10} {'endpoint':<32}" + "".join(f"{c:>10}" for c in columns) + f"{'cpu ms/req':>12}")
     for run in runs:
@@ -175,6 +176,8 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             print(f"{'':<10} " + run["summary"])
         for error in run.get("first_errors", []):
             print(f"{'':<10} error: {error}")
+    if flush:
+        sys.stdout.flush()
 
 
 def main() -> None:
@@ -215,8 +218,9 @@ def main() -> None:
                 for scenario in (s for s in reads if s != "mixed"):
                     if args.warmup:
                         steady(server, planner, scenario, min(rates[scenario]), args.warmup, args.event_batch)
-                    runs += [steady(server, planner, scenario, rate, args.seconds, args.event_batch)
-                             for rate in rates[scenario]]
+                    for rate in rates[scenario]:
+                        runs.append(steady(server, planner, scenario, rate, args.seconds, args.event_batch))
+                        print_table(runs[-1:], flush=True)  # a long run shows what it has measured so far
                 if "mixed" in reads:
                     runs.append(mixed(server, planner, {"user": args.user_rate[0] / 2,
                                                         "session": args.session_rate[0] / 4,
