@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from orchestration.apps.headless import free_port
 from orchestration.store.privacy import pseudonymize
 from orchestration.store.warehouse import Warehouse
 
@@ -41,12 +40,6 @@ def catalogue_sample(home: Path, key: str) -> tuple[list[str], list[str]]:
     if not customers or len(items) < 5:
         raise SystemExit(f"{home}: no customers with purchases or fewer than 5 items; materialize the pipeline first")
     return customers, items
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ServerProcess:
