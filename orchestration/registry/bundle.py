@@ -65,11 +65,14 @@ class Bundle:
         position = self._index.get_indexer(pd.Index(np.asarray(shop_ids).astype(str)))
         return np.where(position >= 0, position + 1, 0).astype(np.int64)
 
+    @cached_property
+    def _padded_ids(self) -> np.ndarray:
+        """Shop ids by internal id, None at PAD: built once, a response gathers from it."""
+        return np.concatenate([[None], self.item_ids.astype(object)])
+
     def shop_ids(self, internal: np.ndarray) -> np.ndarray:
         """Shop ids of internal ids; None for PAD."""
-        internal = np.asarray(internal, dtype=np.int64)
-        padded = np.concatenate([[None], self.item_ids.astype(object)])
-        return padded[internal]
+        return self._padded_ids[np.asarray(internal, dtype=np.int64)]
 
 
 def write_bundle(

@@ -21,7 +21,6 @@ for a 422; bad input is a 4xx, never a 5xx.
 # No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
 
 import logging
-import math
 from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -33,14 +32,16 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, StringConstraints
+from starlette.concurrency import run_in_threadpool
 
 from orchestration.registry.promotion import BUNDLE_MODEL, CHAMPION_ALIAS
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.admin import add_admin_routes
 from orchestration.serving.auth import READ, ApiAccess
-from orchestration.serving.events import add_event_route
 from orchestration.serving.champion import ChampionHolder, Served
+from orchestration.serving.events import add_event_route
 from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
+from orchestration.serving.responses import number, user_json
 from orchestration.serving.schemas import (
     EXAMPLE_CUSTOMER,
     EXAMPLE_ITEM,
@@ -70,7 +71,6 @@ from recmodels.recommender import RANKER
 logger = logging.getLogger(__name__)
 
 STATIC = FilePath(__file__).parent / "static"  # the page
-DIGITS = 6  # decimals kept of scores and similarities: more is noise in JSON
 
 # ------------------------------------------------------------------------------------------- the champion
 
@@ -97,14 +97,6 @@ ItemId = Annotated[str, ShopId, Path(description="The catalogue's item id.", ope
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")]
 
 # ------------------------------------------------------------------------------------ service -> response
-
-
-def number(value: Any, digits: int = DIGITS) -> float | None:
-    """A finite float rounded to ``digits``; None for missing, NaN and infinities (JSON has no NaN)."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    value = float(value)
-    return round(value, digits) if math.isfinite(value) else None
 
 
 def text(value: Any) -> str | None:
@@ -321,9 +313,13 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
         return json_response(session_response(session_answer(served.service, body, include_seen), served.version))
 
     @app.get("/recommendations/{user_id}", response_model=UserRecommendations, **_read_route(reads, 422, 503))
-    def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> Response:
+    async def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> Response:
         """A customer's recommendations from their purchase history; popular items for an unknown customer."""
-        return json_response(user_response(served.service.recommend_user(user_id, k), served.version))
+        # A kept answer is a lookup, answered on the event loop; one to rank now is ranked in a worker thread.
+        body = user_json(served.service, served.version, user_id, k, rank=False)
+        if body is None:
+            body = await run_in_threadpool(user_json, served.service, served.version, user_id, k)
+        return Response(body, media_type="application/json")
 
     @app.get("/customers/{user_id}/history", response_model=CustomerHistory, **_read_route(reads, 422, 503))
     def customer_history(user_id: UserId, served: Champion,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
@@ -77,14 +77,15 @@ class ApiAccess:
                 found = scopes
         return found
 
-    def requirement(self, scope: str) -> Callable[[Request], None]:
+    def requirement(self, scope: str) -> Callable[[Request], Awaitable[None]]:
         """A FastAPI dependency refusing a request without a token of ``scope``: 401 without a valid token, 403
         with a valid one that lacks the scope. Open where no token is configured (loopback only) and, for reads,
-        unless reads need a token."""
+        unless reads need a token. A coroutine: it only reads a header, and a plain function would take a worker
+        thread per request."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
 
-        def check(request: Request) -> None:
+        async def check(request: Request) -> None:
             if not self.configured or (scope == READ and not self.reads_need_token):
                 return
             kind, _, presented = request.headers.get("authorization", "").partition(" ")

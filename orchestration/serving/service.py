@@ -298,16 +298,25 @@ class RecommendationService:
         return {"user_id": str(shop_customer_id), "known_user": len(events) > 0, "purchases": int(len(events)),
                 "items": items}
 
+    def user_top(self, shop_customer_id: object, rank: bool = True) -> tuple[np.ndarray, int | None] | None:
+        """(top ``MAX_K`` ``TOP`` rows, history length) of a known customer, (popular rows, None) of an unknown
+        one; without ``rank``, None where the answer would have to be ranked now (no kept answer)."""
+        key = self.user_key(shop_customer_id)
+        top = self._answer(key) if rank else self.answers.get(key)
+        history = self._history(key)
+        if top is None:
+            return None if not rank and history is not None else (self.popular_top, None)
+        return top, int(len(history))
+
     def recommend_user(self, shop_customer_id: object, k: int = 10) -> dict[str, Any]:
         """A known customer's top ``k`` from their latest history; popularity for an unknown one."""
         k = self._check_k(k)
-        key = self.user_key(shop_customer_id)
-        top = self._answer(key)
-        if top is None:
+        top, history_length = self.user_top(shop_customer_id)
+        if history_length is None:
             return {"user_id": str(shop_customer_id), "known_user": False, "strategy": f"fallback:{self.fallback}",
                     "items": self._popular(k)}
         return {"user_id": str(shop_customer_id), "known_user": True, "strategy": "two-stage",
-                "history_length": int(len(self._history(key))), "items": described(self.answers, top[:k])}
+                "history_length": history_length, "items": described(self.answers, top[:k])}
 
     def session_items(self, shop_item_ids: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
         """(internal ids, unknown ids, text-only ids): an item outside the bundle with a description stands in

@@ -185,7 +185,7 @@ def test_a_value_error_from_the_service_is_a_422(client, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("k must be between 1 and 100, got 0")
 
-    monkeypatch.setattr(served.service, "recommend_user", broken)
+    monkeypatch.setattr(served.service, "user_top", broken)
     response = client.get("/recommendations/c1")
     assert response.status_code == 422
     assert response.json() == {"detail": [{"type": "value_error", "loc": [], "msg": "k must be between 1 and 100, got 0"}]}

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from orchestration.defs.resources import MLflowResource, WarehouseResource
+from orchestration.serving import api
+from orchestration.serving.responses import user_json
 from orchestration.serving.service import RecommendationService
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from recmodels.explain import KINDS
@@ -154,3 +156,18 @@ def test_history_lists_a_customers_latest_purchases_newest_first(served):
     assert answer["items"]["occurred_at"].is_monotonic_decreasing
     nobody = service.history("no-such-customer")
     assert not nobody["known_user"] and nobody["purchases"] == 0 and nobody["items"].empty
+
+
+def test_the_routes_fast_json_is_the_schemas_json_for_kept_unknown_and_unranked_customers(served):
+    home, _, service = served
+    raw_ids = [raw for _, raw in sorted(_raw_customers(home).items())][:3]
+    fresh = RecommendationService(service.bundle, service.data, DEV_PSEUDONYMIZATION_KEY, service.version)
+    # Nothing kept yet: a lookup gives None for a known customer (rank it off the loop), the fallback for others.
+    assert user_json(fresh, 7, raw_ids[0], 5, rank=False) is None
+    assert user_json(fresh, 7, "no-such-customer", 5, rank=False) is not None
+    for customer in [*raw_ids, "no-such-customer"]:
+        for k in (1, 5, 100):
+            schema = api.json_response(api.user_response(service.recommend_user(customer, k), 7)).body
+            assert user_json(service, 7, customer, k) == schema
+            assert user_json(fresh, 7, customer, k) == schema  # ranked now, then kept
+            assert user_json(fresh, 7, customer, k, rank=False) == schema
