@@ -291,10 +291,10 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
 
     @app.get("/health", response_model=Health, responses=_errors(503))
     def health(served: Champion) -> Health:
-        """Ready to serve: the champion version loaded and the time its data runs to."""
-        data = served.service.data
-        return Health(status="ok", model_version=served.version, as_of=data.as_of.isoformat(),
-                      data_version=data.version)
+        """Ready to serve: the champion version loaded and the times its data runs to."""
+        service = served.service
+        return Health(status="ok", model_version=served.version, as_of=service.as_of.isoformat(),
+                      data_as_of=service.data.as_of.isoformat(), data_version=service.data.version)
 
     @app.get("/model", response_model=ModelInfo, **_read_route(reads, 503))
     def model(served: Champion) -> ModelInfo:

@@ -39,7 +39,8 @@ def item_rows(service: RecommendationService, top: np.ndarray) -> list[dict[str,
             item_ids, titles, top["score"].tolist(), top["kind"].tolist(), anchors.tolist(), anchor_ids,
             top["strength"].tolist(), anchor_labels), start=1):
         kind = KINDS[kind_code]
-        rows.append({"rank": rank, "item_id": str(item_id), "title": str(title), "score": number(score),
+        rows.append({"rank": rank, "item_id": str(item_id), "title": str(title),
+                     "score": round(score, DIGITS) if math.isfinite(score) else None,
                      "explanation": kind, "because_of": None if anchor_id is None else str(anchor_id),
                      "reason": sentence(Explanation(kind, anchor, strength), label)})
     return rows

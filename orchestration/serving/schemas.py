@@ -160,7 +160,9 @@ class ModelInfo(BaseModel):
 class Health(BaseModel):
     status: str
     model_version: int
-    as_of: str
+    as_of: str = Field(description="One second after the newest event served: the warehouse's or one posted to "
+                                   "/events since.")
+    data_as_of: str = Field(description="One second after the warehouse's newest event.")
     data_version: str | None = Field(None, description="Fingerprint of the marts being served; it changes when new "
                                                        "data has been loaded.")
 

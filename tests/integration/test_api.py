@@ -4,12 +4,14 @@ import logging
 import time
 
 import duckdb
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, promote, rollback
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.api import create_app
+from orchestration.serving.champion import Served
 from orchestration.serving.service import RecommendationService
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from orchestration.store.warehouse import Warehouse
@@ -108,6 +110,7 @@ def test_similar_items_and_explanations(client, service, home):
 def test_health_model_and_docs(client):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model_version"] == 1 and health["as_of"].startswith("20")
+    assert health["as_of"] == health["data_as_of"]  # nothing posted to this app
     model = client.get("/model").json()
     assert model["version"] == 1 and model["model"] == BUNDLE_MODEL
     assert model["metrics"]["ndcg@10"] > 0 and model["data_version"] and model["promoted_at"]
@@ -327,3 +330,22 @@ def test_an_unknown_event_type_is_a_422_naming_it_and_the_allowed_ones(client, e
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "events", 0, "event_type"]
     assert repr(event_type) in error["msg"] and "view, cart, favourite, purchase" in error["msg"]
+
+
+def test_health_tells_the_time_of_the_newest_event_posted_since_the_data(client):
+    holder = client.app.state.champion
+    served = holder.current
+    # A service of its own, so the events recorded here reach no other test's answers.
+    own = RecommendationService(served.service.bundle, served.service.data, DEV_PSEUDONYMIZATION_KEY, served.version)
+    later = own.data.as_of + pd.Timedelta(hours=2)
+    item = str(own.bundle.item_ids[0])
+    holder.current = Served(own, served.champion)
+    try:
+        own.record_events(pd.DataFrame({"event_id": ["h-1"], "user_id": [None], "session_id": ["s-1"],
+                                        "item_id": [item], "event_type": ["view"], "occurred_at": [later],
+                                        "quantity": [None], "price": [None]}))
+        health = client.get("/health").json()
+    finally:
+        holder.current = served
+    assert health["as_of"] == (later + pd.Timedelta(seconds=1)).isoformat()
+    assert health["data_as_of"] == own.data.as_of.isoformat()
