@@ -1,7 +1,7 @@
 """Serving at production rates: reads, sessions, events in, a promotion under load, and a crash.
 
     python -m benchmarks.serving --home PATH [--scenario all|user|session|events|mixed|crash] [--seconds 60]
-        [--user-rate 300] [--session-rate 200] [--event-rate 1000] [--event-batch 100]
+        [--user-rate 300] [--session-rate 200] [--event-rate 1000] [--event-batch 100] [--workers 1]
 
 Starts ``recsys serve`` over the champion of ``--home`` as a child process on loopback (its own interpreter; a copy
 of the home when a scenario writes to it), then sends requests open loop (``benchmarks.load``): request i is due at
@@ -193,10 +193,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5, help="unmeasured seconds of each kind first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--startup-timeout", type=float, default=900, help="seconds to wait for the server")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (recsys serve --workers)")
     args = parser.parse_args()
     scenarios = SCENARIOS if "all" in args.scenario else tuple(dict.fromkeys(args.scenario))
-    if args.seconds <= 0 or not 1 <= args.event_batch <= 1000:
-        parser.error("--seconds must be positive and --event-batch between 1 and 1000")
+    if args.seconds <= 0 or not 1 <= args.event_batch <= 1000 or args.workers < 1:
+        parser.error("--seconds must be positive, --event-batch between 1 and 1000 and --workers at least 1")
 
     home = recsys_paths(args.home).home
     token = secrets.token_hex(16)
@@ -212,7 +213,7 @@ def main() -> None:
         startup: dict[str, Any] = {}
         if reads:
             with ServerProcess(served_home, token, Path(scratch) / "server.log", args.startup_timeout,
-                               first_path=planner.user().path) as server:
+                               first_path=planner.user().path, workers=args.workers) as server:
                 startup = {"startup_s": server.startup_s, **server.memory()}
                 rates = {"user": args.user_rate, "session": args.session_rate,
                          "events": [r / args.event_batch for r in args.event_rate]}
@@ -232,10 +233,12 @@ def main() -> None:
 
             runs.append(crash_run(served_home, planner, token, Path(scratch), args.event_rate[0] / 10, args.seconds,
                                   min(args.event_batch, 20), args.startup_timeout))
-    print(f"Serving {home} on loopback, open loop, {args.seconds:g} s per rate; server start to first answer "
-          f"{startup.get('startup_s', '-')} s, resident memory {startup.get('rss_mib', '-')} MiB")
+    print(f"Serving {home} on loopback with {args.workers} worker(s), open loop, {args.seconds:g} s per rate; "
+          f"server start to first answer {startup.get('startup_s', '-')} s, resident memory "
+          f"{startup.get('rss_mib', '-')} MiB per worker, {startup.get('total_rss_mib', '-')} MiB in all")
     print_table(runs)
-    emit_json({"benchmark": "serving", **machine(), "home": str(home), "customers": len(customers),
+    emit_json({"benchmark": "serving", **machine(), "home": str(home), "workers": args.workers,
+               "customers": len(customers),
                "items": len(items), **startup, "runs": runs})
 
 

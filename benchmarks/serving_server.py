@@ -16,6 +16,7 @@ from orchestration.store.privacy import pseudonymize
 from orchestration.store.warehouse import Warehouse
 
 RAW_CUSTOMERS = {"raw.order_lines": "customer_id", "raw.interactions": "user_id"}  # per data source layout
+READY_LINE = "Application startup complete"  # uvicorn's, once per worker whose lifespan has started
 RELOAD_SECONDS = 2  # how often the served app checks the registry: the mixed run's promotion must be seen soon
 
 
@@ -45,8 +46,10 @@ def catalogue_sample(home: Path, key: str) -> tuple[list[str], list[str]]:
 class ServerProcess:
     """``recsys serve`` over ``home`` with one token of every scope; the context kills it on exit."""
 
-    def __init__(self, home: Path, token: str, log: Path, timeout: float, first_path: str = "/health"):
+    def __init__(self, home: Path, token: str, log: Path, timeout: float, first_path: str = "/health",
+                 workers: int = 1):
         self.home, self.token, self.log, self.timeout, self.first_path = home, token, log, timeout, first_path
+        self.workers = workers
         self.host, self.port = "127.0.0.1", free_port()
         self.process: subprocess.Popen | None = None
         self.startup_s: float | None = None
@@ -58,7 +61,8 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         env = {**os.environ, "RECSYS_HOME": str(self.home), "RECSYS_API_TOKEN": self.token}
         command = [sys.executable, "-m", "orchestration.apps.cli", "--home", str(self.home), "serve", "--host",
-                   self.host, "--port", str(self.port), "--reload-seconds", str(RELOAD_SECONDS)]
+                   self.host, "--port", str(self.port), "--reload-seconds", str(RELOAD_SECONDS),
+                   "--workers", str(self.workers)]
         started = time.perf_counter()
         with self.log.open("a") as sink:
             self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
@@ -67,7 +71,9 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise SystemExit(f"the server exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.base + self.first_path, timeout=30).status_code == 200:
+                # Each worker takes connections once its own champion is warm: all of them must be.
+                if (httpx.get(self.base + self.first_path, timeout=30).status_code == 200
+                        and self.log.read_text().count(READY_LINE) >= self.workers):
                     self.startup_s = round(time.perf_counter() - started, 1)
                     return self
             except httpx.TransportError:
@@ -100,17 +106,34 @@ class ServerProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
+    def processes(self) -> list[int]:
+        """The server's pid and its workers' (``--workers``), the supervisor first."""
+        pids, found = [self.process.pid], 0
+        while found < len(pids):
+            children = Path(f"/proc/{pids[found]}/task/{pids[found]}/children")
+            pids += [int(pid) for pid in children.read_text().split()] if children.exists() else []
+            found += 1
+        return pids
+
     def cpu_seconds(self) -> float:
-        """User plus system CPU the server process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU the server's processes have used so far."""
+        total = 0
+        for pid in self.processes():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def memory(self) -> dict[str, float]:
-        """Resident memory now and at its peak, MiB."""
-        status = dict(line.split(":", 1) for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
-                      if ":" in line)
-        kib = {name: int(status[name].split()[0]) for name in ("VmRSS", "VmHWM") if name in status}
-        return {"rss_mib": round(kib.get("VmRSS", 0) / 1024, 1), "peak_rss_mib": round(kib.get("VmHWM", 0) / 1024, 1)}
+        """Resident memory of the largest process (a worker where there are several) now and at its peak, and of
+        all of them together now, MiB."""
+        kib = []
+        for pid in self.processes():
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                          if ":" in line)
+            kib.append([int(status[name].split()[0]) if name in status else 0 for name in ("VmRSS", "VmHWM")])
+        rss, peak = max(kib)
+        return {"rss_mib": round(rss / 1024, 1), "peak_rss_mib": round(peak / 1024, 1),
+                "total_rss_mib": round(sum(row[0] for row in kib) / 1024, 1)}
 
     def promote_copy_of_champion(self) -> int:
         """Register the champion's bundle again as a new version and promote it: a real swap of the served model."""
