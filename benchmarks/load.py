@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_CONNECTIONS = 256  # connections opened at most; a request due when all are busy waits for one
+IDLE_SECONDS = 4.0  # a kept-alive connection idle longer is not reused: uvicorn closes them after 5 s
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,12 @@ class Result:
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
+        self.idle_since = time.perf_counter()
+
+    @property
+    def stale(self) -> bool:
+        """Closed by the server, or idle so long that it may close it while a request is on its way."""
+        return self.reader.at_eof() or time.perf_counter() - self.idle_since > IDLE_SECONDS
 
     async def exchange(self, raw: bytes) -> tuple[int, bytes]:
         self.writer.write(raw)
@@ -86,8 +93,12 @@ async def _run(host: str, port: int, requests: list[Request], offsets: list[floa
         async with available:
             while not idle and opened >= MAX_CONNECTIONS:
                 await available.wait()
-            if idle:
-                return idle.pop()
+            while idle:
+                conn = idle.pop()
+                if not conn.stale:
+                    return conn
+                conn.close()
+                opened -= 1
             opened += 1
         return _Connection(*await asyncio.open_connection(host, port))
 
@@ -103,6 +114,7 @@ async def _run(host: str, port: int, requests: list[Request], offsets: list[floa
         results[i] = Result(requests[i].label, due, latency, status, body if keep_body or status >= 400 else b"")
         async with available:
             if conn is not None and status and not conn.writer.is_closing():
+                conn.idle_since = time.perf_counter()
                 idle.append(conn)
             else:
                 opened -= 1

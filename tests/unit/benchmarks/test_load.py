@@ -24,6 +24,8 @@ class Echo(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        # A keep-alive answer, then the connection closed, as a server closes one idle past its keep-alive timeout.
+        self.close_connection = self.path == "/bye"
 
     def do_POST(self):  # noqa: N802
         received = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -72,3 +74,9 @@ def test_acknowledged_events_leave_out_the_rejected_ones(server):
     assert acknowledged_ids([batch], results) == {"b"}
     failed = open_loop("127.0.0.1", server, [refused], [0.0])
     assert acknowledged_ids([batch], failed) == set()
+
+
+def test_a_connection_the_server_closed_after_a_keep_alive_answer_is_not_reused(server):
+    requests = [Request("get", "GET", "/bye"), Request("get", "GET", "/after")]
+    results = open_loop("127.0.0.1", server, requests, [0.0, 0.1])
+    assert [r.status for r in results] == [200, 200]
