@@ -49,6 +49,10 @@ class Answers:
     def get(self, key: str) -> np.ndarray | None:
         return self._kept.get(key)
 
+    def items(self) -> list[tuple[str, np.ndarray]]:
+        """The kept answers by user key, as of now."""
+        return list(self._kept.items())
+
     def generation(self, key: str) -> int:
         return self._generations.get(key, 0)
 

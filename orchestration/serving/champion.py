@@ -25,6 +25,7 @@ from orchestration.registry.promotion import (
 )
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.shop import ShopData, marts_version
+from orchestration.serving.warming import WarmingFailed, warm_apart
 from orchestration.store.warehouse import WarehouseBusyError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class ChampionHolder:
         self._last_check = time.monotonic()  # the caller's first refresh() counts as the first check
         self._thread: threading.Thread | None = None
         self._incoming: RecommendationService | None = None  # being warmed, to stop at shutdown
+        self._closing = threading.Event()  # set at shutdown: a warming child is stopped
 
     def refresh(self) -> bool:
         """Check the registry and the marts once; load and swap in a new champion version, or the same version
@@ -119,7 +121,13 @@ class ChampionHolder:
         incoming = self._incoming = served.service
         following = incoming.carry_over(current.service) if current is not None else 0
         try:
-            incoming.warm()
+            if current is not None:  # a replacement: ranked on another core while the current one answers
+                try:
+                    adopted = warm_apart(incoming, self.warehouse.paths.home, self._closing)
+                    logger.info("Adopted %d answers ranked in a child process", adopted)
+                except WarmingFailed as failed:
+                    logger.warning("Warming in a child process gave nothing (%s); warming here", failed)
+            incoming.warm()  # at start, or whoever the child did not rank (events recorded meanwhile)
         finally:
             self._incoming = None
         with self._swapping:
@@ -179,6 +187,7 @@ class ChampionHolder:
     def close(self, timeout: float | None = None) -> None:
         """Stop a replacement's warm-up and wait for the running check (shutdown); the frozen objects go back to
         the collector, so the process ends with nothing left uncollected."""
+        self._closing.set()
         incoming = self._incoming
         if incoming is not None:
             incoming.close()
