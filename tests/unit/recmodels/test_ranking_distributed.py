@@ -153,8 +153,7 @@ def test_a_local_cluster_started_for_the_fit_is_closed_even_on_error():
 
     frame, labels = _planted(0, 20)
     clients = []
-    with pytest.raises(ValueError, match="no positive"):
-        with dask_client(DaskSettings(workers=1, processes=False)) as client:
-            clients.append(client)
-            LambdaRanker(replace(FAST, n_models=1)).fit(frame, labels * 0, frame["row"].to_numpy(), NAMES)
+    with pytest.raises(ValueError, match="no positive"), dask_client(DaskSettings(workers=1, processes=False)) as client:
+        clients.append(client)
+        LambdaRanker(replace(FAST, n_models=1)).fit(frame, labels * 0, frame["row"].to_numpy(), NAMES)
     assert clients[0].status == "closed" and clients[0].cluster.status.name == "closed"
