@@ -8,10 +8,10 @@ What differs from a local fit, all forced by how distributed LightGBM works:
 
 * Rows are split into partitions by whole query group, never inside one: LambdaRank's gradients compare the items
   of one query, so each worker must hold all of a query's candidates.
-* ``lightgbm.dask`` has no early stopping: each worker would judge its own share of the held-out users and could stop
-  at a different round than the others, leaving them waiting on it. The cluster grows ``n_estimators`` rounds and
-  the driver replays early stopping on the held-out users tree by tree (``early_stopped_round``), keeping the round
-  ``lgb.early_stopping`` would have kept; lower ``n_estimators`` when the rounds after the best cost too much.
+* ``lightgbm.dask`` has no early stopping of its own: it gives each worker a share of an eval set, and workers
+  judging different users could stop at different rounds. Instead every worker gets all the held-out users with a
+  callback (``HeldOutStopping``) that scores them as LightGBM's NDCG does and stops as ``lgb.early_stopping`` does;
+  the trees being the same on every worker, so is the decision (the workers must run the same environment).
 * The trees differ slightly: each worker finds the bins of some features from its own rows only, and histograms
   are summed across workers. lightgbm.dask ranks the workers in the order the scheduler reports where the data is,
   which can change from run to run, so a distributed fit is repeatable up to that order (the partitions themselves
@@ -97,23 +97,34 @@ def _padded_ndcg(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 1.0)
 
 
-def early_stopped_round(booster: lgb.Booster, valid: tuple, k: int, patience: int) -> tuple[int, float]:
-    """(rounds kept, their held-out NDCG@k): the round ``lgb.early_stopping(patience)`` would keep had it watched
-    ``valid`` = (x, labels, group sizes) while ``booster`` grew: the first best, once ``patience`` rounds bring no
-    gain or the trees run out."""
-    x, labels, sizes = valid
-    padded, labels_padded = _padded(np.asarray(sizes), np.asarray(labels, dtype=np.float64))
-    raw = np.zeros(len(x))
-    best_round, best_ndcg = 0, -np.inf
-    for tree in range(booster.current_iteration()):
-        # One tree at a time: the sum of per-tree outputs is the model's raw score after that many rounds.
-        raw += booster.predict(x, start_iteration=tree, num_iteration=1, raw_score=True)
-        ndcg = float(_padded_ndcg(np.where(padded >= 0, raw[padded], -np.inf), labels_padded, k).mean())
-        if ndcg > best_ndcg:
-            best_round, best_ndcg = tree + 1, ndcg
-        elif tree + 1 - best_round >= patience:
-            break
-    return best_round, best_ndcg
+class HeldOutStopping:
+    """A LightGBM callback: ``lgb.early_stopping(patience)`` on held-out groups it scores itself, for training
+    without an eval set. Given the same held-out rows on every worker of a data-parallel fit, each worker holds the
+    same trees and so takes the same decision at the same round, as early stopping across workers must (with an
+    eval set, lightgbm.dask gives each worker a share of it, and workers stopping at different rounds would leave
+    the others waiting)."""
+
+    order = 30  # where lgb.early_stopping runs among the callbacks
+    before_iteration = False
+
+    def __init__(self, valid: tuple, k: int, patience: int):
+        x, labels, sizes = valid
+        self.x, self.k, self.patience = x, k, patience
+        self.padded, self.labels_padded = _padded(np.asarray(sizes), np.asarray(labels, dtype=np.float64))
+
+    def __call__(self, env) -> None:
+        if env.iteration == env.begin_iteration:  # a fresh fit, should the callback be used again
+            self.raw = np.zeros(len(self.x))
+            self.best_iteration, self.best_ndcg = -1, -np.inf  # 0-based, as LightGBM counts in callbacks
+        # One tree at a time: the sum of per-tree outputs is the model's raw score after this many rounds.
+        self.raw += env.model.predict(self.x, start_iteration=env.iteration, num_iteration=1, raw_score=True)
+        ndcg = float(_padded_ndcg(np.where(self.padded >= 0, self.raw[self.padded], -np.inf), self.labels_padded,
+                                  self.k).mean())
+        if ndcg > self.best_ndcg:
+            self.best_iteration, self.best_ndcg = env.iteration, ndcg
+        if env.iteration - self.best_iteration >= self.patience or env.iteration == env.end_iteration - 1:
+            best = [("held_out", f"ndcg@{self.k}", self.best_ndcg, True)]
+            raise lgb.callback.EarlyStopException(self.best_iteration, best)
 
 
 def _dask_params(config: RankerConfig, params: dict) -> dict:
@@ -149,17 +160,18 @@ def _train_member(
 
     x, labels, group = _placed_parts(client, *train, seed=params["seed"])
     model = DaskLGBMRanker(client=client, **_dask_params(config, params))
+    # Every worker gets all the held-out rows with the callback (they are the smaller share of the rows).
+    stopping = [] if valid is None else [HeldOutStopping(valid, config.eval_at, config.early_stopping_rounds)]
     with warnings.catch_warnings():
         # lightgbm.dask gives each worker its own thread count and warns that the wrapper's n_jobs default (never
         # set here) is ignored.
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored", category=UserWarning)
-        model.fit(x, labels, group=group, feature_name=list(feature_names))
+        model.fit(x, labels, group=group, feature_name=list(feature_names), callbacks=stopping)
     # A fresh booster from the model's text: what is kept is exactly what save/load round-trips.
     booster = lgb.Booster(model_str=model.booster_.model_to_string())
     if valid is None:
         return booster, booster.current_iteration(), None
-    rounds, ndcg = early_stopped_round(booster, valid, config.eval_at, config.early_stopping_rounds)
-    return booster, rounds, ndcg
+    return booster, int(model.best_iteration_), float(model.best_score_["held_out"][f"ndcg@{config.eval_at}"])
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import pytest
 from recmodels.ranking import LambdaRanker, RankerConfig
 from recmodels.ranking.distributed import (
     DaskSettings,
-    early_stopped_round,
+    HeldOutStopping,
     fit_ranker,
     grouped_ndcg,
     partition_groups,
@@ -66,7 +66,7 @@ def test_partitions_keep_groups_whole_balanced_and_seeded():
     assert set(partition_groups(sizes[:2], 4, seed=7)) == {0, 1}  # never an empty partition
 
 
-def test_replayed_early_stopping_keeps_the_round_lightgbm_keeps():
+def test_held_out_stopping_stops_where_lightgbm_early_stopping_does():
     frame, labels = _planted(0, 120)
     valid, valid_labels = _planted(1, 40)
     sizes, valid_sizes = np.bincount(frame["row"]), np.bincount(valid["row"])
@@ -74,13 +74,16 @@ def test_replayed_early_stopping_keeps_the_round_lightgbm_keeps():
     params = FAST.lightgbm_params()
     train_set = lgb.Dataset(x, label=labels, group=sizes, params={"verbosity": -1})
     valid_set = lgb.Dataset(valid_x, label=valid_labels, group=valid_sizes, reference=train_set)
-    for patience in (3, 10, 100):
-        booster = lgb.train(params, train_set, num_boost_round=60, valid_sets=[valid_set],
-                            callbacks=[lgb.early_stopping(patience, verbose=False)])
-        full = lgb.train(params, train_set, num_boost_round=60)  # the same trees, grown to the end
-        rounds, ndcg = early_stopped_round(full, (valid_x, valid_labels, valid_sizes), 10, patience)
-        assert rounds == booster.best_iteration
-        assert ndcg == pytest.approx(booster.best_score["valid_0"]["ndcg@10"], abs=1e-9)
+    stopping = HeldOutStopping((valid_x, valid_labels, valid_sizes), 10, 0)
+    for patience in (3, 10, 100):  # 100: never stops early, so the last round's check decides
+        expected = lgb.train(params, train_set, num_boost_round=60, valid_sets=[valid_set],
+                             callbacks=[lgb.early_stopping(patience, verbose=False)])
+        stopping.patience = patience  # the same callback again: it starts afresh with each fit
+        booster = lgb.train(params, train_set, num_boost_round=60, callbacks=[stopping])
+        assert booster.best_iteration == expected.best_iteration
+        assert booster.current_iteration() == expected.current_iteration()
+        assert booster.best_score["held_out"]["ndcg@10"] == pytest.approx(
+            expected.best_score["valid_0"]["ndcg@10"], abs=1e-9)
 
 
 def test_without_a_cluster_fit_ranker_is_the_local_fit():
@@ -157,3 +160,11 @@ def test_a_local_cluster_started_for_the_fit_is_closed_even_on_error():
         clients.append(client)
         LambdaRanker(replace(FAST, n_models=1)).fit(frame, labels * 0, frame["row"].to_numpy(), NAMES)
     assert clients[0].status == "closed" and clients[0].cluster.status.name == "closed"
+
+
+def test_without_held_out_users_the_dask_ranker_grows_every_round(cluster):
+    frame, labels = _planted(0, 40)
+    config = replace(FAST, valid_fraction=0.0, n_estimators=8, n_models=1)
+    ranker = fit_ranker(config, frame, labels, frame["row"].to_numpy(), NAMES,
+                        DaskSettings(scheduler=cluster.scheduler_address))
+    assert ranker.best_iterations_ == [8] and np.isnan(ranker.valid_ndcg_)
