@@ -24,7 +24,6 @@ from orchestration.store.model_files import replaced_folder, write_lineage
 from orchestration.store.reports import KS, importance_chart_png, markdown_image, markdown_table
 from recmodels.metrics import ranking_metrics
 from recmodels.ranking import (
-    LambdaRanker,
     RankerConfig,
     candidate_recall,
     future_event_rows,
@@ -35,6 +34,7 @@ from recmodels.ranking import (
     rerank_topk,
 )
 from recmodels.ranking.behaviour import behaviour_events
+from recmodels.ranking.distributed import DaskSettings, fit_ranker
 from recmodels.recommender import TwoStageConfig
 from recmodels.sequences import holds_behaviour
 from recmodels.sizing import sized_ranker_config
@@ -152,6 +152,10 @@ class RankerModelConfig(dg.Config):
     n_models: int = Field(default=RankerConfig.n_models,
                           description="LambdaMART models averaged, each early-stopped on its own held-out customers.")
     seed: int = Field(default=RankerConfig.seed)
+    dask_scheduler: str | None = Field(default=None, description="Address of a running Dask scheduler (e.g. "
+                                       "tcp://10.0.0.5:8786) to train on with lightgbm.dask; null: no cluster.")
+    dask_workers: int = Field(default=DaskSettings.workers, description="Else a local Dask cluster of this many "
+                              "worker processes for this fit; 0 (and no scheduler): trained here as usual.")
 
 
 @dg.asset(deps=[ranker_features], group_name="ranking", kinds={"lightgbm"})
@@ -171,7 +175,9 @@ def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, ware
                                  min_data_in_leaf=config.min_data_in_leaf or sized.min_data_in_leaf,
                                  n_models=config.n_models, seed=config.seed)
     started = time.perf_counter()
-    ranker = LambdaRanker(ranker_config).fit(training, training["label"].to_numpy(), training["row"].to_numpy(), names)
+    cluster = DaskSettings(scheduler=config.dask_scheduler, workers=config.dask_workers)
+    ranker = fit_ranker(ranker_config, training, training["label"].to_numpy(), training["row"].to_numpy(), names,
+                        cluster)
     fit_s = time.perf_counter() - started
     importance = ranker.feature_importance()
     importance_png = importance_chart_png(importance)
@@ -195,6 +201,7 @@ def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, ware
             "test_ndcg@10": metrics["ndcg@10"],
             "test_recall@10": metrics["recall@10"],
             "fit_s": round(fit_s, 2),
+            "trained_on": cluster.where,
             "feature_importance": dg.MetadataValue.md(markdown_table(importance.set_index("feature").head(20))),
             "feature_importance_chart": dg.MetadataValue.md(markdown_image(importance_png, "gain per feature")),
             "folder": dg.MetadataValue.path(str(paths.models_dir / "ranker")),

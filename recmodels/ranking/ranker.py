@@ -4,6 +4,7 @@ pickled) and the top-k it re-ranks the candidates into."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,9 @@ FORMAT_VERSION = 2  # of ranker.json; bump when its fields change meaning (1: on
 # Below this many rows ``score`` predicts on one thread: OpenMP's start-up and spin-waiting cost more than a second
 # thread saves (on a busy 2-core machine, 100 rows took 40 ms of CPU on two threads and 2 ms on one).
 SINGLE_THREAD_ROWS = 20_000
+# Grows one model of the ensemble another way (recmodels.ranking.distributed): (LightGBM params, training rows,
+# held-out rows or None) -> (booster, rounds kept, held-out NDCG@eval_at or None); rows are (x, labels, group sizes).
+MemberTrainer = Callable[[dict, tuple, tuple | None], tuple[lgb.Booster, int, float | None]]
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,11 @@ class LambdaRanker:
     n_groups_dropped_: int = field(default=0, init=False)  # groups without a positive, left out of training
 
     def fit(
-        self, features: pd.DataFrame, labels: np.ndarray, rows: np.ndarray, feature_names: list[str]
+        self, features: pd.DataFrame, labels: np.ndarray, rows: np.ndarray, feature_names: list[str],
+        trainer: MemberTrainer | None = None,
     ) -> LambdaRanker:
-        """Trains on ``features[feature_names]``; ``labels`` 0/1 and ``rows`` (group id) per feature row."""
+        """Trains on ``features[feature_names]``; ``labels`` 0/1 and ``rows`` (group id) per feature row.
+        ``trainer``, when given, grows each model on the same rows, split and params (else ``lgb.train`` here)."""
         if self.config.n_models < 1:
             raise ValueError(f"n_models must be >= 1, got {self.config.n_models}")
         x = _matrix(features, list(feature_names))
@@ -116,6 +122,10 @@ class LambdaRanker:
                 params={"verbosity": -1},
             )
 
+        def grouped(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # what a trainer is given
+            mask = np.isin(group_of_row, chosen)
+            return x[mask], labels[mask], sizes[chosen]
+
         n_valid = int(round(self.config.valid_fraction * len(kept_groups)))
         if self.config.valid_fraction > 0 and len(kept_groups) >= 2:
             n_valid = min(max(n_valid, 1), len(kept_groups) - 1)
@@ -126,6 +136,13 @@ class LambdaRanker:
             seed = self.config.seed + member
             # Users, not candidate rows, are held out, so no user is in both the training and the stopping set.
             shuffled = np.random.default_rng(seed).permutation(kept_groups)
+            if trainer is not None:
+                train, valid = grouped(np.sort(shuffled[n_valid:])), grouped(np.sort(shuffled[:n_valid]))
+                booster, rounds, ndcg = trainer(self.config.lightgbm_params(seed), train, valid if n_valid else None)
+                boosters.append(booster)
+                best_iterations.append(rounds)
+                valid_ndcgs.extend([] if ndcg is None else [ndcg])
+                continue
             train_set = dataset(np.sort(shuffled[n_valid:]))
             params = self.config.lightgbm_params(seed)
             if n_valid:

@@ -180,6 +180,12 @@ def _assert_ranking(home, result, split):
     assert sorted(p.name for p in (home / "artifacts" / "models" / "ranker").iterdir()) == [
         "feature_importance.csv", "feature_importance.png", "lineage.json",
         *(f"ranker-{i}.txt" for i in range(RankerConfig.n_models)), "ranker.json"]
+    assert meta["trained_on"] == "this process"
+    # The switch to a Dask cluster (here a local one of two workers, started and closed by the asset).
+    on_dask = _run(home, "ranker_model", run_config={"ops": {"ranker_model": {"config": {"dask_workers": 2}}}})
+    dask_meta = _metadata(on_dask, "ranker_model")
+    assert dask_meta["trained_on"] == "local Dask cluster of 2 workers" and 0 <= dask_meta["test_ndcg@10"] <= 1
+    assert len(dask_meta["best_iterations"]) == RankerConfig.n_models
 
     # A feature computed with the answer (here: the label itself) is caught by the blocking check.
     leaked = features.assign(user_item_purchases=features["label"] * 7)
