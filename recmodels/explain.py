@@ -56,9 +56,27 @@ def _similarities(matrix: sp.csr_matrix | None, anchors: np.ndarray, items: np.n
     """(anchors, items) similarities from an item-to-item matrix, an item's similarity to itself set to 0."""
     if matrix is None or not len(anchors) or not len(items):
         return None
-    values = np.asarray(matrix[anchors][:, items].toarray(), dtype=np.float64)  # (H, I)
+    if sp.isspmatrix_csr(matrix) and matrix.has_canonical_format:
+        values = _gathered(matrix, anchors, items)
+    else:
+        values = np.asarray(matrix[anchors][:, items].toarray(), dtype=np.float64)  # (H, I)
     values[anchors[:, None] == items[None, :]] = 0.0
     return values
+
+
+def _gathered(matrix: sp.csr_matrix, anchors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``matrix[anchors][:, items]`` as a dense (H, I) float64 array, read straight from a canonical CSR matrix's
+    arrays: a few anchors' rows cost far less so than through two sparse slicings."""
+    distinct, column = np.unique(items, return_inverse=True)
+    starts, lengths = matrix.indptr[anchors], np.diff(matrix.indptr)[anchors]
+    rows = np.repeat(np.arange(len(anchors)), lengths)
+    at = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())  # the rows' entries
+    found = np.searchsorted(distinct, matrix.indices[at])
+    found = np.minimum(found, len(distinct) - 1)
+    hit = distinct[found] == matrix.indices[at]
+    values = np.zeros((len(anchors), len(distinct)))
+    values[rows[hit], found[hit]] = matrix.data[at][hit]
+    return values[:, column.ravel()]
 
 
 @dataclass(frozen=True)
