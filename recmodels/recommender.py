@@ -21,13 +21,12 @@ from recmodels.ranking import (
     Scorer,
     TimeLike,
     compute_features,
-    generate_candidates,
     price_vs_user,
     quantity_ratio,
     rerank_topk,
 )
 from recmodels.ranking.behaviour import no_behaviour
-from recmodels.ranking.candidates import Candidates, candidate_arrays
+from recmodels.ranking.candidates import Candidates, RankingMemo, candidate_arrays
 
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
 # requesting customers' events per request, which gives the same features at a fraction of the cost.
@@ -156,6 +155,7 @@ class TwoStageRecommender:
         self.config = config
         self.item_text = item_text
         self.serves = serves
+        self._memo = RankingMemo()  # the sources' rankings that every row shares (popularity), kept between calls
 
     def rank(
         self,
@@ -177,7 +177,7 @@ class TwoStageRecommender:
         with ``blank_features`` too (``blank_features`` of that table), rows whose user has no event in ``events``
         nor ``behaviour`` take their features from it (their ``features_as_of`` is NaT).
         """
-        candidates = generate_candidates(self.sources, histories, self.config.n_candidates)
+        candidates = candidate_arrays(self.sources, histories, self.config.n_candidates, memo=self._memo).frame()
         if exclude_history:
             candidates = without_history_items(candidates, histories)
         if self.config.behaviour and behaviour is None:  # a caller without views (the MLflow pyfunc): none seen
@@ -210,7 +210,7 @@ class TwoStageRecommender:
         """``rank`` of rows whose user has no event at all, as arrays: their candidates and scores, exactly as
         ``rank`` gives them with ``blank_features``, without a frame (``blank_frame`` makes it when asked for).
         ``seen[i]``: items left out of row i's candidates before scoring (none without)."""
-        candidates = candidate_arrays(self.sources, histories, self.config.n_candidates)
+        candidates = candidate_arrays(self.sources, histories, self.config.n_candidates, memo=self._memo)
         if seen is not None:
             candidates = candidates.take(~in_history(candidates.rows, candidates.items, seen))
         if self.serves != RANKER:

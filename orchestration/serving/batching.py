@@ -5,7 +5,10 @@ so while one call runs, the requests arriving queue up and the next call takes t
 whatever waited. Every row is ranked exactly as alone: the sources are batch-invariant (``SASRec.score_each``),
 each request's events are its own (relabelled per row, so two requests of one customer never mix), and features
 and LightGBM read one row at a time.
-"""
+
+Requests without events (anonymous sessions) skip the frames: their features are the blank ones whatever the
+cut-off, so they are ranked together as arrays (``TwoStageRecommender.rank_blank``) and their frame is made only
+if a caller asks for it (``Ranked.frame``, ``Ranked.features_of``)."""
 
 from __future__ import annotations
 

@@ -41,16 +41,18 @@ def _top(keys: np.ndarray, depth: int) -> np.ndarray:
     return np.take_along_axis(ids, order, axis=1) + 1
 
 
-def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray, ordered: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of each (row, item) in its row's full ranking (ties to the lower id): the items with a lower key,
-    plus the items with an equal key and a lower id, plus one."""
+    plus the items with an equal key and a lower id, plus one. ``ordered``: the sorted keys, when every row has
+    the same."""
     ranks = np.empty(len(rows), dtype=np.int64)
     columns = items - 1
     values = keys[rows, columns]
     bounds = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(keys)))]  # rows arrive sorted
+    shared = ordered
     for row in np.flatnonzero(np.diff(bounds)):
         part = slice(bounds[row], bounds[row + 1])
-        ordered = np.sort(keys[row])
+        ordered = np.sort(keys[row]) if shared is None else shared
         below = np.searchsorted(ordered, values[part], side="left")
         equal = np.searchsorted(ordered, values[part], side="right") - below
         ranks[part] = below + 1
@@ -58,6 +60,28 @@ def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
             position = bounds[row] + at
             ranks[position] += np.count_nonzero(keys[row, : columns[position]] == values[position])
     return ranks
+
+
+class RankingMemo:
+    """Per source, the last ranking of a row of keys: its head and its sorted keys. A source that scores every
+    history alike (popularity) is then ranked once, not once per row and call. A ranking is reused only for keys
+    equal to the bit, so the candidates are exactly those ranked afresh."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # name -> (keys, head, sorted keys)
+
+    def shared(self, name: str, keys: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(head of ``depth`` ids, sorted keys) of the ranking every row of ``keys`` (B, n_items) shares; None
+        when the rows differ."""
+        row = keys[0]
+        if not (keys == row).all():
+            return None
+        last = self._last.get(name)  # replaced whole, never changed: safe to read beside another call
+        if last is not None and len(last[1]) == depth and np.array_equal(last[0], row):
+            return last[1], last[2]
+        head, ordered = _top(row[None, :], depth)[0], np.sort(row)
+        self._last[name] = (row.copy(), head, ordered)
+        return head, ordered
 
 
 @dataclass(frozen=True)
@@ -108,8 +132,9 @@ def candidate_arrays(
     histories: list[np.ndarray],
     n_candidates: int = DEFAULT_N_CANDIDATES,
     batch_size: int = 1024,
+    memo: RankingMemo | None = None,
 ) -> Candidates:
-    """``generate_candidates`` as arrays, without the frame."""
+    """``generate_candidates`` as arrays, without the frame; ``memo`` keeps the rankings rows share."""
     names = list(sources)
     if not names:
         raise ValueError("generate_candidates needs at least one source")
@@ -117,7 +142,7 @@ def candidate_arrays(
         raise ValueError(f"n_candidates and batch_size must be >= 1, got {n_candidates}, {batch_size}")
     parts = []
     for start in range(0, len(histories), batch_size):
-        parts.append(_batch_candidates(sources, histories[start : start + batch_size], n_candidates, start))
+        parts.append(_batch_candidates(sources, histories[start : start + batch_size], n_candidates, start, memo))
     if len(parts) == 1:
         return parts[0]
     if not parts:
@@ -130,7 +155,7 @@ def candidate_arrays(
 
 
 def _batch_candidates(sources: Mapping[str, Scorer], batch: list[np.ndarray], n_candidates: int,
-                      start: int) -> Candidates:
+                      start: int, memo: RankingMemo | None) -> Candidates:
     """``candidate_arrays`` of one batch of histories, the first being row ``start``."""
     names = list(sources)
     n_rows = len(batch)
@@ -143,7 +168,15 @@ def _batch_candidates(sources: Mapping[str, Scorer], batch: list[np.ndarray], n_
     # Source 1 alone yields n_candidates distinct items by its rank n_candidates, so deeper ranks are
     # never reached and the interleaving stays small.
     depth = min(n_candidates, n_columns - 1)
-    interleaved = np.stack([_top(keys[name], depth) for name in names], axis=2).reshape(n_rows, -1)
+    heads, ordered = [], {}
+    for name in names:
+        shared = memo.shared(name, keys[name], depth) if memo is not None else None
+        if shared is None:
+            heads.append(_top(keys[name], depth))
+        else:
+            heads.append(np.tile(shared[0], (n_rows, 1)))
+            ordered[name] = shared[1]
+    interleaved = np.stack(heads, axis=2).reshape(n_rows, -1)
     # Keep the first occurrence of each item per row: sort by item (stably, so occurrences keep their
     # round-robin order), flag repeats, then cut each row after n_candidates kept items.
     by_item = np.argsort(interleaved, axis=1, kind="stable")
@@ -159,7 +192,7 @@ def _batch_candidates(sources: Mapping[str, Scorer], batch: list[np.ndarray], n_
     rows, items = rows[order].astype(np.int64), items[order].astype(np.int64)
     return Candidates(rows + start, items,
                       {name: matrices[name][rows, items].astype(np.float64) for name in names},
-                      {name: _ranks(keys[name], rows, items) for name in names})
+                      {name: _ranks(keys[name], rows, items, ordered.get(name)) for name in names})
 
 
 def candidate_recall(candidates: pd.DataFrame, targets: list[np.ndarray]) -> float:
