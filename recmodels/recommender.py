@@ -156,6 +156,7 @@ class TwoStageRecommender:
         self.item_text = item_text
         self.serves = serves
         self._memo = RankingMemo()  # the sources' rankings that every row shares (popularity), kept between calls
+        self._blank_layout_cache: tuple[pd.DataFrame, np.ndarray, dict[int, tuple[str, str]]] | None = None
 
     def rank(
         self,
@@ -224,19 +225,19 @@ class TwoStageRecommender:
     def _blank_layout(self, blank_features: pd.DataFrame) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
         """(every item's ranker input row with its blank features, zeros in the sources' columns; source column ->
         (source, "score" or "rank")), made once per ``blank_features`` table."""
-        cached = self.__dict__.get("_blank_layout_cache")
+        cached = self._blank_layout_cache
         if cached is not None and cached[0] is blank_features:
             return cached[1], cached[2]
         names = self.ranker.feature_names
         sources = {column: tuple(name.rsplit("_", 1)) for column, name in enumerate(names)
                    if name.endswith(("_score", "_rank")) and name.rsplit("_", 1)[0] in self.sources}
-        looked = [name for column, name in enumerate(names) if column not in sources]
-        missing = [name for name in looked if name not in blank_features.columns]
+        looked = [column for column in range(len(names)) if column not in sources]
+        missing = [names[column] for column in looked if names[column] not in blank_features.columns]
         if missing:
             raise ValueError(f"features lack columns the ranker needs: {missing}")
         layout = np.zeros((len(blank_features), len(names)))
-        layout[:, [names.index(name) for name in looked]] = blank_features[looked].to_numpy(np.float64)
-        self.__dict__["_blank_layout_cache"] = (blank_features, layout, sources)
+        layout[:, looked] = blank_features[[names[column] for column in looked]].to_numpy(np.float64)
+        self._blank_layout_cache = (blank_features, layout, sources)
         return layout, sources
 
     def blank_features(self, item_features: pd.DataFrame, cutoff: TimeLike) -> pd.DataFrame:

@@ -78,7 +78,8 @@ class SessionRows:
 def session_request(customer: Customer, key: str, session: SessionRows, config: TwoStageConfig,
                     item_price: np.ndarray | None, n_items: int, exclude_history: bool
                     ) -> tuple[RankRequest, dict[str, np.ndarray]]:
-    """(the request that ranks ``customer`` (of ``key``) with ``session``'s events added, the explanations' evidence).
+    """The request that ranks ``customer`` (of ``key``) with ``session``'s events added, and the evidence of its
+    explanations (``Explainer.explain``'s viewed, in_cart, bought).
 
     Purchases are bought at the item's usual price (``item_price``, by internal id); views, carts and favourites
     join the customer's behaviour where the ranker reads it. Frames are built only for what the ranking reads: a
@@ -87,8 +88,8 @@ def session_request(customer: Customer, key: str, session: SessionRows, config: 
     purchases = customer.events
     if bought.any():
         price = item_price[session.items[bought]] if item_price is not None else np.full(int(bought.sum()), np.nan)
-        added = session.frame(key, bought).drop(columns="event_type").assign(unit_price=price, basket_id=SESSION_BASKET)
-        purchases = merged(customer.events, added)
+        added = session.frame(key, bought).drop(columns="event_type")
+        purchases = merged(customer.events, added.assign(unit_price=price, basket_id=SESSION_BASKET))
     behaviour = customer.behaviour
     if config.behaviour and not bought.all():
         behaviour = merged(customer.behaviour, session.frame(key, ~bought))
