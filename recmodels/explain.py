@@ -56,9 +56,27 @@ def _similarities(matrix: sp.csr_matrix | None, anchors: np.ndarray, items: np.n
     """(anchors, items) similarities from an item-to-item matrix, an item's similarity to itself set to 0."""
     if matrix is None or not len(anchors) or not len(items):
         return None
-    values = np.asarray(matrix[anchors][:, items].toarray(), dtype=np.float64)  # (H, I)
+    if sp.isspmatrix_csr(matrix) and matrix.has_canonical_format:
+        values = _gathered(matrix, anchors, items)
+    else:
+        values = np.asarray(matrix[anchors][:, items].toarray(), dtype=np.float64)  # (H, I)
     values[anchors[:, None] == items[None, :]] = 0.0
     return values
+
+
+def _gathered(matrix: sp.csr_matrix, anchors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``matrix[anchors][:, items]`` as a dense (H, I) float64 array, read straight from a canonical CSR matrix's
+    arrays: a few anchors' rows cost far less so than through two sparse slicings."""
+    distinct, column = np.unique(items, return_inverse=True)
+    starts, lengths = matrix.indptr[anchors], np.diff(matrix.indptr)[anchors]
+    rows = np.repeat(np.arange(len(anchors)), lengths)
+    at = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())  # the rows' entries
+    found = np.searchsorted(distinct, matrix.indices[at])
+    found = np.minimum(found, len(distinct) - 1)
+    hit = distinct[found] == matrix.indices[at]
+    values = np.zeros((len(anchors), len(distinct)))
+    values[rows[hit], found[hit]] = matrix.data[at][hit]
+    return values[:, column.ravel()]
 
 
 @dataclass(frozen=True)
@@ -143,9 +161,40 @@ def behaviour_evidence_by_user(behaviour: pd.DataFrame, purchases: pd.DataFrame
 def behaviour_evidence(behaviour: pd.DataFrame, purchases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(viewed, in_cart) of one customer from their ``behaviour_events`` and ``purchase_events`` rows, as
     ``behaviour_evidence_by_user`` gives them."""
-    found = behaviour_evidence_by_user(behaviour, purchases)
-    empty = np.array([], np.int64)
-    return next(iter(found.values())) if found else (empty, empty)
+    return evidence_of(behaviour["item"].to_numpy(np.int64), behaviour["event_type"].to_numpy(),
+                       behaviour["occurred_at"].to_numpy("datetime64[ns]"), purchases["item"].to_numpy(np.int64),
+                       purchases["occurred_at"].to_numpy("datetime64[ns]"))
+
+
+def evidence_of(items: np.ndarray, event_types: np.ndarray, times: np.ndarray, bought: np.ndarray,
+                bought_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``behaviour_evidence`` of one customer's events as arrays: their behaviour (items, event types, times) and
+    purchases (items, times). A customer's few events cost less as arrays than a pandas group-by costs at all."""
+    views = event_types == "view"
+    viewed = items[views][np.argsort(times[views], kind="stable")]  # oldest first; NaT last, as pandas sorts
+    carts = event_types == "cart"
+    carted = np.unique(items[carts])
+    last_cart, last_bought = _last_times(items[carts], times[carts], carted), _last_times(bought, bought_at, carted)
+    # Never bought, or carted again after the last purchase; a comparison with a missing time is false, as in pandas.
+    return viewed, carted[np.isnat(last_bought) | (last_cart > last_bought)]
+
+
+def _last_times(items: np.ndarray, times: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The latest time of each of ``wanted`` (sorted ids) among (items, times), missing times skipped; NaT for an
+    item without one: a group-by's max."""
+    last = np.full(len(wanted), np.datetime64("NaT"), "datetime64[ns]")
+    known = ~np.isnat(times)
+    items, times = items[known], times[known]
+    if not len(items) or not len(wanted):
+        return last
+    order = np.lexsort((times, items))
+    items, times = items[order], times[order]
+    final = np.r_[items[1:] != items[:-1], True]  # each item's latest time ends its run
+    items, times = items[final], times[final]
+    at = np.minimum(np.searchsorted(wanted, items), len(wanted) - 1)
+    hit = wanted[at] == items
+    last[at[hit]] = times[hit]
+    return last
 
 
 def sentence(explanation: Explanation, anchor_title: str | None) -> str:

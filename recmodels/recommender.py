@@ -21,12 +21,12 @@ from recmodels.ranking import (
     Scorer,
     TimeLike,
     compute_features,
-    generate_candidates,
     price_vs_user,
     quantity_ratio,
     rerank_topk,
 )
 from recmodels.ranking.behaviour import no_behaviour
+from recmodels.ranking.candidates import Candidates, RankingMemo, candidate_arrays
 
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
 # requesting customers' events per request, which gives the same features at a fraction of the cost.
@@ -82,6 +82,11 @@ def _looked_up(candidates: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     for name in table.columns.difference(numeric, sort=False):
         looked[name] = table[name].to_numpy()[items]
     return pd.concat([candidates, looked[table.columns]], axis=1)
+
+
+def blank_frame(candidates: Candidates, blank_features: pd.DataFrame, score: np.ndarray) -> pd.DataFrame:
+    """``rank``'s frame of rows ranked by ``rank_blank``: the candidates, their features and ``score``."""
+    return _looked_up(candidates.frame(), blank_features).assign(score=score)
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ class TwoStageRecommender:
         self.config = config
         self.item_text = item_text
         self.serves = serves
+        self._memo = RankingMemo()  # the sources' rankings that every row shares (popularity), kept between calls
+        self._blank_layout_cache: tuple[pd.DataFrame, np.ndarray, dict[int, tuple[str, str]]] | None = None
 
     def rank(
         self,
@@ -171,7 +178,7 @@ class TwoStageRecommender:
         with ``blank_features`` too (``blank_features`` of that table), rows whose user has no event in ``events``
         nor ``behaviour`` take their features from it (their ``features_as_of`` is NaT).
         """
-        candidates = generate_candidates(self.sources, histories, self.config.n_candidates)
+        candidates = candidate_arrays(self.sources, histories, self.config.n_candidates, memo=self._memo).frame()
         if exclude_history:
             candidates = without_history_items(candidates, histories)
         if self.config.behaviour and behaviour is None:  # a caller without views (the MLflow pyfunc): none seen
@@ -198,6 +205,40 @@ class TwoStageRecommender:
         features["score"] = (self.ranker.score(features) if self.serves == RANKER
                              else features[f"{self.serves}_score"].to_numpy(np.float64))
         return features
+
+    def rank_blank(self, histories: list[np.ndarray], blank_features: pd.DataFrame,
+                   seen: list[np.ndarray] | None = None) -> tuple[Candidates, np.ndarray]:
+        """``rank`` of rows whose user has no event at all, as arrays: their candidates and scores, exactly as
+        ``rank`` gives them with ``blank_features``, without a frame (``blank_frame`` makes it when asked for).
+        ``seen[i]``: items left out of row i's candidates before scoring (none without)."""
+        candidates = candidate_arrays(self.sources, histories, self.config.n_candidates, memo=self._memo)
+        if seen is not None:
+            candidates = candidates.take(~in_history(candidates.rows, candidates.items, seen))
+        if self.serves != RANKER:
+            return candidates, candidates.scores[self.serves].copy()
+        layout, sources = self._blank_layout(blank_features)
+        x = layout[candidates.items]  # (n, features): the blank features in place, the sources' columns 0
+        for column, (name, part) in sources.items():
+            x[:, column] = (candidates.scores if part == "score" else candidates.ranks)[name]
+        return candidates, self.ranker.score_matrix(x) if len(x) else np.array([], np.float64)
+
+    def _blank_layout(self, blank_features: pd.DataFrame) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+        """(every item's ranker input row with its blank features, zeros in the sources' columns; source column ->
+        (source, "score" or "rank")), made once per ``blank_features`` table."""
+        cached = self._blank_layout_cache
+        if cached is not None and cached[0] is blank_features:
+            return cached[1], cached[2]
+        names = self.ranker.feature_names
+        sources = {column: tuple(name.rsplit("_", 1)) for column, name in enumerate(names)
+                   if name.endswith(("_score", "_rank")) and name.rsplit("_", 1)[0] in self.sources}
+        looked = [column for column in range(len(names)) if column not in sources]
+        missing = [names[column] for column in looked if names[column] not in blank_features.columns]
+        if missing:
+            raise ValueError(f"features lack columns the ranker needs: {missing}")
+        layout = np.zeros((len(blank_features), len(names)))
+        layout[:, looked] = blank_features[[names[column] for column in looked]].to_numpy(np.float64)
+        self._blank_layout_cache = (blank_features, layout, sources)
+        return layout, sources
 
     def blank_features(self, item_features: pd.DataFrame, cutoff: TimeLike) -> pd.DataFrame:
         """Every item's features, the sources' aside, for a row whose user has no event at all (an anonymous

@@ -5,7 +5,10 @@ so while one call runs, the requests arriving queue up and the next call takes t
 whatever waited. Every row is ranked exactly as alone: the sources are batch-invariant (``SASRec.score_each``),
 each request's events are its own (relabelled per row, so two requests of one customer never mix), and features
 and LightGBM read one row at a time.
-"""
+
+Requests without events (anonymous sessions) skip the frames: their features are the blank ones whatever the
+cut-off, so they are ranked together as arrays (``TwoStageRecommender.rank_blank``) and their frame is made only
+if a caller asks for it (``Ranked.frame``, ``Ranked.features_of``)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from recmodels.ranking.behaviour import no_behaviour
-from recmodels.recommender import TwoStageRecommender, in_history, no_purchases
+from recmodels.recommender import TwoStageRecommender, blank_frame, in_history, no_purchases
 from recmodels.sequences import decode
 
 Item = TypeVar("Item")
@@ -86,6 +89,28 @@ class RankRequest:
     exclude_history: bool = False  # leave the history's own items out
 
 
+class CallFeatures:
+    """A ranking call's candidates with their features as one frame, made when first asked for: rows ranked as
+    arrays (``TwoStageRecommender.rank_blank``) need none to be answered."""
+
+    def __init__(self, make: Callable[[], pd.DataFrame]):
+        self._make: Callable[[], pd.DataFrame] | None = make
+        self._frame: pd.DataFrame | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> CallFeatures:
+        """Features already made."""
+        return cls(lambda: frame)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        with self._lock:
+            if self._frame is None:
+                self._frame, self._make = self._make(), None
+            return self._frame
+
+
 @dataclass(frozen=True)
 class Ranked:
     """One request's candidates, best first (score, then the lower id): their ids and scores, and where their
@@ -93,19 +118,19 @@ class Ranked:
 
     items: np.ndarray  # internal ids
     scores: np.ndarray
-    features: pd.DataFrame  # the whole call's candidates with features
-    positions: np.ndarray  # this request's rows of ``features``, best first
+    features: CallFeatures  # the whole call's candidates with features
+    positions: np.ndarray  # this request's rows of ``features.frame``, best first
 
     def frame(self) -> pd.DataFrame:
         """The candidates with their features, best first. ``features_as_of`` (what a leakage check reads) is left
         out: it holds the items' last events among the other rows' too, the one column that tells a batch from a
         row alone."""
-        return self.features.iloc[self.positions].drop(columns=["row", "features_as_of"]).reset_index(drop=True)
+        return self.features.frame.iloc[self.positions].drop(columns=["row", "features_as_of"]).reset_index(drop=True)
 
     def features_of(self, item: int) -> tuple[int, pd.Series] | None:
         """(1-based rank, feature row) of ``item``; None when it is no candidate."""
         hit = np.flatnonzero(self.items == item)
-        return None if not len(hit) else (int(hit[0]) + 1, self.features.iloc[self.positions[hit[0]]])
+        return None if not len(hit) else (int(hit[0]) + 1, self.features.frame.iloc[self.positions[hit[0]]])
 
 
 _NO_PURCHASES, _NO_BEHAVIOUR = no_purchases(), no_behaviour()  # read only
@@ -117,13 +142,43 @@ def _own(frames: list[pd.DataFrame], labels: np.ndarray, empty: pd.DataFrame) ->
     return pd.concat(labelled, ignore_index=True) if labelled else empty
 
 
+def is_blank(recommender: TwoStageRecommender, request: RankRequest) -> bool:
+    """Whether ``rank`` takes the request's features from ``blank_features``: its user has no event it reads."""
+    return not len(request.events) and not (recommender.config.behaviour and len(request.behaviour))
+
+
+def _seen(requests: list[RankRequest], n_items: int) -> list[np.ndarray]:
+    """Per request, the items its answer leaves out: everything the history holds, whatever was done to it."""
+    return [decode(r.history, n_items)[0] if r.exclude_history else np.array([], np.int64) for r in requests]
+
+
+def _answers(rows: np.ndarray, items: np.ndarray, score: np.ndarray, kept: np.ndarray, n_rows: int,
+             features: CallFeatures) -> list[Ranked]:
+    """Each of ``n_rows`` rows' kept candidates, best first."""
+    order = np.flatnonzero(kept)[np.lexsort((items[kept], -score[kept], rows[kept]))]  # by row, best first
+    bounds = np.searchsorted(rows[order], np.arange(n_rows + 1))
+    return [Ranked(items[positions], score[positions], features, positions)
+            for positions in (order[bounds[row]:bounds[row + 1]] for row in range(n_rows))]
+
+
 def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest], n_items: int,
                   item_features: pd.DataFrame, blank_features: pd.DataFrame) -> list[Ranked]:
-    """Every candidate of each request, ranked: one ``rank`` call per distinct cut-off."""
+    """Every candidate of each request, ranked: one ``rank_blank`` call for the requests without events (sessions
+    of items: their features do not depend on the cut-off), one ``rank`` call per distinct cut-off for the rest."""
     answers: list[Ranked | None] = [None] * len(requests)
+    blank = [index for index, request in enumerate(requests) if is_blank(recommender, request)]
+    if blank:
+        chosen = [requests[i] for i in blank]
+        candidates, score = recommender.rank_blank([r.history for r in chosen], blank_features, _seen(chosen, n_items))
+        features = CallFeatures(lambda: blank_frame(candidates, blank_features, score))
+        ranked = _answers(candidates.rows, candidates.items, score, np.ones(len(score), dtype=bool), len(chosen),
+                          features)
+        for index, answer in zip(blank, ranked):
+            answers[index] = answer
     by_cutoff: dict[pd.Timestamp, list[int]] = {}
     for index, request in enumerate(requests):
-        by_cutoff.setdefault(request.cutoff, []).append(index)
+        if answers[index] is None:
+            by_cutoff.setdefault(request.cutoff, []).append(index)
     for cutoff, members in by_cutoff.items():
         chosen = [requests[i] for i in members]
         labels = np.array([str(row) for row in range(len(chosen))], dtype=object)
@@ -132,14 +187,11 @@ def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest],
                                   item_features=item_features, blank_features=blank_features,
                                   behaviour=_own([r.behaviour for r in chosen], labels, _NO_BEHAVIOUR))
         rows, items = ranked["row"].to_numpy(np.int64), ranked["item"].to_numpy(np.int64)
-        score = ranked["score"].to_numpy(np.float64)
         kept = np.ones(len(ranked), dtype=bool)
-        if any(r.exclude_history for r in chosen):  # everything the history holds is seen, whatever was done to it
-            seen = [decode(r.history, n_items)[0] if r.exclude_history else np.array([], np.int64) for r in chosen]
-            kept = ~in_history(rows, items, seen)
-        order = np.flatnonzero(kept)[np.lexsort((items[kept], -score[kept], rows[kept]))]  # by row, best first
-        bounds = np.searchsorted(rows[order], np.arange(len(chosen) + 1))
-        for row, index in enumerate(members):
-            positions = order[bounds[row]:bounds[row + 1]]
-            answers[index] = Ranked(items[positions], score[positions], ranked, positions)
+        if any(r.exclude_history for r in chosen):
+            kept = ~in_history(rows, items, _seen(chosen, n_items))
+        answers_here = _answers(rows, items, ranked["score"].to_numpy(np.float64), kept, len(chosen),
+                                CallFeatures.of(ranked))
+        for index, answer in zip(members, answers_here):
+            answers[index] = answer
     return answers

@@ -29,25 +29,23 @@ from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.serving.answers import Answers, described, explained, popular_top
 from orchestration.serving.batching import MicroBatcher, Ranked, RankRequest, rank_requests
-from orchestration.serving.live import Customer, Recorded, merged, recorded_rows, unprocessed, with_recorded
-from orchestration.serving.sessions import SESSION_EVENT_TYPES, SessionEvent, session_times
+from orchestration.serving.live import Customer, Recorded, recorded_rows, unprocessed, with_recorded
+from orchestration.serving.sessions import SESSION_EVENT_TYPES, SessionEvent, SessionRows, session_request
 from orchestration.serving.shop import ShopData
 from orchestration.store.privacy import pseudonymize
 from recmodels.explain import (
     Explainer,
-    behaviour_evidence,
     behaviour_evidence_by_user,
     co_view_similarity,
     sentence,
 )
 from recmodels.recommender import TwoStageRecommender, item_feature_table
-from recmodels.sequences import PAD, behaviour_codes, encode, purchased_items
+from recmodels.sequences import PAD, purchased_items
 from recmodels.similarity import unit_rows
 
 SESSION_KEY = "__anonymous_session__"  # a user key no pseudonym can take ("u_" + hex)
 FALLBACK_SOURCES = ("recent-popularity", "popularity")  # unknown customers get the first one the bundle has
 MAX_K = 100  # items an answer holds at most, and what is kept per known customer
-SESSION_BASKET = "__session__"  # basket_id of a session's purchases
 WARM_BATCH = 256  # customers per ranking call while warming: the per-call cost spread thin, the memory bounded
 
 
@@ -361,12 +359,16 @@ class RecommendationService:
                 raise ValueError(f"event_type: unknown value {event_type!r}; expected one of "
                                  f"{', '.join(SESSION_EVENT_TYPES)}")
         kept, unknown, text_only = [], [], []
-        for item_id, event_type, occurred_at in events:
-            mapped, missing, stand_in = self.session_items([item_id])
-            unknown += [i for i in missing if i not in unknown]
-            text_only += [i for i in stand_in if i not in text_only]
-            if len(mapped):
-                kept.append(SessionEvent(int(mapped[0]), event_type, occurred_at))
+        codes = self.bundle.internal_ids([str(item_id) for item_id, _, _ in events])  # one look-up for them all
+        for (item_id, event_type, occurred_at), code in zip(events, codes):
+            if code == PAD:  # outside the bundle: a stand-in by text, or unknown
+                mapped, missing, stand_in = self.session_items([item_id])
+                unknown += [i for i in missing if i not in unknown]
+                text_only += [i for i in stand_in if i not in text_only]
+                if not len(mapped):
+                    continue
+                code = mapped[0]
+            kept.append(SessionEvent(int(code), event_type, occurred_at))
         return kept, unknown, text_only
 
     def recommend_events(self, events: list[tuple[str, str, Any]], k: int = 10, include_seen: bool = False,
@@ -387,33 +389,11 @@ class RecommendationService:
                                                           "known_user": len(customer.events) > 0})}
         if not mapped and not len(known):
             return {**answer, "strategy": f"fallback:{self.fallback}", "items": self._popular(k)}
-        session = self._session_frame(key, mapped, customer.as_of)
-        bought = session[session["event_type"] == "purchase"]
-        price = (self.item_features["item_price"].to_numpy(np.float64)[bought["item"].to_numpy()]
-                 if "item_price" in self.item_features else np.full(len(bought), np.nan))
-        purchases = merged(customer.events, bought.drop(columns="event_type").assign(unit_price=price,
-                                                                                        basket_id=SESSION_BASKET))
-        behaviour = merged(customer.behaviour, session[session["event_type"] != "purchase"])
-        viewed, in_cart = behaviour_evidence(behaviour, purchases)
-        evidence = {"viewed": viewed, "in_cart": in_cart, "bought": purchases["item"].to_numpy(np.int64)}
-        history = np.concatenate([known, self._session_history(session)])
-        request = RankRequest(history, purchases, behaviour, customer.as_of, not include_seen)
+        session = SessionRows.placed(mapped, customer.as_of)
+        prices = self.item_features["item_price"].to_numpy(np.float64) if "item_price" in self.item_features else None
+        request, evidence = session_request(customer, key, session, self.recommender.config, prices,
+                                            len(self.bundle.item_ids), not include_seen)
         return {**answer, "strategy": "two-stage", "items": self._session_top(request, k, evidence)}
-
-    def _session_frame(self, key: str, mapped: list[SessionEvent], as_of: pd.Timestamp) -> pd.DataFrame:
-        """A session's events as rows, placed just before ``as_of`` (``session_times``), oldest first."""
-        return pd.DataFrame({"user_key": key, "item": np.array([e.item for e in mapped], np.int64),
-                             "occurred_at": session_times(mapped, as_of).to_numpy(),
-                             "event_type": [e.event_type for e in mapped], "quantity": 1.0}
-                            ).sort_values("occurred_at", kind="stable")
-
-    def _session_history(self, session: pd.DataFrame) -> np.ndarray:
-        """A session's events as its models read them: tokens of every behaviour where they learned from browsing
-        (``TwoStageConfig.sequence_behaviour``); else every event's item, as a session of items always was."""
-        items = session["item"].to_numpy(np.int64)
-        if not self.recommender.config.sequence_behaviour:
-            return items
-        return encode(items, behaviour_codes(session["event_type"].to_numpy()), len(self.bundle.item_ids))
 
     def similar(self, shop_item_id: str, k: int = 10) -> dict[str, Any]:
         """Items like ``shop_item_id``: the mean of co-purchase similarity and text cosine (each in [0, 1])."""

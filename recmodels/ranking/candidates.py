@@ -7,6 +7,7 @@ A scorer maps ``histories`` to (B, n_items + 1) float32 scores with column 0 (PA
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -40,16 +41,18 @@ def _top(keys: np.ndarray, depth: int) -> np.ndarray:
     return np.take_along_axis(ids, order, axis=1) + 1
 
 
-def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray, ordered: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of each (row, item) in its row's full ranking (ties to the lower id): the items with a lower key,
-    plus the items with an equal key and a lower id, plus one."""
+    plus the items with an equal key and a lower id, plus one. ``ordered``: the sorted keys, when every row has
+    the same."""
     ranks = np.empty(len(rows), dtype=np.int64)
     columns = items - 1
     values = keys[rows, columns]
     bounds = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(keys)))]  # rows arrive sorted
+    shared = ordered
     for row in np.flatnonzero(np.diff(bounds)):
         part = slice(bounds[row], bounds[row + 1])
-        ordered = np.sort(keys[row])
+        ordered = np.sort(keys[row]) if shared is None else shared
         below = np.searchsorted(ordered, values[part], side="left")
         equal = np.searchsorted(ordered, values[part], side="right") - below
         ranks[part] = below + 1
@@ -59,12 +62,52 @@ def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _empty_candidates(names: list[str]) -> pd.DataFrame:
-    columns: dict[str, np.ndarray] = {"row": np.array([], np.int64), "item": np.array([], np.int64)}
-    for name in names:
-        columns[f"{name}_score"] = np.array([], np.float64)
-        columns[f"{name}_rank"] = np.array([], np.int64)
-    return pd.DataFrame(columns)
+class RankingMemo:
+    """Per source, the last ranking of a row of keys: its head and its sorted keys. A source that scores every
+    history alike (popularity) is then ranked once, not once per row and call. A ranking is reused only for keys
+    equal to the bit, so the candidates are exactly those ranked afresh."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # name -> (keys, head, sorted keys)
+
+    def shared(self, name: str, keys: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(head of ``depth`` ids, sorted keys) of the ranking every row of ``keys`` (B, n_items) shares; None
+        when the rows differ."""
+        row = keys[0]
+        if not (keys == row).all():
+            return None
+        last = self._last.get(name)  # replaced whole, never changed: safe to read beside another call
+        if last is not None and len(last[1]) == depth and np.array_equal(last[0], row):
+            return last[1], last[2]
+        head, ordered = _top(row[None, :], depth)[0], np.sort(row)
+        self._last[name] = (row.copy(), head, ordered)
+        return head, ordered
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """``generate_candidates``' rows as arrays, sorted by (row, item): what a caller that needs no frame reads."""
+
+    rows: np.ndarray  # (n,) int64 index into the histories
+    items: np.ndarray  # (n,) int64 internal ids
+    scores: dict[str, np.ndarray]  # source -> (n,) float64, its raw score of the item
+    ranks: dict[str, np.ndarray]  # source -> (n,) int64, 1-based rank in its full ranking
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def take(self, kept: np.ndarray) -> Candidates:
+        """These candidates at ``kept`` (a mask or positions)."""
+        return Candidates(self.rows[kept], self.items[kept], {name: v[kept] for name, v in self.scores.items()},
+                          {name: v[kept] for name, v in self.ranks.items()})
+
+    def frame(self) -> pd.DataFrame:
+        """Columns ``row``, ``item``, then ``<source>_score`` and ``<source>_rank`` per source, in sources order."""
+        columns: dict[str, np.ndarray] = {"row": self.rows, "item": self.items}
+        for name in self.scores:
+            columns[f"{name}_score"] = self.scores[name]
+            columns[f"{name}_rank"] = self.ranks[name]
+        return pd.DataFrame(columns)
 
 
 def generate_candidates(
@@ -81,46 +124,75 @@ def generate_candidates(
     rank in its full ranking, ties to the lower id), filled for every candidate. Sorted by (row, item).
     Rows are scored ``batch_size`` at a time, so memory is bounded by batch_size x n_items per source.
     """
+    return candidate_arrays(sources, histories, n_candidates, batch_size).frame()
+
+
+def candidate_arrays(
+    sources: Mapping[str, Scorer],
+    histories: list[np.ndarray],
+    n_candidates: int = DEFAULT_N_CANDIDATES,
+    batch_size: int = 1024,
+    memo: RankingMemo | None = None,
+) -> Candidates:
+    """``generate_candidates`` as arrays, without the frame; ``memo`` keeps the rankings rows share."""
     names = list(sources)
     if not names:
         raise ValueError("generate_candidates needs at least one source")
     if n_candidates < 1 or batch_size < 1:
         raise ValueError(f"n_candidates and batch_size must be >= 1, got {n_candidates}, {batch_size}")
-    frames = []
+    parts = []
     for start in range(0, len(histories), batch_size):
-        batch = histories[start : start + batch_size]
-        n_rows = len(batch)
-        matrices = {name: np.asarray(scorer(batch)) for name, scorer in sources.items()}
-        n_columns = matrices[names[0]].shape[1]
-        for name, matrix in matrices.items():
-            if matrix.shape != (n_rows, n_columns):
-                raise ValueError(f"source {name!r} returned {matrix.shape}, expected {(n_rows, n_columns)}")
-        keys = {name: _ranking_keys(matrix) for name, matrix in matrices.items()}  # (B, n_items) each
-        # Source 1 alone yields n_candidates distinct items by its rank n_candidates, so deeper ranks are
-        # never reached and the interleaving stays small.
-        depth = min(n_candidates, n_columns - 1)
-        interleaved = np.stack([_top(keys[name], depth) for name in names], axis=2).reshape(n_rows, -1)
-        # Keep the first occurrence of each item per row: sort by item (stably, so occurrences keep their
-        # round-robin order), flag repeats, then cut each row after n_candidates kept items.
-        by_item = np.argsort(interleaved, axis=1, kind="stable")
-        sorted_items = np.take_along_axis(interleaved, by_item, axis=1)
-        repeat_sorted = np.zeros_like(sorted_items, dtype=bool)
-        repeat_sorted[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
-        repeat = np.empty_like(repeat_sorted)
-        np.put_along_axis(repeat, by_item, repeat_sorted, axis=1)
-        kept = ~repeat & (np.cumsum(~repeat, axis=1) <= n_candidates)
-        rows, positions = np.nonzero(kept)
-        items = interleaved[rows, positions]
-        order = np.lexsort((items, rows))
-        rows, items = rows[order], items[order]
-        columns: dict[str, np.ndarray] = {"row": rows + start, "item": items}
-        for name in names:
-            columns[f"{name}_score"] = matrices[name][rows, items].astype(np.float64)
-            columns[f"{name}_rank"] = _ranks(keys[name], rows, items)
-        frames.append(pd.DataFrame(columns))
-    if not frames:
-        return _empty_candidates(names)
-    return pd.concat(frames, ignore_index=True)
+        parts.append(_batch_candidates(sources, histories[start : start + batch_size], n_candidates, start, memo))
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        nothing = np.array([], np.int64)
+        return Candidates(nothing, nothing, {name: np.array([], np.float64) for name in names},
+                          {name: nothing for name in names})
+    return Candidates(np.concatenate([p.rows for p in parts]), np.concatenate([p.items for p in parts]),
+                      {name: np.concatenate([p.scores[name] for p in parts]) for name in names},
+                      {name: np.concatenate([p.ranks[name] for p in parts]) for name in names})
+
+
+def _batch_candidates(sources: Mapping[str, Scorer], batch: list[np.ndarray], n_candidates: int,
+                      start: int, memo: RankingMemo | None) -> Candidates:
+    """``candidate_arrays`` of one batch of histories, the first being row ``start``."""
+    names = list(sources)
+    n_rows = len(batch)
+    matrices = {name: np.asarray(scorer(batch)) for name, scorer in sources.items()}
+    n_columns = matrices[names[0]].shape[1]
+    for name, matrix in matrices.items():
+        if matrix.shape != (n_rows, n_columns):
+            raise ValueError(f"source {name!r} returned {matrix.shape}, expected {(n_rows, n_columns)}")
+    keys = {name: _ranking_keys(matrix) for name, matrix in matrices.items()}  # (B, n_items) each
+    # Source 1 alone yields n_candidates distinct items by its rank n_candidates, so deeper ranks are
+    # never reached and the interleaving stays small.
+    depth = min(n_candidates, n_columns - 1)
+    heads, ordered = [], {}
+    for name in names:
+        shared = memo.shared(name, keys[name], depth) if memo is not None else None
+        if shared is None:
+            heads.append(_top(keys[name], depth))
+        else:
+            heads.append(np.tile(shared[0], (n_rows, 1)))
+            ordered[name] = shared[1]
+    interleaved = np.stack(heads, axis=2).reshape(n_rows, -1)
+    # Keep the first occurrence of each item per row: sort by item (stably, so occurrences keep their
+    # round-robin order), flag repeats, then cut each row after n_candidates kept items.
+    by_item = np.argsort(interleaved, axis=1, kind="stable")
+    sorted_items = np.take_along_axis(interleaved, by_item, axis=1)
+    repeat_sorted = np.zeros_like(sorted_items, dtype=bool)
+    repeat_sorted[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
+    repeat = np.empty_like(repeat_sorted)
+    np.put_along_axis(repeat, by_item, repeat_sorted, axis=1)
+    kept = ~repeat & (np.cumsum(~repeat, axis=1) <= n_candidates)
+    rows, positions = np.nonzero(kept)
+    items = interleaved[rows, positions]
+    order = np.lexsort((items, rows))
+    rows, items = rows[order].astype(np.int64), items[order].astype(np.int64)
+    return Candidates(rows + start, items,
+                      {name: matrices[name][rows, items].astype(np.float64) for name in names},
+                      {name: _ranks(keys[name], rows, items, ordered.get(name)) for name in names})
 
 
 def candidate_recall(candidates: pd.DataFrame, targets: list[np.ndarray]) -> float:

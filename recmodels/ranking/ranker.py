@@ -173,8 +173,16 @@ class LambdaRanker:
 
     def score(self, features: pd.DataFrame) -> np.ndarray:
         """(n,) float64 scores, higher = rank higher; only the order within a row means anything."""
+        return self.score_matrix(_matrix(features, self.feature_names))
+
+    def score_matrix(self, x: np.ndarray) -> np.ndarray:
+        """``score`` of an (n, len(feature_names)) float64 matrix whose columns are ``feature_names`` in order.
+
+        One ``predict`` per model of the ensemble: adding the models' trees up in one booster would sum the same
+        values in another order, so the scores would move in their last bits."""
         boosters = self._boosters()
-        x = _matrix(features, self.feature_names)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise ValueError(f"a ({len(x)}, {len(self.feature_names)}) matrix expected, got {x.shape}")
         total = np.zeros(len(x))
         # Each row's prediction is the same whatever the thread count: only the speed depends on it.
         threads = {"num_threads": 1} if len(x) < SINGLE_THREAD_ROWS else {}

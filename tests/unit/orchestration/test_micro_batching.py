@@ -92,3 +92,77 @@ def test_batches_are_capped():
 def test_a_run_must_answer_every_item_once(results):
     with pytest.raises(ValueError):
         MicroBatcher(lambda items: results).submit("x")
+
+
+def _shop():
+    """(a recommender reading two sources and blank features, item-level table, blank features, purchases,
+    cut-off)."""
+    import numpy as np
+    import pandas as pd
+
+    from recmodels.ranking import LambdaRanker, RankerConfig
+    from recmodels.recommender import TwoStageConfig, TwoStageRecommender, item_feature_table
+
+    rng = np.random.default_rng(7)
+    n, n_items = 200, 10
+    events = pd.DataFrame({
+        "user_key": rng.choice(["a", "b"], n), "item": rng.integers(1, n_items + 1, n),
+        "occurred_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 50 * 24, n), unit="h"),
+        "quantity": rng.integers(1, 4, n).astype(float), "unit_price": rng.choice([1.5, 2.0, 7.25], n),
+        "basket_id": rng.integers(0, 30, n).astype(str),
+    })
+
+    def recent(histories):  # the history's items first, the latest best
+        scores = np.tile(-np.arange(n_items + 1, dtype=np.float32), (len(histories), 1))
+        for row, history in enumerate(histories):
+            scores[row, history] = 20.0 + np.arange(len(history))
+        scores[:, 0] = -np.inf
+        return scores
+
+    popular = np.r_[-np.inf, rng.random(n_items)].astype(np.float32)
+    sources = {"recent": recent, "popularity": lambda histories: np.tile(popular, (len(histories), 1))}
+    names = ["recent_score", "recent_rank", "popularity_score", "popularity_rank", "item_purchases", "user_orders"]
+    cutoff = pd.Timestamp("2024-03-01")
+    table = item_feature_table(events, cutoff, n_items)
+    training = TwoStageRecommender(sources, LambdaRanker(), TwoStageConfig(n_candidates=6), serves="popularity").rank(
+        [rng.integers(1, n_items + 1, size=3) for _ in range(40)], np.array(["a", "b"] * 20, dtype=object), events,
+        cutoff)
+    ranker = LambdaRanker(RankerConfig(n_estimators=10, min_data_in_leaf=2, n_models=2)).fit(
+        training, rng.integers(0, 2, len(training)), training["row"].to_numpy(), names)
+    recommender = TwoStageRecommender(sources, ranker, TwoStageConfig(n_candidates=6))
+    return recommender, table, recommender.blank_features(table, cutoff), events, cutoff
+
+
+def test_sessions_rank_alike_alone_batched_beside_customers_and_through_the_frame():
+    import numpy as np
+    import pandas as pd
+
+    from orchestration.serving.batching import RankRequest, is_blank, rank_requests
+    from recmodels.ranking.behaviour import no_behaviour
+    from recmodels.recommender import no_purchases
+
+    recommender, table, blank, events, cutoff = _shop()
+    sessions = [np.array([3, 1]), np.array([5]), np.array([2, 9, 4])]
+    requests = [RankRequest(h, no_purchases(), no_behaviour(), cutoff, exclude_history=i != 1)
+                for i, h in enumerate(sessions)]
+    customer = RankRequest(np.array([1, 2]), events[events["user_key"] == "a"], no_behaviour(), cutoff)
+    assert [is_blank(recommender, r) for r in [*requests, customer]] == [True, True, True, False]
+    together = rank_requests(recommender, [requests[0], customer, *requests[1:]], 10, table, blank)
+    for request, ranked in zip([requests[0], customer, *requests[1:]], together):
+        alone = rank_requests(recommender, [request], 10, table, blank)[0]
+        np.testing.assert_array_equal(ranked.items, alone.items)
+        np.testing.assert_array_equal(ranked.scores, alone.scores)
+        pd.testing.assert_frame_equal(ranked.frame(), alone.frame())
+    # The frame path (``rank`` with blank features) ranks the sessions alike, to the bit.
+    frame = recommender.rank(sessions, np.array(["x", "y", "z"], dtype=object), no_purchases(), cutoff,
+                             item_features=table, blank_features=blank)
+    for row, (request, ranked) in enumerate(zip(requests, [together[0], *together[2:]])):
+        mine = frame[frame["row"] == row]
+        if request.exclude_history:
+            mine = mine[~mine["item"].isin(request.history)]
+        mine = mine.sort_values(["score", "item"], ascending=[False, True], kind="stable")
+        np.testing.assert_array_equal(ranked.items, mine["item"].to_numpy())
+        np.testing.assert_array_equal(ranked.scores, mine["score"].to_numpy())
+        assert ranked.features_of(int(mine["item"].iloc[0]))[0] == 1
+        expected = mine.drop(columns=["row", "features_as_of"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(ranked.frame(), expected)

@@ -151,3 +151,31 @@ def test_sentences_of_the_behaviour_kinds():
     assert sentence(Explanation("viewed", 3, 1.0), "Red mug") == "You viewed this"
     assert sentence(Explanation("viewed_together", 2, 0.8), "Red mug") == "Viewed together with Red mug"
     assert sentence(Explanation("viewed_together", 2, 0.8), None) == "Viewed together with an item you viewed"
+
+
+def test_one_customers_evidence_as_arrays_equals_the_group_by_over_everyone():
+    rng = np.random.default_rng(2)
+    for trial in range(40):
+        n, m = int(rng.integers(0, 12)), int(rng.integers(0, 6))
+        times = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 5, n + m), unit="D")
+        times = times.to_numpy().copy()
+        times[rng.random(n + m) < 0.15] = np.datetime64("NaT")  # a missing time is neither latest nor compared
+        behaviour = pd.DataFrame({"user_key": "a", "item": rng.integers(1, 5, n),
+                                  "occurred_at": times[:n], "event_type": rng.choice(["view", "cart", "favourite"], n),
+                                  "quantity": 1.0})
+        purchases = pd.DataFrame({"user_key": "a", "item": rng.integers(1, 5, m), "occurred_at": times[n:]})
+        viewed, in_cart = behaviour_evidence(behaviour, purchases)
+        expected = behaviour_evidence_by_user(behaviour, purchases).get("a", (np.array([], np.int64),) * 2)
+        assert (viewed.tolist(), in_cart.tolist()) == (expected[0].tolist(), expected[1].tolist()), trial
+
+
+def test_similarities_read_from_the_sparse_arrays_equal_the_sliced_matrix():
+    from recmodels.explain import _gathered
+
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        n = int(rng.integers(1, 30))
+        matrix = sp.random(n + 1, n + 1, density=float(rng.random()), format="csr", random_state=trial)
+        anchors = rng.integers(0, n + 1, size=int(rng.integers(1, 6)))
+        items = rng.integers(0, n + 1, size=int(rng.integers(1, 9)))  # repeats too
+        np.testing.assert_array_equal(_gathered(matrix, anchors, items), matrix[anchors][:, items].toarray())

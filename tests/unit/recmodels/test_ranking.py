@@ -532,3 +532,29 @@ def test_the_ranker_is_sized_by_its_training_customers():
     default = RankerConfig()
     assert sizes[1900] == (default.num_leaves, default.min_data_in_leaf)
     assert sized_ranker_config(50, RankerConfig(n_models=2)).n_models == 2
+
+
+def test_a_memo_of_shared_rankings_changes_no_candidate():
+    from recmodels.ranking.candidates import RankingMemo, candidate_arrays
+
+    rng = np.random.default_rng(8)
+    popular = np.r_[-np.inf, rng.integers(0, 5, 30)].astype(np.float32)  # ties too
+
+    def every_row_alike(histories):
+        return np.tile(popular, (len(histories), 1))
+
+    def own(histories):
+        scores = np.tile(popular[::-1].copy(), (len(histories), 1))
+        for row, history in enumerate(histories):
+            scores[row, history] = 9.0
+        scores[:, 0] = -np.inf
+        return scores
+
+    sources = {"alike": every_row_alike, "own": own}
+    memo = RankingMemo()
+    for size in (1, 1, 3, 1, 4):  # alone and batched, the memo filled by earlier calls
+        histories = [rng.integers(1, 31, size=2) for _ in range(size)]
+        for depth in (4, 12):
+            pd.testing.assert_frame_equal(candidate_arrays(sources, histories, depth, memo=memo).frame(),
+                                          generate_candidates(sources, histories, depth))
+    assert set(memo._last) == {"alike", "own"}  # a lone row's ranking is shared too; only equal keys reuse it

@@ -133,3 +133,81 @@ def test_two_stage_config_from_a_stored_spec_and_its_defaults():
     assert TwoStageConfig.from_spec(spec) == TwoStageConfig(n_candidates=7, recent_items=3)
     assert TwoStageConfig() == TwoStageConfig(DEFAULT_N_CANDIDATES, DEFAULT_RECENT_ITEMS)
     assert generate_candidates.__defaults__[0] == TwoStageConfig.n_candidates
+
+
+def _blank_recommender(serves="ranker"):
+    """(recommender whose ranker reads sources and blank features, its blank features, item-level table, cut-off)
+    on a small random shop; every source history-dependent or not."""
+    from recmodels.recommender import RANKER, item_feature_table
+
+    rng = np.random.default_rng(11)
+    n, n_items = 300, 12
+    events = pd.DataFrame({
+        "user_key": rng.choice(["a", "b", "c"], n), "item": rng.integers(1, n_items + 1, n),
+        "occurred_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h"),
+        "quantity": rng.integers(1, 4, n).astype(float), "unit_price": rng.choice([np.nan, 1.5, 2.0, 7.25], n),
+        "basket_id": rng.integers(0, 40, n).astype(str),
+    })
+
+    def learned(histories):  # its history's items first, then by id
+        scores = np.tile(-np.arange(n_items + 1, dtype=np.float32), (len(histories), 1))
+        for row, history in enumerate(histories):
+            scores[row, history] = 50.0 + np.arange(len(history))
+        scores[:, 0] = -np.inf
+        return scores
+
+    popular = np.r_[-np.inf, rng.random(n_items)].astype(np.float32)
+    sources = {"learned": learned, "popularity": lambda histories: np.tile(popular, (len(histories), 1))}
+    text = rng.normal(size=(n_items + 1, 4)).astype(np.float32)
+    config = TwoStageConfig(n_candidates=7)
+    cutoff = pd.Timestamp("2024-03-01")
+    table = item_feature_table(events, cutoff, n_items)
+    draft = TwoStageRecommender(sources, _sources_ranker(), config, item_text=text)
+    blank = draft.blank_features(table, cutoff)
+    histories = [rng.integers(1, n_items + 1, size=int(rng.integers(1, 4))) for _ in range(60)]
+    nobody = np.array([f"n{i}" for i in range(60)], dtype=object)
+    frame = draft.rank(histories, nobody, events.iloc[:0], cutoff, item_features=table, blank_features=blank)
+    names = ["learned_score", "learned_rank", "item_purchases", "popularity_score", "item_price", "popularity_rank",
+             "user_orders", "text_cosine", "item_trend"]
+    ranker = LambdaRanker(RankerConfig(n_estimators=15, min_data_in_leaf=2, n_models=2)).fit(
+        frame, rng.integers(0, 2, len(frame)), frame["row"].to_numpy(), names)
+    recommender = TwoStageRecommender(sources, ranker, config, item_text=text, serves=RANKER if serves == "ranker"
+                                      else serves)
+    return recommender, blank, table, cutoff, events
+
+
+def _sources_ranker():
+    """A ranker of both test sources' columns, only to build a recommender that can make blank features."""
+    rng = np.random.default_rng(1)
+    features = pd.DataFrame({"learned_score": rng.random(100), "popularity_score": rng.random(100)})
+    return LambdaRanker(RankerConfig(n_estimators=3, min_data_in_leaf=1, n_models=1)).fit(
+        features, np.tile([1, 0, 0, 0, 0], 20), np.repeat(np.arange(20), 5), ["learned_score", "popularity_score"])
+
+
+@pytest.mark.parametrize("serves", ["ranker", "popularity"])
+def test_rows_without_events_ranked_as_arrays_score_exactly_as_the_frame(serves):
+    from recmodels.recommender import blank_frame
+
+    recommender, blank, table, cutoff, events = _blank_recommender(serves)
+    histories = [np.array([3, 5]), np.array([1]), np.array([7, 7, 2]), np.array([], np.int64)]
+    keys = np.array(["x", "y", "z", "w"], dtype=object)
+    frame = recommender.rank(histories, keys, events.iloc[:0], cutoff, item_features=table, blank_features=blank)
+    candidates, score = recommender.rank_blank(histories, blank)
+    assert candidates.rows.tolist() == frame["row"].tolist() and candidates.items.tolist() == frame["item"].tolist()
+    np.testing.assert_array_equal(score, frame["score"].to_numpy())
+    pd.testing.assert_frame_equal(blank_frame(candidates, blank, score), frame)
+    # Leaving the histories' items out before scoring changes no other candidate's score.
+    kept, kept_score = recommender.rank_blank(histories, blank, seen=histories)
+    unseen = ~np.array([item in set(histories[row].tolist()) for row, item in zip(frame["row"], frame["item"])])
+    assert kept.items.tolist() == frame["item"][unseen].tolist()
+    np.testing.assert_array_equal(kept_score, frame["score"].to_numpy()[unseen])
+    # A row's answer does not depend on the rows beside it.
+    for row, history in enumerate(histories):
+        _, alone_score = recommender.rank_blank([history], blank)
+        np.testing.assert_array_equal(alone_score, score[candidates.rows == row])
+
+
+def test_blank_layout_refuses_a_table_without_the_rankers_features():
+    recommender, blank, *_ = _blank_recommender()
+    with pytest.raises(ValueError, match="item_price"):
+        recommender.rank_blank([np.array([1])], blank.drop(columns="item_price"))
