@@ -34,8 +34,6 @@ class Answers:
         self._titles = {str(item): str(title) for item, title in titles.items() if not pd.isna(title)}
         # Labels by internal id, so a response labels its items with one gather.
         self._labels = np.array([None, *(self._titles.get(str(i), str(i)) for i in bundle.item_ids)], dtype=object)
-        # And their shop ids, as ``Bundle.shop_ids`` gives them, without converting the catalogue per response.
-        self._shop_ids = np.concatenate([[None], bundle.item_ids.astype(object)])
         self._kept: dict[str, np.ndarray] = {}
         self._generations: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -80,10 +78,6 @@ class Answers:
     def labels(self, internal: np.ndarray) -> np.ndarray:
         return self._labels[np.asarray(internal, dtype=np.int64)]
 
-    def shop_ids(self, internal: np.ndarray) -> np.ndarray:
-        """``Bundle.shop_ids``: None for PAD."""
-        return self._shop_ids[np.asarray(internal, dtype=np.int64)]
-
 
 def explained(explainer: Explainer, bundle: Bundle, history: np.ndarray, items: np.ndarray, scores: np.ndarray,
               k: int, evidence: dict[str, np.ndarray]) -> np.ndarray:
@@ -103,11 +97,11 @@ def explained(explainer: Explainer, bundle: Bundle, history: np.ndarray, items: 
 def described(answers: Answers, top: np.ndarray) -> pd.DataFrame:
     """``TOP`` rows as an answer's items: rank, item_id, title, score, explanation, because_of, reason."""
     anchors = top["anchor"].astype(np.int64)
-    anchor_ids = answers.shop_ids(anchors)
+    anchor_ids = answers.bundle.shop_ids(anchors)
     anchor_labels = answers.labels(anchors)
     kinds = [KINDS[code] for code in top["kind"]]
     return pd.DataFrame({
-        "rank": np.arange(1, len(top) + 1), "item_id": answers.shop_ids(top["item"]),
+        "rank": np.arange(1, len(top) + 1), "item_id": answers.bundle.shop_ids(top["item"]),
         "title": answers.labels(top["item"]), "score": top["score"].astype(np.float64), "explanation": kinds,
         "because_of": anchor_ids,
         "reason": [sentence(Explanation(kind, int(anchor), float(strength)), label)
