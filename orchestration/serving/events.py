@@ -93,10 +93,10 @@ def events_frame(events: list[Event]) -> pd.DataFrame:
     """Accepted events for ``record_events``: ``FRAME_COLUMNS``; user_id as the shop sent it, trimmed (None for an
     anonymous visitor; pseudonymise it as the marts do), session_id None where absent, item_id as the marts will
     hold it, event_type the behaviour, occurred_at naive UTC, quantity 1 where absent, price NaN where absent."""
-    # Plain arrays, one pass each: pandas' per-column inference costs more than the rest of a batch's recording.
+    # Plain arrays, one pass each: pandas' parsing of a list of times costs more than the rest of the frame.
     # Text stays object (pandas' string dtype would turn None into NaN).
     return pd.DataFrame({
-        **{name: np.array([getattr(e, name) for e in events], dtype=object)
+        **{name: pd.Series([getattr(e, name) for e in events], dtype=object)
            for name in ("event_id", "user_id", "session_id", "item_id", "event_type")},
         "occurred_at": np.array([e.occurred_at for e in events], dtype="datetime64[us]").astype("datetime64[ns]"),
         "quantity": np.array([1 if e.quantity is None else e.quantity for e in events], dtype=np.int64),
