@@ -6,13 +6,14 @@ them: a customer by ``pseudonymize``, an anonymous visitor by ``pseudonymize_ses
 bundle does not know are left out, as ``ShopData.read`` leaves them out.
 
 Recording is cheap and reading pays: a batch is appended to the log (``RecordedLog``) and, row by row, to its
-keys' ``Pending`` rows; a customer is rebuilt from their stored rows plus the pending ones (``with_pending``) only
-when something reads them. Rebuilding one customer is a few array operations (``customer_history``,
+keys' waiting rows (``Waiting``); a customer is rebuilt from their stored rows plus the waiting ones
+(``with_pending``) only when something reads them. Rebuilding one customer is a few array operations (``customer_history``,
 ``customer_evidence``), the same results ``ShopData.read`` and ``behaviour_evidence_by_user`` give for every user.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ PURCHASE_COLUMNS = tuple(no_purchases().columns)  # user_key, item, occurred_at,
 BEHAVIOUR_COLUMNS = tuple(no_behaviour().columns)  # user_key, item, occurred_at, event_type, quantity
 CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 DTYPES = {**no_purchases().dtypes.to_dict(), **no_behaviour().dtypes.to_dict()}  # of every column of either
-LOG_FANIN = 16  # the log joins this many batches of one size into one: a long run holds a few frames, not one per batch
+LOG_FANIN = 16  # batches of one size the log joins into one: a long run holds a few frames, not one a batch
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Customer:
 
 def _missing(value: object) -> bool:
     """No id: null, NaN or blank text, as staging reads ids."""
-    return value is None or (isinstance(value, float) and value != value) or value is pd.NA or value is pd.NaT \
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT \
         or not str(value).strip()
 
 

@@ -208,6 +208,45 @@ def test_a_customer_rebuilt_while_an_event_is_recorded_is_not_kept(service, prom
     assert mine.answers.get(key) is not None  # ranked after both: kept
 
 
+def test_reads_beside_recording_keep_no_answer_older_than_the_events(service, promoted):
+    """Readers rank and keep answers while a writer records events for the same customers: afterwards every
+    customer's answer, kept or not, is that of a service given every event at once."""
+    raw = _raw_customers(promoted.home)
+    customers = [raw[key] for key in sorted(raw) if key in service.data.histories][5:8]
+    mine = _service(promoted.home)
+    items = [str(i) for i in mine.bundle.item_ids[10:30]]
+    start, stop, failures = mine.data.as_of + pd.Timedelta(hours=3), threading.Event(), []
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                for customer in customers:
+                    mine.recommend_user(customer, k=10)
+                    mine.history(customer, n=3)
+        except Exception as error:  # the test fails on it below
+            failures.append(error)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for n in range(15):
+        kinds = ["view", "cart", "purchase", "favourite", "view"]
+        assert mine.record_events(_events(
+            event_id=[f"rw-{n}-{i}" for i in range(5)], user_id=[customers[(n + i) % 3] for i in range(5)],
+            item_id=[items[(n * 5 + i) % len(items)] for i in range(5)], event_type=kinds,
+            occurred_at=[start + pd.Timedelta(minutes=n)] * 5)) == 5
+        time.sleep(0.02)
+    stop.set()
+    for reader in readers:
+        reader.join()
+    assert not failures
+    at_once = _service(promoted.home)
+    at_once.adopt(mine.recorded())
+    for customer in customers:
+        pd.testing.assert_frame_equal(mine.recommend_user(customer, k=20)["items"],
+                                      at_once.recommend_user(customer, k=20)["items"])
+
+
 def test_a_session_ranks_alike_alone_and_in_a_batch(service, promoted):
     rng = np.random.default_rng(4)
     items = [str(i) for i in service.bundle.item_ids]
