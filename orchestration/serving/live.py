@@ -158,7 +158,8 @@ class RecordedLog:
 @dataclass
 class Pending:
     """One user key's recorded events not yet in its ``Customer``, in recording order: purchases as (item,
-    occurred_at, quantity, unit_price, basket_id) and behaviour as (item, occurred_at, event_type, quantity)."""
+    occurred_at, quantity, unit_price, basket_id) and behaviour as (item, occurred_at, event_type, quantity),
+    plain Python values (times in ns since the epoch), which take less memory than numpy's scalars."""
 
     purchases: list[tuple] = field(default_factory=list)
     behaviour: list[tuple] = field(default_factory=list)
@@ -190,7 +191,9 @@ class Waiting(dict):
                                      (recorded.behaviour, BEHAVIOUR_COLUMNS, "behaviour")):
             if not len(frame):
                 continue
-            for key, *row in zip(*(frame[name].to_numpy() for name in columns)):
+            values = [frame[name].to_numpy("datetime64[ns]").view(np.int64) if name == "occurred_at"
+                      else frame[name].to_numpy() for name in columns]
+            for key, *row in zip(*(column.tolist() for column in values)):
                 pending = self.get(key)
                 if pending is None:
                     pending = self[key] = Pending()
