@@ -34,13 +34,12 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from orchestration.ingest.event_rules import FIELDS
-from orchestration.store.paths import env_float
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,8 @@ FILE_NAME = "interactions.csv"  # what makes a landed folder the generic format 
 OPEN_PREFIX = ".api-events-"
 SEALED_PREFIX = "api-events-"
 _TAIL_CHUNK = 1 << 16
+SETTINGS_PREFIX = "RECSYS_EVENTS_"
+MAX_BYTES_VARIABLE, MAX_AGE_VARIABLE = f"{SETTINGS_PREFIX}MAX_BYTES", f"{SETTINGS_PREFIX}MAX_AGE_SECONDS"
 
 
 def encode_lines(rows: Iterable[Sequence[str | None]]) -> bytes:
@@ -75,10 +76,40 @@ class EventLogSettings:
             raise ValueError(f"max_age_seconds must be a finite number above 0, got {self.max_age_seconds}")
 
     @classmethod
-    def from_environment(cls) -> EventLogSettings:
-        """``RECSYS_EVENTS_MAX_BYTES`` and ``RECSYS_EVENTS_MAX_AGE_SECONDS``; the defaults where unset."""
-        return cls(int(env_float("RECSYS_EVENTS_MAX_BYTES", cls.max_bytes)),
-                   env_float("RECSYS_EVENTS_MAX_AGE_SECONDS", cls.max_age_seconds))
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> EventLogSettings:
+        """``RECSYS_EVENTS_MAX_BYTES`` and ``RECSYS_EVENTS_MAX_AGE_SECONDS`` (of ``environ``, default the
+        process's); the defaults where unset or blank. ``EventSettingError`` for a malformed value, or for a
+        ``RECSYS_EVENTS_*`` name that is none of them (a misspelt setting would otherwise be ignored)."""
+        environ = os.environ if environ is None else environ
+        known = (MAX_BYTES_VARIABLE, MAX_AGE_VARIABLE)
+        for name in sorted(environ):
+            if name.startswith(SETTINGS_PREFIX) and name not in known:
+                raise EventSettingError(f"{name} is not a setting of the events log; expected one of "
+                                        f"{', '.join(known)}")
+        max_bytes = _setting(environ, MAX_BYTES_VARIABLE, lambda n: n >= 1 and float(n).is_integer(),
+                             f"a whole number of bytes, at least 1 (max_bytes; default {cls.max_bytes}, 16 MiB)")
+        max_age = _setting(environ, MAX_AGE_VARIABLE, lambda n: math.isfinite(n) and n > 0,
+                           f"a number of seconds above 0 (max_age_seconds; default {cls.max_age_seconds:g})")
+        return cls(cls.max_bytes if max_bytes is None else int(max_bytes),
+                   cls.max_age_seconds if max_age is None else max_age)
+
+
+class EventSettingError(ValueError):
+    """A malformed events setting; the message names the variable, its value and what is expected."""
+
+
+def _setting(environ: Mapping[str, str], name: str, valid, expected: str) -> float | None:
+    """``environ[name]`` as a number that is ``valid``; None when unset or blank."""
+    value = environ.get(name)
+    if value is None or not value.strip():
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is None or not valid(number):
+        raise EventSettingError(f"{name}={value!r} is not valid; expected {expected}")
+    return number
 
 
 class EventLogError(RuntimeError):

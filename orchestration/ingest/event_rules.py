@@ -15,6 +15,7 @@ whether the item is in the catalogue (dbt's ``unknown_item``).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -113,6 +114,7 @@ def normalize_id(text: str | None) -> str | None:
     return None if text is None else _token(normalize_customer_id(text))
 
 
+@functools.lru_cache(maxsize=4096)  # a batch's events often share their time; the result is immutable
 def parse_timestamp(text: str) -> datetime | None:
     """An ISO-8601 time as naive UTC, the way macro parse_timestamp and DuckDB's casts read it; None when it
     is not one. An offset (``Z``, ``+01:00``, ``+0100``, ``+01``) is converted to UTC; a time without one is

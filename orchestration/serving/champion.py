@@ -163,8 +163,9 @@ class ChampionHolder:
             finally:
                 self._checking.release()
 
-        self._thread = threading.Thread(target=check, name="champion-reload", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=check, name="champion-reload", daemon=True)
+        thread.start()
+        self._thread = thread  # only once started: ``wait`` in another thread may join it at once
 
     def check_now(self, timeout: float) -> bool:
         """Check at once (an admin's reload): wait up to ``timeout`` s for a check already running, then run one

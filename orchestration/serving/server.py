@@ -26,6 +26,7 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
 
 
 def serve_command(args: argparse.Namespace, ok: int, usage: int) -> int:
+    from orchestration.ingest.event_log import EventSettingError
     from orchestration.serving.auth import AccessConfigError
 
     if args.workers < 1:
@@ -33,7 +34,7 @@ def serve_command(args: argparse.Namespace, ok: int, usage: int) -> int:
         return usage
     try:
         serve(args.home, args.host, args.port, args.reload_seconds, args.workers, args.access_log)
-    except AccessConfigError as error:
+    except (AccessConfigError, EventSettingError) as error:
         print(f"recsys serve: {error}", file=sys.stderr)
         return usage
     return ok
@@ -61,13 +62,16 @@ def worker_app():
 
 def serve(home: str | None, host: str, port: int, reload_seconds: float, workers: int = 1,
           access_log: bool = False) -> None:
-    """Run the API until stopped. Malformed access settings raise ``AccessConfigError`` before anything listens."""
+    """Run the API until stopped. Malformed access settings raise ``AccessConfigError``, malformed events settings
+    ``EventSettingError``, before anything listens (or any worker starts)."""
     import uvicorn
 
     from orchestration.serving.api import create_app
     from orchestration.serving.auth import ApiAccess, serve_host
+    from orchestration.serving.events import event_settings
 
     access = ApiAccess.from_environment()
+    event_settings()
     host, notice = serve_host(host, access)
     if notice:
         print(f"recsys serve: {notice}", file=sys.stderr)

@@ -29,7 +29,15 @@ from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.serving.answers import Answers, described, explained, popular_top
 from orchestration.serving.batching import MicroBatcher, Ranked, RankRequest, rank_requests
-from orchestration.serving.live import Customer, Recorded, recorded_rows, unprocessed, with_recorded
+from orchestration.serving.live import (
+    Customer,
+    Recorded,
+    RecordedLog,
+    Waiting,
+    recorded_rows,
+    unprocessed,
+    with_pending,
+)
 from orchestration.serving.sessions import SESSION_EVENT_TYPES, SessionEvent, SessionRows, session_request
 from orchestration.serving.shop import ShopData
 from orchestration.store.privacy import pseudonymize
@@ -103,10 +111,11 @@ class RecommendationService:
         # pass; batched apart, a customer's recompute never holds up the sessions queued behind it.
         self._lanes = (MicroBatcher(self._rank_requests), MicroBatcher(self._rank_requests))
         self._state = threading.Lock()  # guards what record_events changes
-        self._log: list[Recorded] = []  # what was recorded, in order
+        self._log = RecordedLog()  # what was recorded, in order
         self._sequence = 0  # the next event's number in recording order
         self._event_ids: set[str] = set()  # of the recorded events, so a retried post counts once
-        self._fresh: dict[str, Customer] = {}  # user keys with recorded events
+        self._waiting = Waiting()  # events recorded since their key's customer was built: it is, when read
+        self._fresh: dict[str, Customer] = {}  # user keys with recorded events, as last built
         self._as_of = data.as_of
         self._stop = threading.Event()
 
@@ -139,8 +148,8 @@ class RecommendationService:
         """Adopt the events ``other`` recorded from sequence number ``since`` on that this service's data does not
         hold yet (a reload replacing ``other``); returns where a later call goes on from."""
         with other._state:
-            recorded, following = [batch.since(since) for batch in other._log], other._sequence
-        self.adopt(unprocessed(Recorded.joined(recorded), self.data))
+            recorded, following = other._log.since(since), other._sequence
+        self.adopt(unprocessed(recorded, self.data))
         return following
 
     def close(self) -> None:
@@ -176,13 +185,30 @@ class RecommendationService:
         return int(k)
 
     def _history(self, key: str) -> np.ndarray | None:
-        fresh = self._fresh.get(key)
-        return fresh.history if fresh is not None else self.data.histories.get(key)
+        if key in self._fresh or key in self._waiting:
+            return self._customer(key).history
+        return self.data.histories.get(key)
 
     def _customer(self, key: str) -> Customer:
-        fresh = self._fresh.get(key)
-        if fresh is not None:
-            return fresh
+        return self._current(key)[0]
+
+    def _current(self, key: str) -> tuple[Customer, int]:
+        """A customer with every event recorded so far, and the answers' generation of the key it is current at.
+        Rebuilt outside the lock when events wait, and kept only if none were recorded meanwhile."""
+        with self._state:
+            generation, before, waiting = self.answers.generation(key), self._fresh.get(key), self._waiting.get(key)
+            waiting = waiting and waiting.copy()
+        customer = before or self._stored(key)
+        if waiting:
+            customer = with_pending(customer, key, waiting, self.bundle, len(self.data.behaviour) > 0)
+            with self._state:
+                if self.answers.generation(key) == generation:
+                    self._fresh[key] = customer
+                    self._waiting.pop(key, None)
+        return customer, generation
+
+    def _stored(self, key: str) -> Customer:
+        """A customer as the warehouse holds them."""
         data = self.data
         viewed, in_cart = self.evidence.get(key, (np.array([], np.int64),) * 2)
         return Customer(self._rows_of(data.events, data.event_rows, key),
@@ -208,7 +234,7 @@ class RecommendationService:
         with self._state:
             recorded = recorded_rows(frame, self.key, self.bundle, self._sequence)
             self._sequence += len(frame)
-            new = recorded.without(self._event_ids | (self.data.event_ids or set()))
+            new = recorded.without(self._event_ids, self.data.event_ids)
             self._apply(new)
         return len(new)
 
@@ -220,18 +246,17 @@ class RecommendationService:
     def recorded(self) -> Recorded:
         """The events recorded here (and carried over), in recording order."""
         with self._state:
-            return Recorded.joined(self._log)
+            return self._log.joined()
 
     def _apply(self, recorded: Recorded) -> None:
-        """Add ``recorded`` (held ``_state``): each touched key's customer is rebuilt and its kept answer dropped."""
+        """Add ``recorded`` (held ``_state``): each touched key's events wait for its next read, and its kept
+        answer is dropped (its generation moves on, so an answer ranked before these events is not kept)."""
         if not len(recorded):
             return
         self._log.append(recorded)
         self._sequence = max(self._sequence, recorded.last_sequence + 1)
         self._event_ids |= recorded.event_ids
-        for key in recorded.keys:
-            self._fresh[key] = with_recorded(self._customer(key), recorded.of(key), self.bundle,
-                                             len(self.data.behaviour) > 0)
+        for key in self._waiting.add(recorded):
             self.answers.drop(key)
         self._as_of = max(self._as_of, recorded.newest + pd.Timedelta(seconds=1))
 
@@ -242,8 +267,7 @@ class RecommendationService:
         top = self.answers.get(key)
         if top is not None or self._history(key) is None:
             return top
-        with self._state:
-            customer, generation = self._customer(key), self.answers.generation(key)
+        customer, generation = self._current(key)
         if customer.history is None:
             return None
         ranked = self._ranked(_request(customer))
@@ -262,9 +286,7 @@ class RecommendationService:
         for start in range(0, len(keys), batch_size):
             if self._stop.is_set():
                 break
-            with self._state:
-                chunk = [(key, self._customer(key), self.answers.generation(key))
-                         for key in keys[start:start + batch_size]]
+            chunk = [(key, *self._current(key)) for key in keys[start:start + batch_size]]
             chunk = [(key, customer, generation) for key, customer, generation in chunk
                      if customer.history is not None]
             ranked = self._rank_requests([_request(customer) for _, customer, _ in chunk])

@@ -25,6 +25,7 @@ from orchestration.ingest.event_log import (
     EventLog,
     EventLogError,
     EventLogSettings,
+    EventSettingError,
     encode_lines,
     recover,
 )
@@ -263,3 +264,42 @@ def test_the_writer_module_stays_free_of_the_web_stack():
     """)
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_settings_come_from_the_environment_and_a_malformed_one_is_named_with_its_value():
+    assert EventLogSettings.from_environment({}) == EventLogSettings()
+    assert EventLogSettings.from_environment({"RECSYS_EVENTS_MAX_BYTES": " 1024 ", "RECSYS_EVENTS_MAX_AGE_SECONDS": "2.5",
+                                              "RECSYS_EVENT_TYPES": "click=view"}) == EventLogSettings(1024, 2.5)
+    assert EventLogSettings.from_environment({"RECSYS_EVENTS_MAX_BYTES": ""}) == EventLogSettings()  # blank: unset
+    for name, value, expected in [
+        ("RECSYS_EVENTS_MAX_BYTES", "16MB", "expected a whole number of bytes, at least 1"),
+        ("RECSYS_EVENTS_MAX_BYTES", "0", "expected a whole number of bytes, at least 1"),
+        ("RECSYS_EVENTS_MAX_BYTES", "1.5", "expected a whole number of bytes, at least 1"),
+        ("RECSYS_EVENTS_MAX_BYTES", "nan", "expected a whole number of bytes, at least 1"),
+        ("RECSYS_EVENTS_MAX_AGE_SECONDS", "-1", "expected a number of seconds above 0"),
+        ("RECSYS_EVENTS_MAX_AGE_SECONDS", "inf", "expected a number of seconds above 0"),
+        ("RECSYS_EVENTS_MAX_AGE_SECONDS", "a minute", "expected a number of seconds above 0"),
+    ]:
+        with pytest.raises(EventSettingError) as error:
+            EventLogSettings.from_environment({name: value})
+        assert str(error.value).startswith(f"{name}={value!r} is not valid; {expected}")
+        assert "\n" not in str(error.value)
+    with pytest.raises(EventSettingError, match="RECSYS_EVENTS_MAX_AGE is not a setting of the events log; "
+                                                "expected one of RECSYS_EVENTS_MAX_BYTES, RECSYS_EVENTS_MAX_AGE_SECONDS"):
+        EventLogSettings.from_environment({"RECSYS_EVENTS_MAX_AGE": "60"})
+
+
+@pytest.mark.parametrize("name, value", [("RECSYS_EVENTS_MAX_BYTES", "lots"), ("RECSYS_EVENTS_MAX_AGE_SECONDS", "0"),
+                                         ("RECSYS_EVENT_TYPES", "click")])
+def test_recsys_serve_stops_with_one_line_naming_a_malformed_events_setting(name, value, monkeypatch, tmp_path, capsys):
+    from orchestration.apps.cli import main
+
+    monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))  # the command sets it: restored after the test
+    monkeypatch.delenv("RECSYS_API_TOKEN", raising=False)
+    monkeypatch.delenv("RECSYS_API_TOKENS", raising=False)
+    assert main(["--home", str(tmp_path), "serve", "--port", "1"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("recsys serve: ") and "\n" not in message and "Traceback" not in message
+    assert name in message and repr(value) in message and "expected" in message
+    assert not (tmp_path / "landing").exists()  # stopped before anything was opened

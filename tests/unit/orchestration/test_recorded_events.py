@@ -7,8 +7,22 @@ import pandas as pd
 import pytest
 
 from orchestration.registry.bundle import Bundle
-from orchestration.serving.live import recorded_rows, unprocessed
+from orchestration.serving.live import (
+    LOG_FANIN,
+    Customer,
+    Recorded,
+    RecordedLog,
+    Waiting,
+    customer_evidence,
+    customer_history,
+    merged,
+    recorded_rows,
+    unprocessed,
+    with_pending,
+)
 from orchestration.store.privacy import pseudonymize, pseudonymize_session
+from recmodels.explain import behaviour_evidence
+from recmodels.sequences import token_histories
 
 KEY = "unit-test-key"
 BUNDLE = Bundle(recommender=None, item_ids=np.array(["A", "B", "C"]), spec={}, folder=None, models={})  # ids 1..3
@@ -38,7 +52,9 @@ def test_events_are_keyed_and_shaped_as_the_marts_have_them():
     assert behaviour[["user_key", "item", "event_type", "quantity", "event_id", "recorded"]].values.tolist() == [
         [session, 1, "view", 1.0, "e2", 11], [customer, 3, "favourite", 1.0, "e5", 14]]
     assert recorded.keys == {customer, session} and recorded.newest == T + pd.Timedelta(minutes=1)
-    assert len(recorded.of(customer)) == 2 and len(recorded.since(12)) == 1
+    waiting = Waiting()
+    assert waiting.add(recorded) == {customer, session} and len(recorded.since(12)) == 1
+    assert [len(waiting[customer].purchases), len(waiting[customer].behaviour), len(waiting[session])] == [1, 1, 1]
 
 
 def test_unknown_event_types_and_missing_columns_are_refused():
@@ -72,3 +88,124 @@ def test_without_event_ids_in_the_marts_events_after_the_newest_are_kept():
     data = types.SimpleNamespace(event_ids=None, newest=T + pd.Timedelta(minutes=3))
     kept = unprocessed(_recorded(), data)
     assert sorted([*kept.purchases["event_id"], *kept.behaviour["event_id"]]) == ["e4", "e5"]
+
+
+def _behaviour(rows):
+    """behaviour_events rows of (user_key, item, minute, event_type)."""
+    return pd.DataFrame({"user_key": [r[0] for r in rows], "item": np.array([r[1] for r in rows], np.int64),
+                         "occurred_at": np.array([T + pd.Timedelta(minutes=r[2]) for r in rows], "datetime64[ns]"),
+                         "event_type": [r[3] for r in rows], "quantity": 1.0})
+
+
+def _purchases(rows):
+    """purchase_events rows of (user_key, item, minute)."""
+    return pd.DataFrame({"user_key": [r[0] for r in rows], "item": np.array([r[1] for r in rows], np.int64),
+                         "occurred_at": np.array([T + pd.Timedelta(minutes=r[2]) for r in rows], "datetime64[ns]"),
+                         "quantity": 1.0, "unit_price": 2.0, "basket_id": None})
+
+
+def test_one_customers_evidence_by_hand_and_as_every_customers_pass_gives_it():
+    behaviour = _behaviour([("u", 3, 5, "view"), ("u", 1, 2, "view"), ("u", 3, 1, "view"),  # viewed by time: 3 1 3
+                            ("u", 2, 4, "cart"), ("u", 2, 1, "cart"),  # last cart 4, bought at 3: still open
+                            ("u", 5, 2, "cart"),  # bought at 6, after its last cart: closed
+                            ("u", 4, 9, "cart"), ("u", 7, 0, "favourite")])  # never bought: open
+    purchases = _purchases([("u", 2, 3), ("u", 5, 6), ("u", 9, 1)])
+    viewed, in_cart = customer_evidence(behaviour, purchases)
+    assert viewed.tolist() == [3, 1, 3] and in_cart.tolist() == [2, 4]
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        n, m = int(rng.integers(0, 30)), int(rng.integers(0, 10))
+        behaviour = _behaviour([("u", int(rng.integers(1, 6)), int(rng.integers(0, 8)),
+                                 str(rng.choice(["view", "cart", "favourite"]))) for _ in range(n)])
+        purchases = _purchases([("u", int(rng.integers(1, 6)), int(rng.integers(0, 8))) for _ in range(m)])
+        expected = behaviour_evidence(behaviour, purchases)
+        for mine, theirs in zip(customer_evidence(behaviour, purchases), expected):
+            np.testing.assert_array_equal(mine, theirs)
+
+
+def test_one_customers_history_is_the_one_every_customers_pass_gives():
+    n_items = 9
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        behaviour = _behaviour([("u", int(rng.integers(1, 10)), int(rng.integers(0, 5)),
+                                 str(rng.choice(["view", "cart", "favourite"]))) for _ in range(rng.integers(0, 12))])
+        purchases = _purchases([("u", int(rng.integers(1, 10)), int(rng.integers(0, 5)))
+                                for _ in range(rng.integers(0, 6))])
+        columns = ["user_key", "item", "occurred_at", "event_type"]
+        both = pd.concat([purchases.assign(event_type="purchase")[columns], behaviour[columns]], ignore_index=True)
+        tokens = token_histories(both, n_items).get("u")
+        mine = customer_history(purchases, behaviour, n_items, as_tokens=True)
+        assert (mine is None) == (tokens is None)
+        if tokens is not None:
+            np.testing.assert_array_equal(mine, tokens)
+        items = customer_history(purchases, behaviour, n_items, as_tokens=False)
+        assert (items is None) == (len(purchases) == 0)
+        if items is not None:
+            assert items.tolist() == purchases["item"].tolist()
+
+
+def test_merged_keeps_the_first_frames_rows_first_on_equal_times():
+    first = _purchases([("u", 1, 0), ("u", 2, 5)])
+    more = _purchases([("u", 3, 5), ("u", 4, 1), ("u", 5, 0)])
+    assert merged(first, more)["item"].tolist() == [1, 5, 4, 2, 3]
+    assert merged(first, more.iloc[:0]) is first
+
+
+def _bundle(sequence_behaviour: bool):
+    config = types.SimpleNamespace(sequence_behaviour=sequence_behaviour)
+    return types.SimpleNamespace(item_ids=BUNDLE.item_ids, recommender=types.SimpleNamespace(config=config),
+                                 internal_ids=BUNDLE.internal_ids)
+
+
+def _batch(rows, first_sequence):
+    """``Recorded`` of (event_id, customer, item, event_type, minute)."""
+    return recorded_rows(_frame([(e, user, None, item, kind, T + pd.Timedelta(minutes=minute), 1.0, 2.0)
+                                 for e, user, item, kind, minute in rows]), KEY, BUNDLE, first_sequence)
+
+
+@pytest.mark.parametrize("sequence_behaviour", [True, False])
+def test_a_customer_built_from_waiting_events_in_batches_is_the_one_built_from_them_at_once(sequence_behaviour):
+    # Many events of one customer in one batch, interleaved with another's, at equal and out-of-order times.
+    first = _batch([("a1", "1", "A", "view", 3), ("b1", "2", "B", "purchase", 1), ("a2", "1", "B", "cart", 3),
+                    ("a3", "1", "B", "purchase", 2), ("b2", "2", "A", "view", 4), ("a4", "1", "C", "view", 0)], 0)
+    second = _batch([("a5", "1", "B", "cart", 5), ("b3", "2", "C", "cart", 1), ("a6", "1", "A", "purchase", 3)], 6)
+    bundle, empty = _bundle(sequence_behaviour), Customer(_purchases([]), _behaviour([]), None, {}, T)
+    customer = pseudonymize("1", KEY)
+    in_two = Waiting()
+    in_two.add(first)
+    step = with_pending(empty, customer, in_two[customer], bundle, shop_has_behaviour=True)
+    in_two = Waiting()
+    in_two.add(second)
+    step = with_pending(step, customer, in_two[customer], bundle, shop_has_behaviour=True)
+    at_once = Waiting()
+    assert at_once.add(Recorded.joined([first, second])) == {customer, pseudonymize("2", KEY)}
+    whole = with_pending(empty, customer, at_once[customer], bundle, shop_has_behaviour=True)
+    for built in (step, whole):  # purchases by time: B (2) at minute 2, A (1) at minute 3
+        assert built.events["item"].tolist() == [2, 1] and built.as_of == T + pd.Timedelta(minutes=5, seconds=1)
+    pd.testing.assert_frame_equal(step.events, whole.events)
+    pd.testing.assert_frame_equal(step.behaviour, whole.behaviour)
+    np.testing.assert_array_equal(step.history, whole.history)
+    # Views by time: C at 0, A at 3; B's last cart (5) is after its purchase (2): open.
+    assert step.evidence["viewed"].tolist() == [3, 1] and step.evidence["in_cart"].tolist() == [2]
+    # Tokens item + (n_items + 1) * code (purchase 0, view 1, cart 2) by time, ties by token: view C at 0,
+    # purchase B at 2, then at 3 purchase A, view A, cart B; cart B at 5.
+    n = len(BUNDLE.item_ids) + 1
+    expected = [3 + n, 2, 1, 1 + n, 2 + 2 * n, 2 + 2 * n] if sequence_behaviour else [2, 1]
+    assert step.history.tolist() == expected
+
+
+def test_a_retried_event_counts_once_whatever_its_type_and_the_log_joins_batches_as_they_pile_up():
+    batch = _batch([("e1", "1", "A", "view", 0), ("e1", "1", "A", "purchase", 1), ("e2", "1", "B", "view", 2),
+                    ("e3", "1", "C", "purchase", 3)], 0)
+    kept = batch.without({"e2"}, None)
+    assert [*kept.purchases["event_id"], *kept.behaviour["event_id"]] == ["e3", "e1"]
+    assert len(batch.without(set(), None)) == 3 and batch.without({"x"}, frozenset()).purchases.shape[0] == 1
+    log, batches = RecordedLog(), []
+    for number in range(LOG_FANIN * 2 + 3):
+        batches.append(_batch([(f"x{number}", "1", "A", "view" if number % 3 else "purchase", number)], number))
+        log.append(batches[-1])
+    assert len(log._parts) == 2 + 3  # two joined batches of LOG_FANIN, then the newest three
+    pd.testing.assert_frame_equal(log.joined().behaviour, Recorded.joined(batches).behaviour)
+    pd.testing.assert_frame_equal(log.joined().purchases, Recorded.joined(batches).purchases)
+    assert log.since(30).behaviour["event_id"].tolist() == ["x31", "x32", "x34"]
+    assert log.since(30).purchases["event_id"].tolist() == ["x30", "x33"]
