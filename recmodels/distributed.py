@@ -60,6 +60,21 @@ def in_group() -> bool:
     return dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def rank() -> int:
+    """This process's rank: in its process group, else as torchrun's ``RANK`` says, else 0."""
+    if available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size(processes: int = 1) -> int:
+    """How many processes a run with ``TrainConfig.processes = processes`` trains in from here: the group's size
+    when this process is already in one (or torchrun's ``WORLD_SIZE``), else ``processes``."""
+    if available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "0")) or processes
+
+
 def device_for(name: str | None, local_rank: int = 0, distributed: bool = False) -> torch.device:
     """``name``, or CUDA when available; a process of a group on CUDA takes the GPU of its local rank."""
     device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -53,8 +53,8 @@ def _losses(history) -> np.ndarray:
 
 def _assert_weights_close(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=WEIGHT_ATOL, msg=name)
+    for name, weights in a.items():
+        torch.testing.assert_close(weights, b[name], rtol=0, atol=WEIGHT_ATOL, msg=name)
 
 
 def test_two_processes_follow_the_loss_trajectory_of_one():
