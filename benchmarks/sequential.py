@@ -256,7 +256,7 @@ def print_report(figures: dict) -> None:
     for name, m in figures["models"].items():
         if "epochs" in m:
             losses = " ".join(f"{epoch['loss']:.4f}" for epoch in m["epochs"])
-            print(f"{name}: {m['processes']} process(es) on {m['device']}, {m['train_s']:.1f} s training, "
+            print(f"{name} trained in {m['processes']} process(es) on {m['device']}: {m['train_s']:.1f} s, "
                   f"loss by epoch {losses}")
 
 SEQUENTIAL_FLAGS = ("--epochs", "--patience", "--hidden", "--layers", "--heads", "--dropout", "--lr", "--batch", "--warmup", "--windows",

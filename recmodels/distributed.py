@@ -9,8 +9,8 @@ Dropout and sampled negatives are drawn from each rank's own stream, a function 
 a run of N processes is an equally valid draw, not the same numbers.
 
 Backends: NCCL when training on CUDA (one GPU per rank, ``cuda:LOCAL_RANK``), gloo on CPUs. Rank 0 alone validates
-(and broadcasts the metric, so every rank takes the same early-stopping decision), writes checkpoints and shows
-progress. ``launch`` runs N local processes for callers that are not under torchrun; the caller is rank 0.
+(and broadcasts the metric, so every rank takes the same early-stopping decision), writes checkpoints (and reads
+them on a resume, sending them to the others) and shows progress. ``launch`` runs N local processes for callers that are not under torchrun; the caller is rank 0.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def join(device_name: str | None) -> tuple[Group, torch.device]:
         dist.init_process_group(backend_for(device), init_method="env://")
     if not available() or not dist.is_initialized():
         return Group(), device_for(device_name)
-    rank = dist.get_rank()
-    group = Group(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
+    own = dist.get_rank()
+    group = Group(own, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", own)))
     return group, device_for(device_name, group.local_rank, distributed=True)
 
 
@@ -175,6 +175,15 @@ def validation(
         return float(value.item())
 
     return shared
+
+
+def from_rank_zero(read: Callable[[], object], group: Group) -> object:
+    """What ``read()`` returns on rank 0, on every rank (pickled across; rank 0 alone calls ``read``)."""
+    if not group.active:
+        return read()
+    box = [read() if group.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def validated_on_rank_zero(model: nn.Module) -> float:

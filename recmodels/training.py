@@ -320,8 +320,13 @@ def _start_run(
 
 
 def _resume(run: _Run, path: Path, fingerprint: dict, device: torch.device) -> None:
-    # weights_only: a checkpoint is tensors, numbers, strings, lists and dicts; nothing else may unpickle.
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    # weights_only: a checkpoint is tensors, numbers, strings, lists and dicts; nothing else may unpickle. In a
+    # group, rank 0 reads it and sends it on, so ranks on machines that do not share its disk resume alike.
+    saved = distributed.from_rank_zero(
+        lambda: torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None, run.group
+    )
+    if saved is None:
+        return
     if saved["fingerprint"] != fingerprint:
         raise ValueError(f"{path} belongs to another run (config, catalogue or data differ)")
     run.model.load_state_dict(saved["model"])
@@ -451,7 +456,7 @@ def _train(
                      steps_per_epoch * train_config.epochs, group)
     fingerprint = _run_fingerprint(model_config, train_config, n_items, n_examples)
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    if checkpoint_path is not None and checkpoint_path.exists():
+    if checkpoint_path is not None:
         _resume(run, checkpoint_path, fingerprint, device)
 
     bar = tqdm(

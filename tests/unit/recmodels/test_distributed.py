@@ -76,13 +76,15 @@ def _torchrun_rank(rank: int, port: int, folder: str) -> None:
     """One process as torchrun starts it: the group comes from the environment alone."""
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
                        "MASTER_ADDR": distributed.LOOPBACK, "MASTER_PORT": str(port)})
-    # Each rank is given a checkpoint folder of its own, so the test sees which ranks write.
+    # Each rank is given a checkpoint folder of its own, so the test sees which ranks write; the run is cut after
+    # one epoch and resumed, and rank 1, whose folder stays empty, resumes from what rank 0 sends it.
     config = replace(BASE, epochs=2, batch_size=8)
+    train_sasrec(_sequences(), N_ITEMS, MODEL, replace(config, epochs=1), checkpoint_dir=f"{folder}/rank{rank}")
     model, history = train_sasrec(_sequences(), N_ITEMS, MODEL, config, checkpoint_dir=f"{folder}/rank{rank}")
     torch.save({"state": model.state_dict(), "losses": _losses(history)}, f"{folder}/result{rank}.pt")
 
 
-def test_under_torchrun_rank_zero_alone_writes_and_the_ranks_agree(tmp_path):
+def test_under_torchrun_rank_zero_alone_writes_the_ranks_agree_and_resume(tmp_path):
     # 41 windows in batches of 8: each epoch ends with a batch of one, which leaves rank 1 an empty shard.
     torch.multiprocessing.spawn(_torchrun_rank, args=(distributed.free_port(), str(tmp_path)), nprocs=2)
     assert (tmp_path / "rank0" / CHECKPOINT_FILE).exists()
