@@ -10,11 +10,15 @@ a run of N processes is an equally valid draw, not the same numbers.
 
 Backends: NCCL when training on CUDA (one GPU per rank, ``cuda:LOCAL_RANK``), gloo on CPUs. Rank 0 alone validates
 (and broadcasts the metric, so every rank takes the same early-stopping decision), writes checkpoints (and reads
-them on a resume, sending them to the others) and shows progress. ``launch`` runs N local processes for callers that are not under torchrun; the caller is rank 0.
+them on a resume, sending them to the others) and shows progress. ``launch`` runs N local processes for callers
+that are not under torchrun, the caller being rank 0; ``data_parallel`` makes ``train_sasrec`` and
+``fit_then_refit`` launch when ``TrainConfig.processes`` asks.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import socket
 from collections.abc import Callable
@@ -195,6 +199,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
         return probe.getsockname()[1]
+
+
+def data_parallel(train: Callable) -> Callable:
+    """``train``, whose arguments include ``train_config`` (a ``TrainConfig``) and ``validate``, run by ``launch`` in
+    ``train_config.processes`` local processes when that is above 1 and this process is not already in a group."""
+    signature = inspect.signature(train)
+
+    @functools.wraps(train)
+    def launched(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        config = bound.arguments["train_config"]
+        if config.processes <= 1 or in_group():
+            return train(*args, **kwargs)
+        validate = bound.arguments.pop("validate")
+        # The workers call ``launched`` too (pickled by name), and being in the group, train.
+        return launch(config.processes, launched, (), dict(bound.arguments), validate, config.device)
+
+    return launched
 
 
 def launch(processes: int, train: Callable, args: tuple, kwargs: dict, validate: Callable | None,

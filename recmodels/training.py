@@ -172,6 +172,7 @@ def _cpu_state(model: SASRec) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
 
 
+@distributed.data_parallel
 def train_sasrec(
     train_sequences: Sequence[np.ndarray],
     n_items: int,
@@ -190,11 +191,6 @@ def train_sasrec(
     ``train_timestamps`` (aligned with the sequences) enable ``TrainConfig.shuffle_ties``. With
     ``TrainConfig.processes > 1``, or under torchrun, the run is data-parallel (``recmodels.distributed``).
     """
-    if train_config.processes > 1 and not distributed.in_group():
-        extra = {"item_text_embeddings": item_text_embeddings, "checkpoint_dir": checkpoint_dir,
-                 "train_timestamps": train_timestamps}
-        return distributed.launch(train_config.processes, train_sasrec, (train_sequences, n_items, model_config,
-                                  train_config), extra, validate, train_config.device)
     group, device = distributed.join(train_config.device)
     previous_threads = torch.get_num_threads()
     if device.type == "cpu":  # the processes of a group share the cores
@@ -219,6 +215,7 @@ class Refit:
     refit_s: float
 
 
+@distributed.data_parallel  # one group for both runs: starting processes costs seconds each time
 def fit_then_refit(
     train_sequences: Sequence[np.ndarray],
     refit_sequences: Sequence[np.ndarray] | None,
