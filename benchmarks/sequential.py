@@ -12,10 +12,11 @@ is measured on exactly the rows the pipeline's SASRec was.
 Every model is scored twice on the test rows: with the history's own items allowed, and excluded. Baselines
 with options (buy-again, item-kNN) pick them on the validation rows; SASRec stops early on validation NDCG@10. Add
 ``--ablation`` for the ID-only and text-only SASRec variants (and, where the item-to-item matrix is on, for the
-model without it). ``--nproc N`` trains SASRec data-parallel in N processes that the benchmark launches itself
-(``recmodels.distributed``); under ``torchrun -m benchmarks.sequential`` each process runs the benchmark, trains
-as one rank of torchrun's group, and rank 0 alone prints. The defaults are the best configuration measured (``recmodels.presets.SEQUENTIAL_BENCHMARK``):
-text-aware, hidden 256, the history offset, and the item-to-item matrix on or-customer-temporal only.
+model without it). ``--nproc N`` trains SASRec data-parallel in N processes that the benchmark launches
+itself (``recmodels.distributed``); under ``torchrun -m benchmarks.sequential`` each process runs the
+benchmark, trains as one rank of torchrun's group, and rank 0 alone prints. The defaults are the best
+configuration measured (``recmodels.presets.SEQUENTIAL_BENCHMARK``): text-aware, hidden 256, the history offset,
+and the item-to-item matrix on or-customer-temporal only.
 """
 
 from __future__ import annotations

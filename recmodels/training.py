@@ -4,8 +4,8 @@
 same weights bit for bit, and a run that is interrupted and called again with the same ``checkpoint_dir``
 finishes with the weights an uninterrupted run would have had. ``TrainConfig.processes`` (or torchrun) trains
 data-parallel, with the gradients of one process's batches (``recmodels.distributed``). Validation is a callback,
-so this module does not depend on any particular metric implementation. ``fit_then_refit`` is the protocol the pipeline and the
-benchmarks share: early stopping on validation, then a refit on the test phase's training data.
+so this module does not depend on any particular metric implementation. ``fit_then_refit`` is the protocol the
+pipeline and the benchmarks share: early stopping on validation, then a refit on the test phase's training data.
 """
 
 from __future__ import annotations
