@@ -12,8 +12,11 @@ is measured on exactly the rows the pipeline's SASRec was.
 Every model is scored twice on the test rows: with the history's own items allowed, and excluded. Baselines
 with options (buy-again, item-kNN) pick them on the validation rows; SASRec stops early on validation NDCG@10. Add
 ``--ablation`` for the ID-only and text-only SASRec variants (and, where the item-to-item matrix is on, for the
-model without it). The defaults are the best configuration measured (``recmodels.presets.SEQUENTIAL_BENCHMARK``):
-text-aware, hidden 256, the history offset, and the item-to-item matrix on or-customer-temporal only.
+model without it). ``--nproc N`` trains SASRec data-parallel in N processes that the benchmark launches
+itself (``recmodels.distributed``); under ``torchrun -m benchmarks.sequential`` each process runs the
+benchmark, trains as one rank of torchrun's group, and rank 0 alone prints. The defaults are the best
+configuration measured (``recmodels.presets.SEQUENTIAL_BENCHMARK``): text-aware, hidden 256, the history offset,
+and the item-to-item matrix on or-customer-temporal only.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import SHARED_DATA, add_preset_flags, configs_from_flags, emit_json, machine
+from recmodels import distributed
 from recmodels.baselines import (
     BUY_AGAIN_GRID,
     ITEM_KNN_GRID,
@@ -150,7 +154,8 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig | None, t
         embeddings = text_matrix(split, texts, encoder_model)
     prepare_s = time.perf_counter() - started
     if model is None:
-        model, train = pipeline_configs(split, protocol, train.device)
+        model, sized = pipeline_configs(split, protocol, train.device)
+        train = replace(sized, processes=train.processes)
         print(f"data-sized SASRec: hidden {model.hidden_size}, lr {train.lr}, batch {train.batch_size}, "
               f"item-to-item {model.item_to_item}", flush=True)
     counts = np.bincount(np.concatenate(split.train_for_test), minlength=split.n_items + 1)
@@ -206,6 +211,7 @@ def run(protocol: str, data: Path, ablation: bool, model: SASRecConfig | None, t
                        for epoch in history.epochs],
             "refit_on_train_for_test": refit,
             "device": str(trained.device),
+            "processes": distributed.world_size(train.processes),
             "config": {"item_text": config.item_text, "item_to_item": config.item_to_item,
                        "hidden_size": config.hidden_size, "num_layers": config.num_layers, "num_heads": config.num_heads,
                        "dropout": config.dropout, "history_bias": config.history_bias, "lr": train.lr, "batch_size": train.batch_size,
@@ -248,6 +254,11 @@ def print_report(figures: dict) -> None:
         print(f"{name:<20} {m['recall@10']:>7.4f} {m['ndcg@10']:>7.4f} {m['recall@50']:>7.4f} {m['ndcg@50']:>7.4f} | "
               f"{x['recall@10']:>15.4f} {x['ndcg@10']:>7.4f} {x['recall@50']:>7.4f} {x['ndcg@50']:>7.4f} | "
               f"{m.get('cold/ndcg@10', float('nan')):>9.4f} {m['train_s']:>8.1f}")
+    for name, m in figures["models"].items():
+        if "epochs" in m:
+            losses = " ".join(f"{epoch['loss']:.4f}" for epoch in m["epochs"])
+            print(f"{name} trained in {m['processes']} process(es) on {m['device']}: {m['train_s']:.1f} s, "
+                  f"loss by epoch {losses}")
 
 SEQUENTIAL_FLAGS = ("--epochs", "--patience", "--hidden", "--layers", "--heads", "--dropout", "--lr", "--batch", "--warmup", "--windows",
                     "--max-length", "--item-to-item-decay",
@@ -273,6 +284,9 @@ def main() -> None:
                         help="learn a logit offset for items already in the history, SASRecConfig.history_bias "
                              f"(default %(default)s, {preset})")
     parser.add_argument("--device", default=train_defaults.device, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="SASRec training processes, launched here (DistributedDataParallel: gloo on CPUs, NCCL "
+                             "with a GPU each); each batch of --batch is shared among them (default %(default)s)")
     parser.add_argument("--sized", action="store_true",
                         help="train SASRec with the pipeline's data-sized defaults (recmodels.sizing) instead of the "
                              "preset and the flags above; the item-to-item matrix as --item-to-item's default")
@@ -283,10 +297,11 @@ def main() -> None:
     model, train = configs_from_flags(args, SEQUENTIAL_BENCHMARK, SEQUENTIAL_FLAGS)
     model = replace(model, item_to_item=item_to_item, history_bias=args.history_bias)
     train = replace(train, device=args.device, shuffle_ties=train_defaults.shuffle_ties and not args.no_shuffle_ties,
-                    set_targets=train_defaults.set_targets and not args.no_set_targets)
+                    set_targets=train_defaults.set_targets and not args.no_set_targets, processes=args.nproc)
     figures = run(args.protocol, Path(args.data), args.ablation, None if args.sized else model, train, args.encoder)
-    print_report(figures)
-    emit_json(figures)
+    if distributed.rank() == 0:  # under torchrun every rank ran the benchmark; one report is enough
+        print_report(figures)
+        emit_json(figures)
 
 
 if __name__ == "__main__":

@@ -100,14 +100,18 @@ class TrainConfig:
     device: str | None = None  # None: "cuda" when available, else "cpu"
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it is slower)
     compile: bool = False  # torch.compile the Transformer on CUDA
-    num_threads: int | None = None  # CPU threads; None: every core this process may use
+    num_threads: int | None = None  # CPU threads per process; None: the cores this process may use / processes
+    # Data-parallel training processes on this machine (recmodels.distributed: DDP, gloo on CPUs, NCCL on GPUs, one
+    # GPU each); each global batch of batch_size is shared among them, so the result is one process's up to float
+    # rounding and dropout draws. Under torchrun, torchrun's WORLD_SIZE counts instead.
+    processes: int = 1
     show_progress: bool = True  # tqdm bar with loss and the last validation metric
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.validate_every < 1 or self.windows_per_sequence < 1:
-            raise ValueError("epochs, batch_size, validate_every and windows_per_sequence must be >= 1")
+        if min(self.epochs, self.batch_size, self.validate_every, self.windows_per_sequence, self.processes) < 1:
+            raise ValueError("epochs, batch_size, validate_every, windows_per_sequence and processes must be >= 1")
 
 
 @dataclass(frozen=True)

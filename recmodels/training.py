@@ -2,9 +2,10 @@
 
 ``train_sasrec`` is a pure function of its inputs and ``TrainConfig.seed``: on CPU the same call gives the
 same weights bit for bit, and a run that is interrupted and called again with the same ``checkpoint_dir``
-finishes with the weights an uninterrupted run would have had. Validation is a callback, so this module does
-not depend on any particular metric implementation. ``fit_then_refit`` is the protocol the pipeline and the
-benchmarks share: early stopping on validation, then a refit on the test phase's training data.
+finishes with the weights an uninterrupted run would have had. ``TrainConfig.processes`` (or torchrun) trains
+data-parallel, with the gradients of one process's batches (``recmodels.distributed``). Validation is a callback,
+so this module does not depend on any particular metric implementation. ``fit_then_refit`` is the protocol the
+pipeline and the benchmarks share: early stopping on validation, then a refit on the test phase's training data.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from recmodels import distributed
 
 # TrainConfig is defined with the presets, which load without torch; re-exported beside the loop it configures.
 from recmodels.presets import TrainConfig
@@ -120,10 +123,6 @@ def epoch_batches(
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def _resolve_device(name: str | None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def _available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -160,7 +159,7 @@ def _run_fingerprint(
     model_config: SASRecConfig, train_config: TrainConfig, n_items: int, n_examples: int
 ) -> dict:
     # Fields that may change between a crash and its resume: the epoch budget and cosmetics.
-    loose = {"epochs", "show_progress", "num_threads", "device"}
+    loose = {"epochs", "show_progress", "num_threads", "device", "processes"}
     return {
         "model_config": asdict(model_config),
         "train_config": {k: v for k, v in asdict(train_config).items() if k not in loose},
@@ -173,6 +172,7 @@ def _cpu_state(model: SASRec) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
 
 
+@distributed.data_parallel
 def train_sasrec(
     train_sequences: Sequence[np.ndarray],
     n_items: int,
@@ -188,24 +188,17 @@ def train_sasrec(
     ``validate(model) -> NDCG@10`` (higher is better) drives early stopping, and the returned model holds the
     weights of the best validation; without it, the last epoch's weights. With ``checkpoint_dir``, the full
     training state is saved after every epoch and a later call with the same directory resumes from it.
-    ``train_timestamps`` (aligned with the sequences) enable ``TrainConfig.shuffle_ties``.
+    ``train_timestamps`` (aligned with the sequences) enable ``TrainConfig.shuffle_ties``. With
+    ``TrainConfig.processes > 1``, or under torchrun, the run is data-parallel (``recmodels.distributed``).
     """
-    device = _resolve_device(train_config.device)
+    group, device = distributed.join(train_config.device)
     previous_threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(train_config.num_threads or _available_cores())
+    if device.type == "cpu":  # the processes of a group share the cores
+        torch.set_num_threads(train_config.num_threads or max(1, _available_cores() // group.world_size))
     try:
-        return _train(
-            train_sequences,
-            n_items,
-            model_config,
-            train_config,
-            validate,
-            item_text_embeddings,
-            checkpoint_dir,
-            device,
-            train_timestamps,
-        )
+        return _train(train_sequences, n_items, model_config, train_config,
+                      distributed.validation(validate, group, device), item_text_embeddings, checkpoint_dir, device,
+                      train_timestamps, group)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -222,6 +215,7 @@ class Refit:
     refit_s: float
 
 
+@distributed.data_parallel  # one group for both runs: starting processes costs seconds each time
 def fit_then_refit(
     train_sequences: Sequence[np.ndarray],
     refit_sequences: Sequence[np.ndarray] | None,
@@ -290,6 +284,8 @@ class _Run:
     best_metric: float = float("-inf")
     stale_validations: int = 0
     start_epoch: int = 1
+    group: distributed.Group = field(default_factory=distributed.Group)
+    loss: Callable[..., torch.Tensor] | None = None  # the model's training loss, behind DDP in a group
 
 
 def _start_run(
@@ -300,6 +296,7 @@ def _start_run(
     device: torch.device,
     first_targets: np.ndarray,
     total_steps: int,
+    group: distributed.Group,
 ) -> _Run:
     """A fresh model and optimizer, seeded; the seeding comes first so that initialisation is reproducible."""
     torch.manual_seed(train_config.seed)  # also seeds every CUDA device
@@ -315,12 +312,18 @@ def _start_run(
     )
     if train_config.compile and device.type == "cuda":
         model.compile(dynamic=True)  # compiles forward only; the state dict keeps its plain names
-    return _Run(model, optimizer, scheduler, shuffle, best_state=_cpu_state(model))
+    loss = distributed.training_loss(model, group, device)
+    return _Run(model, optimizer, scheduler, shuffle, best_state=_cpu_state(model), group=group, loss=loss)
 
 
 def _resume(run: _Run, path: Path, fingerprint: dict, device: torch.device) -> None:
-    # weights_only: a checkpoint is tensors, numbers, strings, lists and dicts; nothing else may unpickle.
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    # weights_only: a checkpoint is tensors, numbers, strings, lists and dicts; nothing else may unpickle. In a
+    # group, rank 0 reads it and sends it on, so ranks on machines that do not share its disk resume alike.
+    saved = distributed.from_rank_zero(
+        lambda: torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None, run.group
+    )
+    if saved is None:
+        return
     if saved["fingerprint"] != fingerprint:
         raise ValueError(f"{path} belongs to another run (config, catalogue or data differ)")
     run.model.load_state_dict(saved["model"])
@@ -362,7 +365,8 @@ def _train_epoch(
     device: torch.device,
     bar: tqdm,
 ) -> torch.Tensor:
-    """One pass over the windows in a fresh batch order; returns the summed loss, still on the device."""
+    """One pass over the windows in a fresh batch order; returns the summed loss, still on the device. In a
+    group each rank trains on its share of every batch, and the loss is summed over the ranks."""
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device.type == "cuda" and train_config.bf16
@@ -372,19 +376,21 @@ def _train_epoch(
     batches = epoch_batches(lengths, train_config.batch_size, run.shuffle, train_config.bucket_by_length)
     loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
     for batch in batches:
-        batch = batch.to(device)
+        batch, share = distributed.shard(batch.to(device), targets, run.model.n_items, run.group)
         with autocast:
             groups = None if target_groups is None else target_groups[batch]
-            loss = run.model.training_loss(inputs[batch], targets[batch], groups)
+            loss = run.loss(inputs[batch], targets[batch], groups)
+        if share is not None:
+            loss = loss * share  # this rank's part of the batch's mean loss: the ranks' parts sum to it
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * run.group.world_size).backward()  # DDP averages gradients over the ranks; times W, they sum
         if train_config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), train_config.grad_clip)
         run.optimizer.step()
         run.scheduler.step()
         loss_sum += loss.detach().float()
         bar.update(1)
-    return loss_sum
+    return distributed.total(loss_sum, run.group)
 
 
 def _end_epoch(
@@ -423,6 +429,7 @@ def _train(
     checkpoint_dir: str | Path | None,
     device: torch.device,
     timestamps: Sequence[np.ndarray] | None,
+    group: distributed.Group,
 ) -> tuple[SASRec, TrainHistory]:
     tie_timestamps = timestamps if train_config.shuffle_ties else None
     inputs_np, targets_np = _epoch_examples(train_sequences, tie_timestamps, model_config, train_config, 0)
@@ -443,15 +450,15 @@ def _train(
     n_examples = len(inputs)
     steps_per_epoch = math.ceil(n_examples / train_config.batch_size)
     run = _start_run(model_config, train_config, n_items, item_text_embeddings, device, targets_np,
-                     steps_per_epoch * train_config.epochs)
+                     steps_per_epoch * train_config.epochs, group)
     fingerprint = _run_fingerprint(model_config, train_config, n_items, n_examples)
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    if checkpoint_path is not None and checkpoint_path.exists():
+    if checkpoint_path is not None:
         _resume(run, checkpoint_path, fingerprint, device)
 
     bar = tqdm(
         total=max(0, train_config.epochs - run.start_epoch + 1) * steps_per_epoch,
-        disable=not train_config.show_progress or run.history.stopped_early,
+        disable=not train_config.show_progress or run.history.stopped_early or not group.is_main,
         desc="sasrec",
         unit="step",
     )
@@ -460,6 +467,7 @@ def _train(
         if run.history.stopped_early:
             break
         started = time.perf_counter()
+        distributed.seed_epoch(train_config.seed, epoch, group)
         if tie_timestamps is not None:
             inputs_np, targets_np = _epoch_examples(train_sequences, tie_timestamps, model_config, train_config, epoch)
             inputs_np, targets_np = inputs_np[kept], targets_np[kept]
@@ -469,7 +477,7 @@ def _train(
         _end_epoch(run, record, validate, train_config, started)
         validated = validate is not None and run.best_metric > float("-inf")
         bar.set_postfix(epoch=epoch, loss=f"{record['loss']:.4f}", val=f"{run.best_metric:.4f}" if validated else "-")
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and group.is_main:
             _save_checkpoint(checkpoint_path, _checkpoint(run, fingerprint, epoch, device, validate is not None))
     bar.close()
     if validate is not None and run.best_metric > float("-inf"):

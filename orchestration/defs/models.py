@@ -253,6 +253,12 @@ class SASRecModelConfig(dg.Config):
         "every core)."
     )
     seed: int = Field(default=PIPELINE.train.seed, description="Seed of init, shuffling and dropout.")
+    processes: int = Field(
+        default=PIPELINE.train.processes,
+        description="Data-parallel training processes on this machine (DistributedDataParallel: gloo on CPUs, NCCL on "
+        "GPUs, one GPU each); each batch is shared among them, so the model is one process's up to float rounding "
+        "and dropout draws. 1: one process.",
+    )
 
     def to_configs(self, stored: StoredSplit, text_dim: int | None):
         """The library's configs for this run on ``stored``; ``text_dim`` is None when there is no text matrix.
@@ -276,14 +282,14 @@ class SASRecModelConfig(dg.Config):
             warmup_steps=chosen("warmup_steps", sized.train), batch_size=chosen("batch_size", sized.train),
             patience=chosen("patience", sized.train), device=self.device,
             num_threads=chosen("num_threads", sized.train), seed=self.seed, set_targets=self.set_targets,
-            show_progress=sys.stderr.isatty(),
+            show_progress=sys.stderr.isatty(), processes=self.processes,
         )
         return model, train
 
 
 def _checkpoint_key(stored: StoredSplit, model_config, train_config) -> str:
     """Same split and settings -> same checkpoints, so a rerun after a crash resumes instead of starting over."""
-    loose = {"device", "num_threads", "show_progress"}
+    loose = {"device", "num_threads", "show_progress", "processes"}
     settings = {"split": stored.content_hash, "model": asdict(model_config),
                 "train": {k: v for k, v in asdict(train_config).items() if k not in loose}}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -21,10 +21,11 @@ def test_null_fields_are_sized_to_the_training_events_and_given_ones_win():
             large_train.warmup_steps) == (128, 2e-3, 256, 3, 100)
     assert large_model.max_length == 40 and large_model.text_dim == 8
     assert not large_model.item_to_item  # 30,000 items: above the item-to-item matrix's limits
-    given = SASRecModelConfig(hidden_size=48, lr=1e-3, num_threads=2, warmup_steps=7)
+    given = SASRecModelConfig(hidden_size=48, lr=1e-3, num_threads=2, warmup_steps=7, processes=2)
     given_model, given_train = given.to_configs(_stored(3_000), 8)
     assert (given_model.hidden_size, given_train.lr, given_train.num_threads, given_train.warmup_steps,
-            given_train.batch_size) == (48, 1e-3, 2, 7, 256)
+            given_train.batch_size, given_train.processes) == (48, 1e-3, 2, 7, 256, 2)
+    assert small_train.processes == 1  # one process unless asked
 
 
 def _split(n_items: int, train: list[np.ndarray]) -> StoredSplit:
