@@ -134,3 +134,53 @@ def test_group_sum_adds_as_pandas_and_group_median_takes_its_median():
         expected_median = grouped.median().reindex(range(n_groups)).to_numpy()
         np.testing.assert_array_equal(group_sum(codes, values, n_groups), expected_sum)
         np.testing.assert_array_equal(group_median(codes, values, n_groups), expected_median)
+
+
+@pytest.mark.parametrize("behaviour", [False, True])
+def test_two_stage_rank_is_unchanged(behaviour, monkeypatch):
+    from recmodels.ranking import LambdaRanker, RankerConfig
+    from recmodels.recommender import TwoStageConfig, TwoStageRecommender
+
+    rng = np.random.default_rng(11)
+    n_items = 12
+    users = np.array(["a", "b", "c", "d"], dtype=object)
+    events = _purchases(rng, users, n_items, 150)
+    views = _behaviour(rng, users, n_items, 60) if behaviour else None
+    text = rng.normal(size=(n_items + 1, 6)).astype(np.float32)
+    candidates = _candidates(rng, 30, n_items)
+    table = item_feature_table(events, CUTOFF, n_items, views)
+    keys = rng.choice(users, 30)
+    train = _with_item_features(compute_features(candidates, keys, events, CUTOFF, item_text=text, behaviour=views),
+                                table, keys, events, CUTOFF)
+    names = [c for c in train.columns if c not in ("row", "item", "popularity_rank", "features_as_of")]
+    ranker = LambdaRanker(RankerConfig(n_estimators=30, min_data_in_leaf=2)).fit(
+        train, rng.integers(0, 2, len(train)).astype(np.int8), train["row"].to_numpy(), names)
+
+    def popularity(histories):
+        scores = np.tile(rng.random(n_items + 1).astype(np.float32), (len(histories), 1))
+        scores[:, 0] = -np.inf
+        return scores
+
+    recommender = TwoStageRecommender({"popularity": popularity}, ranker,
+                                      TwoStageConfig(n_candidates=8, recent_items=4, behaviour=behaviour),
+                                      item_text=text)
+    histories = [np.array([1, 2]), np.array([3]), np.array([], np.int64)]
+    asked = np.array(["a", "c", "nobody"], dtype=object)
+    own = events[events["user_key"].isin(asked)]
+    mine = views[views["user_key"].isin(asked)] if behaviour else None
+
+    def ranked():
+        state = rng.bit_generator.state
+        result = recommender.rank(histories, asked, own, CUTOFF, item_features=table, behaviour=mine)
+        rng.bit_generator.state = state  # the same source scores for both paths
+        return result
+
+    import recmodels.recommender as module
+
+    answers = []
+    monkeypatch.setattr(module, "compute_user_features",
+                        lambda *args, **kwargs: answers.append(compute_user_features(*args, **kwargs)) or answers[-1])
+    fast = ranked()
+    assert answers and answers[0] is not None  # the numpy path ranked it
+    monkeypatch.setattr(module, "compute_user_features", lambda *args, **kwargs: None)
+    pd.testing.assert_frame_equal(fast, ranked(), check_exact=True)
