@@ -32,14 +32,21 @@ _TEXT_CHUNK = 16_384  # rows per einsum, as features._text_cosine takes them (th
 _NAT = np.iinfo(np.int64).min  # NaT as int64
 
 
-def group_sum(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Per group 0..n-1 the sum of its non-NaN ``values`` as pandas' group-by sum adds them: Kahan-compensated, in
-    row order; 0 for a group without any. Finite values only."""
+def group_sum(codes: np.ndarray, values: np.ndarray, n: int, monotonic: bool) -> np.ndarray:
+    """Per group 0..n-1 the sum of its non-NaN ``values`` (0 for a group without any), added as pandas' group-by sum
+    adds them: where its group ids are ``monotonic`` (each group's rows adjacent, in its order) and no value is NaN,
+    ``np.add.reduceat`` over each group's rows (pandas' fast path); else Kahan-compensated, in row order. Finite
+    values only."""
     kept = ~np.isnan(values)
+    if np.abs(values[kept]).sum() < _EXACT_BELOW and (values[kept] == np.round(values[kept])).all():
+        # Units and counts: every partial sum is exact, so any order of adding gives pandas' result.
+        return np.bincount(codes[kept], weights=values[kept], minlength=n).astype(np.float64)  # int64 when empty
+    if monotonic and kept.all():
+        sums = np.zeros(n)
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        sums[codes[starts]] = np.add.reduceat(values, starts)
+        return sums
     codes, values = codes[kept], values[kept]
-    if np.abs(values).sum() < _EXACT_BELOW and (values == np.round(values)).all():
-        # Units and counts: every partial sum is exact, so compensation never changes one.
-        return np.bincount(codes, weights=values, minlength=n).astype(np.float64)  # int64 when empty
     order = np.argsort(codes, kind="stable")
     values = values[order]
     counts = np.bincount(codes, minlength=n)
@@ -49,6 +56,13 @@ def group_sum(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     if len(values) < 40 * longest:
         return _kahan_by_group(values, starts, counts)
     return _kahan_by_position(values, starts, counts, longest)
+
+
+def adjacent(codes: np.ndarray) -> bool:
+    """Whether each group's rows are adjacent: then pandas' group ids, numbered by first appearance, are
+    monotonic."""
+    runs = np.count_nonzero(codes[1:] != codes[:-1]) + (len(codes) > 0)
+    return runs == np.count_nonzero(np.bincount(codes))
 
 
 def _kahan_by_group(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -196,7 +210,7 @@ def _user_columns(past: _Events, columns: dict[str, np.ndarray], table_price: np
     columns["user_events"] = events_of[rows].astype(np.float64)
     columns["user_days_since_last"] = np.where(bought, past.days_before_cut(last), NEVER_DAYS)[rows]
     columns["user_days_between_orders"] = between[rows]
-    columns["user_monetary"] = group_sum(user, past.quantity * past.price, n_users)[rows]
+    columns["user_monetary"] = group_sum(user, past.quantity * past.price, n_users, adjacent(user))[rows]
     columns["item_price_vs_user"] = price_vs_user(table_price, group_median(user, past.price, n_users)[rows])
     mean_quantity = np.bincount(user, weights=past.quantity, minlength=n_users) / np.maximum(events_of, 1)
     columns["user_mean_quantity"] = mean_quantity[rows]
@@ -216,14 +230,15 @@ def _pair_columns(past: _Events, columns: dict[str, np.ndarray], table_median: n
     recent = past.days_before_cut(past.times) <= 90
     columns["user_item_purchases_90d"] = past.at_rows(
         pairs, np.bincount(pair_of[recent], minlength=n_pairs).astype(float), 0.0)
-    units = group_sum(pair_of, past.quantity, n_pairs)
+    grouped = adjacent(pair_of)
+    units = group_sum(pair_of, past.quantity, n_pairs, grouped)
     lines = np.bincount(pair_of[~np.isnan(past.quantity)], minlength=n_pairs)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_units = units / lines  # NaN for a pair without a known quantity, as pandas' mean
     columns["user_item_quantity"] = past.at_rows(pairs, units, 0.0)
     columns["user_item_mean_quantity"] = past.at_rows(pairs, mean_units, 0.0)
     columns["user_item_quantity_ratio"] = quantity_ratio(columns["user_item_mean_quantity"], table_median)
-    spend = past.at_rows(pairs, group_sum(pair_of, past.quantity * past.price, n_pairs), 0.0)
+    spend = past.at_rows(pairs, group_sum(pair_of, past.quantity * past.price, n_pairs, grouped), 0.0)
     monetary = columns["user_monetary"]
     share = np.divide(spend, monetary, out=np.zeros(len(spend)), where=monetary > 0)
     columns["user_item_spend_share"] = np.clip(share, 0.0, 1.0)
@@ -239,7 +254,7 @@ def _order_columns(past: _Events, columns: dict[str, np.ndarray], pairs: np.ndar
     rows, starts = _first_of_groups(triple_of, len(triples))
     time = np.minimum.reduceat(past.times[rows], starts) if len(rows) else np.array([], np.int64)
     appearance = rows[starts]  # the stable sort leaves each triple's first event first
-    units = group_sum(triple_of, past.quantity, len(triples))
+    units = group_sum(triple_of, past.quantity, len(triples), adjacent(triple_of))
     pair, order = triples // max(n_order_codes, 1), triples % max(n_order_codes, 1)
     ranked = np.lexsort((appearance, time, pair))
     pair, order, time, units = pair[ranked], order[ranked], time[ranked], units[ranked]
@@ -247,7 +262,7 @@ def _order_columns(past: _Events, columns: dict[str, np.ndarray], pairs: np.ndar
     first_at = np.cumsum(n_orders) - n_orders
     last_at = first_at + n_orders - 1
     first, last, last_units = time[first_at], time[last_at], units[last_at]
-    total_units = group_sum(pair, units, n_pairs)
+    total_units = group_sum(pair, units, n_pairs, monotonic=True)  # sorted by pair
 
     span = to_days((last - first).view("timedelta64[ns]"))
     interval = np.where(n_orders >= 2, span / np.maximum(n_orders - 1, 1), NEVER_DAYS)
@@ -295,9 +310,13 @@ def _text_cosine(past: _Events, item_text: np.ndarray, recent_items: int, pairs:
     position = position.reshape(-1)
     unit = unit_rows(item_text[needed])  # unit_rows works row by row: the same rows as over the whole table
     profile = np.zeros((past.n_users, unit.shape[1]), dtype=np.float64)
-    np.add.at(profile, pair_user[chosen], unit[position[:int(chosen.sum())]])
+    chosen_user, chosen_unit = pair_user[chosen], unit[position[:len(pair_user[chosen])]]
+    # In each user's order, one item per step: the additions of np.add.at in features._text_cosine.
+    step = np.arange(len(chosen_user)) - np.searchsorted(chosen_user, chosen_user)
+    for k in range(int(step.max(initial=-1)) + 1):
+        profile[chosen_user[step == k]] += chosen_unit[step == k]
     profile = unit_rows(profile)
-    row_unit = position[int(chosen.sum()):]
+    row_unit = position[len(chosen_user):]
     cosine = np.zeros(len(past.row_user), dtype=np.float64)
     bought = np.bincount(past.user, minlength=past.n_users) > 0
     known = np.flatnonzero(bought[past.row_user])
@@ -313,8 +332,17 @@ def _behaviour_columns(past: _Events, seen: dict[str, np.ndarray], columns: dict
     pairs, pair_of = np.unique(seen["user"] * past.width + seen["item"], return_inverse=True)
     pair_of, n_pairs, count, kind = pair_of.reshape(-1), len(pairs), seen["count"], seen["kind"]
 
+    # behaviour.py groups by (user, item), users numbered by first appearance among these events: its group ids
+    # are monotonic where the rows are sorted by that.
+    distinct, first_row = np.unique(seen["user"], return_index=True)
+    numbered = np.zeros(past.n_users, np.int64)
+    numbered[distinct] = np.argsort(np.argsort(first_row))
+    sort_key = numbered[seen["user"]] * past.width + seen["item"]
+
     def total(mask: np.ndarray) -> np.ndarray:
-        return past.at_rows(pairs, group_sum(pair_of, np.where(mask, count, np.nan), n_pairs), 0.0)
+        key = sort_key[mask]
+        sums = group_sum(pair_of[mask], count[mask], n_pairs, bool((key[1:] >= key[:-1]).all()))
+        return past.at_rows(pairs, sums, 0.0)
 
     def latest(mask: np.ndarray) -> np.ndarray:
         fewest = np.full(n_pairs, np.inf)
@@ -339,17 +367,16 @@ def _covered(past: _Events, item_features: pd.DataFrame, taken: list[str], item_
              seen: dict[str, np.ndarray] | None) -> bool:
     """Whether ``compute_user_features`` reproduces these inputs; the others take the general path, which also
     raises where it refuses them."""
-    items = [past.item, past.row_item] + ([seen["item"]] if seen is not None else [])
+    items = np.concatenate([past.item, past.row_item] + ([seen["item"]] if seen is not None else []))
     return (
         len(past.row_item) > 0
         and all(name in item_features.columns for name in taken)
-        and min(int(values.min(initial=0)) for values in items) >= 0
+        and int(items.min()) >= 0
         and int(past.row_item.max()) < len(item_features)
         # inf - inf in a sum is NaN, which pandas' compensation treats specially
-        and bool(np.isfinite(past.quantity[~np.isnan(past.quantity)]).all())
-        and bool(np.isfinite(past.price[~np.isnan(past.price)]).all())
+        and not (np.isinf(past.quantity).any() or np.isinf(past.price).any())
         and (seen is None or bool(np.isfinite(seen["count"]).all()))
-        and (item_text is None or max(int(past.item.max(initial=0)), int(past.row_item.max())) < len(item_text))
+        and (item_text is None or int(max(past.item.max(initial=0), past.row_item.max())) < len(item_text))
     )
 
 
@@ -407,8 +434,15 @@ def _frame(candidates: pd.DataFrame, columns: dict[str, np.ndarray], as_of: np.n
     """``candidates`` then the feature columns in FEATURE_DESCRIPTIONS order and ``features_as_of``, as
     ``compute_features`` lays them out."""
     names = [name for name in FEATURE_DESCRIPTIONS if name in columns]
-    kept = [name for name in candidates.columns if name not in columns and name != "features_as_of"]
-    frame = {name: candidates[name].array for name in kept}
-    frame |= {name: columns[name] for name in names}
-    frame["features_as_of"] = as_of
-    return pd.DataFrame(frame, index=candidates.index, copy=False)
+    floats = [name for name in names if columns[name].dtype == np.float64]
+    block = np.empty((len(floats), len(candidates)))  # (columns, rows): pandas' own layout of a block
+    for position, name in enumerate(floats):
+        block[position] = columns[name]
+    # One block of floats and one concat: far cheaper than a frame of some fifty separate columns.
+    features = pd.DataFrame(block.T, columns=floats, index=candidates.index, copy=False)
+    for name in names:
+        if name not in floats:  # a table column of another dtype keeps it
+            features.insert(names.index(name), name, columns[name])
+    features["features_as_of"] = as_of
+    kept = [name for name in candidates.columns if name not in features.columns]
+    return pd.concat([candidates if len(kept) == candidates.shape[1] else candidates[kept], features], axis=1)

@@ -6,7 +6,7 @@ import pytest
 
 from recmodels.ranking import compute_features
 from recmodels.ranking.behaviour import BEHAVIOURS
-from recmodels.ranking.user_features import compute_user_features, group_median, group_sum
+from recmodels.ranking.user_features import adjacent, compute_user_features, group_median, group_sum
 from recmodels.recommender import ITEM_LEVEL_FEATURES, _with_item_features, item_feature_table
 
 CUTOFF = pd.Timestamp("2024-03-01")
@@ -127,13 +127,15 @@ def test_other_inputs_are_left_to_the_general_path():
 def test_group_sum_adds_as_pandas_and_group_median_takes_its_median():
     rng = np.random.default_rng(0)
     for size, n_groups in ((500, 1), (3000, 400), (50, 7)):  # the per-group and the per-position loops
-        codes = rng.integers(0, n_groups, size)
-        values = rng.random(size) * rng.choice([1.0, 1e6, np.nan], size)
-        grouped = pd.Series(values).groupby(codes)
-        expected_sum = grouped.sum().reindex(range(n_groups), fill_value=0.0).to_numpy()
-        expected_median = grouped.median().reindex(range(n_groups)).to_numpy()
-        np.testing.assert_array_equal(group_sum(codes, values, n_groups), expected_sum)
-        np.testing.assert_array_equal(group_median(codes, values, n_groups), expected_median)
+        for nan, grouped in ((np.nan, False), (1.0, False), (1.0, True)):  # pandas' Kahan path and its reduceat path
+            codes = rng.integers(0, n_groups, size)
+            codes = np.sort(codes) if grouped else codes
+            values = rng.random(size) * rng.choice([1.0, 1e6, nan], size)
+            grouped_by = pd.Series(values).groupby(codes)
+            expected_sum = grouped_by.sum().reindex(range(n_groups), fill_value=0.0).to_numpy()
+            expected_median = grouped_by.median().reindex(range(n_groups)).to_numpy()
+            np.testing.assert_array_equal(group_sum(codes, values, n_groups, adjacent(codes)), expected_sum)
+            np.testing.assert_array_equal(group_median(codes, values, n_groups), expected_median)
 
 
 @pytest.mark.parametrize("behaviour", [False, True])
