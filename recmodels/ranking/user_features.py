@@ -10,6 +10,7 @@ are taken as pandas takes them (the mean of the two middle values) and every rat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -430,19 +431,27 @@ def compute_user_features(
     return _frame(candidates, columns, as_of)
 
 
+@functools.lru_cache(maxsize=64)
+def _column_index(names: tuple[str, ...]) -> pd.Index:
+    """The columns as an Index, built once per set of names: building it costs as much as the frame itself."""
+    return pd.Index(names)
+
+
 def _frame(candidates: pd.DataFrame, columns: dict[str, np.ndarray], as_of: np.ndarray) -> pd.DataFrame:
     """``candidates`` then the feature columns in FEATURE_DESCRIPTIONS order and ``features_as_of``, as
     ``compute_features`` lays them out."""
     names = [name for name in FEATURE_DESCRIPTIONS if name in columns]
-    floats = [name for name in names if columns[name].dtype == np.float64]
+    floats = tuple(name for name in names if columns[name].dtype == np.float64)
     block = np.empty((len(floats), len(candidates)))  # (columns, rows): pandas' own layout of a block
     for position, name in enumerate(floats):
         block[position] = columns[name]
     # One block of floats and one concat: far cheaper than a frame of some fifty separate columns.
-    features = pd.DataFrame(block.T, columns=floats, index=candidates.index, copy=False)
+    features = pd.DataFrame(block.T, columns=_column_index(floats), index=candidates.index, copy=False)
     for name in names:
         if name not in floats:  # a table column of another dtype keeps it
             features.insert(names.index(name), name, columns[name])
-    features["features_as_of"] = as_of
-    kept = [name for name in candidates.columns if name not in features.columns]
-    return pd.concat([candidates if len(kept) == candidates.shape[1] else candidates[kept], features], axis=1)
+    as_of_frame = pd.DataFrame(as_of.reshape(-1, 1), columns=_column_index(("features_as_of",)),
+                               index=candidates.index, copy=False)
+    kept = [name for name in candidates.columns if name not in names and name != "features_as_of"]
+    return pd.concat([candidates if len(kept) == candidates.shape[1] else candidates[kept], features, as_of_frame],
+                     axis=1)
