@@ -4,9 +4,9 @@ Serving re-ranks a customer whenever they have new events: ``compute_features`` 
 the item-level columns from the table of every customer's events (the recommender's ``_with_item_features``).
 Through pandas that costs dozens of group-bys whose fixed cost, not the few hundred events, is nearly all of a
 request. ``compute_user_features`` builds the same frame with sorts and bincounts instead: the same columns, dtypes
-and values, bit for bit. For that, sums add as pandas' group-by sums do (Kahan-compensated, in row order), medians
-are taken as pandas takes them (the mean of the two middle values) and every ratio is the same expression.
-"""
+and values, bit for bit, so that the ranker scores exactly as before. For that, sums are added as pandas' group-by
+adds them (``np.add.reduceat`` over adjacent rows without NaN, else Kahan-compensated in row order), medians are
+taken as pandas takes them (the mean of the two middle values) and every ratio is the same expression."""
 
 from __future__ import annotations
 
@@ -413,7 +413,7 @@ def compute_user_features(
     if not _covered(past, item_features, taken, item_text, seen):
         return None
     items = past.row_item
-    table = {name: item_features[name].to_numpy()[items] for name in taken}
+    table = _table_columns(item_features, taken, items)
     columns: dict[str, np.ndarray] = {}
     user_last = _user_columns(past, columns, table["item_price"].astype(np.float64))
     pairs, pair_of, pair_last = _pair_columns(past, columns, table["item_median_quantity"].astype(np.float64))
@@ -429,6 +429,15 @@ def compute_user_features(
     # fmax ignores NaT unless both are NaT, as features._features_as_of
     as_of = np.fmax(user_seen.view("datetime64[ns]"), item_last[items].view("datetime64[ns]"))
     return _frame(candidates, columns, as_of)
+
+
+def _table_columns(item_features: pd.DataFrame, taken: list[str], items: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``taken`` columns of the item table at ``items``, each in the table's dtype."""
+    if all(dtype == np.float64 for dtype in item_features.dtypes):
+        picked = item_features.to_numpy()[items]  # one gather rather than one per column
+        position = {name: i for i, name in enumerate(item_features.columns.tolist())}
+        return {name: picked[:, position[name]] for name in taken}
+    return {name: item_features[name].to_numpy()[items] for name in taken}
 
 
 @functools.lru_cache(maxsize=64)
@@ -452,6 +461,6 @@ def _frame(candidates: pd.DataFrame, columns: dict[str, np.ndarray], as_of: np.n
             features.insert(names.index(name), name, columns[name])
     as_of_frame = pd.DataFrame(as_of.reshape(-1, 1), columns=_column_index(("features_as_of",)),
                                index=candidates.index, copy=False)
-    kept = [name for name in candidates.columns if name not in names and name != "features_as_of"]
+    kept = [name for name in candidates.columns.tolist() if name not in columns and name != "features_as_of"]
     return pd.concat([candidates if len(kept) == candidates.shape[1] else candidates[kept], features, as_of_frame],
                      axis=1)
