@@ -22,9 +22,12 @@ def _times(rng, n):
 def _purchases(rng, users, n_items, n):
     quantity = rng.choice([rng.integers(-2, 6), 1.5, 0.25, np.nan, 12.0], n).astype(float)
     quantity = np.where(rng.random(n) < 0.6, rng.integers(1, 5, n), quantity)
+    price = rng.choice([np.nan, 0.0, 0.85, 1.25, 2.55, 7.1, 0.1], n)
+    if rng.random() < 0.5:  # a shop without missing values, where pandas may add without compensation
+        quantity, price = np.nan_to_num(quantity, nan=3.0), np.nan_to_num(price, nan=4.95)
     events = pd.DataFrame({
         "user_key": rng.choice(users, n), "item": rng.integers(1, n_items + 1, n), "occurred_at": _times(rng, n),
-        "quantity": quantity, "unit_price": rng.choice([np.nan, 0.0, 0.85, 1.25, 2.55, 7.1, 0.1], n),
+        "quantity": quantity, "unit_price": price,
     })
     if rng.random() < 0.8:  # else orders are days
         baskets = rng.integers(0, max(n // 3, 1), n).astype(str).astype(object)
@@ -73,6 +76,12 @@ def _shop(seed):
     table = item_feature_table(events, CUTOFF, n_items, behaviour)
     own = events[events["user_key"].isin(keys)] if rng.random() < 0.7 else events  # others' events change no row
     seen = behaviour[behaviour["user_key"].isin(keys)] if behaviour is not None else None
+    # pandas adds a group's values another way where its rows are adjacent (as serving's are, one customer after
+    # another): shops in either order, and sorted further, so that whole pairs or orders are adjacent too.
+    by = [[], ["user_key"], ["user_key", "item"], ["user_key", "item", "occurred_at"]][int(rng.integers(0, 4))]
+    if by:
+        own = own.sort_values(by, kind="stable")
+        seen = seen.sort_values(by, kind="stable") if seen is not None else None
     item_text = None
     if rng.random() < 0.7:
         item_text = rng.normal(size=(n_items + 1, 5)).astype(np.float32)
