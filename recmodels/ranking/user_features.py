@@ -31,6 +31,10 @@ from recmodels.similarity import unit_rows
 _EXACT_BELOW = 2.0**52  # whole numbers whose absolute sum stays below this add exactly in any order
 _TEXT_CHUNK = 16_384  # rows per einsum, as features._text_cosine takes them (the same calls, the same bits)
 _NAT = np.iinfo(np.int64).min  # NaT as int64
+# The item-level columns read from the item table only, never computed here: those of every customer's events.
+_FROM_TABLE = ("item_purchases", "item_purchases_7d", "item_purchases_30d", "item_trend", "item_price", "item_age_days",
+               "item_repeat_rate", "item_median_quantity")
+_FROM_TABLE_BEHAVIOUR = ("item_views", "item_view_to_purchase")
 
 
 def group_sum(codes: np.ndarray, values: np.ndarray, n: int, monotonic: bool) -> np.ndarray:
@@ -188,8 +192,9 @@ def _arrays(candidates: pd.DataFrame, row_keys: np.ndarray, events: pd.DataFrame
     return past, seen
 
 
-def _user_columns(past: _Events, columns: dict[str, np.ndarray], table_price: np.ndarray) -> np.ndarray:
-    """Recency, frequency, monetary and the price ratio; returns each user's last purchase (int64 ns, NaT if none)."""
+def _user_columns(past: _Events, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Recency, frequency and monetary; returns each user's last purchase (int64 ns, NaT if none) and each row's
+    user's median paid unit price."""
     n_users, user, rows = past.n_users, past.user, past.row_user
     events_of = np.bincount(user, minlength=n_users)
     last = np.full(n_users, _NAT)
@@ -212,13 +217,12 @@ def _user_columns(past: _Events, columns: dict[str, np.ndarray], table_price: np
     columns["user_days_since_last"] = np.where(bought, past.days_before_cut(last), NEVER_DAYS)[rows]
     columns["user_days_between_orders"] = between[rows]
     columns["user_monetary"] = group_sum(user, past.quantity * past.price, n_users, adjacent(user))[rows]
-    columns["item_price_vs_user"] = price_vs_user(table_price, group_median(user, past.price, n_users)[rows])
     mean_quantity = np.bincount(user, weights=past.quantity, minlength=n_users) / np.maximum(events_of, 1)
     columns["user_mean_quantity"] = mean_quantity[rows]
-    return last
+    return last, group_median(user, past.price, n_users)[rows]
 
 
-def _pair_columns(past: _Events, columns: dict[str, np.ndarray], table_median: np.ndarray) -> tuple[np.ndarray, ...]:
+def _pair_columns(past: _Events, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     """User x item counts, recency, units and spend; returns (the sorted pair codes, each event's pair, each pair's
     last purchase in int64 ns)."""
     pairs, pair_of = np.unique(past.user * past.width + past.item, return_inverse=True)
@@ -238,7 +242,6 @@ def _pair_columns(past: _Events, columns: dict[str, np.ndarray], table_median: n
         mean_units = units / lines  # NaN for a pair without a known quantity, as pandas' mean
     columns["user_item_quantity"] = past.at_rows(pairs, units, 0.0)
     columns["user_item_mean_quantity"] = past.at_rows(pairs, mean_units, 0.0)
-    columns["user_item_quantity_ratio"] = quantity_ratio(columns["user_item_mean_quantity"], table_median)
     spend = past.at_rows(pairs, group_sum(pair_of, past.quantity * past.price, n_pairs, grouped), 0.0)
     monetary = columns["user_monetary"]
     share = np.divide(spend, monetary, out=np.zeros(len(spend)), where=monetary > 0)
@@ -364,14 +367,17 @@ def _behaviour_columns(past: _Events, seen: dict[str, np.ndarray], columns: dict
     columns["user_item_favourite"] = (total(kind == "favourite") > 0).astype(np.float64)
 
 
-def _covered(past: _Events, item_features: pd.DataFrame, taken: list[str], item_text: np.ndarray | None,
-             seen: dict[str, np.ndarray] | None) -> bool:
+def _covered(candidates: pd.DataFrame, past: _Events, item_features: pd.DataFrame, taken: list[str],
+             item_text: np.ndarray | None, seen: dict[str, np.ndarray] | None) -> bool:
     """Whether ``compute_user_features`` reproduces these inputs; the others take the general path, which also
     raises where it refuses them."""
     items = np.concatenate([past.item, past.row_item] + ([seen["item"]] if seen is not None else []))
     return (
         len(past.row_item) > 0
+        # compute_features moves a candidate column named like a feature among the features
+        and not any(name in FEATURE_DESCRIPTIONS or name == "features_as_of" for name in candidates.columns.tolist())
         and all(name in item_features.columns for name in taken)
+        and all(name in taken for name in _FROM_TABLE + (_FROM_TABLE_BEHAVIOUR if seen is not None else ()))
         and int(items.min()) >= 0
         and int(past.row_item.max()) < len(item_features)
         # inf - inf in a sum is NaN, which pandas' compensation treats specially
@@ -398,9 +404,10 @@ def compute_user_features(
     frame, built in numpy, for the rows of a few users at one cut-off.
 
     None where it does not reproduce that path, for the caller to take it: an array of cut-offs, no candidates,
-    a table without one of those columns, negative item ids, infinite quantities, prices or counts, or
-    ``item_text`` without a row for some item (where ``compute_features`` refuses). Category and brand affinities
-    are not computed: the recommender does not pass ``item_attributes``.
+    candidates with a column named like a feature, a table without one of those columns, negative item ids,
+    infinite quantities, prices or counts, or ``item_text`` without a row for some item (where ``compute_features``
+    refuses). There is no ``item_attributes``: the recommender never passes them, so category and brand affinities
+    are left to ``compute_features``.
     """
     _check_inputs(candidates, events, recent_items)
     if np.ndim(cutoff) != 0:
@@ -410,19 +417,23 @@ def compute_user_features(
     # The item-level columns compute_features makes, each replaced by the table's
     taken = [name for name in item_level if name in FEATURE_DESCRIPTIONS
              and (seen is not None or name not in BEHAVIOUR_FEATURES)]
-    if not _covered(past, item_features, taken, item_text, seen):
+    if not _covered(candidates, past, item_features, taken, item_text, seen):
         return None
     items = past.row_item
     table = _table_columns(item_features, taken, items)
     columns: dict[str, np.ndarray] = {}
-    user_last = _user_columns(past, columns, table["item_price"].astype(np.float64))
-    pairs, pair_of, pair_last = _pair_columns(past, columns, table["item_median_quantity"].astype(np.float64))
+    user_last, user_price = _user_columns(past, columns)
+    pairs, pair_of, pair_last = _pair_columns(past, columns)
     _order_columns(past, columns, pairs, pair_of)
     if item_text is not None:
         columns["text_cosine"] = _text_cosine(past, item_text, recent_items, pairs, pair_last)
     if seen is not None:
         _behaviour_columns(past, seen, columns)
     columns |= table
+    # As _with_item_features: both ratios read the table's columns
+    columns["item_price_vs_user"] = price_vs_user(columns["item_price"], user_price)
+    columns["user_item_quantity_ratio"] = quantity_ratio(columns["user_item_mean_quantity"],
+                                                         columns["item_median_quantity"])
     item_last = np.full(past.width, _NAT)
     np.maximum.at(item_last, past.item, past.times)
     user_seen = np.where(np.bincount(past.user, minlength=past.n_users) > 0, user_last, _NAT)[past.row_user]
@@ -461,6 +472,4 @@ def _frame(candidates: pd.DataFrame, columns: dict[str, np.ndarray], as_of: np.n
             features.insert(names.index(name), name, columns[name])
     as_of_frame = pd.DataFrame(as_of.reshape(-1, 1), columns=_column_index(("features_as_of",)),
                                index=candidates.index, copy=False)
-    kept = [name for name in candidates.columns.tolist() if name not in columns and name != "features_as_of"]
-    return pd.concat([candidates if len(kept) == candidates.shape[1] else candidates[kept], features, as_of_frame],
-                     axis=1)
+    return pd.concat([candidates, features, as_of_frame], axis=1)  # no candidate column is named like a feature

@@ -129,6 +129,8 @@ def test_other_inputs_are_left_to_the_general_path():
                                  ITEM_LEVEL_FEATURES) is None
     assert compute_user_features(candidates, keys, events, CUTOFF, table, ITEM_LEVEL_FEATURES,
                                  item_text=np.ones((1, 2), np.float32)) is None  # no text row for item 1
+    named_like_a_feature = candidates.assign(user_events=1.0)
+    assert compute_user_features(named_like_a_feature, keys, events, CUTOFF, table, ITEM_LEVEL_FEATURES) is None
     infinite = events.assign(quantity=np.inf)
     assert compute_user_features(candidates, keys, infinite, CUTOFF, table, ITEM_LEVEL_FEATURES) is None
 
