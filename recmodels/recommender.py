@@ -27,6 +27,7 @@ from recmodels.ranking import (
 )
 from recmodels.ranking.behaviour import no_behaviour
 from recmodels.ranking.candidates import Candidates, RankingMemo, candidate_arrays
+from recmodels.ranking.user_features import compute_user_features
 
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
 # requesting customers' events per request, which gives the same features at a fraction of the cost.
@@ -194,10 +195,16 @@ class TwoStageRecommender:
         parts = []
         if not blank.all():
             computed = candidates[~blank] if blank.any() else candidates
-            features = compute_features(computed, row_keys, events, cutoff, item_text=self.item_text,
-                                        recent_items=self.config.recent_items, behaviour=behaviour)
-            if item_features is not None:
-                features = _with_item_features(features, item_features, row_keys, events, cutoff)
+            features = None
+            if item_features is not None:  # a few customers' events (serving): the same frame, in numpy
+                features = compute_user_features(computed, row_keys, events, cutoff, item_features,
+                                                 ITEM_LEVEL_FEATURES, item_text=self.item_text,
+                                                 recent_items=self.config.recent_items, behaviour=behaviour)
+            if features is None:
+                features = compute_features(computed, row_keys, events, cutoff, item_text=self.item_text,
+                                            recent_items=self.config.recent_items, behaviour=behaviour)
+                if item_features is not None:
+                    features = _with_item_features(features, item_features, row_keys, events, cutoff)
             parts.append(features)
         if blank.any():
             parts.append(_looked_up(candidates[blank], blank_features))
