@@ -320,9 +320,11 @@ class RecommendationService:
 
     def user_top(self, shop_customer_id: object, rank: bool = True) -> tuple[np.ndarray, int | None] | None:
         """(top ``MAX_K`` ``TOP`` rows, history length) of a known customer, (popular rows, None) of an unknown
-        one; without ``rank``, None where the answer would have to be ranked now (no kept answer)."""
+        one; without ``rank``, None where the answer would have to be ranked, or the customer rebuilt, now."""
         key = self.user_key(shop_customer_id)
         top = self._answer(key) if rank else self.answers.get(key)
+        if top is None and not rank and (key in self._waiting or key in self._fresh or key in self.data.histories):
+            return None
         history = self._history(key)
         if top is None:
             return None if not rank and history is not None else (self.popular_top, None)

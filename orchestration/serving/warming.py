@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 KEY_VARIABLE = "RECSYS_PSEUDONYMIZATION_KEY"  # the key reaches the child in its environment, never its arguments
 POLL_SECONDS = 0.2  # how often the parent looks whether it was told to stop
+CHILD_NICENESS = 10  # added to the child's nice value: it yields the cores to the process answering requests
 
 
 class WarmingFailed(RuntimeError):
@@ -74,6 +75,7 @@ def _child(folder: str, home: str, version: str, data_version: str, output: str)
     from orchestration.store.warehouse import Warehouse
 
     torch.set_num_threads(1)  # one core, as the serving process ranks: the same arithmetic, the same answers
+    os.nice(CHILD_NICENESS)  # background work: the cores go to answering requests first
     with threadpool_limits(1):
         service = RecommendationService.from_folder(Path(folder), Warehouse(home=home), os.environ[KEY_VARIABLE],
                                                     int(version) if version else None)
