@@ -41,7 +41,7 @@ from orchestration.serving.auth import READ, ApiAccess
 from orchestration.serving.champion import ChampionHolder, Served
 from orchestration.serving.events import add_event_route
 from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
-from orchestration.serving.responses import number, user_json
+from orchestration.serving.responses import number, session_json, user_json
 from orchestration.serving.schemas import (
     EXAMPLE_CUSTOMER,
     EXAMPLE_ITEM,
@@ -310,7 +310,8 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
         carts, favourites, purchases), which feed the ranker's behaviour features and the explanations ("You
         viewed this", "In your cart", "Viewed together with X"). Anonymous unless user_id names the customer. Its
         own items are left out unless include_seen."""
-        return json_response(session_response(session_answer(served.service, body, include_seen), served.version))
+        return Response(session_json(session_answer(served.service, body, include_seen), served.version),
+                        media_type="application/json")
 
     @app.get("/recommendations/{user_id}", response_model=UserRecommendations, **_read_route(reads, 422, 503))
     async def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> Response:

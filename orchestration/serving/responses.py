@@ -59,3 +59,26 @@ def user_json(service: RecommendationService, version: int, shop_customer_id: st
         "user_id": str(shop_customer_id), "known_user": known,
         "strategy": "two-stage" if known else f"fallback:{service.fallback}", "history_length": history_length,
         "model_version": int(version), "items": item_rows(service, top[:k])})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def frame_items(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """``answers.described`` rows as the schema's ``RecommendedItem`` dicts, column by column."""
+    return [{"rank": int(rank), "item_id": str(item_id), "title": str(title), "score": number(score),
+             "explanation": _text(kind), "because_of": _text(anchor), "reason": _text(reason)}
+            for rank, item_id, title, score, kind, anchor, reason in zip(
+                *(frame[name].tolist() for name in ("rank", "item_id", "title", "score", "explanation",
+                                                    "because_of", "reason")))]
+
+
+def session_json(answer: dict[str, Any], version: int) -> bytes:
+    """``POST /recommendations/session``'s body from the service's answer: the ``SessionRecommendations`` schema's
+    JSON, field for field, without building and validating its models."""
+    return orjson.dumps({
+        "strategy": answer["strategy"], "user_id": answer.get("user_id"), "known_user": answer.get("known_user"),
+        "unknown_items": [str(i) for i in answer["unknown_items"]],
+        "text_only_items": [str(i) for i in answer["text_only_items"]], "model_version": int(version),
+        "items": frame_items(answer["items"])})

@@ -6,7 +6,7 @@ import pytest
 
 from orchestration.defs.resources import MLflowResource, WarehouseResource
 from orchestration.serving import api
-from orchestration.serving.responses import user_json
+from orchestration.serving.responses import session_json, user_json
 from orchestration.serving.service import RecommendationService
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from recmodels.explain import KINDS
@@ -171,3 +171,16 @@ def test_the_routes_fast_json_is_the_schemas_json_for_kept_unknown_and_unranked_
             assert user_json(service, 7, customer, k) == schema
             assert user_json(fresh, 7, customer, k) == schema  # ranked now, then kept
             assert user_json(fresh, 7, customer, k, rank=False) == schema
+
+
+def test_the_session_routes_json_is_the_schemas_json(served):
+    home, _, service = served
+    items = [str(i) for i in service.bundle.item_ids[:3]]
+    customer = sorted(_raw_customers(home).values())[0]
+    answers = [service.recommend_session(items + ["no-such-item"], 5),
+               service.recommend_session(["no-such-item"], 3),  # nothing known: the fallback
+               service.recommend_events([(items[0], "view", None), (items[1], "cart", None)], 4),
+               service.recommend_events([(items[2], "purchase", None)], 100, include_seen=True,
+                                        shop_customer_id=customer)]
+    for answer in answers:
+        assert session_json(answer, 3) == api.json_response(api.session_response(answer, 3)).body
