@@ -82,19 +82,24 @@ def test_item_feature_table_with_one_customers_events_equals_the_full_computatio
     pd.testing.assert_frame_equal(fast[columns], full[columns])
 
 
+
+def _random_purchases(rng: np.random.Generator, n_items: int, n: int = 300) -> pd.DataFrame:
+    """``n`` purchase events of customers a, b and c over 60 days, some without a price."""
+    return pd.DataFrame({
+        "user_key": rng.choice(["a", "b", "c"], n), "item": rng.integers(1, n_items + 1, n),
+        "occurred_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h"),
+        "quantity": rng.integers(1, 4, n).astype(float), "unit_price": rng.choice([np.nan, 1.5, 2.0, 7.25], n),
+        "basket_id": rng.integers(0, 40, n).astype(str),
+    })
+
 @pytest.mark.parametrize("behaviour", [False, True])
 def test_rows_without_events_look_their_features_up_exactly(behaviour):
     from recmodels.ranking.behaviour import behaviour_events
     from recmodels.recommender import item_feature_table
 
     rng = np.random.default_rng(5)
-    n, n_items = 300, 9
-    events = pd.DataFrame({
-        "user_key": rng.choice(["a", "b", "c"], n), "item": rng.integers(1, n_items + 1, n),
-        "occurred_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h"),
-        "quantity": rng.integers(1, 4, n).astype(float), "unit_price": rng.choice([np.nan, 1.5, 2.0, 7.25], n),
-        "basket_id": rng.integers(0, 40, n).astype(str),
-    })
+    n_items = 9
+    events = _random_purchases(rng, n_items)
     views = behaviour_events(pd.DataFrame({
         "user_id": ["a", "a", "c", "d"], "item_id": ["3", "4", "4", "5"], "event_type": ["view", "cart", "view", "view"],
         "occurred_at": pd.to_datetime(["2024-02-01", "2024-02-02", "2024-02-03", "2024-02-04"]),
@@ -141,13 +146,8 @@ def _blank_recommender(serves="ranker"):
     from recmodels.recommender import RANKER, item_feature_table
 
     rng = np.random.default_rng(11)
-    n, n_items = 300, 12
-    events = pd.DataFrame({
-        "user_key": rng.choice(["a", "b", "c"], n), "item": rng.integers(1, n_items + 1, n),
-        "occurred_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h"),
-        "quantity": rng.integers(1, 4, n).astype(float), "unit_price": rng.choice([np.nan, 1.5, 2.0, 7.25], n),
-        "basket_id": rng.integers(0, 40, n).astype(str),
-    })
+    n_items = 12
+    events = _random_purchases(rng, n_items)
 
     def learned(histories):  # its history's items first, then by id
         scores = np.tile(-np.arange(n_items + 1, dtype=np.float32), (len(histories), 1))
