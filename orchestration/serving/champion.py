@@ -25,7 +25,7 @@ from orchestration.registry.promotion import (
 )
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.shop import ShopData, marts_version
-from orchestration.serving.warming import WarmingFailed, warm_apart
+from orchestration.serving.warming import APART_MIN_CUSTOMERS, WarmingFailed, warm_apart
 from orchestration.store.warehouse import WarehouseBusyError
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ class ChampionHolder:
         incoming = self._incoming = served.service
         following = incoming.carry_over(current.service) if current is not None else 0
         try:
-            if current is not None:  # a replacement: ranked on another core while the current one answers
+            # A replacement of a shop worth it: ranked on another core while the current one answers.
+            if current is not None and len(incoming.data.customers) >= APART_MIN_CUSTOMERS:
                 try:
                     adopted = warm_apart(incoming, self.warehouse.paths.home, self._closing)
                     logger.info("Adopted %d answers ranked in a child process", adopted)

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 KEY_VARIABLE = "RECSYS_PSEUDONYMIZATION_KEY"  # the key reaches the child in its environment, never its arguments
 POLL_SECONDS = 0.2  # how often the parent looks whether it was told to stop
+# Below this many known customers a replacement warms in place: ranking them takes a few seconds at most, less than
+# a child takes to start and read the marts.
+APART_MIN_CUSTOMERS = 500
 CHILD_NICENESS = 10  # added to the child's nice value: it yields the cores to the process answering requests
 
 
