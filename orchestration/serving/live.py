@@ -8,7 +8,8 @@ bundle does not know are left out, as ``ShopData.read`` leaves them out.
 Recording is cheap and reading pays: a batch is appended to the log (``RecordedLog``) and, row by row, to its
 keys' waiting rows (``Waiting``); a customer is rebuilt from their stored rows plus the waiting ones
 (``with_pending``) only when something reads them. Rebuilding one customer is a few array operations (``customer_history``,
-``customer_evidence``), the same results ``ShopData.read`` and ``behaviour_evidence_by_user`` give for every user.
+``recmodels.explain.behaviour_evidence``), the same results ``ShopData.read`` and ``behaviour_evidence_by_user`` give
+for every user.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 from orchestration.registry.bundle import Bundle
 from orchestration.serving.shop import EVENT_ID, ShopData
 from orchestration.store.privacy import pseudonymize, pseudonymize_session
+from recmodels.explain import behaviour_evidence
 from recmodels.ranking.behaviour import BEHAVIOURS, no_behaviour
 from recmodels.recommender import no_purchases
 from recmodels.sequences import EVENT_TYPES, encode
@@ -279,7 +281,7 @@ def with_pending(before: Customer, key: str, pending: Pending, bundle: Bundle, s
         behaviour = _merged(behaviour, _columns(key, BEHAVIOUR_COLUMNS, pending.behaviour))
     as_tokens = bundle.recommender.config.sequence_behaviour and (shop_has_behaviour or len(behaviour) > 0)
     history = customer_history(events, behaviour, len(bundle.item_ids), as_tokens)
-    viewed, in_cart = customer_evidence(behaviour, events)
+    viewed, in_cart = behaviour_evidence(behaviour, events)
     return Customer(events, behaviour, history, {"viewed": viewed, "in_cart": in_cart},
                     max(before.as_of, pending.newest + pd.Timedelta(seconds=1)))
 
@@ -298,28 +300,6 @@ def customer_history(events: pd.DataFrame, behaviour: pd.DataFrame, n_items: int
     times = np.concatenate([events["occurred_at"].to_numpy("datetime64[ns]"),
                             behaviour["occurred_at"].to_numpy("datetime64[ns]")])
     return tokens[np.lexsort((tokens, times))]
-
-
-def customer_evidence(behaviour: pd.DataFrame, purchases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(viewed, in_cart) of one customer, as ``recmodels.explain.behaviour_evidence`` gives them: the items viewed,
-    oldest first, and, by item id, those whose last cart is later than their last purchase (or never bought)."""
-    kinds = behaviour["event_type"].to_numpy(object)
-    items = behaviour["item"].to_numpy(np.int64)
-    times = behaviour["occurred_at"].to_numpy("datetime64[ns]")
-    views = kinds == "view"
-    viewed = items[views][np.argsort(times[views], kind="stable")]
-    carts = kinds == "cart"
-    carted, slot = np.unique(items[carts], return_inverse=True)
-    # As int64 NaT is the smallest value: a max over times skips it, as pandas' does, and it marks "never".
-    never = np.iinfo(np.int64).min
-    last_cart = np.full(len(carted), never)
-    np.maximum.at(last_cart, slot, times[carts].view(np.int64))
-    bought, bought_at = purchases["item"].to_numpy(np.int64), purchases["occurred_at"].to_numpy("datetime64[ns]")
-    relevant = np.isin(bought, carted)
-    last_bought = np.full(len(carted), never)
-    np.maximum.at(last_bought, np.searchsorted(carted, bought[relevant]), bought_at[relevant].view(np.int64))
-    open_cart = (last_bought == never) | (last_cart > last_bought)
-    return viewed, carted[open_cart]
 
 
 def merged(frame: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:

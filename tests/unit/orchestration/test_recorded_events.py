@@ -13,7 +13,6 @@ from orchestration.serving.live import (
     Recorded,
     RecordedLog,
     Waiting,
-    customer_evidence,
     customer_history,
     merged,
     recorded_rows,
@@ -21,7 +20,7 @@ from orchestration.serving.live import (
     with_pending,
 )
 from orchestration.store.privacy import pseudonymize, pseudonymize_session
-from recmodels.explain import behaviour_evidence
+from recmodels.explain import behaviour_evidence, behaviour_evidence_by_user
 from recmodels.sequences import token_histories
 
 KEY = "unit-test-key"
@@ -110,7 +109,7 @@ def test_one_customers_evidence_by_hand_and_as_every_customers_pass_gives_it():
                             ("u", 5, 2, "cart"),  # bought at 6, after its last cart: closed
                             ("u", 4, 9, "cart"), ("u", 7, 0, "favourite")])  # never bought: open
     purchases = _purchases([("u", 2, 3), ("u", 5, 6), ("u", 9, 1)])
-    viewed, in_cart = customer_evidence(behaviour, purchases)
+    viewed, in_cart = behaviour_evidence(behaviour, purchases)
     assert viewed.tolist() == [3, 1, 3] and in_cart.tolist() == [2, 4]
     rng = np.random.default_rng(7)
     for _ in range(50):
@@ -118,8 +117,8 @@ def test_one_customers_evidence_by_hand_and_as_every_customers_pass_gives_it():
         behaviour = _behaviour([("u", int(rng.integers(1, 6)), int(rng.integers(0, 8)),
                                  str(rng.choice(["view", "cart", "favourite"]))) for _ in range(n)])
         purchases = _purchases([("u", int(rng.integers(1, 6)), int(rng.integers(0, 8))) for _ in range(m)])
-        expected = behaviour_evidence(behaviour, purchases)
-        for mine, theirs in zip(customer_evidence(behaviour, purchases), expected):
+        expected = behaviour_evidence_by_user(behaviour, purchases).get("u", (np.array([], np.int64),) * 2)
+        for mine, theirs in zip(behaviour_evidence(behaviour, purchases), expected):
             np.testing.assert_array_equal(mine, theirs)
 
 
