@@ -41,7 +41,7 @@ from orchestration.serving.auth import READ, ApiAccess
 from orchestration.serving.champion import ChampionHolder, Served
 from orchestration.serving.events import add_event_route
 from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
-from orchestration.serving.responses import number, session_json, user_json
+from orchestration.serving.responses import frame_items, number, session_json, text, user_json
 from orchestration.serving.schemas import (
     EXAMPLE_CUSTOMER,
     EXAMPLE_ITEM,
@@ -99,15 +99,8 @@ K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")]
 # ------------------------------------------------------------------------------------ service -> response
 
 
-def text(value: Any) -> str | None:
-    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
-
-
 def recommended_items(frame: pd.DataFrame) -> list[RecommendedItem]:
-    return [RecommendedItem(rank=int(row["rank"]), item_id=str(row["item_id"]), title=str(row["title"]),
-                            score=number(row["score"]), explanation=text(row["explanation"]),
-                            because_of=text(row["because_of"]), reason=text(row["reason"]))
-            for row in frame.to_dict("records")]
+    return [RecommendedItem(**row) for row in frame_items(frame)]
 
 
 def json_response(model: BaseModel) -> Response:

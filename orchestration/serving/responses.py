@@ -1,8 +1,9 @@
-"""A customer's recommendations as JSON bytes straight from their kept ``TOP`` rows.
+"""Recommendations as JSON bytes: a customer's straight from their kept ``TOP`` rows, a session's from its rows.
 
 The busiest route answers from a lookup, so its cost is the response itself: built here from the rows with orjson,
 it takes a few tens of microseconds, where a frame, pydantic models and their validation took about a
-millisecond. The bytes are the ``UserRecommendations`` schema's, field for field (a test compares the two).
+millisecond. The bytes are the ``UserRecommendations`` and ``SessionRecommendations`` schemas', field for field
+(tests compare them).
 """
 
 from __future__ import annotations
@@ -61,14 +62,15 @@ def user_json(service: RecommendationService, version: int, shop_customer_id: st
         "model_version": int(version), "items": item_rows(service, top[:k])})
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
+    """A string, or None for missing and NaN."""
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
 def frame_items(frame: pd.DataFrame) -> list[dict[str, object]]:
     """``answers.described`` rows as the schema's ``RecommendedItem`` dicts, column by column."""
     return [{"rank": int(rank), "item_id": str(item_id), "title": str(title), "score": number(score),
-             "explanation": _text(kind), "because_of": _text(anchor), "reason": _text(reason)}
+             "explanation": text(kind), "because_of": text(anchor), "reason": text(reason)}
             for rank, item_id, title, score, kind, anchor, reason in zip(
                 *(frame[name].tolist() for name in ("rank", "item_id", "title", "score", "explanation",
                                                     "because_of", "reason")))]

@@ -28,7 +28,7 @@ import pandas as pd
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.serving.answers import Answers, described, explained, popular_top
-from orchestration.serving.batching import MicroBatcher, Ranked, RankRequest, rank_requests
+from orchestration.serving.batching import MicroBatcher, Ranked, RankRequest, is_blank, rank_requests
 from orchestration.serving.live import (
     Customer,
     Recorded,
@@ -107,8 +107,9 @@ class RecommendationService:
         self.blank_features = self.recommender.blank_features(self.item_features, data.as_of)
         self.answers = Answers(bundle, data.catalogue)
         self.popular_top = popular_top(bundle, self.fallback, self.explainer, n_items)  # every item: explain
-        # Two lanes: rows without events (sessions of items) cost a few ms each, rows with events a pandas feature
-        # pass; batched apart, a customer's recompute never holds up the sessions queued behind it.
+        # Two lanes, as rank_requests splits a call: rows without events the ranker reads (sessions) are ranked as
+        # arrays, rows with events compute features; batched apart, a customer's recompute never holds up the
+        # sessions queued behind it.
         self._lanes = (MicroBatcher(self._rank_requests), MicroBatcher(self._rank_requests))
         self._state = threading.Lock()  # guards what record_events changes
         self._log = RecordedLog()  # what was recorded, in order
@@ -221,7 +222,7 @@ class RecommendationService:
 
     def _ranked(self, request: RankRequest) -> Ranked:
         """Every candidate of one request, best first, ranked together with whatever requests of its lane wait."""
-        return self._lanes[bool(len(request.events) or len(request.behaviour))].submit(request)
+        return self._lanes[not is_blank(self.recommender, request)].submit(request)
 
     # ------------------------------------------------------------------------------------ recorded events
 

@@ -26,9 +26,10 @@ import threading
 import time
 from pathlib import Path
 
+from orchestration.store.privacy import KEY_VARIABLE, pseudonymization_key
+
 logger = logging.getLogger(__name__)
 
-KEY_VARIABLE = "RECSYS_PSEUDONYMIZATION_KEY"  # the key reaches the child in its environment, never its arguments
 POLL_SECONDS = 0.2  # how often the parent looks whether it was told to stop
 # Below this many known customers a replacement warms in place: ranking them takes a few seconds at most, less than
 # a child takes to start and read the marts.
@@ -51,6 +52,7 @@ def warm_apart(service, home: Path, stop: threading.Event, timeout: float = 3600
                    str(output)]
         errors = Path(scratch) / "stderr.txt"
         with errors.open("wb") as sink:  # a file, not a pipe: a chatty child never blocks on a full one
+            # The key reaches the child in its environment, never its arguments (visible to every user).
             child = subprocess.Popen(command, env={**os.environ, KEY_VARIABLE: service.key},
                                      stdout=subprocess.DEVNULL, stderr=sink)
         deadline = time.monotonic() + timeout
@@ -80,7 +82,7 @@ def _child(folder: str, home: str, version: str, data_version: str, output: str)
     torch.set_num_threads(1)  # one core, as the serving process ranks: the same arithmetic, the same answers
     os.nice(CHILD_NICENESS)  # background work: the cores go to answering requests first
     with threadpool_limits(1):
-        service = RecommendationService.from_folder(Path(folder), Warehouse(home=home), os.environ[KEY_VARIABLE],
+        service = RecommendationService.from_folder(Path(folder), Warehouse(home=home), pseudonymization_key(),
                                                     int(version) if version else None)
         if str(service.data.version) != data_version:
             print(f"the marts changed (read {service.data.version}, expected {data_version})", file=sys.stderr)

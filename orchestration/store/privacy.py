@@ -13,11 +13,12 @@ import re
 _FLOAT_SUFFIX = re.compile(r"\.0+$")
 # So the pipeline runs out of the box; being public, it protects nothing, and dbt's asset warns when it is used.
 DEV_PSEUDONYMIZATION_KEY = "recsys-dev-key"
+KEY_VARIABLE = "RECSYS_PSEUDONYMIZATION_KEY"  # the setting that holds the key
 
 
 def pseudonymization_key(configured: str | None = None) -> str:
     """``configured``, else ``$RECSYS_PSEUDONYMIZATION_KEY``, else the development key."""
-    return configured or os.environ.get("RECSYS_PSEUDONYMIZATION_KEY") or DEV_PSEUDONYMIZATION_KEY
+    return configured or os.environ.get(KEY_VARIABLE) or DEV_PSEUDONYMIZATION_KEY
 
 
 def normalize_customer_id(raw_id: object) -> str:
