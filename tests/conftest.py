@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from recmodels.presets import SHORT_WINDOWS, SMOKE
+from tests.servers import postgres_server, redis_server  # noqa: F401  (fixtures for the scale-out tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
