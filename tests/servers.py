@@ -87,12 +87,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     prefix = _unprivileged_prefix(folder)
     port = free_port()
     created = subprocess.run([*prefix, binaries["initdb"], "-D", str(data), "-U", POSTGRES_USER, "--auth=trust",
-                              "-E", "UTF8"], capture_output=True, text=True)
+                              "-E", "UTF8"], check=False, capture_output=True, text=True)
     if created.returncode != 0:
         raise RuntimeError(f"initdb failed: {created.stderr}")
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     started = subprocess.run([*prefix, binaries["pg_ctl"], "-D", str(data), "-o", options, "-l",
-                              str(folder / "server.log"), "-w", "-t", str(int(START_SECONDS)), "start"],
+                              str(folder / "server.log"), "-w", "-t", str(int(START_SECONDS)), "start"], check=False,
                              capture_output=True, text=True)
     if started.returncode != 0:
         log = (folder / "server.log").read_text() if (folder / "server.log").exists() else ""
@@ -100,7 +100,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         yield PostgresServer("127.0.0.1", port, POSTGRES_USER)
     finally:
-        subprocess.run([*prefix, binaries["pg_ctl"], "-D", str(data), "-m", "immediate", "stop"],
+        subprocess.run([*prefix, binaries["pg_ctl"], "-D", str(data), "-m", "immediate", "stop"], check=False,
                        capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
