@@ -294,7 +294,7 @@ def _main(args: argparse.Namespace) -> int:
     from orchestration.store.warehouse import Warehouse
 
     paths = recsys_paths(args.home)
-    if not paths.warehouse.exists():  # checked without Warehouse.paths, which would create the home's folders
+    if not Warehouse(args.home).exists():  # checked without Warehouse.paths, which would create the home's folders
         raise UserError(f"the home {paths.home} has no warehouse yet ({paths.warehouse} is missing): "
                         "expected a home where `recsys materialize` (or `make demo`) has run; pass --home or set "
                         "RECSYS_HOME to choose another.")

@@ -32,7 +32,10 @@ def main() -> None:
     print(interval_line(warehouse))
     print(_promotion_line(result))
     _print_recommendations(warehouse)
-    print(f"Warehouse: {warehouse.path}  (open with: duckdb {warehouse.path})")
+    if warehouse.lake is None:
+        print(f"Warehouse: {warehouse.path}  (open with: duckdb {warehouse.path})")
+    else:
+        print(f"Warehouse: {warehouse.location}")
     print("Open the Dagster UI with: make ui  (then http://127.0.0.1:3000)")
 
 

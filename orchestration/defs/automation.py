@@ -108,7 +108,7 @@ def retrain_sensor(
         with warehouse.connect(read_only=True, wait=False) as con:
             inputs = retrain_inputs(con, last_event, settings)
     except FileNotFoundError:
-        return dg.SkipReason(f"No warehouse at {warehouse.path} yet: run {DATA_JOB} first.")
+        return dg.SkipReason(f"No warehouse at {warehouse.warehouse().location} yet: run {DATA_JOB} first.")
     except duckdb.CatalogException:
         return dg.SkipReason(f"The warehouse has no marts.fct_interactions yet: run {DATA_JOB} first.")
     except (duckdb.OperationalError, WarehouseBusyError) as error:  # a run holds DuckDB's write lock: next tick

@@ -265,7 +265,7 @@ def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResou
         spec = write_bundle(folder, folders["sasrec"], folders["baselines"], folders["ranker"], config, info, serves)
         write_lineage(folder, stored)
         with mlflow.start_run("recommender-bundle", tags=tags, description=BUNDLE_RUN_DESCRIPTION) as run:
-            mlflow.log_data_version(warehouse.path, "marts.fct_interactions", data_version, context="training")
+            mlflow.log_data_version(warehouse.warehouse().dataset_uri, "marts.fct_interactions", data_version, context="training")
             mlflow_api.log_params({"serves": serves, "sources": ",".join(spec["sources"]), "n_candidates": config.n_candidates,
                                    "recent_items": config.recent_items, "features": len(spec["features"]),
                                    "split_hash": info["split_hash"]})

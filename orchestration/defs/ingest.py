@@ -45,6 +45,6 @@ def raw_tables(
                 "dagster/row_count": counts[table],
                 "new_rows": new_rows,
                 "source": data_source.kind(),
-                "warehouse": dg.MetadataValue.path(str(warehouse.path)),
+                "warehouse": dg.MetadataValue.text(warehouse.warehouse().location),
             },
         )

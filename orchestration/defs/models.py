@@ -351,7 +351,7 @@ def sasrec_model(
     data_version = stored.info["data_version"]
     tags = {"data_version": data_version, "dagster_run_id": context.run_id, "split": split.name}
     with mlflow.start_run("sasrec", tags=tags, description=SASREC_RUN_DESCRIPTION) as run:
-        mlflow.log_data_version(warehouse.path, "marts.fct_interactions", data_version, context="training")
+        mlflow.log_data_version(warehouse.warehouse().dataset_uri, "marts.fct_interactions", data_version, context="training")
         mlflow_api.log_params(_sasrec_params(model_config, train_config, stored, items_with_text))
         # Timestamps let training re-draw the arbitrary order of items bought in one basket at one time. The refit
         # sees one more month of data for exactly as many epochs as validation chose: no test peeking.

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from orchestration.ingest.sources import shop_event_types, source_data_path, source_kind
 from orchestration.registry.tracking import DEFAULT_UI_URL, UI_URL_VARIABLE, MLflowTracking
+from orchestration.store.lake import LAKE_FORM
 from orchestration.store.paths import ArtifactPaths, RecsysPaths
 from orchestration.store.privacy import pseudonymization_key
 from orchestration.store.warehouse import Warehouse
@@ -31,12 +32,16 @@ if TYPE_CHECKING:
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file under RECSYS_HOME; one writer at a time."""
+    """The DuckDB warehouse file under RECSYS_HOME (one writer at a time), or a shared DuckLake (many writers)."""
 
     home: str | None = Field(default=None, description="State folder; default $RECSYS_HOME or ./.recsys.")
+    url: str | None = Field(
+        default=None, description=f"A shared DuckLake instead of the file: {LAKE_FORM}; default "
+        "$RECSYS_WAREHOUSE when it has that form.",
+    )
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.home)
+        return Warehouse(self.home, self.url)
 
     @property
     def paths(self) -> RecsysPaths:
@@ -83,8 +88,8 @@ class MLflowResource(dg.ConfigurableResource):
     def model_version_link(self, model_name: str, version: int | str) -> dg.MetadataValue:
         return dg.MetadataValue.url(self.tracking().model_version_url(model_name, version))
 
-    def log_data_version(self, warehouse_file: Path, table: str, data_version: str, context: str) -> None:
-        self.tracking().log_data_version(warehouse_file, table, data_version, context)
+    def log_data_version(self, warehouse_uri: str, table: str, data_version: str, context: str) -> None:
+        self.tracking().log_data_version(warehouse_uri, table, data_version, context)
 
     def resolved_tracking_uri(self) -> str:
         return self.tracking().resolved_tracking_uri()

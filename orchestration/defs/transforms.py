@@ -74,8 +74,8 @@ def recsys_dbt_models(
     data_source: DataSourceResource,
 ) -> Iterator[Any]:
     """Clean, deduplicate and quarantine the raw rows; build fct_interactions, dim_items, dim_users, quarantine, reconciliation."""
-    # dbt runs as a subprocess whose profile reads the warehouse path from the environment.
-    os.environ["RECSYS_WAREHOUSE"] = str(warehouse.path)
+    # dbt runs as a subprocess whose profile reads where the warehouse is from the environment.
+    os.environ.update(warehouse.warehouse().dbt_environment())
     if privacy.key() == DEV_PSEUDONYMIZATION_KEY:
         context.log.warning(
             "Customer ids are pseudonymised with the public development key; set RECSYS_PSEUDONYMIZATION_KEY "

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from orchestration.ingest.errors import IngestError
+from orchestration.store.lake import in_lake
 
 SCHEMA = "raw"
 
@@ -61,9 +62,11 @@ ITEMS = RawTable(
 )
 DATA_TABLES = (ORDER_LINES, INTERACTIONS, ITEMS)
 
+# A file is loaded once: the loader looks its digest up first, and in the embedded file the key refuses a second
+# copy. DuckLake has no key constraints; there, the ingest step's concurrency pool keeps two loads apart.
 _LOADS_DDL = """
 CREATE TABLE IF NOT EXISTS raw.loads (
-    load_id VARCHAR PRIMARY KEY,
+    load_id VARCHAR{key},
     source_kind VARCHAR,
     target_table VARCHAR,
     source_file VARCHAR,
@@ -79,7 +82,7 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create schema ``raw`` and all four tables if missing, so dbt sources never point at absent tables; add
     the business columns a table created by an earlier release lacks (NULL in its existing rows)."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    con.execute(_LOADS_DDL)
+    con.execute(_LOADS_DDL.format(key="" if in_lake(con) else " PRIMARY KEY"))
     for table in DATA_TABLES:
         business = ", ".join(f"{column} VARCHAR" for column in table.columns)
         sheet = "sheet VARCHAR, " if table.has_sheet else ""

@@ -90,7 +90,7 @@ class MLflowTracking:
                               description=description) as run:
             yield run
 
-    def log_data_version(self, warehouse_file: Path, table: str, data_version: str, context: str) -> None:
+    def log_data_version(self, warehouse_uri: str, table: str, data_version: str, context: str) -> None:
         """Record in the active run which data it read: ``table`` of the warehouse at ``data_version``
         (the marts' fingerprint), as an MLflow input dataset, so the UI shows it beside the run."""
         import mlflow
@@ -100,7 +100,7 @@ class MLflowTracking:
         with warnings.catch_warnings():
             # MLflow registers its local-file source twice and warns that the URI is ambiguous; both are the same.
             warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(Path(warehouse_file).resolve().as_uri())
+            source = resolve_dataset_source(warehouse_uri)
         mlflow.log_input(MetaDataset(source, name=table, digest=data_version), context=context)
 
     def register_folder(self, run: Any, folder: Path, model_name: str, tags: Mapping[str, str] | None = None) -> Any:

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from orchestration.store.lake import in_lake
+
 CACHE_TABLE = "embeddings.text_embedding_cache"
 ITEM_EMBEDDINGS_TABLE = "embeddings.item_embeddings"
 
@@ -99,8 +101,7 @@ def ensure_cache_table(con: duckdb.DuckDBPyConnection, table: str = CACHE_TABLE)
             max_length integer not null,
             text_sha256 varchar not null,
             dim integer not null,
-            vector blob not null,  -- dim float32 values, little-endian
-            primary key (model_id, pooling, max_length, text_sha256)
+            vector blob not null  -- dim float32 values, little-endian
         )"""
     )
 
@@ -179,7 +180,8 @@ def embed_with_cache(
                 join {_quoted(table)} as cache
                   on cache.text_sha256 = sha256({rows}.text)
                  and cache.model_id = $model_id and cache.pooling = $pooling
-                 and cache.max_length = $max_length""",
+                 and cache.max_length = $max_length
+                qualify row_number() over (partition by {rows}.position) = 1""",
             params=key,
         ).to_arrow_table()
     hit_rows = hits.column("position").to_numpy()
@@ -198,10 +200,15 @@ def embed_with_cache(
         vectors[missing] = new
         rows_to_add = pa.table({"text": [unique[i] for i in missing], "vector": _blob_column(new)})
         with _registered(con, rows_to_add) as added:
-            # "or ignore": a concurrent run that cached the same text first wins; both computed one vector
+            # No key constraint (a shared DuckLake has none): the insert skips texts cached meanwhile, and where two
+            # runs on a lake both insert one text at once, the lookup above takes either of the equal vectors.
             con.execute(
-                f"""insert or ignore into {_quoted(table)}
-                    select $model_id, $pooling, $max_length, sha256(text), $dim, vector from {added}""",
+                f"""insert into {_quoted(table)}
+                    select $model_id, $pooling, $max_length, sha256(text), $dim, vector from {added}
+                    where not exists (
+                        select 1 from {_quoted(table)} as cache
+                        where cache.text_sha256 = sha256({added}.text) and cache.model_id = $model_id
+                          and cache.pooling = $pooling and cache.max_length = $max_length)""",
                 {**key, "dim": int(encoder.dim)},
             )
 
@@ -236,7 +243,8 @@ def write_item_embeddings(
     max_length, dim, vector FLOAT[dim]. Returns the row count.
 
     ``item_texts`` is ``recmodels.item_text.build_item_texts``'s frame, ``vectors`` its rows' embeddings.
-    The vector is a fixed-size FLOAT[dim] array, so SQL can rank by ``array_cosine_similarity`` directly.
+    The vector is a fixed-size FLOAT[dim] array, so SQL can rank by ``array_cosine_similarity`` directly; a
+    shared DuckLake stores no fixed-size arrays, so there it is a FLOAT[] list (cast it to FLOAT[dim] to rank).
     """
     missing_columns = {"item_id", "text", "is_empty_text"} - set(item_texts.columns)
     if missing_columns:
@@ -252,13 +260,14 @@ def write_item_embeddings(
     })
     schema, _ = _split(table)
     con.execute(f'create schema if not exists "{schema}"')
+    vector_type = "float[]" if in_lake(con) else f"float[{int(encoder.dim)}]"
     with _registered(con, rows) as source:
         con.execute(
             f"""create or replace table {_quoted(table)} as
                 select item_id, text, sha256(text) as text_sha256, is_empty_text,
                        $model_id::varchar as model_id, $pooling::varchar as pooling,
                        $max_length::integer as max_length, $dim::integer as dim,
-                       vector::float[{int(encoder.dim)}] as vector
+                       vector::{vector_type} as vector
                 from {source}""",
             {"model_id": encoder.model_id, "pooling": encoder.pooling,
              "max_length": int(encoder.max_length), "dim": int(encoder.dim)},
@@ -271,7 +280,8 @@ def read_item_embeddings(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``table`` back as (every column but the vector, (n, dim) float32 matrix), rows in the same order."""
     data = con.sql(f"select * from {_quoted(table)}").to_arrow_table()
-    dim = int(data.schema.field("vector").type.list_size)
+    vector_type = data.schema.field("vector").type
+    dim = int(vector_type.list_size) if pa.types.is_fixed_size_list(vector_type) else int(data.column("dim")[0].as_py())
     # A copy: Arrow's zero-copy view would be read-only, and callers may well normalise in place.
     matrix = np.array(_list_column_to_matrix(data.column("vector"), dim))
     return data.drop_columns(["vector"]).to_pandas(), matrix

@@ -1,8 +1,11 @@
-"""The DuckDB warehouse file under RECSYS_HOME, for any caller: Dagster's resource, the serving app, the CLI.
+"""The warehouse, for any caller: Dagster's resource, the serving app, the CLI.
 
-DuckDB allows one writer per file, so every connection is opened for one block and closed after it, and a run
-holds the whole warehouse (``Warehouse.hold``) so that a second run waits for the first instead of failing in
-the middle, when one of its steps (or dbt) finds the file locked.
+By default the DuckDB file under RECSYS_HOME. DuckDB allows one writer per file, so every connection is opened
+for one block and closed after it, and a run holds the whole warehouse (``Warehouse.hold``) so that a second run
+waits for the first instead of failing in the middle, when one of its steps (or dbt) finds the file locked.
+
+With ``RECSYS_WAREHOUSE=ducklake+postgresql://...`` (``store.lake``) it is a DuckLake that many processes write at
+once: connections attach it under the same catalog name, and a run holds nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from orchestration.store.lake import CATALOG_NAME, Lake, connection_config, extension_folder, shared_warehouse
 from orchestration.store.paths import ArtifactPaths, RecsysPaths, recsys_paths
 from orchestration.store.reports import write_table
 
@@ -30,6 +34,7 @@ DEFAULT_WAIT_SECONDS = 600.0  # how long a run or a connection waits for another
 POLL_SECONDS = 0.5
 _DUCKDB_LOCK = re.compile(r"Could not set lock on file .*Conflicting lock is held in (?P<holder>.*?)\. See also", re.S)
 _held: dict[Path, tuple[int, int]] = {}  # lock file -> (descriptor, depth): a process's holds nest
+ATTACH_TRIES = 5  # two processes creating a new lake's catalog at once race; the loser finds it made and retries
 
 
 class WarehouseBusyError(RuntimeError):
@@ -47,9 +52,46 @@ def _stderr(message: str) -> None:
 
 @dataclass(frozen=True)
 class Warehouse:
-    """The warehouse of the state folder ``home`` (None: ``$RECSYS_HOME`` or ./.recsys, read when used)."""
+    """The warehouse of the state folder ``home`` (None: ``$RECSYS_HOME`` or ./.recsys, read when used); ``url``
+    a shared DuckLake instead (None: ``$RECSYS_WAREHOUSE`` when it names one, read when used)."""
 
     home: str | None = None
+    url: str | None = None
+
+    @property
+    def lake(self) -> Lake | None:
+        """The shared warehouse, or None for the embedded DuckDB file."""
+        return shared_warehouse(self.url)
+
+    @property
+    def location(self) -> str:
+        """Where the warehouse is, for people: the file's path or the lake (without its password)."""
+        lake = self.lake
+        return lake.describe() if lake else str(self.path)
+
+    @property
+    def dataset_uri(self) -> str:
+        """The warehouse as a URI MLflow can show as a run's input: the file, or the lake's data folder."""
+        lake = self.lake
+        if lake is None:
+            return self.path.resolve().as_uri()
+        folder = lake.data_folder
+        return folder if "://" in folder else Path(folder).as_uri()
+
+    def exists(self) -> bool:
+        """Whether anything was written yet (a lake's catalog is created when first attached, so: yes)."""
+        return self.lake is not None or self.path.exists()
+
+    def dbt_environment(self) -> dict[str, str]:
+        """The variables transforms/profiles.yml reads to reach this warehouse from a dbt subprocess."""
+        lake = self.lake
+        if lake is None:
+            return {"RECSYS_DBT_TARGET": "dev", "RECSYS_WAREHOUSE": str(self.path)}
+        return {"RECSYS_DBT_TARGET": "lake", "RECSYS_LAKE_CATALOG": f"postgres:{lake.catalog}",
+                "RECSYS_LAKE_DATA_PATH": lake.data_folder, "RECSYS_DUCKDB_EXTENSIONS": str(self._extensions())}
+
+    def _extensions(self) -> Path:
+        return extension_folder(self.paths.cache_dir / "duckdb-extensions")
 
     @property
     def paths(self) -> RecsysPaths:
@@ -68,6 +110,14 @@ class Warehouse:
     def connect(self, read_only: bool = False, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection; while another process has the file open, wait for it up to ``wait_seconds()`` or, with
         ``wait=False`` (sensors, whose ticks must stay short), raise ``WarehouseBusyError`` at once."""
+        lake = self.lake
+        if lake is not None:
+            con = self._attach(lake, read_only)
+            try:
+                yield con
+            finally:
+                con.close()
+            return
         path = self.path
         # FileNotFoundError, which callers catch to say "run ingest first", rather than DuckDB's IOException.
         if read_only and not path.exists():
@@ -77,6 +127,24 @@ class Warehouse:
             yield con
         finally:
             con.close()
+
+    def _attach(self, lake: Lake, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with the lake attached and in use, so ``schema.table`` means the lake's table."""
+        con = duckdb.connect(config=connection_config(self._extensions()))
+        try:
+            for attempt in range(ATTACH_TRIES):
+                try:
+                    con.execute(lake.attach_sql(read_only))
+                    break
+                except duckdb.Error as error:
+                    if attempt + 1 == ATTACH_TRIES or not _creation_race(error):
+                        raise
+                    time.sleep(POLL_SECONDS * (attempt + 1))
+            con.execute(f"use {CATALOG_NAME}")
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _open(self, path: Path, read_only: bool, patience: float,
               notify: Callable[[str], None] = _stderr) -> duckdb.DuckDBPyConnection:
@@ -107,7 +175,11 @@ class Warehouse:
     def hold(self, purpose: str, notify: Callable[[str], None] = _stderr) -> Iterator[None]:
         """Hold the warehouse for a whole run (an advisory lock beside the file, released when the process
         ends however it ends). Another process's hold is waited for, up to ``wait_seconds()``, saying who
-        holds it; then ``WarehouseBusyError``. Holds in one process nest."""
+        holds it; then ``WarehouseBusyError``. Holds in one process nest. A shared lake is not held: it takes
+        many writers."""
+        if self.lake is not None:
+            yield
+            return
         path = self.lock_path
         if path in _held:
             descriptor, depth = _held[path]
@@ -157,3 +229,9 @@ class Warehouse:
     def read_table(self, relation: str) -> pd.DataFrame:
         with self.connect(read_only=True) as con:
             return con.sql(f"select * from {relation}").df()
+
+
+def _creation_race(error: duckdb.Error) -> bool:
+    """Whether attaching failed because another process was creating the same new catalog at that moment."""
+    text = str(error).lower()
+    return "duplicate key" in text or "already exists" in text
