@@ -262,10 +262,14 @@ def _explanation(answer: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from orchestration.store.lake import LakeSettingError, shared_warehouse
+    from orchestration.store.warehouse import WarehouseFormatError
+
     args = _parser().parse_args(argv)
     try:
+        shared_warehouse()  # a malformed RECSYS_WAREHOUSE is refused before anything runs
         return _main(args)
-    except UserError as error:
+    except (UserError, LakeSettingError, WarehouseFormatError) as error:
         print(f"recsys {args.command}: {error}", file=sys.stderr)
         return USAGE
 

@@ -41,6 +41,10 @@ class WarehouseBusyError(RuntimeError):
     """Another process held the warehouse for longer than the wait allows."""
 
 
+class WarehouseFormatError(RuntimeError):
+    """The warehouse file was written by a DuckDB newer than the one installed."""
+
+
 def wait_seconds() -> float:
     """``$RECSYS_WAREHOUSE_WAIT_SECONDS`` (default 600): 0 refuses at once instead of waiting."""
     return float(os.environ.get(WAIT_VARIABLE) or DEFAULT_WAIT_SECONDS)
@@ -155,6 +159,12 @@ class Warehouse:
             try:
                 return duckdb.connect(str(path), read_only=read_only)
             except duckdb.IOException as error:
+                if "created with an newer version" in str(error) or "created with a newer version" in str(error):
+                    raise WarehouseFormatError(
+                        f"The warehouse {path} was written by a newer DuckDB than this project's {duckdb.__version__} "
+                        "(README, 'Why DuckDB 1.5.5'): rebuild it (delete it and materialize again; the landing "
+                        "folder and sources stay) or EXPORT DATABASE it with that DuckDB and IMPORT DATABASE here."
+                    ) from None
                 locked = _DUCKDB_LOCK.search(str(error))
                 if locked is None:
                     raise
