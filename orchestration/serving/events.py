@@ -137,7 +137,7 @@ def add_event_route(app: FastAPI, access: ApiAccess, home: str | None) -> EventL
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         accepted, rejected = [], []
         for index, event in enumerate(batch.events):
-            verdict = check_event(dict(event), rules, now)  # the fields as parsed: model_dump costs more
+            verdict = check_event(vars(event), rules, now)  # the fields as parsed: dict() or model_dump costs more
             if isinstance(verdict, Rejection):
                 rejected.append(RejectedEvent(index=index, field=verdict.field, reason=verdict.reason))
             else:
