@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import cached_property
 
 import numpy as np
@@ -37,6 +38,7 @@ PURCHASE_COLUMNS = tuple(no_purchases().columns)  # user_key, item, occurred_at,
 BEHAVIOUR_COLUMNS = tuple(no_behaviour().columns)  # user_key, item, occurred_at, event_type, quantity
 CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 DTYPES = {**no_purchases().dtypes.to_dict(), **no_behaviour().dtypes.to_dict()}  # of every column of either
+EPOCH, MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)  # naive UTC, as Event.occurred_at
 LOG_FANIN = 16  # batches of one size the log joins into one: a long run holds a few frames, not one a batch
 
 
@@ -250,7 +252,9 @@ def _event_columns(events: Sequence[Event]) -> Columns:
     no frame (this runs on the request's path)."""
     return {**{name: np.array([getattr(e, name) for e in events], dtype=object)
                for name in ("event_id", "user_id", "session_id", "item_id", "event_type")},
-            "occurred_at": np.array([e.occurred_at for e in events], "datetime64[us]").astype("datetime64[ns]"),
+            # Microseconds by arithmetic: numpy's conversion of datetime objects costs twice as much.
+            "occurred_at": (np.array([(e.occurred_at - EPOCH) // MICROSECOND for e in events], np.int64)
+                            * 1000).view("datetime64[ns]"),
             "quantity": np.array([1.0 if e.quantity is None else e.quantity for e in events], np.float64),
             "price": np.array([math.nan if e.price is None else e.price for e in events], np.float64)}
 
