@@ -160,6 +160,12 @@ def parse_timestamp(text: str) -> datetime | None:
     return moment
 
 
+@functools.lru_cache(maxsize=4096)  # as parse_timestamp: a batch's events often share their time
+def utc_text(moment: datetime) -> str:
+    """A naive UTC time as the log writes it: ISO-8601 to the microsecond, "Z" spelled out."""
+    return moment.isoformat(timespec="microseconds") + "Z"
+
+
 def parse_integer(text: str) -> int | None:
     return int(re.sub(r"\.0*$", "", text)) if _INTEGER.fullmatch(text) else None
 
@@ -209,7 +215,7 @@ def check_event(values: Mapping[str, Any], rules: EventRules, now: datetime) -> 
     behaviour, occurred_at, quantity, price = verdict
     shop_user = None if user_id is None else ids["user_id"]
     line = (event_id, shop_user, session_id, ids["item_id"], behaviour,
-            occurred_at.isoformat(timespec="microseconds") + "Z",
+            utc_text(occurred_at),
             None if quantity is None else str(quantity), None if price is None else repr(price))
     return Event(event_id, shop_user, session_id, item_id, behaviour, occurred_at, quantity, price, line)
 

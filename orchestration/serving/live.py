@@ -14,11 +14,11 @@ for every user.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -93,11 +93,11 @@ class Recorded:
     def __len__(self) -> int:
         return len(self.purchase_columns[SEQUENCE]) + len(self.behaviour_columns[SEQUENCE])
 
-    @cached_property
+    @functools.cached_property
     def purchases(self) -> pd.DataFrame:
         return _frame(self.purchase_columns, no_purchases)
 
-    @cached_property
+    @functools.cached_property
     def behaviour(self) -> pd.DataFrame:
         return _frame(self.behaviour_columns, no_behaviour)
 
@@ -277,7 +277,7 @@ def recorded_rows(events: pd.DataFrame | Sequence[Event], key: str, bundle: Bund
     kept = (customer | session) & (items != 0)
     users, sessions, customer, session = users[kept], sessions[kept], customer[kept], session[kept]
     rows = {
-        "user_key": np.array([pseudonymize(user, key) if has_user else pseudonymize_session(visit, key)
+        "user_key": np.array([_pseudonym(user, key) if has_user else pseudonymize_session(visit, key)
                               for user, visit, has_user in zip(users.tolist(), sessions.tolist(), customer.tolist())],
                              dtype=object),
         "item": items[kept], "occurred_at": columns["occurred_at"][kept],
@@ -295,9 +295,15 @@ def recorded_rows(events: pd.DataFrame | Sequence[Event], key: str, bundle: Bund
                       for mask, names in ((bought, PURCHASE_COLUMNS), (behaviour, BEHAVIOUR_COLUMNS))))
 
 
+# A customer's events often come together, and recording runs on the request's path: their key hashed once.
+# Typed, as 1 and True are one key to a plain cache but not one id.
+_pseudonym = functools.lru_cache(maxsize=1 << 14, typed=True)(pseudonymize)
+
+
 def _present(value: object) -> bool:
     """Not null or NaN (pandas' notna of one value)."""
-    return not (value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)))
+    return not (value is None or value is pd.NA or value is pd.NaT
+                or (isinstance(value, float) and math.isnan(value)))
 
 
 def unprocessed(recorded: Recorded, data: ShopData) -> Recorded:
