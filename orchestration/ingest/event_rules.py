@@ -32,6 +32,8 @@ from orchestration.store.privacy import normalize_customer_id
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "transforms" / "dbt_project.yml"
 # The texts exports write for an empty cell (macro null_if_token), compared lower-cased.
 NULL_TOKENS = ("", "nan", "none", "null")
+# Lower-casing never shortens text, so longer text is no token (and is not lower-cased to find out).
+_TOKEN_LENGTH = max(map(len, NULL_TOKENS))
 ID_FIELDS = ("event_id", "user_id", "session_id", "item_id")
 FIELDS = (*ID_FIELDS, "event_type", "timestamp", "quantity", "price")
 _LINE_BREAKS = re.compile(r"[\r\n\x00]")
@@ -95,6 +97,8 @@ class Rejection:
 def cell_text(value: Any) -> str | None:
     """A JSON value as the text a file's cell would hold: numbers in Python's rendering, as ingest renders
     typed cells (``6``, ``2.55``); true/false; NaN and null are no value; lists and objects as JSON."""
+    if value.__class__ is str:  # nearly every value: one test
+        return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, bool):
@@ -106,12 +110,16 @@ def cell_text(value: Any) -> str | None:
 
 def _token(text: str | None) -> str | None:
     """Macro null_if_token: NULL for empty text and the null tokens."""
-    return None if text is None or text.lower() in NULL_TOKENS else text
+    return None if text is None or (len(text) <= _TOKEN_LENGTH and text.lower() in NULL_TOKENS) else text
 
 
 def normalize_id(text: str | None) -> str | None:
     """Macros normalize_id then null_if_token: stripped, a trailing ".0" dropped ("17850.0" -> "17850")."""
-    return None if text is None else _token(normalize_customer_id(text))
+    if text is None:
+        return None
+    stripped = text.strip()
+    # Only text ending in "0" can end in ".0": the others skip the regular expression.
+    return _token(normalize_customer_id(stripped) if stripped.endswith("0") else stripped)
 
 
 @functools.lru_cache(maxsize=4096)  # a batch's events often share their time; the result is immutable
@@ -152,6 +160,12 @@ def parse_timestamp(text: str) -> datetime | None:
     return moment
 
 
+@functools.lru_cache(maxsize=4096)  # as parse_timestamp: a batch's events often share their time
+def utc_text(moment: datetime) -> str:
+    """A naive UTC time as the log writes it: ISO-8601 to the microsecond, "Z" spelled out."""
+    return moment.isoformat(timespec="microseconds") + "Z"
+
+
 def parse_integer(text: str) -> int | None:
     return int(re.sub(r"\.0*$", "", text)) if _INTEGER.fullmatch(text) else None
 
@@ -182,9 +196,10 @@ def check_event(values: Mapping[str, Any], rules: EventRules, now: datetime) -> 
     if event_id is None:
         return _reject("event_id", "missing_event_id", text["event_id"], "is missing or blank",
                        "the shop's id of this event (a retry with the same id is stored once)")
-    for name in ID_FIELDS:
-        if ids[name] is not None and _LINE_BREAKS.search(ids[name]):
-            return _reject(name, "line_break", text[name], "holds a line break or a NUL", "one line of text")
+    if _LINE_BREAKS.search("".join(value for value in ids.values() if value is not None)):  # which one, below
+        for name in ID_FIELDS:
+            if ids[name] is not None and _LINE_BREAKS.search(ids[name]):
+                return _reject(name, "line_break", text[name], "holds a line break or a NUL", "one line of text")
     user_id, item_id = normalize_id(ids["user_id"]), normalize_id(ids["item_id"])
     session_id = _token(ids["session_id"])
     if user_id is None and session_id is None:
@@ -200,7 +215,7 @@ def check_event(values: Mapping[str, Any], rules: EventRules, now: datetime) -> 
     behaviour, occurred_at, quantity, price = verdict
     shop_user = None if user_id is None else ids["user_id"]
     line = (event_id, shop_user, session_id, ids["item_id"], behaviour,
-            occurred_at.isoformat(timespec="microseconds") + "Z",
+            utc_text(occurred_at),
             None if quantity is None else str(quantity), None if price is None else repr(price))
     return Event(event_id, shop_user, session_id, item_id, behaviour, occurred_at, quantity, price, line)
 

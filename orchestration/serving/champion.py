@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from orchestration.ingest.event_rules import Event
 from orchestration.registry.promotion import (
     BUNDLE_MODEL,
     CHAMPION_ALIAS,
@@ -144,9 +146,9 @@ class ChampionHolder:
         gc.collect()
         gc.freeze()
 
-    def record_events(self, events: pd.DataFrame) -> int:
-        """``RecommendationService.record_events`` on the current service, never lost to a reload swapping it
-        out meanwhile; 0 without a champion."""
+    def record_events(self, events: pd.DataFrame | Sequence[Event]) -> int:
+        """``RecommendationService.record_events`` on the current service (a frame of ``live.RECORDED_COLUMNS``,
+        or the API's checked events), never lost to a reload swapping it out meanwhile; 0 without a champion."""
         with self._swapping:
             served = self.current
             return 0 if served is None else served.service.record_events(events)

@@ -14,13 +14,16 @@ for every user.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
+from orchestration.ingest.event_rules import Event
 from orchestration.registry.bundle import Bundle
 from orchestration.serving.shop import EVENT_ID, ShopData
 from orchestration.store.privacy import pseudonymize, pseudonymize_session
@@ -35,6 +38,7 @@ PURCHASE_COLUMNS = tuple(no_purchases().columns)  # user_key, item, occurred_at,
 BEHAVIOUR_COLUMNS = tuple(no_behaviour().columns)  # user_key, item, occurred_at, event_type, quantity
 CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 DTYPES = {**no_purchases().dtypes.to_dict(), **no_behaviour().dtypes.to_dict()}  # of every column of either
+EPOCH, MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)  # naive UTC, as Event.occurred_at
 LOG_FANIN = 16  # batches of one size the log joins into one: a long run holds a few frames, not one a batch
 
 
@@ -51,6 +55,8 @@ class Customer:
 
 def _missing(value: object) -> bool:
     """No id: null, NaN or blank text, as staging reads ids."""
+    if isinstance(value, str):  # nearly every id: one test
+        return not value.strip()
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT \
         or not str(value).strip()
 
@@ -59,68 +65,91 @@ def _tracked(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{EVENT_ID: np.array([], object), SEQUENCE: np.array([], np.int64)})
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """Recorded events in one bundle's ids: purchases and behaviour as ``ShopData`` holds them, plus their
-    ``event_id`` and recording order (``SEQUENCE``)."""
+Columns = dict[str, np.ndarray]  # column name -> its values, every array of one length
 
-    purchases: pd.DataFrame = field(default_factory=lambda: _tracked(no_purchases()))
-    behaviour: pd.DataFrame = field(default_factory=lambda: _tracked(no_behaviour()))
+
+def _empty(template: pd.DataFrame) -> Columns:
+    return {**{name: template[name].to_numpy() for name in template.columns},
+            EVENT_ID: np.array([], object), SEQUENCE: np.array([], np.int64)}
+
+
+def _select(columns: Columns, mask: np.ndarray) -> Columns:
+    return {name: values[mask] for name, values in columns.items()}
+
+
+def _frame(columns: Columns, empty) -> pd.DataFrame:
+    return pd.DataFrame(columns) if len(columns[SEQUENCE]) else _tracked(empty())
+
+
+@dataclass(frozen=True, eq=False)
+class Recorded:
+    """Recorded events in one bundle's ids: the columns of purchases and behaviour as ``ShopData`` holds them,
+    plus their ``event_id`` and recording order (``SEQUENCE``). Plain arrays, as recording takes a batch on the
+    request's path; the frames (``purchases``, ``behaviour``) are built when something reads them."""
+
+    purchase_columns: Columns = field(default_factory=lambda: _empty(no_purchases()))
+    behaviour_columns: Columns = field(default_factory=lambda: _empty(no_behaviour()))
 
     def __len__(self) -> int:
-        return len(self.purchases) + len(self.behaviour)
+        return len(self.purchase_columns[SEQUENCE]) + len(self.behaviour_columns[SEQUENCE])
+
+    @functools.cached_property
+    def purchases(self) -> pd.DataFrame:
+        return _frame(self.purchase_columns, no_purchases)
+
+    @functools.cached_property
+    def behaviour(self) -> pd.DataFrame:
+        return _frame(self.behaviour_columns, no_behaviour)
+
+    @property
+    def _parts(self) -> tuple[Columns, Columns]:
+        return self.purchase_columns, self.behaviour_columns
 
     @property
     def keys(self) -> set[str]:
-        return set(self.purchases["user_key"]) | set(self.behaviour["user_key"])
+        return {key for part in self._parts for key in part["user_key"].tolist()}
 
     @property
     def newest(self) -> pd.Timestamp | None:
-        times = np.concatenate([self.purchases["occurred_at"].to_numpy("datetime64[ns]"),
-                                self.behaviour["occurred_at"].to_numpy("datetime64[ns]")])
+        times = np.concatenate([part["occurred_at"].astype("datetime64[ns]") for part in self._parts])
         return None if not len(times) else pd.Timestamp(times.max())
 
     def since(self, sequence: int) -> Recorded:
         """The events recorded at ``sequence`` or later."""
         if self.first_sequence >= sequence:
             return self
-        return Recorded(self.purchases[self.purchases[SEQUENCE].to_numpy() >= sequence],
-                        self.behaviour[self.behaviour[SEQUENCE].to_numpy() >= sequence])
+        return Recorded(*(_select(part, part[SEQUENCE] >= sequence) for part in self._parts))
 
     @property
     def event_ids(self) -> set[str]:
-        return {str(i) for frame in (self.purchases, self.behaviour) for i in frame[EVENT_ID].to_numpy()
-                if not _missing(i)}
+        return {str(i) for part in self._parts for i in part[EVENT_ID].tolist() if not _missing(i)}
 
     @property
     def first_sequence(self) -> int:
-        return int(min(self.purchases[SEQUENCE].to_numpy().min(initial=np.iinfo(np.int64).max),
-                       self.behaviour[SEQUENCE].to_numpy().min(initial=np.iinfo(np.int64).max)))
+        return int(min(part[SEQUENCE].min(initial=np.iinfo(np.int64).max) for part in self._parts))
 
     @property
     def last_sequence(self) -> int:
-        return int(max(self.purchases[SEQUENCE].to_numpy().max(initial=-1),
-                       self.behaviour[SEQUENCE].to_numpy().max(initial=-1)))
+        return int(max(part[SEQUENCE].max(initial=-1) for part in self._parts))
 
     def without(self, *held: Container[str] | None) -> Recorded:
         """These events but those whose id is in any of ``held`` and, of several with one id, all but the first
         recorded (whether a purchase or not): a retried post counts once."""
-        n = len(self.purchases)
-        ids = np.concatenate([self.purchases[EVENT_ID].to_numpy(object), self.behaviour[EVENT_ID].to_numpy(object)])
-        order = np.argsort(np.concatenate([self.purchases[SEQUENCE].to_numpy(), self.behaviour[SEQUENCE].to_numpy()]),
-                           kind="stable")
+        n = len(self.purchase_columns[SEQUENCE])
+        ids = np.concatenate([part[EVENT_ID] for part in self._parts])
+        order = np.argsort(np.concatenate([part[SEQUENCE] for part in self._parts]), kind="stable")
         held = [ids_ for ids_ in held if ids_]
         keep, seen = np.ones(len(ids), bool), set()
-        for at in order:
-            if _missing(ids[at]):
+        for at, value in zip(order.tolist(), ids[order].tolist()):
+            if _missing(value):
                 continue
-            text = str(ids[at])
+            text = str(value)
             if text in seen or any(text in ids_ for ids_ in held):
                 keep[at] = False
             seen.add(text)
         if keep.all():
             return self
-        return Recorded(self.purchases[keep[:n]].reset_index(drop=True), self.behaviour[keep[n:]].reset_index(drop=True))
+        return Recorded(_select(self.purchase_columns, keep[:n]), _select(self.behaviour_columns, keep[n:]))
 
     @classmethod
     def joined(cls, batches: list[Recorded]) -> Recorded:
@@ -130,8 +159,8 @@ class Recorded:
             return cls()
         if len(batches) == 1:
             return batches[0]
-        return cls(pd.concat([b.purchases for b in batches], ignore_index=True),
-                   pd.concat([b.behaviour for b in batches], ignore_index=True))
+        return cls(*({name: np.concatenate([b._parts[at][name] for b in batches]) for name in batches[0]._parts[at]}
+                     for at in range(2)))
 
 
 class RecordedLog:
@@ -189,12 +218,12 @@ class Waiting(dict):
     def add(self, recorded: Recorded) -> set[str]:
         """Add ``recorded``'s rows to their keys' (one pass over the batch, no filtering per key); the keys."""
         touched = set()
-        for frame, columns, part in ((recorded.purchases, PURCHASE_COLUMNS, "purchases"),
-                                     (recorded.behaviour, BEHAVIOUR_COLUMNS, "behaviour")):
-            if not len(frame):
+        for columns, names, part in ((recorded.purchase_columns, PURCHASE_COLUMNS, "purchases"),
+                                     (recorded.behaviour_columns, BEHAVIOUR_COLUMNS, "behaviour")):
+            if not len(columns[SEQUENCE]):
                 continue
-            values = [frame[name].to_numpy("datetime64[ns]").view(np.int64) if name == "occurred_at"
-                      else frame[name].to_numpy() for name in columns]
+            values = [columns[name].astype("datetime64[ns]").view(np.int64) if name == "occurred_at"
+                      else columns[name] for name in names]
             for key, *row in zip(*(column.tolist() for column in values)):
                 pending = self.get(key)
                 if pending is None:
@@ -204,46 +233,77 @@ class Waiting(dict):
         return touched
 
 
-def recorded_rows(frame: pd.DataFrame, key: str, bundle: Bundle, first_sequence: int) -> Recorded:
-    """``frame`` (``RECORDED_COLUMNS``: shop ids, event types of ``EVENT_TYPES``, tz-naive UTC times) as
-    ``Recorded`` rows numbered from ``first_sequence``. An event with neither a customer nor a session id is left
-    out, as dbt quarantines it; so is one of an item the bundle does not know. Missing quantities count 1, as in
-    the marts."""
+def _frame_columns(frame: pd.DataFrame) -> Columns:
+    """``RECORDED_COLUMNS`` of a frame as arrays: text as objects, times naive UTC, missing quantities 1."""
     missing = [name for name in RECORDED_COLUMNS if name not in frame.columns]
     if missing:
         raise ValueError(f"events lack the columns {missing}; expected {list(RECORDED_COLUMNS)}")
-    event_types = frame["event_type"].to_numpy(object)
-    unknown = sorted({str(t) for t in set(event_types) if t not in CODES})
-    if unknown:
-        raise ValueError(f"event_type {', '.join(map(repr, unknown))} is not one of {', '.join(EVENT_TYPES)}")
-    users, sessions = frame["user_id"].to_numpy(object), frame["session_id"].to_numpy(object)
-    customer = np.array([not _missing(user) for user in users], bool)
-    session = np.array([not _missing(visit) for visit in sessions], bool)
-    items = bundle.internal_ids(frame["item_id"].to_numpy())
-    kept = (customer | session) & (items != 0)
     times = pd.to_datetime(frame["occurred_at"])
     if times.dt.tz is not None:
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return {**{name: frame[name].to_numpy(object) for name in ("event_id", "user_id", "session_id", "event_type")},
+            "item_id": frame["item_id"].to_numpy(), "occurred_at": times.to_numpy("datetime64[ns]"),
+            "quantity": pd.to_numeric(frame["quantity"]).fillna(1.0).to_numpy(np.float64),
+            "price": pd.to_numeric(frame["price"]).to_numpy(np.float64)}
+
+
+def _event_columns(events: Sequence[Event]) -> Columns:
+    """``RECORDED_COLUMNS`` of checked events as arrays, as ``_frame_columns`` gives them: one pass a column,
+    no frame (this runs on the request's path)."""
+    return {**{name: np.array([getattr(e, name) for e in events], dtype=object)
+               for name in ("event_id", "user_id", "session_id", "item_id", "event_type")},
+            # Microseconds by arithmetic: numpy's conversion of datetime objects costs twice as much.
+            "occurred_at": (np.array([(e.occurred_at - EPOCH) // MICROSECOND for e in events], np.int64)
+                            * 1000).view("datetime64[ns]"),
+            "quantity": np.array([1.0 if e.quantity is None else e.quantity for e in events], np.float64),
+            "price": np.array([math.nan if e.price is None else e.price for e in events], np.float64)}
+
+
+def recorded_rows(events: pd.DataFrame | Sequence[Event], key: str, bundle: Bundle, first_sequence: int
+                  ) -> Recorded:
+    """``events`` (a frame of ``RECORDED_COLUMNS``: shop ids, event types of ``EVENT_TYPES``, UTC times; or the
+    API's checked events) as ``Recorded`` rows numbered from ``first_sequence``. An event with neither a
+    customer nor a session id is left out, as dbt quarantines it; so is one of an item the bundle does not know.
+    Missing quantities count 1, as in the marts."""
+    columns = _frame_columns(events) if isinstance(events, pd.DataFrame) else _event_columns(events)
+    event_types = columns["event_type"]
+    unknown = sorted({str(t) for t in set(event_types.tolist()) if t not in CODES})
+    if unknown:
+        raise ValueError(f"event_type {', '.join(map(repr, unknown))} is not one of {', '.join(EVENT_TYPES)}")
+    users, sessions = columns["user_id"], columns["session_id"]
+    customer = np.array([not _missing(user) for user in users.tolist()], bool)
+    session = np.array([not _missing(visit) for visit in sessions.tolist()], bool)
+    items = bundle.internal_ids(columns["item_id"])
+    kept = (customer | session) & (items != 0)
+    users, sessions, customer, session = users[kept], sessions[kept], customer[kept], session[kept]
     rows = {
-        "user_key": np.array([pseudonymize(user, key) if has_user else pseudonymize_session(visit, key)
-                              for user, visit, has_user in zip(users[kept], sessions[kept], customer[kept])],
+        "user_key": np.array([_pseudonym(user, key) if has_user else pseudonymize_session(visit, key)
+                              for user, visit, has_user in zip(users.tolist(), sessions.tolist(), customer.tolist())],
                              dtype=object),
-        "item": items[kept], "occurred_at": times.to_numpy("datetime64[ns]")[kept],
-        "quantity": pd.to_numeric(frame["quantity"]).fillna(1.0).to_numpy(np.float64)[kept],
-        "unit_price": pd.to_numeric(frame["price"]).to_numpy(np.float64)[kept],
+        "item": items[kept], "occurred_at": columns["occurred_at"][kept],
+        "quantity": columns["quantity"][kept], "unit_price": columns["price"][kept],
         # A posted purchase's basket is its session, as dbt has it for generic interactions.
         "basket_id": np.array([str(visit).strip() if has_session else None
-                               for visit, has_session in zip(sessions[kept], session[kept])], dtype=object),
-        "event_type": event_types[kept], EVENT_ID: frame["event_id"].to_numpy(object)[kept],
-        SEQUENCE: np.arange(first_sequence, first_sequence + len(frame), dtype=np.int64)[kept],
+                               for visit, has_session in zip(sessions.tolist(), session.tolist())], dtype=object),
+        "event_type": event_types[kept], EVENT_ID: columns["event_id"][kept],
+        SEQUENCE: np.arange(first_sequence, first_sequence + len(events), dtype=np.int64)[kept],
     }
-    bought = rows["event_type"] == EVENT_TYPES[0]
-    behaviour = ~bought & np.isin(rows["event_type"], BEHAVIOURS)
+    types = rows["event_type"].tolist()
+    bought = np.array([kind == EVENT_TYPES[0] for kind in types], bool)
+    behaviour = np.array([kind in BEHAVIOURS for kind in types], bool) & ~bought
+    return Recorded(*({name: rows[name][mask] for name in (*names, EVENT_ID, SEQUENCE)}
+                      for mask, names in ((bought, PURCHASE_COLUMNS), (behaviour, BEHAVIOUR_COLUMNS))))
 
-    def part(mask: np.ndarray, columns: tuple[str, ...]) -> pd.DataFrame:
-        return pd.DataFrame({name: rows[name][mask] for name in (*columns, EVENT_ID, SEQUENCE)})
 
-    return Recorded(part(bought, PURCHASE_COLUMNS), part(behaviour, BEHAVIOUR_COLUMNS))
+# A customer's events often come together, and recording runs on the request's path: their key hashed once.
+# Typed, as 1 and True are one key to a plain cache but not one id.
+_pseudonym = functools.lru_cache(maxsize=1 << 14, typed=True)(pseudonymize)
+
+
+def _present(value: object) -> bool:
+    """Not null or NaN (pandas' notna of one value)."""
+    return not (value is None or value is pd.NA or value is pd.NaT
+                or (isinstance(value, float) and math.isnan(value)))
 
 
 def unprocessed(recorded: Recorded, data: ShopData) -> Recorded:
@@ -251,20 +311,14 @@ def unprocessed(recorded: Recorded, data: ShopData) -> Recorded:
     them. With ``event_id`` in the marts: an event is processed when its id is there, or when an event recorded
     after it is (ingestion keeps the event log's order, so one the marts merged away, like a repeated view dbt
     collapses, or rejected was processed too). Without: events after the data's newest are kept."""
-
-    def kept(frame: pd.DataFrame, last_processed: int) -> pd.DataFrame:
-        ids = frame[EVENT_ID]
-        if data.event_ids is None:
-            return frame[frame["occurred_at"].to_numpy() > np.datetime64(data.newest.to_datetime64(), "ns")]
-        held = ids.notna().to_numpy() & ids.astype(str).isin(data.event_ids).to_numpy()
-        return frame[~held & (frame[SEQUENCE].to_numpy() > last_processed)]
-
-    last = -1
-    if data.event_ids is not None:
-        for frame in (recorded.purchases, recorded.behaviour):
-            held = frame[EVENT_ID].notna() & frame[EVENT_ID].astype(str).isin(data.event_ids)
-            last = max(last, int(frame.loc[held, SEQUENCE].max()) if held.any() else -1)
-    return Recorded(kept(recorded.purchases, last), kept(recorded.behaviour, last))
+    parts = recorded.purchase_columns, recorded.behaviour_columns
+    if data.event_ids is None:
+        newest = np.datetime64(data.newest.to_datetime64(), "ns")
+        return Recorded(*(_select(part, part["occurred_at"] > newest) for part in parts))
+    held = [np.array([_present(i) and str(i) in data.event_ids for i in part[EVENT_ID].tolist()], bool)
+            for part in parts]
+    last = max((int(part[SEQUENCE][done].max()) for part, done in zip(parts, held) if done.any()), default=-1)
+    return Recorded(*(_select(part, ~done & (part[SEQUENCE] > last)) for part, done in zip(parts, held)))
 
 
 def with_pending(before: Customer, key: str, pending: Pending, bundle: Bundle, shop_has_behaviour: bool

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,13 +19,13 @@ from orchestration.apps.runner import materialize
 from orchestration.defs.resources import DataSourceResource, WarehouseResource
 from orchestration.defs.transforms import recsys_dbt_models
 from orchestration.ingest.event_log import FILE_NAME, HEADER, OPEN_PREFIX, SEALED_PREFIX
-from orchestration.ingest.event_rules import EventRules, Rejection, check_event
+from orchestration.ingest.event_rules import Event, EventRules, Rejection, check_event
 from orchestration.ingest.landing import is_ignored_name, landing_kind, list_landing
 from orchestration.ingest.loader import load_generic
 from orchestration.ingest.sources import ingest_configured_source
 from orchestration.serving.api import Served, create_app
 from orchestration.serving.auth import ApiAccess
-from orchestration.serving.events import FRAME_COLUMNS, MAX_EVENTS
+from orchestration.serving.events import MAX_EVENTS
 from orchestration.serving.limits import MAX_BODY_BYTES
 from orchestration.store.paths import recsys_paths
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
@@ -190,15 +189,14 @@ def test_concurrent_posts_never_interleave_lines(client):
 
 
 class Recorder:
-    """Stands in for the service's ``record_events`` (RecommendationService gains it separately): what it was
-    given, or the failure it raises."""
+    """Stands in for the service's ``record_events``: what it was given, or the failure it raises."""
 
     def __init__(self, failure: Exception | None = None) -> None:
-        self.frames: list[pd.DataFrame] = []
+        self.batches: list[list[Event]] = []
         self.failure = failure
 
-    def record_events(self, frame: pd.DataFrame) -> None:
-        self.frames.append(frame)
+    def record_events(self, events: list[Event]) -> None:
+        self.batches.append(events)
         if self.failure is not None:
             raise self.failure
 
@@ -213,16 +211,12 @@ def test_the_served_model_is_told_after_the_append_and_its_failure_is_not_the_re
                  event("told-2", user_id=None, session_id="s9", quantity="3"),
                  event("told-3", event_type="like")]
         assert client.post("/events", json={"events": batch}, headers=AS_WRITER).json()["accepted"] == 2
-        (frame,) = recorder.frames
-        assert tuple(frame.columns) == FRAME_COLUMNS
-        assert frame.drop(columns="price").to_dict("records") == [
-            {"event_id": "told-1", "user_id": "17850.0", "session_id": None, "item_id": "85123A", "event_type": "view",
-             "occurred_at": pd.Timestamp("2024-05-01 12:30"), "quantity": 1},
-            {"event_id": "told-2", "user_id": None, "session_id": "s9", "item_id": "i1", "event_type": "purchase",
-             "occurred_at": pd.Timestamp("2024-05-01 12:30"), "quantity": 3},
+        (told,) = recorder.batches  # the accepted events as checked: ids trimmed, the item's as the marts hold it
+        fields = ("event_id", "user_id", "session_id", "item_id", "event_type", "occurred_at", "quantity", "price")
+        assert [tuple(getattr(e, name) for name in fields) for e in told] == [
+            ("told-1", "17850.0", None, "85123A", "view", datetime(2024, 5, 1, 12, 30), None, 2.5),
+            ("told-2", None, "s9", "i1", "purchase", datetime(2024, 5, 1, 12, 30), 3, None),
         ]
-        assert frame["price"].iloc[0] == 2.5 and pd.isna(frame["price"].iloc[1])
-        assert str(frame["occurred_at"].dtype) == "datetime64[ns]" and str(frame["quantity"].dtype) == "int64"
         holder.current = Served(Recorder(RuntimeError("model busy")), {"version": 1})
         with caplog.at_level(logging.ERROR, logger="orchestration.serving.events"):
             answer = client.post("/events", json={"events": [event("told-4")]}, headers=AS_WRITER)

@@ -1,11 +1,13 @@
 """Events recorded live: keyed and shaped as the marts have them, and kept over new data only until it holds them."""
 
 import types
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from orchestration.ingest.event_rules import Event, EventRules, check_event
 from orchestration.registry.bundle import Bundle
 from orchestration.serving.live import (
     LOG_FANIN,
@@ -208,3 +210,28 @@ def test_a_retried_event_counts_once_whatever_its_type_and_the_log_joins_batches
     pd.testing.assert_frame_equal(log.joined().purchases, Recorded.joined(batches).purchases)
     assert log.since(30).behaviour["event_id"].tolist() == ["x31", "x32", "x34"]
     assert log.since(30).purchases["event_id"].tolist() == ["x30", "x33"]
+
+
+def test_the_apis_checked_events_are_recorded_as_a_frame_of_them_is():
+    rules, now = EventRules.from_project(), datetime(2024, 6, 1)
+    posted = [{"event_id": "e1", "user_id": " 17850.0 ", "item_id": "B", "event_type": "buy",
+               "timestamp": "2024-05-01T12:00:00+02:00", "quantity": 2, "price": 3.5, "session_id": "web-1"},
+              {"event_id": "e2", "session_id": " web-1 ", "item_id": "A.0", "event_type": "click",
+               "timestamp": "2024-05-01T10:00:00.123456"},
+              {"event_id": "e3", "user_id": "7", "item_id": "Z", "event_type": "cart", "timestamp": "2024-05-01"},
+              {"event_id": "e4", "user_id": 7, "item_id": "C", "event_type": "wishlist", "timestamp": "2024-05-01",
+               "quantity": "1", "price": "0"}]
+    events = [check_event(values, rules, now) for values in posted]
+    assert all(isinstance(e, Event) for e in events)
+    frame = pd.DataFrame({name: pd.Series([getattr(e, name) for e in events], dtype=object)
+                          for name in ("event_id", "user_id", "session_id", "item_id", "event_type")}).assign(
+        occurred_at=pd.to_datetime([e.occurred_at for e in events]),
+        quantity=[1 if e.quantity is None else e.quantity for e in events],
+        price=[np.nan if e.price is None else e.price for e in events])
+    from_events, from_frame = recorded_rows(events, KEY, BUNDLE, 5), recorded_rows(frame, KEY, BUNDLE, 5)
+    assert len(from_events) == 3 and from_events.purchases["event_id"].tolist() == ["e1"]
+    pd.testing.assert_frame_equal(from_events.purchases, from_frame.purchases)
+    pd.testing.assert_frame_equal(from_events.behaviour, from_frame.behaviour)
+    for part in ("purchase_columns", "behaviour_columns"):
+        for name, values in getattr(from_events, part).items():
+            assert values.dtype == getattr(from_frame, part)[name].dtype, name
