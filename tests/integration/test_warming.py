@@ -1,17 +1,23 @@
-"""A replacement champion built in a child process: the same data, tables and answers as building it in place, and
-nothing adopted after a stop."""
+"""A replacement champion built in a child process: the same data, tables and answers as building it in place,
+nothing adopted after a stop, and a reload that goes through it keeps the events recorded before the swap."""
 
 import io
+import logging
+import shutil
 import threading
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.serving_server import promote_copy_of_champion
 from orchestration.registry.tracking import MLflowTracking
+from orchestration.serving import champion
+from orchestration.serving.champion import ChampionHolder
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.warming import PIECE_ENTRIES, WarmingFailed, build_apart, read_pieces, write_pieces
-from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY
+from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from orchestration.store.warehouse import Warehouse
 
 
@@ -70,3 +76,31 @@ def test_a_large_mapping_goes_in_pieces_and_comes_back_whole():
     parts = read_pieces(sink)
     assert parts["data"]["version"] == "v1" and parts["tables"] == {"small": {"a": 1}}
     _assert_same(parts["data"]["histories"], mapping)
+
+
+def test_a_reload_built_in_a_child_keeps_the_events_recorded_before_the_swap(promoted, tmp_path, monkeypatch, caplog):
+    home = tmp_path / "recsys-home"
+    shutil.copytree(promoted.home, home)
+    monkeypatch.delenv("RECSYS_PSEUDONYMIZATION_KEY", raising=False)
+    monkeypatch.setattr(champion, "APART_MIN_CUSTOMERS", 1)  # the small shop's replacement built apart too
+    holder = ChampionHolder(Warehouse(home=str(home)), MLflowTracking(home=str(home)), DEV_PSEUDONYMIZATION_KEY, 0)
+    assert holder.refresh()
+    old = holder.current.service
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        raw = [r for (r,) in con.execute("select distinct customer_id from raw.order_lines order by 1").fetchall()]
+    customer, other = [r for r in raw if pseudonymize(r, DEV_PSEUDONYMIZATION_KEY) in old.data.histories][:2]
+    event = pd.DataFrame({"event_id": ["child-1"], "user_id": [customer], "session_id": [None],
+                          "event_type": ["purchase"], "occurred_at": [pd.Timestamp("2030-01-01")],
+                          "quantity": [1.0], "price": [None], "item_id": [str(old.bundle.item_ids[0])]})
+    assert holder.record_events(event) == 1
+    expected = {who: old.recommend_user(who, k=10) for who in (customer, other)}
+    version = promote_copy_of_champion(home)
+    with caplog.at_level(logging.INFO, logger=champion.__name__):
+        assert holder.check_now(timeout=60) and holder.last_swapped
+    assert holder.current.version == version and "built in a child process" in caplog.text
+    new = holder.current.service
+    for who, answer in expected.items():
+        got = new.recommend_user(who, k=10)
+        assert got["history_length"] == answer["history_length"]
+        pd.testing.assert_frame_equal(got["items"], answer["items"])
+    holder.close(timeout=60)
