@@ -2,16 +2,16 @@
 
     python -m benchmarks.swap_stalls --home PATH [--threshold-ms 5] [--top 15]
 
-A reload builds the next service on a thread of the serving process while the event loop answers requests. A
-single C call that keeps the interpreter lock (unpickling, a DuckDB result turned into pandas, a big pandas
-operation, a full garbage collection) stops every other thread for its whole length, whatever the switch interval.
-Here a watchdog thread stands in for the event loop: it sleeps 1 ms at a time and records how late it woke, and
-when late, where the loading thread stood (its Python stack: the call that held the lock has just returned, or is
-still running where it gave the lock back).
+A reload runs on a thread of the serving process while the event loop answers requests. A single C call that
+keeps the interpreter lock (unpickling, a DuckDB result turned into pandas, a big pandas operation, a full garbage
+collection) stops every other thread for its whole length, whatever the switch interval. Here a watchdog thread
+stands in for the event loop: it sleeps 1 ms at a time and records how late it woke, and when late, where the
+loading thread stood (its Python stack: the call that held the lock has just returned, or is still running where
+it gave the lock back) and how much CPU it used meanwhile (on a shared machine the watchdog also waits for a core).
 
-The home is copied to a scratch folder (a copy of its champion is registered and promoted there); the copy's current
-champion is loaded as the one serving, then ``ChampionHolder.refresh`` loads and swaps in the promoted copy, as
-``recsys serve`` does when the alias moves. The last line is one JSON object with the figures.
+The home is copied to a scratch folder (a copy of its champion is registered and promoted there); the copy's
+current champion is loaded as the one serving, then ``ChampionHolder.check_now`` loads and swaps in the promoted
+copy, as ``recsys serve`` does when the alias moves. The last line is one JSON object with the figures.
 """
 
 from __future__ import annotations
