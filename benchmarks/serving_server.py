@@ -137,13 +137,18 @@ class ServerProcess:
 
     def promote_copy_of_champion(self) -> int:
         """Register the champion's bundle again as a new version and promote it: a real swap of the served model."""
-        from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, promote
-        from orchestration.registry.tracking import MLflowTracking
+        return promote_copy_of_champion(self.home)
 
-        client = MLflowTracking(home=str(self.home)).client()
-        champion = current_champion(client)
-        source = client.get_model_version(BUNDLE_MODEL, str(champion["version"]))
-        copy = client.create_model_version(BUNDLE_MODEL, source.source, run_id=source.run_id)
-        promote(client, int(copy.version), champion.get("metrics") or {}, champion.get("data_version") or "",
-                reasons=["benchmarks.serving: the same bundle registered again, to swap models under load"])
-        return int(copy.version)
+
+def promote_copy_of_champion(home: Path) -> int:
+    """Register the champion of ``home`` again as a new version and promote it; returns the new version."""
+    from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, promote
+    from orchestration.registry.tracking import MLflowTracking
+
+    client = MLflowTracking(home=str(home)).client()
+    champion = current_champion(client)
+    source = client.get_model_version(BUNDLE_MODEL, str(champion["version"]))
+    copy = client.create_model_version(BUNDLE_MODEL, source.source, run_id=source.run_id)
+    promote(client, int(copy.version), champion.get("metrics") or {}, champion.get("data_version") or "",
+            reasons=["benchmarks.serving: the same bundle registered again, to swap models under load"])
+    return int(copy.version)

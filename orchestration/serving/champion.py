@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 
 from orchestration.ingest.event_rules import Event
+from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.registry.promotion import (
     BUNDLE_MODEL,
     CHAMPION_ALIAS,
@@ -27,7 +28,7 @@ from orchestration.registry.promotion import (
 )
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.shop import ShopData, marts_version
-from orchestration.serving.warming import APART_MIN_CUSTOMERS, WarmingFailed, warm_apart
+from orchestration.serving.warming import APART_MIN_CUSTOMERS, WarmingFailed, build_apart
 from orchestration.store.warehouse import WarehouseBusyError
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ class ChampionHolder:
     """The current ``Served``, reloaded when the registry's champion alias moves or the marts change.
 
     A service is ranked for every known customer (``RecommendationService.warm``) before it is swapped in, so a
-    request for a known customer is a lookup from the first answer on; a replacement warms while the old one keeps
-    answering, and takes over the events the old one recorded that its data does not hold."""
+    request for a known customer is a lookup from the first answer on; a replacement is built and warmed (in a
+    child process, where the shop is worth it) while the old one keeps answering, and takes over the events the old
+    one recorded that its data does not hold."""
 
     def __init__(self, warehouse, mlflow, pseudonymization_key: str, reload_seconds: float):
         self.warehouse = warehouse
@@ -84,8 +86,11 @@ class ChampionHolder:
             if current is not None and int(champion["version"]) == current.version:
                 return self._refresh_data(current)
             started = time.perf_counter()
-            service = RecommendationService.from_registry(self.client, int(champion["version"]), self.warehouse,
-                                                          self.key)
+            if current is None:
+                freeze_loaded()
+            version = int(champion["version"])
+            service = self._build(load_bundle(registered_bundle(self.client, version, self.warehouse.paths)),
+                                  version, current)
             champion = {**champion, **promotion_record(self.client, champion, self.warehouse)}
             self._install(Served(service, champion), current)
         except Exception as error:  # any failure: keep serving what we have
@@ -111,11 +116,25 @@ class ChampionHolder:
             return False
         started = time.perf_counter()
         service = current.service
-        self._install(Served(service.with_data(ShopData.read(self.warehouse, service.bundle)), current.champion),
-                      current)
+        self._install(Served(self._build(service.bundle, service.version, current), current.champion), current)
         logger.info("Serving %s version %d over new data (marts %s, %.1f s to load)", BUNDLE_MODEL,
                     current.version, self.current.service.data.version, time.perf_counter() - started)
         return True
+
+    def _build(self, bundle: Bundle, version: int | None, current: Served | None) -> RecommendationService:
+        """The service of ``bundle`` over the marts as they are now. A replacement in a shop worth it is built and
+        ranked in a child process, the current one answering meanwhile with this process's interpreter to itself;
+        a first one, a small shop's or one the child failed to build is built here."""
+        if current is not None and len(current.service.data.customers) >= APART_MIN_CUSTOMERS:
+            try:
+                service = build_apart(bundle, self.warehouse.paths.home, self.key, version, self._closing)
+                logger.info("Adopted a service and %d answers built in a child process", len(service.answers))
+                return service
+            except WarmingFailed as failed:
+                if self._closing.is_set():
+                    raise
+                logger.warning("Building in a child process gave nothing (%s); building here", failed)
+        return RecommendationService(bundle, ShopData.read(self.warehouse, bundle), self.key, version)
 
     def _install(self, served: Served, current: Served | None) -> None:
         """Warm ``served`` and make it current, with the events ``current`` recorded meanwhile carried over under
@@ -123,13 +142,6 @@ class ChampionHolder:
         incoming = self._incoming = served.service
         following = incoming.carry_over(current.service) if current is not None else 0
         try:
-            # A replacement of a shop worth it: ranked on another core while the current one answers.
-            if current is not None and len(incoming.data.customers) >= APART_MIN_CUSTOMERS:
-                try:
-                    adopted = warm_apart(incoming, self.warehouse.paths.home, self._closing)
-                    logger.info("Adopted %d answers ranked in a child process", adopted)
-                except WarmingFailed as failed:
-                    logger.warning("Warming in a child process gave nothing (%s); warming here", failed)
             incoming.warm()  # at start, or whoever the child did not rank (events recorded meanwhile)
         finally:
             self._incoming = None
@@ -139,12 +151,6 @@ class ChampionHolder:
             self.current = served  # one reference assignment: requests see old or new, never a mix
         if current is not None:
             current.service.close()
-        # What a service holds lives as long as it: kept out of the collector's full passes, which walk every
-        # tracked object (0.17 s on Online Retail) mid-request every so many allocations. The previous service's
-        # objects are handed back first, so whatever cycles they leave are collected.
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
 
     def record_events(self, events: pd.DataFrame | Sequence[Event]) -> int:
         """``RecommendationService.record_events`` on the current service (a frame of ``live.RECORDED_COLUMNS``,
@@ -162,7 +168,8 @@ class ChampionHolder:
 
         def check() -> None:
             try:
-                self.refresh()
+                if self.refresh():
+                    collect_replaced()
             finally:
                 self._checking.release()
 
@@ -178,6 +185,8 @@ class ChampionHolder:
         try:
             self._last_check = time.monotonic()
             self.last_swapped = self.refresh()
+            if self.last_swapped:
+                collect_replaced()
         finally:
             self._checking.release()
         return True
@@ -197,6 +206,23 @@ class ChampionHolder:
             incoming.close()
         self.wait(timeout)
         gc.unfreeze()
+
+
+def freeze_loaded() -> None:
+    """Before the first service is built: what the process holds so far (its modules, the registry client) leaves
+    the collector's passes for good; a full pass would walk it all (a quarter of a second on Online Retail) mid-request
+    every so many allocations. Services stay with the collector: they hold a few thousand tracked objects, and a
+    replaced one, whose objects form cycles, has to be collected."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
+def collect_replaced() -> None:
+    """Collect the service a swap replaced, once the check that swapped has let go of it: a pass over what is not
+    frozen, milliseconds where unfreezing everything for a full pass held the interpreter for a quarter of a
+    second."""
+    gc.collect()
 
 
 def _reasons_logged(warehouse, version: int) -> list[str]:

@@ -19,12 +19,14 @@ the answers kept for customers without new events valid.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from orchestration.ingest.event_rules import Event
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.serving.answers import Answers, described, explained, popular_top
@@ -40,14 +42,9 @@ from orchestration.serving.live import (
 )
 from orchestration.serving.sessions import SESSION_EVENT_TYPES, SessionEvent, SessionRows, session_request
 from orchestration.serving.shop import ShopData
+from orchestration.serving.tables import data_tables, serving_recommender
 from orchestration.store.privacy import pseudonymize
-from recmodels.explain import (
-    Explainer,
-    behaviour_evidence_by_user,
-    co_view_similarity,
-    sentence,
-)
-from recmodels.recommender import TwoStageRecommender, item_feature_table
+from recmodels.explain import Explainer, sentence
 from recmodels.sequences import PAD, purchased_items
 from recmodels.similarity import unit_rows
 
@@ -61,32 +58,13 @@ class NoChampionError(LookupError):
     """The registry has no champion yet: nothing to serve."""
 
 
-def training_end(spec: dict[str, Any], as_of: pd.Timestamp) -> pd.Timestamp:
-    """Where the data a bundle's models learned from ends: its test cut-off, or, where each customer had their own
-    (leave-last-basket-out), its last event. Co-view is built from the views before it, as co-purchase (the
-    bundle's item-kNN) is from the purchases before it, so both describe the same period."""
-    for name in ("test_cutoff", "last_event"):
-        try:
-            return pd.Timestamp(spec[name])
-        except (KeyError, TypeError, ValueError):
-            continue
-    return as_of
-
-
-def serving_recommender(bundle: Bundle) -> TwoStageRecommender:
-    """The bundle's recommender with each source that has one scoring through ``score_each``: a row's scores then
-    never depend on which rows share the call (``SASRec.score_each``); the baselines are row by row already."""
-    recommender = bundle.recommender
-    sources = {name: getattr(bundle.models[name], "score_each", scorer) for name, scorer in recommender.sources.items()}
-    return TwoStageRecommender(sources, recommender.ranker, recommender.config, recommender.item_text,
-                               recommender.serves)
-
-
 class RecommendationService:
     """Recommendations, similar items and explanations from one bundle over the warehouse's data and the events
     recorded since. Thread-safe: requests, ``record_events`` and ``warm`` may run concurrently."""
 
-    def __init__(self, bundle: Bundle, data: ShopData, pseudonymization_key: str, version: int | None = None):
+    def __init__(self, bundle: Bundle, data: ShopData, pseudonymization_key: str, version: int | None = None,
+                 tables: dict[str, Any] | None = None):
+        """``tables``: ``data_tables`` of this bundle and data where they were built already (a child process)."""
         self.bundle = bundle
         self.data = data
         self.key = pseudonymization_key
@@ -95,16 +73,12 @@ class RecommendationService:
         models, n_items = bundle.models, len(bundle.item_ids)
         item_text = bundle.recommender.item_text
         self.text_unit = None if item_text is None else unit_rows(item_text)
+        self.tables = data_tables(self.recommender, bundle, data) if tables is None else tables
         co_bought = models["item-knn"].similarity_ if "item-knn" in models else None
-        co_viewed = co_view_similarity(data.behaviour, n_items, training_end(bundle.spec, data.as_of))
-        self.explainer = Explainer(co_bought=co_bought, co_viewed=co_viewed, text_unit=self.text_unit)
-        # Every customer's views and open carts, once: the batch explains them all.
-        self.evidence = behaviour_evidence_by_user(data.behaviour, data.events)
+        self.explainer = Explainer(co_bought=co_bought, co_viewed=self.tables["co_viewed"], text_unit=self.text_unit)
+        self.evidence = self.tables["evidence"]
         self.fallback = next((name for name in FALLBACK_SOURCES if name in models), None)
-        # Item-level features read every customer's events: once here, so a request reads only its customer's.
-        self.item_features = item_feature_table(data.events, data.as_of, n_items,
-                                                data.behaviour if self.recommender.config.behaviour else None)
-        self.blank_features = self.recommender.blank_features(self.item_features, data.as_of)
+        self.item_features, self.blank_features = self.tables["item_features"], self.tables["blank_features"]
         self.answers = Answers(bundle, data.catalogue)
         self.popular_top = popular_top(bundle, self.fallback, self.explainer, n_items)  # every item: explain
         # Two lanes, as rank_requests splits a call: rows without events the ranker reads (sessions) are ranked as
@@ -140,10 +114,6 @@ class RecommendationService:
                     ) -> RecommendationService:
         bundle = load_bundle(folder)
         return cls(bundle, ShopData.read(warehouse, bundle), pseudonymization_key, version)
-
-    def with_data(self, data: ShopData) -> RecommendationService:
-        """The same bundle over newer data (``carry_over`` brings the recorded events along)."""
-        return type(self)(self.bundle, data, self.key, self.version)
 
     def carry_over(self, other: RecommendationService, since: int = 0) -> int:
         """Adopt the events ``other`` recorded from sequence number ``since`` on that this service's data does not
@@ -226,8 +196,9 @@ class RecommendationService:
 
     # ------------------------------------------------------------------------------------ recorded events
 
-    def record_events(self, frame: pd.DataFrame) -> int:
-        """Add events to what answers read (columns ``live.RECORDED_COLUMNS``, the shop's ids; tz-naive UTC times):
+    def record_events(self, frame: pd.DataFrame | Sequence[Event]) -> int:
+        """Add events to what answers read (the API's checked events, or a frame of ``live.RECORDED_COLUMNS``, the
+        shop's ids; tz-naive UTC times):
         purchases to the customer's purchases and history, views, carts and favourites to their behaviour, an
         anonymous visitor's under the session's pseudonym, as the marts key them. Each touched customer's kept
         answer is dropped, so their next request ranks again with these events. Returns how many were kept

@@ -1,21 +1,22 @@
-"""Warming a replacement champion in a child process, so that the one serving keeps its interpreter to itself.
+"""Building a replacement champion in a child process, so that the one serving keeps its interpreter to itself.
 
-Ranking every known customer takes about a minute of CPU on Online Retail. Run on a thread of the serving process,
-it holds the interpreter lock for most of that minute, and every request waits its turn at each switch: a reload
-under load stretched the answers' tail from milliseconds to hundreds of them. A child process ranks the same
-customers from the same bundle folder and the same marts on another core and hands back their kept answers; the
-serving process only adopts them.
+Reading the marts into pandas, deriving the tables over every customer's events and ranking every known customer
+take about a minute of CPU on Online Retail. Done on a thread of the serving process, that work holds the
+interpreter lock for most of the minute, and for tens of milliseconds at a time in single pandas and Arrow calls,
+however short the switch interval: every request waits its turn, and a reload under load stretched the answers'
+tail from milliseconds to hundreds of them. A child process reads the same marts, builds the same service from the
+same bundle folder on another core and hands back its data, its tables and its kept answers; the serving process
+loads the bundle itself (no long hold) and reads the child's objects back in pieces of a few milliseconds each.
 
-The child reads the warehouse itself, so its answers are taken only when it read the same marts (the same
-fingerprint) as the service adopting them; otherwise, or when the child fails, the service warms itself as before.
-An answer is adopted only at generation 0 of its key: a customer with events recorded meanwhile (carried over from
-the service being replaced) is ranked again here.
+Answers are handed back at generation 0 of their key: a customer with events recorded meanwhile (carried over from
+the service being replaced) has theirs dropped and is ranked again here.
 
-    python -m orchestration.serving.warming FOLDER HOME VERSION DATA_VERSION OUTPUT   (the child's side)
+    python -m orchestration.serving.warming FOLDER HOME VERSION OUTPUT   (the child's side)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -25,58 +26,91 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, BinaryIO
 
+from orchestration.registry.bundle import Bundle
+from orchestration.serving.service import RecommendationService
+from orchestration.serving.shop import ShopData
 from orchestration.store.privacy import KEY_VARIABLE, pseudonymization_key
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2  # how often the parent looks whether it was told to stop
-# Below this many known customers a replacement warms in place: ranking them takes a few seconds at most, less than
-# a child takes to start and read the marts.
+# Below this many known customers a replacement is built in place: it takes a few seconds at most, less than a
+# child takes to start and read the marts.
 APART_MIN_CUSTOMERS = 500
 CHILD_NICENESS = 10  # added to the child's nice value: it yields the cores to the process answering requests
+# Mapping entries per pickled piece: a piece of per-customer arrays loads in about a millisecond, so the serving
+# process's event loop gets the interpreter between pieces.
+PIECE_ENTRIES = 256
 
 
 class WarmingFailed(RuntimeError):
-    """The child gave no answers the service can adopt."""
+    """The child gave no service the serving process can adopt."""
 
 
-def warm_apart(service, home: Path, stop: threading.Event, timeout: float = 3600.0) -> int:
-    """Rank every known customer of ``service`` in a child process and keep the answers in ``service``; returns
-    how many it adopted. Raises ``WarmingFailed`` when the child fails, times out or read other marts; stops the
-    child when ``stop`` is set."""
+def build_apart(bundle: Bundle, home: Path, key: str, version: int | None, stop: threading.Event,
+                timeout: float = 3600.0) -> RecommendationService:
+    """The service of ``bundle`` over the marts of ``home``, built and warmed in a child process from the bundle's
+    folder; raises ``WarmingFailed`` when the child fails or times out, and stops it when ``stop`` is set."""
     with tempfile.TemporaryDirectory(prefix="recsys-warm-") as scratch:
-        output = Path(scratch) / "answers.pickle"
-        command = [sys.executable, "-m", __name__, str(service.bundle.folder), str(home),
-                   str(service.version if service.version is not None else ""), str(service.data.version),
-                   str(output)]
+        output = Path(scratch) / "service.pickles"
+        command = [sys.executable, "-m", __name__, str(bundle.folder), str(home),
+                   str(version if version is not None else ""), str(output)]
         errors = Path(scratch) / "stderr.txt"
         with errors.open("wb") as sink:  # a file, not a pipe: a chatty child never blocks on a full one
             # The key reaches the child in its environment, never its arguments (visible to every user).
-            child = subprocess.Popen(command, env={**os.environ, KEY_VARIABLE: service.key},
+            child = subprocess.Popen(command, env={**os.environ, KEY_VARIABLE: key},
                                      stdout=subprocess.DEVNULL, stderr=sink)
         deadline = time.monotonic() + timeout
         while child.poll() is None:
             if stop.is_set() or time.monotonic() > deadline:
                 child.kill()
                 child.wait()
-                raise WarmingFailed("stopped" if stop.is_set() else f"no answers within {timeout:.0f} s")
+                raise WarmingFailed("stopped" if stop.is_set() else f"no service within {timeout:.0f} s")
             time.sleep(POLL_SECONDS)
         if child.returncode != 0 or not output.exists():
             problem = errors.read_text(errors="replace").strip().splitlines()
             raise WarmingFailed(f"the child exited with {child.returncode}: {problem[-1] if problem else ''}")
-        with output.open("rb") as answers:
-            kept = pickle.load(answers)  # written by this module's child from this bundle: trusted
-    for key, top in kept.items():
-        service.answers.keep(key, top, 0)
-    return len(kept)
+        with output.open("rb") as source:
+            parts = read_pieces(source)  # written by this module's child from this bundle: trusted
+    service = RecommendationService(bundle, ShopData(**parts["data"]), key, version, tables=parts["tables"])
+    for user_key, top in parts["answers"]["kept"].items():
+        service.answers.keep(user_key, top, 0)
+    return service
 
 
-def _child(folder: str, home: str, version: str, data_version: str, output: str) -> int:
+def write_pieces(sink: BinaryIO, parts: dict[str, dict[str, Any]]) -> None:
+    """Pickle each part's fields one after another, a large mapping ``PIECE_ENTRIES`` entries at a time."""
+    for part, fields in parts.items():
+        for name, value in fields.items():
+            pieces = [value]
+            if isinstance(value, dict) and len(value) > PIECE_ENTRIES:
+                entries = list(value.items())
+                pieces = [dict(entries[i:i + PIECE_ENTRIES]) for i in range(0, len(entries), PIECE_ENTRIES)]
+            for piece in pieces:
+                pickle.dump((part, name, piece), sink, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def read_pieces(source: BinaryIO) -> dict[str, dict[str, Any]]:
+    """What ``write_pieces`` wrote, one piece per load: no single load keeps the interpreter long."""
+    parts: dict[str, dict[str, Any]] = {}
+    while True:
+        try:
+            part, name, piece = pickle.load(source)
+        except EOFError:
+            return parts
+        fields = parts.setdefault(part, {})
+        if name in fields:  # the next piece of a mapping written in pieces
+            fields[name].update(piece)
+        else:
+            fields[name] = piece
+
+
+def _child(folder: str, home: str, version: str, output: str) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from orchestration.serving.service import RecommendationService
     from orchestration.store.warehouse import Warehouse
 
     torch.set_num_threads(1)  # one core, as the serving process ranks: the same arithmetic, the same answers
@@ -84,14 +118,13 @@ def _child(folder: str, home: str, version: str, data_version: str, output: str)
     with threadpool_limits(1):
         service = RecommendationService.from_folder(Path(folder), Warehouse(home=home), pseudonymization_key(),
                                                     int(version) if version else None)
-        if str(service.data.version) != data_version:
-            print(f"the marts changed (read {service.data.version}, expected {data_version})", file=sys.stderr)
-            return 3
         service.warm()
+    data = {field.name: getattr(service.data, field.name) for field in dataclasses.fields(service.data)}
+    kept = dict(service.answers.items())
     with open(output, "wb") as sink:
-        pickle.dump(dict(service.answers.items()), sink, protocol=pickle.HIGHEST_PROTOCOL)
+        write_pieces(sink, {"data": data, "tables": service.tables, "answers": {"kept": kept}})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_child(*sys.argv[1:6]))
+    sys.exit(_child(*sys.argv[1:5]))

@@ -1,16 +1,23 @@
-"""A replacement champion warmed in a child process: the same answers as warming in place, none adopted for a
-customer with events recorded meanwhile, and nothing adopted from other marts or after a stop."""
+"""A replacement champion built in a child process: the same data, tables and answers as building it in place,
+nothing adopted after a stop, and a reload that goes through it keeps the events recorded before the swap."""
 
-import dataclasses
+import io
+import logging
+import shutil
 import threading
 
+import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
+from benchmarks.serving_server import promote_copy_of_champion
 from orchestration.registry.tracking import MLflowTracking
+from orchestration.serving import champion
+from orchestration.serving.champion import ChampionHolder
 from orchestration.serving.service import RecommendationService
-from orchestration.serving.warming import WarmingFailed, warm_apart
-from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY
+from orchestration.serving.warming import PIECE_ENTRIES, WarmingFailed, build_apart, read_pieces, write_pieces
+from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from orchestration.store.warehouse import Warehouse
 
 
@@ -22,30 +29,78 @@ def warmed_here(promoted):
     return service
 
 
-def _copy(service: RecommendationService) -> RecommendationService:
-    return RecommendationService(service.bundle, service.data, service.key, service.version)
+def _assert_same(got, expected) -> None:
+    if isinstance(expected, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, expected)
+    elif isinstance(expected, dict):
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            _assert_same(got[key], value)
+    elif isinstance(expected, (np.ndarray, tuple)):
+        assert len(got) == len(expected)
+        for left, right in zip(got, expected) if isinstance(expected, tuple) else [(got, expected)]:
+            np.testing.assert_array_equal(left, right)
+    elif hasattr(expected, "toarray"):  # a sparse matrix
+        np.testing.assert_array_equal(got.toarray(), expected.toarray())
+    else:
+        assert got == expected
 
 
-def test_the_childs_answers_are_the_ones_ranked_in_place_but_a_customer_with_new_events(promoted, warmed_here):
-    incoming = _copy(warmed_here)
-    customer = sorted(warmed_here.data.customers)[0]
-    incoming.answers.drop(customer)  # as recording or carrying over an event of theirs does
-    adopted = warm_apart(incoming, promoted.home, threading.Event())
+def test_the_child_builds_the_service_built_in_place(promoted, warmed_here):
+    built = build_apart(warmed_here.bundle, promoted.home, warmed_here.key, warmed_here.version, threading.Event())
+    assert built.bundle is warmed_here.bundle and built.version == warmed_here.version
+    for name in ("events", "event_rows", "histories", "catalogue", "text", "as_of", "customers", "behaviour",
+                 "behaviour_rows", "version", "event_ids"):
+        _assert_same(getattr(built.data, name), getattr(warmed_here.data, name))
+    assert set(built.tables) == set(warmed_here.tables)
+    for name, table in warmed_here.tables.items():
+        _assert_same(built.tables[name], table)
     expected = dict(warmed_here.answers.items())
-    assert adopted == len(expected) and len(expected) > 10
-    kept = dict(incoming.answers.items())
-    assert set(kept) == set(expected) - {customer}
-    for key, top in kept.items():
-        np.testing.assert_array_equal(top, expected[key])
+    assert len(built.answers) == len(expected) > 10
+    _assert_same(dict(built.answers.items()), expected)
+    assert built.warm() == 0  # every known customer's answer came from the child
 
 
-def test_answers_from_other_marts_or_after_a_stop_are_not_adopted(promoted, warmed_here):
-    other = _copy(warmed_here)
-    other.data = dataclasses.replace(other.data, version="not-these-marts")
-    with pytest.raises(WarmingFailed, match="marts changed"):
-        warm_apart(other, promoted.home, threading.Event())
-    assert len(other.answers) == 0
+def test_nothing_is_adopted_after_a_stop(promoted, warmed_here):
     stopped = threading.Event()
     stopped.set()
     with pytest.raises(WarmingFailed, match="stopped"):
-        warm_apart(_copy(warmed_here), promoted.home, stopped)
+        build_apart(warmed_here.bundle, promoted.home, warmed_here.key, warmed_here.version, stopped)
+
+
+def test_a_large_mapping_goes_in_pieces_and_comes_back_whole():
+    mapping = {f"u{i}": np.arange(i % 7) for i in range(PIECE_ENTRIES * 2 + 5)}
+    sink = io.BytesIO()
+    write_pieces(sink, {"data": {"histories": mapping, "version": "v1"}, "tables": {"small": {"a": 1}}})
+    sink.seek(0)
+    parts = read_pieces(sink)
+    assert parts["data"]["version"] == "v1" and parts["tables"] == {"small": {"a": 1}}
+    _assert_same(parts["data"]["histories"], mapping)
+
+
+def test_a_reload_built_in_a_child_keeps_the_events_recorded_before_the_swap(promoted, tmp_path, monkeypatch, caplog):
+    home = tmp_path / "recsys-home"
+    shutil.copytree(promoted.home, home)
+    monkeypatch.delenv("RECSYS_PSEUDONYMIZATION_KEY", raising=False)
+    monkeypatch.setattr(champion, "APART_MIN_CUSTOMERS", 1)  # the small shop's replacement built apart too
+    holder = ChampionHolder(Warehouse(home=str(home)), MLflowTracking(home=str(home)), DEV_PSEUDONYMIZATION_KEY, 0)
+    assert holder.refresh()
+    old = holder.current.service
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        raw = [r for (r,) in con.execute("select distinct customer_id from raw.order_lines order by 1").fetchall()]
+    customer, other = [r for r in raw if pseudonymize(r, DEV_PSEUDONYMIZATION_KEY) in old.data.histories][:2]
+    event = pd.DataFrame({"event_id": ["child-1"], "user_id": [customer], "session_id": [None],
+                          "event_type": ["purchase"], "occurred_at": [pd.Timestamp("2030-01-01")],
+                          "quantity": [1.0], "price": [None], "item_id": [str(old.bundle.item_ids[0])]})
+    assert holder.record_events(event) == 1
+    expected = {who: old.recommend_user(who, k=10) for who in (customer, other)}
+    version = promote_copy_of_champion(home)
+    with caplog.at_level(logging.INFO, logger=champion.__name__):
+        assert holder.check_now(timeout=60) and holder.last_swapped
+    assert holder.current.version == version and "built in a child process" in caplog.text
+    new = holder.current.service
+    for who, answer in expected.items():
+        got = new.recommend_user(who, k=10)
+        assert got["history_length"] == answer["history_length"]
+        pd.testing.assert_frame_equal(got["items"], answer["items"])
+    holder.close(timeout=60)
