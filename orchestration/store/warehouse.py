@@ -84,7 +84,8 @@ class Warehouse:
 
     def exists(self) -> bool:
         """Whether anything was written yet (a lake's catalog is created when first attached, so: yes)."""
-        return self.lake is not None or self.path.exists()
+        # recsys_paths, not self.path: asking must not create the home's folders.
+        return self.lake is not None or recsys_paths(self.home).warehouse.exists()
 
     def dbt_environment(self) -> dict[str, str]:
         """The variables transforms/profiles.yml reads to reach this warehouse from a dbt subprocess."""
