@@ -262,10 +262,13 @@ def _explanation(answer: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from orchestration.defs.parallel import ConcurrencySettingError
+    from orchestration.store.postgres import PostgresSettingError
+
     args = _parser().parse_args(argv)
     try:
         return _main(args)
-    except UserError as error:
+    except (UserError, PostgresSettingError, ConcurrencySettingError) as error:
         print(f"recsys {args.command}: {error}", file=sys.stderr)
         return USAGE
 
