@@ -8,6 +8,7 @@ go at once, with one step at a time per writer's pool.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -27,13 +28,17 @@ run_queue:
   # One run at a time: the DuckDB warehouse accepts a single writer.
   max_concurrent_runs: 1
 """
-# The URL stays in the environment, read when the instance loads: no password in this file.
-STORAGE = f"""\
+
+
+def storage_block(url: str) -> str:
+    """Runs, event logs and schedules on the PostgreSQL of ``url`` (a SQLAlchemy URL). A password in the URL
+    lands in this file; PGPASSWORD or ~/.pgpass keep it out of both."""
+    # JSON's quoting is YAML's too: a URL's ':', '#' or '&' stay part of the string.
+    return f"""\
 storage:
-  # Runs, event logs and schedules on PostgreSQL, as RECSYS_POSTGRES_URL is set.
+  # Runs, event logs and schedules on PostgreSQL, as {POSTGRES_URL_VARIABLE} is set.
   postgres:
-    postgres_url:
-      env: {POSTGRES_URL_VARIABLE}
+    postgres_url: {json.dumps(url)}
 """
 
 
@@ -63,13 +68,14 @@ nux:
 HEADER = "# Written by orchestration.apps.instance; edit freely: what you set is kept, what is missing is added.\n"
 # Blocks whose value follows the settings: one still as written here is rewritten when they change, or removed
 # when its setting is gone; one edited by hand is the user's and kept.
-FOLLOWING = {"run_queue": RUN_QUEUE, "storage": STORAGE, "concurrency": concurrency_block(0)}
+FOLLOWING = {"run_queue": RUN_QUEUE, "storage": storage_block(""), "concurrency": concurrency_block(0)}
 INSTANCE_YAML = HEADER + RUN_QUEUE + TELEMETRY + NUX  # the embedded default
 
 
 def instance_settings() -> dict[str, str]:
     """Top-level key -> its block of dagster.yaml under the current environment."""
-    settings = {"storage": STORAGE} if postgres_url() is not None else {}
+    server = postgres_url()
+    settings = {"storage": storage_block(server.sqlalchemy_url)} if server is not None else {}
     if shared_warehouse():
         settings["concurrency"] = concurrency_block(max_concurrent_runs())
     else:
@@ -78,8 +84,8 @@ def instance_settings() -> dict[str, str]:
 
 
 def _written_here(key: str, block: str) -> bool:
-    def shape(text: str) -> str:
-        return re.sub(r"\d+", "0", text.strip())
+    def shape(text: str) -> str:  # the block without the values that follow a setting
+        return re.sub(r"\d+", "0", re.sub(r"(postgres_url:) .*", r"\1", text.strip()))
 
     return key in FOLLOWING and shape(block) == shape(FOLLOWING[key])
 

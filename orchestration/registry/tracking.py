@@ -145,7 +145,7 @@ def _mlflow_database(server_url: str) -> str:
     server = parse_postgres_url(server_url)
     store = server.mlflow()
     ensure_database(server, store.database)
-    return store.url
+    return store.sqlalchemy_url
 
 
 def register_pyfunc(folder: Path, model_name: str, code_file: Path, artifact_key: str, signature: Any,

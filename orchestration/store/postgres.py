@@ -12,7 +12,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 POSTGRES_URL_VARIABLE = "RECSYS_POSTGRES_URL"
 EXPECTED_FORM = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-SCHEMES = ("postgresql", "postgresql+psycopg2")  # what SQLAlchemy, behind both Dagster and MLflow, opens
+SCHEMES = ("postgresql", "postgresql+psycopg2")
+# SQLAlchemy 2.1 opens a bare postgresql:// with psycopg 3; the driver installed (and dagster-postgres's) is psycopg2.
+SQLALCHEMY_SCHEME = "postgresql+psycopg2"
 # MLflow's tracking store lives in a database of its own beside Dagster's, named after it with this suffix.
 MLFLOW_DATABASE_SUFFIX = "_mlflow"
 
@@ -27,6 +29,16 @@ class PostgresURL:
 
     url: str
     database: str
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL for SQLAlchemy, behind both Dagster's storage and MLflow's, naming the psycopg2 driver."""
+        return urlunsplit(urlsplit(self.url)._replace(scheme=SQLALCHEMY_SCHEME))
+
+    @property
+    def libpq_url(self) -> str:
+        """The URL for psycopg2 itself (libpq knows no driver suffix)."""
+        return urlunsplit(urlsplit(self.url)._replace(scheme="postgresql"))
 
     def with_database(self, database: str) -> PostgresURL:
         """The same server, user and query parameters, another database."""
@@ -78,7 +90,7 @@ def ensure_database(server: PostgresURL, database: str) -> None:
     from psycopg2 import sql
 
     try:
-        connection = psycopg2.connect(server.url.replace("postgresql+psycopg2://", "postgresql://", 1))
+        connection = psycopg2.connect(server.libpq_url)
     except psycopg2.Error as error:
         raise PostgresSettingError(f"{POSTGRES_URL_VARIABLE}: cannot connect to {server.database!r}: "
                                    f"{_first_line(error)}") from None
