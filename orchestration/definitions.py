@@ -17,6 +17,7 @@ from orchestration.defs.embeddings import item_embeddings, item_embeddings_expec
 from orchestration.defs.evaluation import evaluation_assets, promotion_decision
 from orchestration.defs.ingest import raw_tables
 from orchestration.defs.models import model_assets
+from orchestration.defs.parallel import run_executor
 from orchestration.defs.quality import mart_expectation_checks
 from orchestration.defs.ranking import ranking_assets, ranking_checks
 from orchestration.defs.resources import (
@@ -89,6 +90,7 @@ defs = dg.Definitions(
         "gate": PromotionGateResource.upstream_of(promotion_decision, ASSETS, ASSET_CHECKS),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
     },
-    # DuckDB accepts one writer: every step of a run executes in one process, one after another.
-    executor=dg.in_process_executor,
+    # In-process on the single-file warehouse (DuckDB accepts one writer), one process per step on a shared one.
+    # Dagster fixes a code location's executor when it loads the definitions, so the setting is read then.
+    executor=run_executor(),
 )

@@ -262,14 +262,16 @@ def _explanation(answer: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from orchestration.defs.parallel import ConcurrencySettingError
     from orchestration.store.lake import LakeSettingError, shared_warehouse
+    from orchestration.store.postgres import PostgresSettingError
     from orchestration.store.warehouse import WarehouseFormatError
 
     args = _parser().parse_args(argv)
     try:
         shared_warehouse()  # a malformed RECSYS_WAREHOUSE is refused before anything runs
         return _main(args)
-    except (UserError, LakeSettingError, WarehouseFormatError) as error:
+    except (UserError, LakeSettingError, WarehouseFormatError, PostgresSettingError, ConcurrencySettingError) as error:
         print(f"recsys {args.command}: {error}", file=sys.stderr)
         return USAGE
 

@@ -1,59 +1,129 @@
 """Prepare the Dagster instance folder under RECSYS_HOME.
 
-DuckDB allows one writer, so the instance runs one run at a time (the run queue) and every run
-executes its steps in one process (the in-process executor set in ``definitions.py``).
+By default the instance keeps runs and event logs in SQLite files there and runs one run at a time (the run
+queue), as the DuckDB file accepts one writer (``orchestration.defs.parallel`` picks the in-process executor).
+``RECSYS_POSTGRES_URL`` moves runs, event logs and schedules to PostgreSQL; a shared warehouse lets several runs
+go at once, with one step at a time per writer's pool.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 from pathlib import Path
 
+from orchestration.defs.parallel import (
+    WRITER_POOL_LIMIT,
+    ConcurrencySettingError,
+    max_concurrent_runs,
+    shared_warehouse,
+)
 from orchestration.store.paths import recsys_paths
+from orchestration.store.postgres import POSTGRES_URL_VARIABLE, PostgresSettingError, postgres_url
 
-# Top-level key -> its block of dagster.yaml.
-INSTANCE_SETTINGS = {
-    "run_queue": """\
+RUN_QUEUE = """\
 run_queue:
   # One run at a time: the DuckDB warehouse accepts a single writer.
   max_concurrent_runs: 1
-""",
-    "telemetry": """\
+"""
+
+
+def storage_block(url: str) -> str:
+    """Runs, event logs and schedules on the PostgreSQL of ``url`` (a SQLAlchemy URL). A password in the URL
+    lands in this file; PGPASSWORD or ~/.pgpass keep it out of both."""
+    # JSON's quoting is YAML's too: a URL's ':', '#' or '&' stay part of the string.
+    return f"""\
+storage:
+  # Runs, event logs and schedules on PostgreSQL, as {POSTGRES_URL_VARIABLE} is set.
+  postgres:
+    postgres_url: {json.dumps(url)}
+"""
+
+
+def concurrency_block(runs: int) -> str:
+    """Several runs at once (Dagster refuses ``run_queue: max_concurrent_runs`` beside ``pools``, so the run
+    limit moves here); each pool one step at a time, claimed per step ("op") so runs pipeline."""
+    return f"""\
+concurrency:
+  # A shared warehouse (RECSYS_WAREHOUSE): RECSYS_MAX_CONCURRENT_RUNS runs, one step per writer's pool.
+  runs:
+    max_concurrent_runs: {runs}
+  pools:
+    default_limit: {WRITER_POOL_LIMIT}
+    granularity: op
+"""
+
+
+TELEMETRY = """\
 telemetry:
   enabled: false
-""",
-    "nux": """\
+"""
+NUX = """\
 nux:
   # No "Join the Dagster community" dialog over the UI's first page.
   enabled: false
-""",
-}
-INSTANCE_YAML = (
-    "# Written by orchestration.apps.instance; edit freely: what you set is kept, what is missing is added.\n"
-    + "".join(INSTANCE_SETTINGS.values())
-)
+"""
+HEADER = "# Written by orchestration.apps.instance; edit freely: what you set is kept, what is missing is added.\n"
+# Blocks whose value follows the settings: one still as written here is rewritten when they change, or removed
+# when its setting is gone; one edited by hand is the user's and kept.
+FOLLOWING = {"run_queue": RUN_QUEUE, "storage": storage_block(""), "concurrency": concurrency_block(0)}
+INSTANCE_YAML = HEADER + RUN_QUEUE + TELEMETRY + NUX  # the embedded default
+
+
+def instance_settings() -> dict[str, str]:
+    """Top-level key -> its block of dagster.yaml under the current environment."""
+    server = postgres_url()
+    settings = {"storage": storage_block(server.sqlalchemy_url)} if server is not None else {}
+    if shared_warehouse():
+        settings["concurrency"] = concurrency_block(max_concurrent_runs())
+    else:
+        settings["run_queue"] = RUN_QUEUE
+    return {**settings, "telemetry": TELEMETRY, "nux": NUX}
+
+
+def _written_here(key: str, block: str) -> bool:
+    def shape(text: str) -> str:  # the block without the values that follow a setting
+        return re.sub(r"\d+", "0", re.sub(r"(postgres_url:) .*", r"\1", text.strip()))
+
+    return key in FOLLOWING and shape(block) == shape(FOLLOWING[key])
+
+
+def merged_instance_yaml(text: str, settings: dict[str, str]) -> str:
+    """``text`` (a dagster.yaml) with the blocks of ``settings`` it lacks added and those it holds as written
+    here brought up to date; every other block kept as it is."""
+    head, *blocks = re.split(r"(?m)^(?=[A-Za-z_][\w-]*\s*:)", text)  # what precedes the first key, then one per key
+    kept, present = [head if head.endswith("\n") or not head else head + "\n"], set()
+    for block in blocks:
+        key = re.match(r"[\w-]+", block)[0]
+        present.add(key)
+        if not _written_here(key, block):
+            kept.append(block if block.endswith("\n") else block + "\n")
+        elif key in settings:
+            kept.append(settings[key])
+    kept += [block for key, block in settings.items() if key not in present]
+    return "".join(kept)
 
 
 def ensure_dagster_home(home: str | os.PathLike | None = None) -> Path:
-    """Create ``$RECSYS_HOME/dagster/dagster.yaml`` (or add the settings it lacks) and return the folder,
-    also exported as DAGSTER_HOME."""
+    """Create ``$RECSYS_HOME/dagster/dagster.yaml`` (or bring it up to the current settings) and return the
+    folder, also exported as DAGSTER_HOME. ``PostgresSettingError`` or ``ConcurrencySettingError`` for a
+    malformed setting."""
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or recsys_paths(home).dagster_home)
+    settings = instance_settings()
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(INSTANCE_YAML)
-    else:
-        # Homes made before a setting existed here get it too, so an older home also opens without the dialog.
-        text = config.read_text()
-        missing = [
-            block for key, block in INSTANCE_SETTINGS.items() if not re.search(rf"^{key}\s*:", text, re.M)
-        ]
-        if missing:
-            config.write_text(text + ("" if text.endswith("\n") or not text else "\n") + "".join(missing))
+    text = config.read_text() if config.exists() else HEADER
+    merged = merged_instance_yaml(text, settings)
+    if merged != text:
+        config.write_text(merged)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 
 
 if __name__ == "__main__":
-    print(f"Dagster instance: {ensure_dagster_home()}")
+    try:
+        print(f"Dagster instance: {ensure_dagster_home()}")
+    except (PostgresSettingError, ConcurrencySettingError) as error:
+        sys.exit(f"orchestration.apps.instance: {error}")

@@ -54,6 +54,9 @@ def materialize(
 
         defs = replace(defs, resources={**(defs.resources or {}), **resources})
     job_def = defs.resolve_job_def(job or all_assets_job.name)
+    if resources:
+        # Step processes would load the definitions from their module, without the swapped resources.
+        job_def = job_def.with_executor_def(dg.in_process_executor)
     keys = checks = None
     if selection is not None:
         chosen = dg.AssetSelection.from_string(selection) if isinstance(selection, str) else selection
@@ -78,7 +81,6 @@ def _execute(job_def: dg.JobDefinition, keys: set[dg.AssetKey] | None, checks: s
     # What `dagster job launch` records, executed here rather than by a run launcher: JobDefinition's
     # execute_in_process cannot record the code location, and the UI's Re-execute needs it
     # (dagster-graphql's launch_reexecution_from_parent_run reads the parent run's remote_job_origin).
-    from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.execution.api import create_execution_plan, execute_run
     from dagster._core.snap import snapshot_from_execution_plan
 
@@ -97,7 +99,20 @@ def _execute(job_def: dg.JobDefinition, keys: set[dg.AssetKey] | None, checks: s
         parent_job_snapshot=job_def.get_parent_job_snapshot(), remote_job_origin=code_location_origin(job_def.name),
         job_code_origin=None, asset_graph=job_def.asset_layer.asset_graph,
     )
-    return execute_run(InMemoryJob(job_def), run, instance, raise_on_error=raise_on_error)
+    return execute_run(_runnable(job_def, keys, checks), run, instance, raise_on_error=raise_on_error)
+
+
+def _runnable(job_def: dg.JobDefinition, keys: set[dg.AssetKey] | None, checks: set[dg.AssetCheckKey] | None):
+    """The job as this process runs it, or as the step processes of the multiprocess executor load it again
+    from ``orchestration.definitions`` (a shared warehouse), as a code location would."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    if job_def.executor_def is dg.in_process_executor:
+        return InMemoryJob(job_def)
+    repository = ReconstructableRepository.for_module("orchestration.definitions", "defs")
+    job = repository.get_reconstructable_job(job_def.name)
+    return job.get_subset(asset_selection=keys, asset_check_selection=checks) if keys is not None or checks else job
 
 
 def code_location_origin(job_name: str):

@@ -106,7 +106,8 @@ def _fit_baselines(config: BaselineModelsConfig, options: dict[str, dict], store
     return models, seconds
 
 
-@dg.asset(deps=[user_sequences, dg.AssetKey("item_embeddings")], group_name="models", kinds={"numpy", "scipy"})
+@dg.asset(deps=[user_sequences, dg.AssetKey("item_embeddings")], group_name="models", kinds={"numpy", "scipy"},
+          pool="baseline_models")
 def baseline_models(
     context: AssetExecutionContext, config: BaselineModelsConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:

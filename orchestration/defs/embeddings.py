@@ -20,7 +20,7 @@ from recmodels.similarity import nearest_neighbours
 EXAMPLE_ITEMS = 8  # rows of the nearest-neighbour table shown in the UI
 
 
-@dg.asset(deps=[dg.AssetKey("dim_items")], group_name="embeddings", kinds={"pytorch", "duckdb"})
+@dg.asset(deps=[dg.AssetKey("dim_items")], group_name="embeddings", kinds={"pytorch", "duckdb"}, pool="item_embeddings")
 def item_embeddings(
     context: AssetExecutionContext, warehouse: WarehouseResource, text_encoder: TextEncoderResource
 ) -> dg.MaterializeResult:

@@ -151,7 +151,7 @@ class EvaluationMetricsConfig(dg.Config):
     )
 
 
-@dg.asset(deps=[ranker_model], group_name="evaluation", kinds={"duckdb", "mlflow"})
+@dg.asset(deps=[ranker_model], group_name="evaluation", kinds={"duckdb", "mlflow"}, pool="evaluation_metrics")
 def evaluation_metrics(
     context: AssetExecutionContext, config: EvaluationMetricsConfig, warehouse: WarehouseResource, mlflow: MLflowResource
 ) -> dg.MaterializeResult:
@@ -235,7 +235,7 @@ def evaluated_name(serves: str) -> str:
     return TWO_STAGE if serves == RANKER else serves
 
 
-@dg.asset(deps=[evaluation_metrics], group_name="evaluation", kinds={"mlflow"})
+@dg.asset(deps=[evaluation_metrics], group_name="evaluation", kinds={"mlflow"}, pool="recommender_bundle")
 def recommender_bundle(context: AssetExecutionContext, warehouse: WarehouseResource, mlflow: MLflowResource
                        ) -> dg.MaterializeResult:
     """SASRec, the baselines, the ranker, the feature spec and the item index as one registered MLflow version,
@@ -363,7 +363,7 @@ PROMOTED_CHECK = "promoted"
 
 
 @dg.asset(
-    deps=[recommender_bundle], group_name="evaluation", kinds={"mlflow"},
+    deps=[recommender_bundle], group_name="evaluation", kinds={"mlflow"}, pool="promotion_decision",
     # A refusal is a correct outcome, not a failed run; the warning makes it visible at a glance in the UI.
     check_specs=[dg.AssetCheckSpec(PROMOTED_CHECK, asset="promotion_decision",
                                    description="The new bundle became the champion (warns when the gate refused it).")],

@@ -24,6 +24,7 @@ RAW_TABLE_DESCRIPTIONS = {
         for table, description in RAW_TABLE_DESCRIPTIONS.items()
     ],
     can_subset=False,
+    pool="raw_tables",
 )
 def raw_tables(
     context: AssetExecutionContext, warehouse: WarehouseResource, data_source: DataSourceResource

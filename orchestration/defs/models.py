@@ -99,7 +99,7 @@ class UserSequencesConfig(dg.Config):
 SPLITS = ("auto", "temporal", LEAVE_LAST_BASKET_OUT)
 
 
-@dg.asset(deps=[dg.AssetKey("fct_interactions")], group_name="models", kinds={"duckdb", "numpy"})
+@dg.asset(deps=[dg.AssetKey("fct_interactions")], group_name="models", kinds={"duckdb", "numpy"}, pool="user_sequences")
 def user_sequences(
     context: AssetExecutionContext, config: UserSequencesConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -326,7 +326,8 @@ def _sasrec_params(model_config, train_config, stored, items_with_text: int) -> 
     }
 
 
-@dg.asset(deps=[user_sequences, dg.AssetKey("item_embeddings")], group_name="models", kinds={"pytorch", "mlflow"})
+@dg.asset(deps=[user_sequences, dg.AssetKey("item_embeddings")], group_name="models", kinds={"pytorch", "mlflow"},
+          pool="sasrec_model")
 def sasrec_model(
     context: AssetExecutionContext, config: SASRecModelConfig, warehouse: WarehouseResource, mlflow: MLflowResource
 ) -> dg.MaterializeResult:
@@ -419,7 +420,8 @@ class CandidateScoresConfig(dg.Config):
     top_k: int = Field(default=100, description="Candidates per customer and source.")
 
 
-@dg.asset(deps=[sasrec_model, dg.AssetKey("baseline_models")], group_name="models", kinds={"duckdb"})
+@dg.asset(deps=[sasrec_model, dg.AssetKey("baseline_models")], group_name="models", kinds={"duckdb"},
+          pool="candidate_scores")
 def candidate_scores(
     context: AssetExecutionContext, config: CandidateScoresConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:

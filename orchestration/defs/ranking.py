@@ -57,7 +57,8 @@ class RankerFeaturesConfig(dg.Config):
     )
 
 
-@dg.asset(deps=[sasrec_model, baseline_models], group_name="ranking", kinds={"duckdb", "pandas"})
+@dg.asset(deps=[sasrec_model, baseline_models], group_name="ranking", kinds={"duckdb", "pandas"},
+          pool="ranker_features")
 def ranker_features(
     context: AssetExecutionContext, config: RankerFeaturesConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -158,7 +159,7 @@ class RankerModelConfig(dg.Config):
                               "worker processes for this fit; 0 (and no scheduler): trained here as usual.")
 
 
-@dg.asset(deps=[ranker_features], group_name="ranking", kinds={"lightgbm"})
+@dg.asset(deps=[ranker_features], group_name="ranking", kinds={"lightgbm"}, pool="ranker_model")
 def ranker_model(context: AssetExecutionContext, config: RankerModelConfig, warehouse: WarehouseResource
                  ) -> dg.MaterializeResult:
     """LambdaMART (an average of ``n_models``) on the validation window's candidates; its test-window re-ranking

@@ -72,7 +72,8 @@ class MLflowResource(dg.ConfigurableResource):
 
     home: str | None = Field(default=None, description="State folder; default $RECSYS_HOME or ./.recsys.")
     tracking_uri: str | None = Field(
-        default=None, description="Any MLflow tracking URI; default $MLFLOW_TRACKING_URI, else SQLite under RECSYS_HOME."
+        default=None, description="Any MLflow tracking URI; default $MLFLOW_TRACKING_URI, else a database beside "
+                                  "$RECSYS_POSTGRES_URL's, else SQLite under RECSYS_HOME."
     )
     experiment: str = Field(default="recsys", description="MLflow experiment that every training run joins.")
     ui_url: str | None = Field(

@@ -19,7 +19,8 @@ class UserRecommendationsConfig(dg.Config):
 
 
 # Without a champion there is nothing to serve yet: the asset then skips instead of failing the whole run.
-@dg.asset(deps=[promotion_decision], group_name="serving", kinds={"duckdb", "mlflow"}, output_required=False)
+@dg.asset(deps=[promotion_decision], group_name="serving", kinds={"duckdb", "mlflow"}, output_required=False,
+          pool="user_recommendations")
 def user_recommendations(
     context: AssetExecutionContext, config: UserRecommendationsConfig, warehouse: WarehouseResource,
     mlflow: MLflowResource, privacy: PrivacyResource,

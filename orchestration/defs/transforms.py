@@ -68,7 +68,9 @@ class RecsysDbtTranslator(DagsterDbtTranslator):
 dbt_translator = RecsysDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=dbt_translator)
+# pool: two runs must not rebuild the models at once (their tables would conflict in a shared lake).
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=dbt_translator,
+            pool="recsys_dbt_models")
 def recsys_dbt_models(
     context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, privacy: PrivacyResource,
     data_source: DataSourceResource,

@@ -1,4 +1,5 @@
-"""MLflow under RECSYS_HOME: a SQLite tracking store and registry plus a local artifact folder.
+"""MLflow under RECSYS_HOME: a SQLite tracking store and registry plus a local artifact folder, or the
+tracking store and registry on the PostgreSQL server of ``RECSYS_POSTGRES_URL`` (artifacts still in a folder).
 
 Only ``orchestration`` talks to MLflow; ``recmodels`` returns (model, metrics, params) and writes safe formats
 (state dicts, JSON, LightGBM text) into a folder that is logged here as the run's ``model`` artifact and
@@ -7,6 +8,7 @@ registered as a new model version.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Iterator, Mapping
@@ -16,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.store.paths import recsys_paths
+from orchestration.store.postgres import ensure_database, parse_postgres_url, postgres_url
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` listens unless told otherwise
 UI_URL_VARIABLE = "RECSYS_MLFLOW_UI_URL"
 # The experiment's kind decides the MLflow UI's first view: training runs, not the GenAI trace panels.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 DESCRIPTION_TAG = "mlflow.note.content"  # what the UI shows as a run's description
+# A folder (or any MLflow artifact URI) for new experiments' artifacts; machines sharing one tracking store need
+# one they can all read, as a serving host loads the champion's files from there.
+ARTIFACTS_VARIABLE = "RECSYS_MLFLOW_ARTIFACTS"
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,8 @@ class MLflowTracking:
     """Where runs, metrics, artifacts and registered models go (default: SQLite + folder under RECSYS_HOME).
 
     ``home``: the state folder (None: ``$RECSYS_HOME`` or ./.recsys); ``tracking_uri``: any MLflow tracking URI
-    (None: ``$MLFLOW_TRACKING_URI``, else SQLite under ``home``); ``experiment``: the one every training run joins;
+    (None: ``$MLFLOW_TRACKING_URI``, else MLflow's database beside ``$RECSYS_POSTGRES_URL``'s, else SQLite under
+    ``home``); ``experiment``: the one every training run joins;
     ``ui_url``: the MLflow UI that links point at (None: ``$RECSYS_MLFLOW_UI_URL``, else ``DEFAULT_UI_URL``).
     The defaults are read when used, never when this object is built.
     """
@@ -52,8 +59,21 @@ class MLflowTracking:
     def resolved_tracking_uri(self) -> str:
         if self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
             return self.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+        server = postgres_url()
+        if server is not None:
+            return _mlflow_database(server.url)
         folder = recsys_paths(self.home).ensure().mlflow_dir
         return f"sqlite:///{folder / 'mlflow.db'}"
+
+    def artifact_location(self) -> str:
+        """Where a new experiment keeps its artifacts: ``$RECSYS_MLFLOW_ARTIFACTS`` (a folder or a URI), else
+        ``mlflow/artifacts`` under ``home``. An existing experiment keeps the location it was created with."""
+        chosen = os.environ.get(ARTIFACTS_VARIABLE, "").strip()
+        if "://" in chosen:
+            return chosen
+        if chosen:
+            return Path(chosen).expanduser().resolve().as_uri()
+        return (recsys_paths(self.home).ensure().mlflow_dir / "artifacts").as_uri()
 
     def client(self) -> Any:
         import mlflow
@@ -76,8 +96,7 @@ class MLflowTracking:
                 client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return existing.experiment_id
         # Without an explicit location MLflow writes artifacts to ./mlruns of whatever folder the process runs in.
-        artifacts = (recsys_paths(self.home).ensure().mlflow_dir / "artifacts").as_uri()
-        return client.create_experiment(self.experiment, artifact_location=artifacts,
+        return client.create_experiment(self.experiment, artifact_location=self.artifact_location(),
                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
     @contextmanager
@@ -118,6 +137,15 @@ class MLflowTracking:
         return client.create_model_version(
             model_name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=dict(tags or {})
         )
+
+
+@functools.cache
+def _mlflow_database(server_url: str) -> str:
+    """MLflow's tracking URI on the server of ``server_url``, its database created on first use (once a process)."""
+    server = parse_postgres_url(server_url)
+    store = server.mlflow()
+    ensure_database(server, store.database)
+    return store.sqlalchemy_url
 
 
 def register_pyfunc(folder: Path, model_name: str, code_file: Path, artifact_key: str, signature: Any,

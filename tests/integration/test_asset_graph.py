@@ -24,6 +24,8 @@ def _graph() -> dict:
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
             "checks": sorted(check.name for check in node.check_keys),
             "materializable": node.is_materializable,
+            # Concurrency pools: on a shared warehouse each writer runs one step at a time across runs.
+            "pools": sorted(node.pools),
         }
     return {"assets": assets, "jobs": sorted(job.name for job in defs.jobs or [])}
 
