@@ -224,6 +224,52 @@ def test_helm_values_serve_this_code_location_with_the_instance_settings():
                               "granularity": instance["pools"]["granularity"]}
 
 
+# --- Kubernetes objects -------------------------------------------------------------------------------------
+
+def _k8s_object(model: str, fields: dict):
+    """``fields`` as the Kubernetes API's ``model`` (the kubernetes client's generated models, which refuse an
+    unknown field and a missing required one)."""
+    import kubernetes
+    from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
+
+    model_class = getattr(kubernetes.client, model)
+    return k8s_model_from_dict(model_class, k8s_snake_case_dict(model_class, fields))
+
+
+@pytest.mark.parametrize("relative", ["mlflow/mlflow.yaml", "serving/serving.yaml"])
+def test_manifests_are_valid_kubernetes_objects(relative):
+    for document in _documents(relative):
+        version = document["apiVersion"].rpartition("/")[2]
+        _k8s_object(version.capitalize() + document["kind"], document)
+
+
+def test_kubernetes_validation_refuses_a_misspelt_field():
+    deployment = _manifest("serving/serving.yaml", "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {}
+    with pytest.raises(Exception, match="httpGett"):
+        _k8s_object("V1Deployment", deployment)
+
+
+def test_kubernetes_parts_of_the_helm_values_and_executor_config_are_valid():
+    values = _documents("helm/values.yaml")[0]
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    for variable in deployment["env"]:
+        _k8s_object("V1EnvVar", variable)
+    for volume in deployment["volumes"]:
+        _k8s_object("V1Volume", volume)
+    for mount in deployment["volumeMounts"]:
+        _k8s_object("V1VolumeMount", mount)
+    _k8s_object("V1ResourceRequirements", deployment["resources"])
+    run_config = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
+    _k8s_object("V1ResourceRequirements", run_config["containerConfig"]["resources"])
+    _k8s_object("V1JobSpec", {"template": {}, **run_config["jobSpecConfig"]})
+    steps = _documents("executors/k8s.yaml")[0]["execution"]["config"]
+    for step in [steps["step_k8s_config"], *steps["per_step_k8s_config"].values()]:
+        _k8s_object("V1ResourceRequirements", step["container_config"]["resources"])
+        for toleration in step.get("pod_spec_config", {}).get("tolerations", []):
+            _k8s_object("V1Toleration", toleration)
+
+
 # --- MLflow and the serving API -----------------------------------------------------------------------------
 
 def test_mlflow_server_command_parses_with_a_postgres_store():
