@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CELERY_YAML = DEPLOY / "executors" / "celery.yaml"
 K8S_YAML = DEPLOY / "executors" / "k8s.yaml"
-EXPECTED_YAML = {"dagster.yaml", "helm/values.yaml", "executors/celery.yaml", "executors/k8s.yaml",
+EXPECTED_YAML = {"dagster.yaml", "storage.yaml", "helm/values.yaml", "executors/celery.yaml", "executors/k8s.yaml",
                  "mlflow/mlflow.yaml", "serving/serving.yaml"}
 WORKER_START_SECONDS = 45.0
 RUN_SECONDS = 90.0
@@ -236,11 +236,24 @@ def _k8s_object(model: str, fields: dict):
     return k8s_model_from_dict(model_class, k8s_snake_case_dict(model_class, fields))
 
 
-@pytest.mark.parametrize("relative", ["mlflow/mlflow.yaml", "serving/serving.yaml"])
+@pytest.mark.parametrize("relative", ["storage.yaml", "mlflow/mlflow.yaml", "serving/serving.yaml"])
 def test_manifests_are_valid_kubernetes_objects(relative):
     for document in _documents(relative):
         version = document["apiVersion"].rpartition("/")[2]
         _k8s_object(version.capitalize() + document["kind"], document)
+
+
+def test_every_pod_mounts_the_shared_claim_at_recsys_home():
+    claim = _manifest("storage.yaml", "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    (deployment,) = _documents("helm/values.yaml")[0]["dagster-user-deployments"]["deployments"]
+    pods = [deployment] + [_manifest(f, "Deployment")["spec"]["template"]["spec"]
+                           for f in ("mlflow/mlflow.yaml", "serving/serving.yaml")]
+    for pod in pods:
+        (volume,) = pod["volumes"]
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        mounts = pod.get("volumeMounts") or pod["containers"][0]["volumeMounts"]
+        assert mounts == [{"name": volume["name"], "mountPath": "/var/lib/recsys"}]
 
 
 def test_kubernetes_validation_refuses_a_misspelt_field():
