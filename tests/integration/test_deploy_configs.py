@@ -72,6 +72,7 @@ def test_instance_yaml_builds_a_postgres_instance_with_queue_and_pools(postgres_
         limits = {(t["key"], t["value"]): t["limit"] for t in config.run_queue_config.tag_concurrency_limits}
         assert limits == {("recsys/trigger", "retrain_sensor"): 1, ("recsys/trigger", "landing_sensor"): 1}
         assert config.pool_config.default_pool_limit == 1
+        assert instance.run_retries_max_retries == 1 and not instance.run_retries_retry_on_asset_or_op_failure
         # The tables exist and take writes: a run recorded here is read back from PostgreSQL.
         run = instance.create_run_for_job(dg.GraphDefinition("noop").to_job(), run_id=None)
         assert instance.get_run_by_id(run.run_id).job_name == "noop"
