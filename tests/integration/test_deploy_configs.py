@@ -2,9 +2,10 @@
 
 Each file is handed to the real reader where one runs offline: Dagster builds an instance from deploy/dagster.yaml
 on a real PostgreSQL, the Celery and Kubernetes executors validate their run config, `recsys serve`, `mlflow server`
-and `dagster api grpc` parse the commands the manifests run, and a Celery worker started from
-deploy/executors/celery.yaml runs a job's steps through a real Redis. The Helm chart itself is not available
-offline, so its values are checked against the chart's keys as its values schema (chart 1.13) names them.
+and `dagster api grpc` parse the commands the manifests run, the Kubernetes objects build as the Kubernetes
+client's API models, and a Celery worker started from deploy/executors/celery.yaml runs a job's steps through a
+real Redis. The Helm chart itself is not available offline, so its values are checked against the chart's keys
+as its values schema (chart 1.13) names them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CELERY_YAML = DEPLOY / "executors" / "celery.yaml"
-K8S_YAML = DEPLOY / "executors" / "k8s.yaml"
 EXPECTED_YAML = {"dagster.yaml", "storage.yaml", "helm/values.yaml", "executors/celery.yaml", "executors/k8s.yaml",
                  "mlflow/mlflow.yaml", "serving/serving.yaml"}
 WORKER_START_SECONDS = 45.0
@@ -378,12 +378,12 @@ def test_celery_executor_runs_each_step_in_a_worker(redis_server, tmp_path, monk
     try:
         _wait_for_worker(settings["DAGSTER_CELERY_BROKER_URL"], worker, log)
         watchdog.start()
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            with dg.execute_job(dg.reconstructable(pid_job), instance,
-                                run_config=_documents("executors/celery.yaml")[0]) as result:
-                assert result.success, log.read_text()[-4000:]
-                pids = result.output_for_node("step_pids")
-                messages = [e.message for e in instance.all_logs(result.run_id)]
+        run_config = _documents("executors/celery.yaml")[0]
+        with (dg.DagsterInstance.from_config(str(home)) as instance,
+              dg.execute_job(dg.reconstructable(pid_job), instance, run_config=run_config) as result):
+            assert result.success, log.read_text()[-4000:]
+            pids = result.output_for_node("step_pids")
+            messages = [e.message for e in instance.all_logs(result.run_id)]
     finally:
         watchdog.cancel()
         _stop(worker)
