@@ -252,6 +252,15 @@ def run_in_child(events: int, home: Path, limit_gib: float) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def combined(outputs: list[str]) -> list[dict]:
+    """The runs recorded in the JSON lines that ends each output (sizes run apart, e.g. side by side), by size."""
+    runs = []
+    for output in outputs:
+        figures = json.loads(Path(output).read_text().strip().splitlines()[-1])
+        runs.extend(figures.get("runs", [figures]))
+    return sorted(runs, key=lambda figures: figures["events"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", nargs="+", default=["1M", "3M"], help="shop sizes in events: 1M 3M 10M")
@@ -259,6 +268,8 @@ def main() -> None:
                         help="embedded: the in-process executor on one DuckDB file (today's default)")
     parser.add_argument("--limit-gib", type=float, default=15.0, help="stop a run whose memory passes this")
     parser.add_argument("--keep", action="store_true", help="keep each size's state folder")
+    parser.add_argument("--combine", nargs="+", metavar="OUTPUT",
+                        help="print the tables of earlier runs (files holding their output) instead of running")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child's single size, in events
     parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -268,8 +279,8 @@ def main() -> None:
         emit_json(figures)
         return
 
-    runs = []
-    for size in args.events:
+    runs = combined(args.combine) if args.combine else []
+    for size in [] if args.combine else args.events:
         home = Path(tempfile.mkdtemp(prefix=f"recsys-scale-{size}-"))
         print(f"{size}: running the whole graph in {home} ...", flush=True)
         runs.append(run_in_child(parse_events(size), home, args.limit_gib))
