@@ -12,6 +12,8 @@ import json
 import os
 import re
 import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from orchestration.defs.parallel import (
@@ -122,8 +124,45 @@ def ensure_dagster_home(home: str | os.PathLike | None = None) -> Path:
     return dagster_home
 
 
+def ensure_pool_limits(instance, pools: Iterable[str], attempts: int = 5) -> list[str]:
+    """Give each pool without a limit of its own the writers' limit, explicitly; returns the pools it set.
+
+    Left to the instance's ``default_limit``, a pool's row is created by the first step that claims it, and two
+    runs claiming a new pool at the same moment make Dagster 1.13's insert-then-update fail in PostgreSQL (the
+    failed insert aborts the transaction the update runs in), which fails a run. Set here, before a run starts,
+    the rows exist; a second process setting them at the same moment is retried."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    for attempt in range(attempts):
+        try:
+            known = set(storage.get_concurrency_keys())
+            missing = sorted(set(pools) - known)
+            for pool in missing:
+                storage.set_concurrency_slots(pool, WRITER_POOL_LIMIT)
+            return missing
+        except Exception:
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return []
+
+
+def _prepare() -> None:
+    print(f"Dagster instance: {ensure_dagster_home()}")
+    if shared_warehouse():  # runs the UI or a sensor launches claim the pools too: set their limits now
+        import dagster as dg
+
+        from orchestration.definitions import defs
+
+        pools = {node.definition.pool for job in defs.resolve_all_job_defs() for node in job.graph.nodes}
+        with dg.DagsterInstance.get() as instance:
+            set_now = ensure_pool_limits(instance, pools - {None})
+        print(f"Concurrency pools: {len(pools - {None})}, limits set now for {', '.join(set_now) or 'none'}")
+
+
 if __name__ == "__main__":
     try:
-        print(f"Dagster instance: {ensure_dagster_home()}")
+        _prepare()
     except (PostgresSettingError, ConcurrencySettingError) as error:
         sys.exit(f"orchestration.apps.instance: {error}")

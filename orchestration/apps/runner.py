@@ -16,7 +16,8 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.apps.instance import ensure_dagster_home
+from orchestration.apps.instance import ensure_dagster_home, ensure_pool_limits
+from orchestration.defs.parallel import shared_warehouse
 
 WORKSPACE_YAML = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
@@ -66,6 +67,8 @@ def materialize(
         if not keys and not checks:  # an empty selection would otherwise run the whole job
             raise ValueError(f"The selection {selection!r} holds no asset or check of {job_def.name}.")
     config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
+    if shared_warehouse():
+        ensure_pool_limits(instance, {node.definition.pool for node in job_def.graph.nodes} - {None})
     warehouse = (resources or {}).get("warehouse")
     with contextlib.ExitStack() as stack:
         stack.enter_context(Warehouse(home=getattr(warehouse, "home", None)).hold(f"Dagster run of {job_def.name}"))

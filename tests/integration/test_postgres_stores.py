@@ -72,6 +72,28 @@ def test_a_shared_warehouse_limits_each_pool_to_one_step(postgres_home, monkeypa
     assert storage.get_concurrency_info("trivial").active_slot_count == 0  # given back when the step ended
 
 
+def test_pool_limits_are_set_explicitly_once_so_two_first_claims_cannot_race(postgres_home, monkeypatch):
+    from orchestration.apps.instance import ensure_pool_limits
+
+    home, _ = postgres_home
+    monkeypatch.setenv("RECSYS_WAREHOUSE", "ducklake+postgresql://recsys@127.0.0.1/lake?data_path=/tmp/lake")
+    instance = dg.DagsterInstance.from_config(str(ensure_dagster_home(home)))
+    # Two processes preparing at once: both may try; afterwards every pool has exactly one explicit limit.
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(ensure_pool_limits(instance, ["a_pool", "b_pool"])))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {pool for result in results for pool in result} == {"a_pool", "b_pool"}
+    limits = {pool.name: (pool.limit, pool.from_default) for pool in instance.event_log_storage.get_pool_limits()}
+    assert limits == {"a_pool": (1, False), "b_pool": (1, False)}
+    assert ensure_pool_limits(instance, ["a_pool", "b_pool"]) == []
+    # With explicit limits a first claim does not create the pool's row, where Dagster's insert can race.
+    assert instance.event_log_storage.claim_concurrency_slot("a_pool", "run-1", "step").is_claimed
+
+
 def test_mlflow_logs_and_registers_in_its_own_database(postgres_home, tmp_path):
     home, url = postgres_home
     tracking = MLflowTracking(home=str(home), experiment="pg")
