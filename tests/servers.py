@@ -52,7 +52,12 @@ def _unprivileged_prefix(folder: Path) -> list[str]:
             continue
         for path in [folder, *folder.rglob("*")]:
             os.chown(path, entry.pw_uid, entry.pw_gid)
-        return ["runuser", "-u", user, "--"]
+        # runuser lives in sbin, which a bare PATH (CI's, env -i's) leaves out.
+        runuser = shutil.which("runuser") or next(
+            (path for path in ("/usr/sbin/runuser", "/sbin/runuser") if os.path.exists(path)), None)
+        if runuser is None:
+            pytest.skip("PostgreSQL will not run as root and runuser (util-linux) is not installed")
+        return [runuser, "-u", user, "--"]
     pytest.skip("PostgreSQL will not run as root and there is no 'postgres' or 'nobody' user to run it as")
 
 
