@@ -18,6 +18,11 @@ from orchestration.store.warehouse import Warehouse
 from tests.e2e.test_cli import _tiny_generic_shop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_IN_PROCESS = """
+from orchestration.apps.runner import materialize
+from orchestration.defs.resources import WarehouseResource
+materialize(resources={"warehouse": WarehouseResource()}, log_level="WARNING")
+"""
 
 
 @pytest.fixture
@@ -43,7 +48,10 @@ def test_two_runs_at_once_on_one_lake_both_succeed_and_reconcile(postgres_server
     # Create the catalog once: two processes creating a brand-new catalog at the same moment race.
     with Warehouse(str(home), lake_url).connect() as con:
         con.execute("select 1")
-    command = [sys.executable, "-m", "orchestration.apps.cli", "materialize"]
+    # Each run executes its steps in its own process, one after another (a run given resources runs in-process):
+    # the multiprocess executor's start-up per step would cost the suite minutes, and what this test proves is
+    # two runs writing one lake at once, with the pools of one instance between them.
+    command = [sys.executable, "-c", RUN_IN_PROCESS]
     runs = [subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=900)[0] for run in runs]
