@@ -1,6 +1,6 @@
 """The shared warehouse on real servers: DuckLake with its catalog in a loopback PostgreSQL.
 
-Two ``recsys materialize`` processes run the whole graph at the same moment on one lake, one Dagster instance
+Two processes materialize the whole graph at the same moment on one lake, one Dagster instance
 and one MLflow store in PostgreSQL, as two machines of a deployment would; both must succeed and leave the tables
 one run leaves: every raw row loaded once, the reconciliation balanced.
 """
