@@ -2,6 +2,7 @@
 
     python -m benchmarks.scale --events 1M 3M            # embedded: in-process executor, one DuckDB file
     python -m benchmarks.scale --events 0.2M --keep      # a quick look; --keep leaves the state folders behind
+    python -m benchmarks.scale --events 1M --mode parallel --postgres postgresql://USER@HOST:PORT/DB
 
 Each size runs in a fresh process and a fresh RECSYS_HOME: generate the shop, then materialize ``all_assets_job``
 (every asset and check `make demo` materializes: ingest, dbt and its tests, the Great Expectations checks,
@@ -19,6 +20,12 @@ million events that rises with size then points at work that is not linear in cu
 The model settings are fixed rather than sized to the data (``RUN_CONFIG``): the data-sized defaults
 (``recmodels.sizing``) widen SASRec and change its epochs and the ranker's trees as the shop grows, and the split
 rule picks shorter windows for larger shops; all of that would change the work done per event.
+
+``--mode parallel`` runs the same job the way a shared deployment does: a DuckLake warehouse whose catalog is a
+fresh database on the given PostgreSQL (its files in the size's folder), the Dagster instance and MLflow in
+PostgreSQL too, and the multiprocess executor (``RECSYS_MAX_CONCURRENT_STEPS``, default the CPU count). Steps then
+overlap, so a step's CPU and memory are those of its own process and its children (found by the pid its start
+event records), and a stage's wall time is the time any of its steps was running.
 """
 
 from __future__ import annotations
@@ -96,6 +103,8 @@ class Sampler:
 
     limit_bytes: int
     samples: list[tuple[float, int, float]] = field(default_factory=list)  # (unix time, bytes, CPU seconds)
+    # pid -> (peak bytes, latest CPU seconds) of that process with its descendants: a parallel step's own figures.
+    trees: dict[int, tuple[int, float]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -110,15 +119,16 @@ class Sampler:
 
         me = psutil.Process()
         while not self._stop.is_set():
-            rss, cpu = me.memory_info().rss, sum(me.cpu_times())
+            processes = {me.pid: _figures(me, me.ppid())}
             for child in me.children(recursive=True):
                 try:
-                    rss += child.memory_info().rss
-                    times = child.cpu_times()
-                    cpu += times.user + times.system
+                    processes[child.pid] = _figures(child, child.ppid())
                 except psutil.Error:  # the child ended between listing and reading
                     pass
+            rss = sum(figures[1] for figures in processes.values())
+            cpu = sum(figures[2] for figures in processes.values())
             self.samples.append((time.time(), rss, cpu))
+            self._record_trees(processes)
             if rss > self.limit_bytes:
                 print(f"Stopped: {rss / 2**30:.1f} GiB resident, over the {self.limit_bytes / 2**30:.1f} GiB limit.",
                       file=sys.stderr, flush=True)
@@ -126,6 +136,24 @@ class Sampler:
                     child.kill()
                 os._exit(3)
             time.sleep(SAMPLE_S)
+
+    def _record_trees(self, processes: dict[int, tuple[int, int, float]]) -> None:
+        totals = {pid: [rss, cpu] for pid, (_, rss, cpu) in processes.items()}
+        for pid, (parent, rss, cpu) in processes.items():
+            while parent in processes:  # every ancestor's tree holds this process too
+                totals[parent][0] += rss
+                totals[parent][1] += cpu
+                parent = processes[parent][0]
+        for pid, (rss, cpu) in totals.items():
+            peak = max(rss, self.trees.get(pid, (0, 0.0))[0])
+            self.trees[pid] = (peak, cpu)
+
+    def tree(self, pid: int) -> dict | None:
+        """CPU seconds and peak MiB of process ``pid`` with its descendants, None if it was never sampled."""
+        if pid not in self.trees:
+            return None
+        peak, cpu = self.trees[pid]
+        return {"cpu_s": cpu, "peak_mib": peak / 2**20}
 
     def window(self, start: float, end: float) -> dict:
         """Wall seconds, CPU seconds and peak MiB between two unix times (the nearest samples bound CPU)."""
@@ -136,30 +164,64 @@ class Sampler:
         return {"wall_s": end - start, "cpu_s": max(0.0, after[2] - before[2]), "peak_mib": peak / 2**20}
 
 
-def step_windows(instance, run_id: str) -> list[tuple[str, float, float]]:
-    """(step key, start, end) of every step of the run, from the event log's step start and end events."""
+def _figures(process, parent: int) -> tuple[int, int, float]:
+    """(parent pid, resident bytes, CPU seconds) of one process; CPU includes its children that have ended."""
+    times = process.cpu_times()
+    return parent, process.memory_info().rss, times.user + times.system + times.children_user + times.children_system
+
+
+def step_windows(instance, run_id: str) -> list[tuple[str, float, float, int | None]]:
+    """(step key, start, end, pid of the process it ran in) of every step of the run, from the event log."""
     starts, windows = {}, []
     for record in instance.all_logs(run_id):
         event = record.dagster_event
         if event is None or event.step_key is None:
             continue
         if event.event_type_value == "STEP_START":
-            starts[event.step_key] = record.timestamp
+            starts[event.step_key] = (record.timestamp, event.pid)
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
-            windows.append((event.step_key, starts[event.step_key], record.timestamp))
+            start, pid = starts[event.step_key]
+            windows.append((event.step_key, start, record.timestamp, pid))
     return sorted(windows, key=lambda window: window[1])
 
 
-def run_one(events: int, home: Path, limit_gib: float) -> dict:
-    """Generate the shop and materialize every asset in ``home``; the figures of each step and stage."""
+def covered_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Seconds during which at least one of ``intervals`` was open (overlaps counted once)."""
+    covered, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            covered += end - max(start, reach)
+            reach = end
+    return covered
+
+
+def parallel_environment(server_url: str, home: Path, events: int) -> dict[str, str]:
+    """The settings of a shared deployment for one size: a fresh catalog and stores database on ``server_url``'s
+    PostgreSQL, named after the size and the folder, and the lake's files in the size's folder."""
+    from orchestration.store.postgres import ensure_database, parse_postgres_url
+
+    server = parse_postgres_url(server_url, "--postgres")
+    database = f"scale_{events}_{home.name.rsplit('-', 1)[-1]}".lower()
+    ensure_database(server, database)
+    base = server_url.split("?", 1)[0].rsplit("/", 1)[0]
+    return {"RECSYS_WAREHOUSE": f"ducklake+{base}/{database}?data_path={home / 'lake'}",
+            "RECSYS_POSTGRES_URL": f"{base}/{database}"}
+
+
+def run_one(events: int, home: Path, limit_gib: float, postgres: str | None = None) -> dict:
+    """Generate the shop and materialize every asset in ``home``; the figures of each step and stage. With
+    ``postgres`` (a server URL), the parallel mode: DuckLake, stores in PostgreSQL, a process per step."""
     os.environ["RECSYS_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    if postgres:
+        os.environ.update(parallel_environment(postgres, home, events))
     import dagster as dg
 
     from orchestration.apps.runner import materialize
-    from orchestration.defs.resources import DataSourceResource
     from orchestration.ingest.sources import materialize_synthetic_shop, synthetic_config
+    from orchestration.store.warehouse import Warehouse
     from orchestration.store.paths import recsys_paths
 
     users = max(1, round(events / EVENTS_PER_CUSTOMER))
@@ -172,27 +234,40 @@ def run_one(events: int, home: Path, limit_gib: float) -> dict:
     figures["events"] = figures["order_lines"] + figures["interactions"]
 
     sampler = Sampler(limit_bytes=int(limit_gib * 2**30))
-    instance = dg.DagsterInstance.ephemeral()
-    source = DataSourceResource(source="synthetic", synthetic_users=users, synthetic_items=ITEMS, synthetic_days=DAYS)
+    # The source through run config rather than a resource object, so that step processes of the parallel mode,
+    # which load the definitions from their module, see it too.
+    source = {"source": "synthetic", "synthetic_users": users, "synthetic_items": ITEMS, "synthetic_days": DAYS}
+    run_config = {**RUN_CONFIG, "resources": {"data_source": {"config": source}}}
+    if postgres:
+        with Warehouse(str(home)).connect() as con:  # create the catalog before any step process attaches it
+            con.execute("select 1")
+    # Embedded: an in-memory instance, as before; parallel: the instance in PostgreSQL, which step processes need.
+    instance = None if postgres else dg.DagsterInstance.ephemeral()
     sampler.start()
     started_at = time.time()
-    result = materialize(resources={"data_source": source}, instance=instance, log_level="WARNING",
-                         stdout_log=home / "logs" / "run.log", run_config=RUN_CONFIG)
+    result = materialize(instance=instance, log_level="WARNING", stdout_log=home / "logs" / "run.log",
+                         run_config=run_config)
     ended_at = time.time()
     sampler.stop()
+    instance = instance or dg.DagsterInstance.get()
 
-    steps = {}
-    for key, start, end in step_windows(instance, result.run_id):
-        steps[key] = {"stage": STAGES.get(key, "other"), **sampler.window(start, end)}
+    steps, intervals = {}, {}
+    for key, start, end, pid in step_windows(instance, result.run_id):
+        own = sampler.tree(pid) if postgres and pid is not None and pid != os.getpid() else None
+        window = sampler.window(start, end)
+        steps[key] = {"stage": STAGES.get(key, "other"), **window, **(own or {})}
+        intervals.setdefault(steps[key]["stage"], []).append((start, end))
     stages: dict[str, dict] = {}
     for step in steps.values():
         stage = stages.setdefault(step["stage"], {"wall_s": 0.0, "cpu_s": 0.0, "peak_mib": 0.0})
-        stage["wall_s"] += step["wall_s"]
         stage["cpu_s"] += step["cpu_s"]
         stage["peak_mib"] = max(stage["peak_mib"], step["peak_mib"])
+    for name, stage in stages.items():
+        stage["wall_s"] = covered_seconds(intervals[name])
     total = sampler.window(started_at, ended_at)
     sasrec = result.asset_materializations_for_node("sasrec_model")[0].metadata
-    figures.update(steps=steps, stages=stages, total=total, success=result.success,
+    figures.update(mode="parallel" if postgres else "embedded", steps=steps, stages=stages, total=total,
+                   success=result.success,
                    sasrec_epochs={name: sasrec[name].value for name in sasrec if "epoch" in name})
     return figures
 
@@ -211,7 +286,7 @@ def _ordered(names) -> list[str]:
 
 
 def print_size(figures: dict) -> None:
-    title = (f"{figures['events'] / 1e6:.2f}M events ({figures['users']:,} customers, {figures['items']:,} items, "
+    title = (f"{figures['events'] / 1e6:.2f}M events, {figures.get('mode', 'embedded')} ({figures['users']:,} customers, {figures['items']:,} items, "
              f"{figures['days']} days; generated in {figures['generate_s']} s)")
     print(f"\n{title}\n{'-' * len(title)}")
     print(f"{'stage / step':<44} {'wall s':>8} {'CPU s':>8} {'peak MiB':>9}")
@@ -242,10 +317,10 @@ def print_costs(runs: list[dict]) -> None:
         print(f"{stage:<26}{line}{ratio:>18}")
 
 
-def run_in_child(events: int, home: Path, limit_gib: float) -> dict:
+def run_in_child(events: int, home: Path, limit_gib: float, postgres: str | None) -> dict:
     """``run_one`` in a fresh interpreter, so each size's peak memory is its own."""
     command = [sys.executable, "-m", "benchmarks.scale", "--one", str(events), "--home", str(home),
-               "--limit-gib", str(limit_gib)]
+               "--limit-gib", str(limit_gib), *(["--postgres", postgres] if postgres else [])]
     completed = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"The {events:,}-event run failed (exit {completed.returncode}); its state is in {home}.")
@@ -264,8 +339,12 @@ def combined(outputs: list[str]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", nargs="+", default=["1M", "3M"], help="shop sizes in events: 1M 3M 10M")
-    parser.add_argument("--mode", choices=("embedded",), default="embedded",
-                        help="embedded: the in-process executor on one DuckDB file (today's default)")
+    parser.add_argument("--mode", choices=("embedded", "parallel"), default="embedded",
+                        help="embedded: the in-process executor on one DuckDB file (the default); parallel: DuckLake, "
+                             "the stores in PostgreSQL and a process per step (needs --postgres)")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="parallel mode: a PostgreSQL server (postgresql://USER@HOST:PORT/DB) whose user may "
+                             "create databases; each size gets a fresh one")
     parser.add_argument("--limit-gib", type=float, default=15.0, help="stop a run whose memory passes this")
     parser.add_argument("--keep", action="store_true", help="keep each size's state folder")
     parser.add_argument("--combine", nargs="+", metavar="OUTPUT",
@@ -273,8 +352,10 @@ def main() -> None:
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child's single size, in events
     parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.mode == "parallel" and not args.postgres and not args.combine:
+        parser.error("--mode parallel needs --postgres URL (a server whose user may create databases)")
     if args.one is not None:
-        figures = run_one(args.one, Path(args.home), args.limit_gib)
+        figures = run_one(args.one, Path(args.home), args.limit_gib, args.postgres)
         print_size(figures)
         emit_json(figures)
         return
@@ -283,7 +364,8 @@ def main() -> None:
     for size in [] if args.combine else args.events:
         home = Path(tempfile.mkdtemp(prefix=f"recsys-scale-{size}-"))
         print(f"{size}: running the whole graph in {home} ...", flush=True)
-        runs.append(run_in_child(parse_events(size), home, args.limit_gib))
+        runs.append(run_in_child(parse_events(size), home, args.limit_gib,
+                                 args.postgres if args.mode == "parallel" else None))
         if not args.keep:
             subprocess.run(["rm", "-rf", str(home)], check=False)
     for figures in runs:
