@@ -24,18 +24,13 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI
-from threadpoolctl import threadpool_limits
 
-from benchmarks.serving_server import catalogue_sample
+from benchmarks.serving_server import champion_in_process
 from orchestration.ingest.event_rules import check_event
-from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.auth import EVENTS, ApiAccess
 from orchestration.serving.champion import ChampionHolder, Served
 from orchestration.serving.events import EventBatch, add_event_route, event_settings, record_served
 from orchestration.serving.limits import BodyLimit
-from orchestration.serving.service import RecommendationService
-from orchestration.store.privacy import pseudonymization_key
-from orchestration.store.warehouse import Warehouse
 
 EVENT_MIX = {"view": 0.7, "cart": 0.15, "favourite": 0.05, "purchase": 0.1}
 TOKEN = "events-cost-benchmark-token-0123456789"
@@ -104,15 +99,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batches", type=int, default=300, help="batches per measurement")
     parser.add_argument("--batch", type=int, default=100, help="events per batch")
     args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    with threadpool_limits(1), tempfile.TemporaryDirectory() as scratch:
-        home, key = str(args.home), pseudonymization_key()
-        warehouse, tracking = Warehouse(home=home), MLflowTracking(home=home)
-        holder = ChampionHolder(warehouse, tracking, key, reload_seconds=3600)
-        holder.current = Served(RecommendationService.from_champion(warehouse, tracking, key), {"version": 0})
-        customers, items = catalogue_sample(Path(home), key)
+    with champion_in_process(Path(args.home)) as champion, tempfile.TemporaryDirectory() as scratch:
+        holder = ChampionHolder(champion.warehouse, champion.tracking, champion.key, reload_seconds=3600)
+        holder.current = Served(champion.service, {"version": 0})
+        customers, items = champion.customers, champion.items
         gc.collect()
         gc.freeze()  # as the holder does once a service is in: the collector's full passes skip what it holds
         app = FastAPI()

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from orchestration.apps.headless import free_port
 from orchestration.store.privacy import pseudonymize
 from orchestration.store.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from orchestration.registry.tracking import MLflowTracking
+    from orchestration.serving.service import RecommendationService
 
 RAW_CUSTOMERS = {"raw.order_lines": "customer_id", "raw.interactions": "user_id"}  # per data source layout
 READY_LINE = "Application startup complete"  # uvicorn's, once per worker whose lifespan has started
@@ -41,6 +49,38 @@ def catalogue_sample(home: Path, key: str) -> tuple[list[str], list[str]]:
     if not customers or len(items) < 5:
         raise SystemExit(f"{home}: no customers with purchases or fewer than 5 items; materialize the pipeline first")
     return customers, items
+
+
+@dataclass
+class InProcessChampion:
+    """A home's champion loaded in this process, and what the in-process benchmarks send it."""
+
+    service: RecommendationService
+    key: str
+    warehouse: Warehouse
+    tracking: MLflowTracking
+    customers: list[str]
+    items: list[str]
+
+
+@contextlib.contextmanager
+def champion_in_process(home: Path) -> Iterator[InProcessChampion]:
+    """The champion of ``home`` loaded as ``recsys serve`` loads it, with torch, BLAS and OpenMP on one thread
+    while the context lasts, and the customers and items of ``catalogue_sample``."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from orchestration.registry.tracking import MLflowTracking
+    from orchestration.serving.service import RecommendationService
+    from orchestration.store.privacy import pseudonymization_key
+
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        key = pseudonymization_key()
+        warehouse, tracking = Warehouse(home=str(home)), MLflowTracking(home=str(home))
+        service = RecommendationService.from_champion(warehouse, tracking, key)
+        customers, items = catalogue_sample(Path(home), key)
+        yield InProcessChampion(service, key, warehouse, tracking, customers, items)
 
 
 class ServerProcess:

@@ -17,13 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from benchmarks.serving_server import catalogue_sample
-from orchestration.registry.tracking import MLflowTracking
-from orchestration.serving.service import RecommendationService
-from orchestration.store.privacy import pseudonymization_key
-from orchestration.store.warehouse import Warehouse
+from benchmarks.serving_server import champion_in_process
 
 SessionEvents = list[tuple[str, str, None]]
 
@@ -49,14 +44,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--sessions", type=int, default=300, help="sessions per measurement")
     parser.add_argument("--threads", type=int, default=16, help="concurrent callers in the second measurement")
     args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        home, key = str(args.home), pseudonymization_key()
-        service = RecommendationService.from_champion(Warehouse(home=home), MLflowTracking(home=home), key)
-        _, items = catalogue_sample(Path(home), key)
-        planned = sessions(items, args.sessions)
+    with champion_in_process(Path(args.home)) as champion:
+        service = champion.service
+        planned = sessions(champion.items, args.sessions)
         for events in planned[:5]:  # first calls build caches
             service.recommend_events(events)
 
