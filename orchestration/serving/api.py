@@ -116,12 +116,14 @@ def user_response(answer: dict[str, Any], version: int) -> UserRecommendations:
                                model_version=version, items=recommended_items(answer["items"]))
 
 
-def session_answer(service: RecommendationService, body: SessionRequest, include_seen: bool) -> dict[str, Any]:
+def session_answer(service: RecommendationService, body: SessionRequest, include_seen: bool,
+                   as_rows: bool = False) -> dict[str, Any]:
     """The service's answer to a session body: its items (the original shape), or its typed events."""
     if body.events is None:
-        return service.recommend_session(body.items, body.k, include_seen=include_seen)
+        return service.recommend_session(body.items, body.k, include_seen=include_seen, as_rows=as_rows)
     events = [(e.item_id, e.event_type, e.timestamp) for e in body.events]
-    return service.recommend_events(events, body.k, include_seen=include_seen, shop_customer_id=body.user_id)
+    return service.recommend_events(events, body.k, include_seen=include_seen, shop_customer_id=body.user_id,
+                                    as_rows=as_rows)
 
 
 def session_response(answer: dict[str, Any], version: int) -> SessionRecommendations:
@@ -303,8 +305,8 @@ def create_app(home: str | None = None, reload_seconds: float = 30, access: ApiA
         carts, favourites, purchases), which feed the ranker's behaviour features and the explanations ("You
         viewed this", "In your cart", "Viewed together with X"). Anonymous unless user_id names the customer. Its
         own items are left out unless include_seen."""
-        return Response(session_json(session_answer(served.service, body, include_seen), served.version),
-                        media_type="application/json")
+        answer = session_answer(served.service, body, include_seen, as_rows=True)
+        return Response(session_json(served.service, answer, served.version), media_type="application/json")
 
     @app.get("/recommendations/{user_id}", response_model=UserRecommendations, **_read_route(reads, 422, 503))
     async def recommend_user(user_id: UserId, served: Champion, k: K = 10) -> Response:

@@ -76,11 +76,13 @@ def frame_items(frame: pd.DataFrame) -> list[dict[str, object]]:
                                                     "because_of", "reason")))]
 
 
-def session_json(answer: dict[str, Any], version: int) -> bytes:
-    """``POST /recommendations/session``'s body from the service's answer: the ``SessionRecommendations`` schema's
-    JSON, field for field, without building and validating its models."""
+def session_json(service: RecommendationService, answer: dict[str, Any], version: int) -> bytes:
+    """``POST /recommendations/session``'s body from the service's answer (items as a frame or, cheaper, as ``TOP``
+    rows): the ``SessionRecommendations`` schema's JSON, field for field, without building and validating its
+    models."""
+    items = answer["items"]
     return orjson.dumps({
         "strategy": answer["strategy"], "user_id": answer.get("user_id"), "known_user": answer.get("known_user"),
         "unknown_items": [str(i) for i in answer["unknown_items"]],
         "text_only_items": [str(i) for i in answer["text_only_items"]], "model_version": int(version),
-        "items": frame_items(answer["items"])})
+        "items": item_rows(service, items) if isinstance(items, np.ndarray) else frame_items(items)})

@@ -327,25 +327,30 @@ class RecommendationService:
                 unknown.append(item_id)
         return np.asarray(mapped, dtype=np.int64), unknown, text_only
 
-    def _session_top(self, request: RankRequest, k: int, evidence: dict[str, np.ndarray]) -> pd.DataFrame:
+    def _session_top(self, request: RankRequest, k: int, evidence: dict[str, np.ndarray],
+                     as_rows: bool) -> pd.DataFrame | np.ndarray:
         ranked = self._ranked(request)
         top = explained(self.explainer, self.bundle, request.history, ranked.items, ranked.scores, k, evidence)
-        return described(self.answers, top)
+        return top if as_rows else described(self.answers, top)
 
-    def recommend_session(self, shop_item_ids: list[str], k: int = 10, include_seen: bool = False
-                          ) -> dict[str, Any]:
+    def _session_popular(self, k: int, as_rows: bool) -> pd.DataFrame | np.ndarray:
+        return self.popular_top[:k] if as_rows else self._popular(k)
+
+    def recommend_session(self, shop_item_ids: list[str], k: int = 10, include_seen: bool = False,
+                          as_rows: bool = False) -> dict[str, Any]:
         """An anonymous session's top ``k`` from the items it viewed or bought, in order; the session's own items
-        only with ``include_seen``."""
+        only with ``include_seen``. Items as a frame, or with ``as_rows`` as ``TOP`` rows (what the API writes
+        out)."""
         k = self._check_k(k)
         history, unknown, text_only = self.session_items(shop_item_ids)
         answer = {"unknown_items": unknown, "text_only_items": text_only}
         if not len(history):
-            return {**answer, "strategy": f"fallback:{self.fallback}", "items": self._popular(k)}
+            return {**answer, "strategy": f"fallback:{self.fallback}", "items": self._session_popular(k, as_rows)}
         nobody = self._customer(SESSION_KEY)
         request = RankRequest(history, nobody.events, nobody.behaviour, self.data.as_of, not include_seen)
         # The items may only have been looked at: none of them is said to be bought.
         return {**answer, "strategy": "two-stage",
-                "items": self._session_top(request, k, {"bought": np.array([], np.int64)})}
+                "items": self._session_top(request, k, {"bought": np.array([], np.int64)}, as_rows)}
 
     def session_events(self, events: list[tuple[str, str, Any]]) -> tuple[list[SessionEvent], list[str], list[str]]:
         """(events in the bundle's ids, unknown ids, text-only ids) of a session's (item id, event type, time or
@@ -368,13 +373,13 @@ class RecommendationService:
         return kept, unknown, text_only
 
     def recommend_events(self, events: list[tuple[str, str, Any]], k: int = 10, include_seen: bool = False,
-                         shop_customer_id: object | None = None) -> dict[str, Any]:
+                         shop_customer_id: object | None = None, as_rows: bool = False) -> dict[str, Any]:
         """A session's top ``k`` from its typed events: (item id, event type among EVENT_TYPES, time or None),
         in any order. Every event's item feeds the candidate models as a session's items do; the views, carts and
         favourites feed the ranker's behaviour features and the explanations, the purchases its purchase features
         (at the item's usual price) and "bought before". Without ``shop_customer_id`` the session is anonymous;
         with one, it adds to that customer's events (the warehouse's and those recorded). The session's own items
-        only with ``include_seen``."""
+        only with ``include_seen``. ``as_rows`` as for ``recommend_session``."""
         k = self._check_k(k)
         mapped, unknown, text_only = self.session_events(events)
         key = SESSION_KEY if shop_customer_id is None else self.user_key(shop_customer_id)
@@ -384,12 +389,12 @@ class RecommendationService:
                   **({} if shop_customer_id is None else {"user_id": str(shop_customer_id),
                                                           "known_user": len(customer.events) > 0})}
         if not mapped and not len(known):
-            return {**answer, "strategy": f"fallback:{self.fallback}", "items": self._popular(k)}
+            return {**answer, "strategy": f"fallback:{self.fallback}", "items": self._session_popular(k, as_rows)}
         session = SessionRows.placed(mapped, customer.as_of)
         prices = self.item_features["item_price"].to_numpy(np.float64) if "item_price" in self.item_features else None
         request, evidence = session_request(customer, key, session, self.recommender.config, prices,
                                             len(self.bundle.item_ids), not include_seen)
-        return {**answer, "strategy": "two-stage", "items": self._session_top(request, k, evidence)}
+        return {**answer, "strategy": "two-stage", "items": self._session_top(request, k, evidence, as_rows)}
 
     def similar(self, shop_item_id: str, k: int = 10) -> dict[str, Any]:
         """Items like ``shop_item_id``: the mean of co-purchase similarity and text cosine (each in [0, 1])."""
