@@ -30,7 +30,14 @@ from orchestration.ingest.event_rules import Event
 from orchestration.registry.bundle import Bundle, load_bundle, registered_bundle
 from orchestration.registry.promotion import BUNDLE_MODEL, current_champion
 from orchestration.serving.answers import Answers, described, explained, popular_top
-from orchestration.serving.batching import MicroBatcher, Ranked, RankRequest, is_blank, rank_requests
+from orchestration.serving.batching import (
+    MicroBatcher,
+    Ranked,
+    RankRequest,
+    is_blank,
+    rank_requests,
+    single_threaded,
+)
 from orchestration.serving.live import (
     Customer,
     Recorded,
@@ -459,8 +466,9 @@ class RecommendationService:
         favourite) gets the fallback's popular items, as the API gives them. Anonymous sessions' purchases count for
         the items, but the sessions get no row."""
         k = self._check_k(k)
-        self.warm()
-        tops = {key: self._answer(key) for key in self.data.customers}
+        with single_threaded():
+            self.warm()
+            tops = {key: self._answer(key) for key in self.data.customers}
         frames = [described(self.answers, self.popular_top[:k] if top is None else top[:k]).assign(user_id=key)
                   for key, top in tops.items()]
         if not frames:

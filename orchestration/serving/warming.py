@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from orchestration.registry.bundle import Bundle
+from orchestration.serving.batching import single_threaded
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.shop import ShopData
 from orchestration.store.privacy import KEY_VARIABLE, pseudonymization_key
@@ -123,14 +124,10 @@ def yield_cores() -> str:
 
 
 def _child(folder: str, home: str, version: str, output: str) -> int:
-    import torch
-    from threadpoolctl import threadpool_limits
-
     from orchestration.store.warehouse import Warehouse
 
-    torch.set_num_threads(1)  # one core, as the serving process ranks: the same arithmetic, the same answers
     yield_cores()  # background work: the cores go to answering requests first
-    with threadpool_limits(1):
+    with single_threaded():
         service = RecommendationService.from_folder(Path(folder), Warehouse(home=home), pseudonymization_key(),
                                                     int(version) if version else None)
         service.warm()

@@ -3,8 +3,10 @@
 import threading
 
 import pytest
+import torch
+from threadpoolctl import threadpool_info
 
-from orchestration.serving.batching import MicroBatcher
+from orchestration.serving.batching import MicroBatcher, single_threaded
 
 
 def test_waiting_calls_run_together_and_each_gets_its_own_result():
@@ -166,3 +168,15 @@ def test_sessions_rank_alike_alone_batched_beside_customers_and_through_the_fram
         assert ranked.features_of(int(mine["item"].iloc[0]))[0] == 1
         expected = mine.drop(columns=["row", "features_as_of"]).reset_index(drop=True)
         pd.testing.assert_frame_equal(ranked.frame(), expected)
+
+
+def test_single_threaded_ranks_on_one_thread_and_gives_the_threads_back():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with single_threaded():
+            assert torch.get_num_threads() == 1
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
