@@ -40,7 +40,7 @@ POLL_SECONDS = 0.2  # how often the parent looks whether it was told to stop
 # Below this many known customers a replacement is built in place: it takes a few seconds at most, less than a
 # child takes to start and read the marts.
 APART_MIN_CUSTOMERS = 500
-CHILD_NICENESS = 10  # added to the child's nice value where the idle scheduling class is missing
+CHILD_NICENESS = 10  # added to the child's nice value: it yields the cores to the process answering requests
 # Mapping entries per pickled piece: a piece of per-customer arrays loads in about a millisecond, so the serving
 # process's event loop gets the interpreter between pieces.
 PIECE_ENTRIES = 256
@@ -108,25 +108,13 @@ def read_pieces(source: BinaryIO) -> dict[str, dict[str, Any]]:
             fields[name] = piece
 
 
-def yield_cores() -> str:
-    """Put this process in the background: Linux's idle scheduling class where there is one, else a higher nice
-    value; returns which. A nice value still shares a core with the server for a slice whenever a request wakes it,
-    which kept the answers' tail at tens of milliseconds through a swap; a task of the idle class is preempted as
-    soon as a request's thread wakes, and still gets a sliver of a busy core, so a swap under full load finishes."""
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            return "idle"
-        except OSError:  # a container's seccomp profile may refuse it
-            pass
-    os.nice(CHILD_NICENESS)
-    return "nice"
-
-
 def _child(folder: str, home: str, version: str, output: str) -> int:
     from orchestration.store.warehouse import Warehouse
 
-    yield_cores()  # background work: the cores go to answering requests first
+    # A nice value, not Linux's idle scheduling class: in the idle class the child got so little of cores that were
+    # only partly busy (a mixed load of 50 reads and 2.5 sessions a second) that the swap had not finished 120 s
+    # after the promotion, against 55 s with this (BENCHMARKS.md, serving, fourth session).
+    os.nice(CHILD_NICENESS)  # background work: the cores go to answering requests first
     with single_threaded():
         service = RecommendationService.from_folder(Path(folder), Warehouse(home=home), pseudonymization_key(),
                                                     int(version) if version else None)

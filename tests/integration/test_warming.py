@@ -3,10 +3,7 @@ nothing adopted after a stop, and a reload that goes through it keeps the events
 
 import io
 import logging
-import os
 import shutil
-import subprocess
-import sys
 import threading
 
 import duckdb
@@ -107,13 +104,3 @@ def test_a_reload_built_in_a_child_keeps_the_events_recorded_before_the_swap(pro
         assert got["history_length"] == answer["history_length"]
         pd.testing.assert_frame_equal(got["items"], answer["items"])
     holder.close(timeout=60)
-
-
-def test_the_builder_takes_the_idle_scheduling_class_where_linux_has_it():
-    script = ("import os; from orchestration.serving.warming import yield_cores; how = yield_cores(); "
-              "print(how, os.sched_getscheduler(0) == os.SCHED_IDLE if how == 'idle' else os.nice(0))")
-    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
-    if hasattr(os, "SCHED_IDLE"):
-        assert shown == ["idle", "True"]
-    else:
-        assert shown[0] == "nice" and int(shown[1]) >= 10
