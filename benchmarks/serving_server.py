@@ -67,15 +67,12 @@ class InProcessChampion:
 def champion_in_process(home: Path) -> Iterator[InProcessChampion]:
     """The champion of ``home`` loaded as ``recsys serve`` loads it, with torch, BLAS and OpenMP on one thread
     while the context lasts, and the customers and items of ``catalogue_sample``."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
     from orchestration.registry.tracking import MLflowTracking
+    from orchestration.serving.batching import single_threaded
     from orchestration.serving.service import RecommendationService
     from orchestration.store.privacy import pseudonymization_key
 
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
+    with single_threaded():
         key = pseudonymization_key()
         warehouse, tracking = Warehouse(home=str(home)), MLflowTracking(home=str(home))
         service = RecommendationService.from_champion(warehouse, tracking, key)
