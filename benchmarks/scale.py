@@ -203,9 +203,9 @@ def parallel_environment(server_url: str, home: Path, events: int) -> dict[str, 
     server = parse_postgres_url(server_url, "--postgres")
     database = f"scale_{events}_{home.name.rsplit('-', 1)[-1]}".lower()
     ensure_database(server, database)
-    base = server_url.split("?", 1)[0].rsplit("/", 1)[0]
-    return {"RECSYS_WAREHOUSE": f"ducklake+{base}/{database}?data_path={home / 'lake'}",
-            "RECSYS_POSTGRES_URL": f"{base}/{database}"}
+    stores = server.with_database(database).url
+    return {"RECSYS_WAREHOUSE": f"ducklake+{stores.split('?', 1)[0]}?data_path={home / 'lake'}",
+            "RECSYS_POSTGRES_URL": stores}
 
 
 def run_one(events: int, home: Path, limit_gib: float, postgres: str | None = None) -> dict:
@@ -221,8 +221,8 @@ def run_one(events: int, home: Path, limit_gib: float, postgres: str | None = No
 
     from orchestration.apps.runner import materialize
     from orchestration.ingest.sources import materialize_synthetic_shop, synthetic_config
-    from orchestration.store.warehouse import Warehouse
     from orchestration.store.paths import recsys_paths
+    from orchestration.store.warehouse import Warehouse
 
     users = max(1, round(events / EVENTS_PER_CUSTOMER))
     started = time.perf_counter()
