@@ -8,6 +8,7 @@ from pydantic import Field
 
 from orchestration.defs.evaluation import promotion_decision
 from orchestration.defs.resources import MLflowResource, PrivacyResource, WarehouseResource
+from orchestration.serving.ranked import write_ranked
 from orchestration.serving.service import NoChampionError, RecommendationService
 from orchestration.store.reports import frame_markdown
 
@@ -25,7 +26,9 @@ def user_recommendations(
     context: AssetExecutionContext, config: UserRecommendationsConfig, warehouse: WarehouseResource,
     mlflow: MLflowResource, privacy: PrivacyResource,
 ):
-    """Top-K items per known customer from the champion bundle, with score, rank, model version and the reason."""
+    """Top-K items per known customer from the champion bundle, with score, rank, model version and the reason;
+    and each customer's whole served answer in ``ml.ranked_answers``, which a server of this bundle over these marts
+    reads instead of ranking everyone again."""
     started = time.perf_counter()
     try:
         service = RecommendationService.from_champion(warehouse, mlflow, privacy.key())
@@ -36,6 +39,7 @@ def user_recommendations(
     table.insert(4, "model_version", service.version)
     table["as_of"] = service.data.as_of
     warehouse.write_table(RECOMMENDATIONS_TABLE, table)
+    ranked = write_ranked(warehouse, service)  # what a server loading this champion reads
     seconds = time.perf_counter() - started
     kinds = table["explanation"].value_counts(normalize=True).round(4).to_dict()
     context.log.info(f"{table['user_id'].nunique():,} customers, champion version {service.version}, {seconds:.1f} s")
@@ -49,6 +53,7 @@ def user_recommendations(
             "seconds": round(seconds, 2),
             "sample": dg.MetadataValue.md(frame_markdown(table.head(10).drop(columns=["as_of"]))),
             "table": RECOMMENDATIONS_TABLE,
+            "ranked_answers": ranked,
         }
     )
 

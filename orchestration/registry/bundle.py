@@ -9,6 +9,7 @@ folder back into a ``TwoStageRecommender``; ``champion_bundle`` fetches the regi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -64,6 +65,17 @@ class Bundle:
         """Internal ids of ``shop_ids``; 0 (PAD) for items this bundle does not know."""
         position = self._index.get_indexer(pd.Index(np.asarray(shop_ids).astype(str)))
         return np.where(position >= 0, position + 1, 0).astype(np.int64)
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the folder's files (names and bytes): the same bundle registered twice has the same digest."""
+        digest = hashlib.sha256()
+        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(self.folder).as_posix()}\0{path.stat().st_size}\0".encode())
+            with path.open("rb") as source:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
 
     @cached_property
     def _padded_ids(self) -> np.ndarray:

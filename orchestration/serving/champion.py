@@ -26,6 +26,7 @@ from orchestration.registry.promotion import (
     PROMOTION_REASONS_TAG,
     current_champion,
 )
+from orchestration.serving.ranked import reuse_ranked
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.shop import ShopData, marts_version
 from orchestration.serving.warming import APART_MIN_CUSTOMERS, WarmingFailed, build_apart
@@ -134,7 +135,11 @@ class ChampionHolder:
                 if self._closing.is_set():
                     raise
                 logger.warning("Building in a child process gave nothing (%s); building here", failed)
-        return RecommendationService(bundle, ShopData.read(self.warehouse, bundle), self.key, version)
+        service = RecommendationService(bundle, ShopData.read(self.warehouse, bundle), self.key, version)
+        reused = reuse_ranked(service, self.warehouse)
+        if reused:
+            logger.info("Read %d answers the pipeline ranked for this bundle over these marts", reused)
+        return service
 
     def _install(self, served: Served, current: Served | None) -> None:
         """Warm ``served`` and make it current, with the events ``current`` recorded meanwhile carried over under

@@ -5,7 +5,8 @@ take about a minute of CPU on Online Retail. Done on a thread of the serving pro
 interpreter lock for most of the minute, and for tens of milliseconds at a time in single pandas and Arrow calls,
 however short the switch interval: every request waits its turn, and a reload under load stretched the answers'
 tail from milliseconds to hundreds of them. A child process reads the same marts, builds the same service from the
-same bundle folder on another core and hands back its data, its tables and its kept answers; the serving process
+same bundle folder on another core (reading the answers the pipeline ranked for this bundle over these marts, when
+it did, and ranking the rest) and hands back its data, its tables and its kept answers; the serving process
 loads the bundle itself (no long hold) and reads the child's objects back in pieces of a few milliseconds each.
 
 Answers are handed back at generation 0 of their key: a customer with events recorded meanwhile (carried over from
@@ -30,6 +31,7 @@ from typing import Any, BinaryIO
 
 from orchestration.registry.bundle import Bundle
 from orchestration.serving.batching import single_threaded
+from orchestration.serving.ranked import reuse_ranked
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.shop import ShopData
 from orchestration.store.privacy import KEY_VARIABLE, pseudonymization_key
@@ -116,8 +118,10 @@ def _child(folder: str, home: str, version: str, output: str) -> int:
     # after the promotion, against 55 s with this (BENCHMARKS.md, serving, fourth session).
     os.nice(CHILD_NICENESS)  # background work: the cores go to answering requests first
     with single_threaded():
-        service = RecommendationService.from_folder(Path(folder), Warehouse(home=home), pseudonymization_key(),
+        warehouse = Warehouse(home=home)
+        service = RecommendationService.from_folder(Path(folder), warehouse, pseudonymization_key(),
                                                     int(version) if version else None)
+        reuse_ranked(service, warehouse)
         service.warm()
     data = {field.name: getattr(service.data, field.name) for field in dataclasses.fields(service.data)}
     kept = dict(service.answers.items())

@@ -15,6 +15,7 @@ from benchmarks.serving_server import promote_copy_of_champion
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving import champion
 from orchestration.serving.champion import ChampionHolder
+from orchestration.serving.ranked import read_ranked, reuse_ranked
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.warming import PIECE_ENTRIES, WarmingFailed, build_apart, read_pieces, write_pieces
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
@@ -59,6 +60,20 @@ def test_the_child_builds_the_service_built_in_place(promoted, warmed_here):
     assert len(built.answers) == len(expected) > 10
     _assert_same(dict(built.answers.items()), expected)
     assert built.warm() == 0  # every known customer's answer came from the child
+
+
+def test_the_pipeline_keeps_the_answers_a_server_would_rank_and_a_server_reads_them(promoted, warmed_here):
+    with duckdb.connect(str(promoted.home / "warehouse.duckdb"), read_only=True) as con:
+        stored = read_ranked(con, warmed_here.bundle.digest, warmed_here.data.version)
+        assert read_ranked(con, warmed_here.bundle.digest, "other marts") == {}
+    expected = dict(warmed_here.answers.items())
+    assert len(stored) == len(expected) > 10
+    _assert_same(stored, expected)
+    fresh = RecommendationService(warmed_here.bundle, warmed_here.data, warmed_here.key, warmed_here.version,
+                                  tables=warmed_here.tables)
+    assert reuse_ranked(fresh, Warehouse(home=str(promoted.home))) == len(expected)
+    assert fresh.warm() == 0  # nobody left to rank
+    _assert_same(dict(fresh.answers.items()), expected)
 
 
 def test_nothing_is_adopted_after_a_stop(promoted, warmed_here):
