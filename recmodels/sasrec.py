@@ -79,6 +79,12 @@ class _Block(nn.Module):
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
+def _embedding(rows: int, dim: int, initialize: bool, padding_idx: int | None = None) -> nn.Embedding:
+    """An embedding table; without ``initialize`` its storage is not drawn at random first (a load overwrites it,
+    and the item-to-item matrix of a 3,600-item shop is 13M numbers, more than a second of CPU to draw)."""
+    return nn.Embedding(rows, dim, padding_idx=padding_idx, _weight=None if initialize else torch.empty(rows, dim))
+
+
 class SASRec(nn.Module):
     """Next-item model: ``forward`` for training, ``score`` and ``recommend`` for inference."""
 
@@ -87,7 +93,9 @@ class SASRec(nn.Module):
         config: SASRecConfig,
         n_items: int,
         item_text_embeddings: torch.Tensor | np.ndarray | None = None,
+        initialize: bool = True,
     ) -> None:
+        """``initialize=False``: the weights are left undrawn, for a checkpoint to fill (``load``)."""
         super().__init__()
         if n_items < 1:
             raise ValueError(f"n_items must be positive, got {n_items}")
@@ -95,7 +103,7 @@ class SASRec(nn.Module):
         self.n_items = n_items
         d = config.hidden_size
         if config.item_text in ("id", "id+text"):
-            self.item_ids = nn.Embedding(n_items + 1, d, padding_idx=0)
+            self.item_ids = _embedding(n_items + 1, d, initialize, padding_idx=0)
         if config.uses_text:
             if item_text_embeddings is None:
                 raise ValueError(f"item_text={config.item_text!r} needs item_text_embeddings")
@@ -112,20 +120,21 @@ class SASRec(nn.Module):
                     f"item_to_item needs an (n_items + 1)^2 matrix; {n_items} items exceed the limit of "
                     f"{ITEM_TO_ITEM_MAX_ITEMS}: switch it off for this catalogue"
                 )
-            self.item_to_item = nn.Embedding(n_items + 1, n_items + 1, padding_idx=0)
+            self.item_to_item = _embedding(n_items + 1, n_items + 1, initialize, padding_idx=0)
         if config.history_bias:
             self.history_bias_shared = nn.Parameter(torch.zeros(()))
             self.history_bias = nn.Parameter(torch.zeros(n_items + 1))
         if config.event_types > len(EVENT_TYPES):
             raise ValueError(f"event_types {config.event_types} exceeds the {len(EVENT_TYPES)} behaviours {EVENT_TYPES}")
         if config.event_types > 1:
-            self.event_type_embeddings = nn.Embedding(config.event_types, d)
-        self.positions = nn.Embedding(config.max_length, d)
+            self.event_type_embeddings = _embedding(config.event_types, d, initialize)
+        self.positions = _embedding(config.max_length, d, initialize)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(d)
         self.register_buffer("negative_log_q", torch.zeros(0), persistent=False)
-        self._init_weights()
+        if initialize:
+            self._init_weights()
 
     def _init_weights(self) -> None:
         # Small initial embeddings (as in BERT) keep the first logits near zero, so early training is stable.
@@ -469,7 +478,7 @@ def load(
         item_text_embeddings = np.load(text_file, allow_pickle=False)
     if meta["has_item_text"] and item_text_embeddings is None:
         raise ValueError(f"{folder} holds a {config.item_text!r} model: pass item_text_embeddings")
-    model = SASRec(config, meta["n_items"], item_text_embeddings if meta["has_item_text"] else None)
+    model = SASRec(config, meta["n_items"], item_text_embeddings if meta["has_item_text"] else None, initialize=False)
     # weights_only: the file is tensors in a dict, and nothing else is allowed to unpickle.
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)

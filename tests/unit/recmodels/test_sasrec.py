@@ -403,3 +403,19 @@ def test_history_bias_trains_under_bf16_autocast(item_to_item):
     assert loss.dtype == torch.float32
     assert loss.item() == pytest.approx(expected, rel=2e-2)  # bf16 matmuls: about 3 significant digits
     assert model.history_bias.grad[[2, 4]].abs().sum() > 0  # the seen items' offsets learn
+
+
+def test_loading_draws_no_random_embeddings_and_restores_every_tensor(tmp_path, monkeypatch):
+    model = _with_random_pairs()
+    save(model, tmp_path)
+
+    def drawn(*args, **kwargs):
+        raise AssertionError("a weight the checkpoint overwrites was drawn at random")
+
+    monkeypatch.setattr(torch.nn.init, "normal_", drawn)
+    monkeypatch.setattr(torch.nn.init, "trunc_normal_", drawn)
+    restored = load(tmp_path)
+    saved, loaded = model.state_dict(), restored.state_dict()
+    assert set(saved) == set(loaded)
+    for name, tensor in saved.items():
+        assert torch.equal(loaded[name], tensor), name
