@@ -123,6 +123,9 @@ def steady(server: ServerProcess, planner: Planner, scenario: str, rate: float, 
             "first_errors": first_errors(results)}
 
 
+SLOWEST = 12  # the window's slowest requests listed, to show when in the swap they fell
+
+
 def mixed(server: ServerProcess, planner: Planner, rates: dict[str, float], seconds: float, batch: int
           ) -> dict[str, Any]:
     """Reads, sessions and events interleaved; a new champion version promoted halfway."""
@@ -136,8 +139,8 @@ def mixed(server: ServerProcess, planner: Planner, rates: dict[str, float], seco
     started = time.perf_counter()
 
     def promote() -> None:
-        promoted["at"] = time.perf_counter()
-        promoted["version"] = server.promote_copy_of_champion()
+        version = server.promote_copy_of_champion()
+        promoted.update(version=version, at=time.perf_counter())  # the alias has moved: the window opens
 
     timer = threading.Timer(seconds / 2, promote)
     timer.start()
@@ -153,7 +156,10 @@ def mixed(server: ServerProcess, planner: Planner, rates: dict[str, float], seco
             "promoted_at_s": round(promoted["at"] - started, 1) if promoted else None,
             "swap_seconds": round(swap_end - promoted["at"], 1) if swap_end and promoted else None,
             "swap_window": {"requests": len(window), "errors": sum(r.status != 200 for r in window),
-                            **percentiles(np.array([r.latency for r in window if r.status == 200]))},
+                            **percentiles(np.array([r.latency for r in window if r.status == 200])),
+                            # where in the window the tail fell: seconds after the promotion, ms, endpoint
+                            "slowest": [[round(r.due - promoted["at"], 2), round(1000 * r.latency, 1), r.label]
+                                        for r in sorted(window, key=lambda r: -r.latency)[:SLOWEST]]},
             "errors": sum(r.status != 200 for r in results), "first_errors": first_errors(results),
             **server.memory()}
 

@@ -173,8 +173,15 @@ class ServerProcess:
                 "total_rss_mib": round(sum(row[0] for row in kib) / 1024, 1)}
 
     def promote_copy_of_champion(self) -> int:
-        """Register the champion's bundle again as a new version and promote it: a real swap of the served model."""
-        return promote_copy_of_champion(self.home)
+        """Register the champion's bundle again as a new version and promote it: a real swap of the served model.
+        From a process of its own, as the pipeline promotes: in the load generator's process, importing MLflow and
+        writing the registry would keep its interpreter from sending requests, and their latency (counted from when
+        each was due) would show the generator's stall as the server's."""
+        completed = subprocess.run([sys.executable, "-m", __name__, "promote-copy", str(self.home)],
+                                   capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            raise RuntimeError(f"promoting a copy of the champion failed: {completed.stderr.strip()[-2000:]}")
+        return int(completed.stdout.split()[-1])
 
 
 def promote_copy_of_champion(home: Path) -> int:
@@ -189,3 +196,9 @@ def promote_copy_of_champion(home: Path) -> int:
     promote(client, int(copy.version), champion.get("metrics") or {}, champion.get("data_version") or "",
             reasons=["benchmarks.serving: the same bundle registered again, to swap models under load"])
     return int(copy.version)
+
+
+if __name__ == "__main__":  # python -m benchmarks.serving_server promote-copy HOME: prints the new version
+    if len(sys.argv) != 3 or sys.argv[1] != "promote-copy":
+        sys.exit("usage: python -m benchmarks.serving_server promote-copy HOME")
+    print(promote_copy_of_champion(Path(sys.argv[2])))

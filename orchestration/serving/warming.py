@@ -17,6 +17,7 @@ the service being replaced) has theirs dropped and is ranked again here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -42,7 +43,11 @@ POLL_SECONDS = 0.2  # how often the parent looks whether it was told to stop
 # Below this many known customers a replacement is built in place: it takes a few seconds at most, less than a
 # child takes to start and read the marts.
 APART_MIN_CUSTOMERS = 500
-CHILD_NICENESS = 10  # added to the child's nice value: it yields the cores to the process answering requests
+# Added to the child's nice value: it yields the cores to the process answering requests. A nice value, not Linux's
+# idle scheduling class: in the idle class the child got so little of cores that were only partly busy (a mixed load
+# of 50 reads and 2.5 sessions a second) that the swap had not finished 120 s after the promotion, against 55 s with
+# this (BENCHMARKS.md, serving, fourth session).
+CHILD_NICENESS = 10
 # Mapping entries per pickled piece: a piece of per-customer arrays loads in about a millisecond, so the serving
 # process's event loop gets the interpreter between pieces.
 PIECE_ENTRIES = 256
@@ -65,6 +70,7 @@ def build_apart(bundle: Bundle, home: Path, key: str, version: int | None, stop:
             # The key reaches the child in its environment, never its arguments (visible to every user).
             child = subprocess.Popen(command, env={**os.environ, KEY_VARIABLE: key},
                                      stdout=subprocess.DEVNULL, stderr=sink)
+        lower_priority(child.pid)
         deadline = time.monotonic() + timeout
         while child.poll() is None:
             if stop.is_set() or time.monotonic() > deadline:
@@ -81,6 +87,15 @@ def build_apart(bundle: Bundle, home: Path, key: str, version: int | None, stop:
     for user_key, top in parts["answers"]["kept"].items():
         service.answers.keep(user_key, top, 0)
     return service
+
+
+def lower_priority(pid: int) -> None:
+    """Give process ``pid`` (just started) ``CHILD_NICENESS`` more than this one. Done from here at once: the
+    child's first seconds go to importing torch, pandas and the rest, and lowered by the child itself, after its
+    imports, those seconds ran at the serving process's priority (the slowest answers of a swap came then). Threads
+    the child starts later inherit the value."""
+    with contextlib.suppress(ProcessLookupError):  # it has already exited: its return code tells why
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS)
 
 
 def write_pieces(sink: BinaryIO, parts: dict[str, dict[str, Any]]) -> None:
@@ -113,10 +128,6 @@ def read_pieces(source: BinaryIO) -> dict[str, dict[str, Any]]:
 def _child(folder: str, home: str, version: str, output: str) -> int:
     from orchestration.store.warehouse import Warehouse
 
-    # A nice value, not Linux's idle scheduling class: in the idle class the child got so little of cores that were
-    # only partly busy (a mixed load of 50 reads and 2.5 sessions a second) that the swap had not finished 120 s
-    # after the promotion, against 55 s with this (BENCHMARKS.md, serving, fourth session).
-    os.nice(CHILD_NICENESS)  # background work: the cores go to answering requests first
     with single_threaded():
         warehouse = Warehouse(home=home)
         service = RecommendationService.from_folder(Path(folder), warehouse, pseudonymization_key(),

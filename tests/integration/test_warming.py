@@ -3,7 +3,10 @@ nothing adopted after a stop, and a reload that goes through it keeps the events
 
 import io
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import duckdb
@@ -17,7 +20,15 @@ from orchestration.serving import champion
 from orchestration.serving.champion import ChampionHolder
 from orchestration.serving.ranked import read_ranked, reuse_ranked
 from orchestration.serving.service import RecommendationService
-from orchestration.serving.warming import PIECE_ENTRIES, WarmingFailed, build_apart, read_pieces, write_pieces
+from orchestration.serving.warming import (
+    CHILD_NICENESS,
+    PIECE_ENTRIES,
+    WarmingFailed,
+    build_apart,
+    lower_priority,
+    read_pieces,
+    write_pieces,
+)
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from orchestration.store.warehouse import Warehouse
 
@@ -119,3 +130,14 @@ def test_a_reload_built_in_a_child_keeps_the_events_recorded_before_the_swap(pro
         assert got["history_length"] == answer["history_length"]
         pd.testing.assert_frame_equal(got["items"], answer["items"])
     holder.close(timeout=60)
+
+
+def test_the_child_yields_the_cores_from_its_first_instruction():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lower_priority(child.pid)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS, 19)
+    finally:
+        child.kill()
+        child.wait()
+    lower_priority(child.pid)  # gone by now: no error
