@@ -90,10 +90,10 @@ class ChampionHolder:
             if current is None:
                 freeze_loaded()
             version = int(champion["version"])
-            service = self._build(load_bundle(registered_bundle(self.client, version, self.warehouse.paths)),
-                                  version, current)
+            service, apart = self._build(load_bundle(registered_bundle(self.client, version, self.warehouse.paths)),
+                                         version, current)
             champion = {**champion, **promotion_record(self.client, champion, self.warehouse)}
-            self._install(Served(service, champion), current)
+            self._install(Served(service, champion), current, warm=not apart)
         except Exception as error:  # any failure: keep serving what we have
             self.problem = f"loading the {CHAMPION_ALIAS} of {BUNDLE_MODEL} failed: {error}"
             logger.exception("Loading the %s of %s failed; %s", CHAMPION_ALIAS, BUNDLE_MODEL,
@@ -117,20 +117,23 @@ class ChampionHolder:
             return False
         started = time.perf_counter()
         service = current.service
-        self._install(Served(self._build(service.bundle, service.version, current), current.champion), current)
+        incoming, apart = self._build(service.bundle, service.version, current)
+        self._install(Served(incoming, current.champion), current, warm=not apart)
         logger.info("Serving %s version %d over new data (marts %s, %.1f s to load)", BUNDLE_MODEL,
                     current.version, self.current.service.data.version, time.perf_counter() - started)
         return True
 
-    def _build(self, bundle: Bundle, version: int | None, current: Served | None) -> RecommendationService:
-        """The service of ``bundle`` over the marts as they are now. A replacement in a shop worth it is built and
-        ranked in a child process, the current one answering meanwhile with this process's interpreter to itself;
-        a first one, a small shop's or one the child failed to build is built here."""
+    def _build(self, bundle: Bundle, version: int | None, current: Served | None
+               ) -> tuple[RecommendationService, bool]:
+        """The service of ``bundle`` over the marts as they are now, and whether it was built apart. A replacement
+        in a shop worth it is built and ranked in a child process, the current one answering meanwhile with this
+        process's interpreter to itself; a first one, a small shop's or one the child failed to build is built
+        here."""
         if current is not None and len(current.service.data.customers) >= APART_MIN_CUSTOMERS:
             try:
                 service = build_apart(bundle, self.warehouse.paths.home, self.key, version, self._closing)
                 logger.info("Adopted a service and %d answers built in a child process", len(service.answers))
-                return service
+                return service, True
             except WarmingFailed as failed:
                 if self._closing.is_set():
                     raise
@@ -139,15 +142,19 @@ class ChampionHolder:
         reused = reuse_ranked(service, self.warehouse)
         if reused:
             logger.info("Read %d answers the pipeline ranked for this bundle over these marts", reused)
-        return service
+        return service, False
 
-    def _install(self, served: Served, current: Served | None) -> None:
-        """Warm ``served`` and make it current, with the events ``current`` recorded meanwhile carried over under
-        the lock that recording takes, so none is lost between the two."""
+    def _install(self, served: Served, current: Served | None, warm: bool = True) -> None:
+        """Make ``served`` current, warmed first unless a child ranked it, with the events ``current`` recorded
+        meanwhile carried over under the lock that recording takes, so none is lost between the two."""
         incoming = self._incoming = served.service
         following = incoming.carry_over(current.service) if current is not None else 0
         try:
-            incoming.warm()  # at start, or whoever the child did not rank (events recorded meanwhile)
+            # Not after a child: whoever it left unranked has events recorded meanwhile, and is ranked when next
+            # asked for, as after any event. Ranking them all here held the interpreter for seconds (hundreds of
+            # customers, the whole swap's worth of events) while requests waited: the swap's slowest answers.
+            if warm:
+                incoming.warm()
         finally:
             self._incoming = None
         with self._swapping:
