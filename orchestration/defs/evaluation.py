@@ -20,7 +20,7 @@ from pydantic import Field
 
 from orchestration.defs.models import TRACKING_FILE, phase_models
 from orchestration.defs.ranking import FEATURES_SPEC_FILE, FEATURES_TABLE, ranker_model
-from orchestration.defs.resources import MLflowResource, PromotionGateResource, WarehouseResource
+from orchestration.defs.resources import MLflowResource, PrivacyResource, PromotionGateResource, WarehouseResource
 from orchestration.registry.bundle import (
     ARTIFACT_KEY,
     HISTORY_COLUMN,
@@ -44,6 +44,7 @@ from orchestration.registry.promotion import (
     record_refusal,
 )
 from orchestration.registry.tracking import mlflow_metric_name, register_pyfunc
+from orchestration.serving.ranked import rank_ahead
 from orchestration.store.marts import read_interactions
 from orchestration.store.model_files import fit_on, replaced_folder, write_lineage
 from orchestration.store.reports import (
@@ -370,9 +371,10 @@ PROMOTED_CHECK = "promoted"
 )
 def promotion_decision(
     context: AssetExecutionContext, config: PromotionDecisionConfig, warehouse: WarehouseResource, mlflow: MLflowResource,
-    gate: PromotionGateResource,
+    gate: PromotionGateResource, privacy: PrivacyResource,
 ) -> dg.MaterializeResult:
-    """Moves the registry's ``champion`` alias to the new bundle, or records why not; one row per decision."""
+    """Moves the registry's ``champion`` alias to the new bundle, or records why not; one row per decision. A bundle
+    it promotes ranks every customer first (``ml.ranked_answers``), so servers find its answers ready."""
     paths = warehouse.artifacts
     stored = load_split(paths.split_file)
     bundle_folder = paths.models_dir / "bundle"
@@ -399,7 +401,9 @@ def promotion_decision(
             versus, how = champion["metrics"], f"recorded at promotion (re-scoring failed: {error})"
     decision = decide_promotion(challenger, versus, best_baseline, failed, config.tolerance, HEADLINE)
     data_version = stored.info["data_version"]
+    ranked = None
     if decision.promote:
+        ranked = rank_ahead(client, version, warehouse, privacy.key())  # None: the servers rank it
         promote(client, version, challenger, data_version, reasons=decision.reasons)
     elif champion is None or champion["version"] != version:  # the serving champion keeps its promotion tags
         record_refusal(client, version, decision)
@@ -427,6 +431,7 @@ def promotion_decision(
             "registered_version": mlflow.model_version_link(BUNDLE_MODEL, version),
             "reasons": dg.MetadataValue.md(reasons),
             "serves": model,
+            "ranked_ahead": ranked,
             "challenger_ndcg@10": challenger.get(HEADLINE, float("nan")),
             "best_baseline": best_baseline[0],
             "best_baseline_ndcg@10": best_baseline[1],

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from orchestration.defs.evaluation import promotion_decision
 from orchestration.defs.resources import MLflowResource, PrivacyResource, WarehouseResource
-from orchestration.serving.ranked import write_ranked
+from orchestration.serving.ranked import reuse_ranked, write_ranked
 from orchestration.serving.service import NoChampionError, RecommendationService
 from orchestration.store.reports import frame_markdown
 
@@ -35,6 +35,7 @@ def user_recommendations(
     except NoChampionError as error:
         context.log.warning(f"Not materialized: {error}")
         return
+    reuse_ranked(service, warehouse)  # what the promotion gate ranked ahead for this champion, if it is current
     table = service.batch(config.k)
     table.insert(4, "model_version", service.version)
     table["as_of"] = service.data.as_of

@@ -6,6 +6,9 @@ in the server costs about a minute of CPU on Online Retail at every start and ev
 competes with the requests for the cores. A customer's answer is a pure function of the bundle's files and the
 marts' content (the features are computed as of the newest event), so the rows are kept with the bundle's content
 digest and the marts' fingerprint, and used only where both match; any other server ranks as before.
+
+The promotion gate ranks a bundle it promotes (``rank_ahead``) before it moves the alias, so a server that sees the
+new champion finds its answers ready; ``user_recommendations`` then reads them for its table.
 """
 
 from __future__ import annotations
@@ -86,3 +89,20 @@ def reuse_ranked(service, warehouse) -> int:
             service.answers.keep(key, top, 0)  # ranked over the marts: before any event recorded here
             kept += 1
     return kept
+
+
+def rank_ahead(client, version: int, warehouse, pseudonymization_key: str) -> int | None:
+    """Rank every known customer with registered ``version`` over the marts as they are now and keep the answers in
+    the table; returns how many customers. Run before the alias moves to ``version``. None where ranking failed,
+    which holds no promotion back: a server then ranks the customers itself."""
+    from orchestration.serving.batching import single_threaded
+    from orchestration.serving.service import RecommendationService
+
+    try:
+        service = RecommendationService.from_registry(client, version, warehouse, pseudonymization_key)
+        with single_threaded():  # the arithmetic of the batch table and of the API
+            service.warm()
+        return write_ranked(warehouse, service)
+    except Exception:
+        logger.warning("Version %s is promoted without answers ranked ahead", version, exc_info=True)
+        return None

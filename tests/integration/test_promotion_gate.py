@@ -96,6 +96,10 @@ def test_a_good_first_run_is_promoted(shop):
     assert decision["champion_before"] == "none" and decision["champion_after"] == "1"
     assert decision["failed_checks"] == [] and decision["blocking_checks_seen"] > 50
     assert _promoted_check(shop.first).passed
+    # Ranked before the alias moved: every customer's answer, ready for a server of this champion.
+    ranked = shop.query("select count(distinct user_id) as customers, count(distinct bundle_digest) as bundles "
+                        "from ml.ranked_answers")
+    assert decision["ranked_ahead"] == ranked["customers"].item() > 0 and ranked["bundles"].item() == 1
     champion = current_champion(shop.client)
     # A promoted version carries its reasons, as a refused one does.
     assert "No blocking check failed." in champion["promotion_reasons"]
@@ -129,6 +133,7 @@ def test_a_weak_model_from_a_truncated_training_set_is_refused(shop):
     result = shop.run("key:sasrec_model or key:baseline_models or group:ranking or group:evaluation")
     decision = _decision(result)
     assert decision["decision"] == "refused" and decision["model_version"] == 2
+    assert decision["ranked_ahead"] is None  # nothing ranked for a bundle that does not serve
     # Paired with the champion on the same customers: worse with confidence, not only on average.
     assert "so the challenger may be worse" in decision["reasons"], decision["reasons"]
     row = shop.decisions().iloc[-1]
