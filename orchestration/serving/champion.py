@@ -47,10 +47,6 @@ class Served:
         return int(self.champion["version"])
 
 
-# After a swap from a child, between the customers ranked one at a time in the background: about as long as ranking
-# one takes, so the background ranking takes at most about half a core and never a long turn of the interpreter.
-TRICKLE_PAUSE_SECONDS = 0.02
-
 class ChampionHolder:
     """The current ``Served``, reloaded when the registry's champion alias moves or the marts change.
 
@@ -154,10 +150,9 @@ class ChampionHolder:
         incoming = self._incoming = served.service
         following = incoming.carry_over(current.service) if current is not None else 0
         try:
-            # Not before swapping in a child's service: whoever it left unranked has events recorded meanwhile.
-            # Ranking them all here held the interpreter for seconds (hundreds of customers, the whole swap's worth
-            # of events) while requests waited: the swap's slowest answers. They are ranked after the swap instead,
-            # one at a time with a pause between, or when asked for first.
+            # Not after a child: whoever it left unranked has events recorded meanwhile, and is ranked when next
+            # asked for, as after any event. Ranking them all here held the interpreter for seconds (hundreds of
+            # customers, the whole swap's worth of events) while requests waited: the swap's slowest answers.
             if warm:
                 incoming.warm()
         finally:
@@ -168,9 +163,6 @@ class ChampionHolder:
             self.current = served  # one reference assignment: requests see old or new, never a mix
         if current is not None:
             current.service.close()
-        if not warm:
-            threading.Thread(target=incoming.warm, kwargs={"batch_size": 1, "pause": TRICKLE_PAUSE_SECONDS},
-                             name="recsys-trickle-warm", daemon=True).start()
 
     def record_events(self, events: pd.DataFrame | Sequence[Event]) -> int:
         """``RecommendationService.record_events`` on the current service (a frame of ``live.RECORDED_COLUMNS``,

@@ -19,7 +19,6 @@ the answers kept for customers without new events valid.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -256,11 +255,10 @@ class RecommendationService:
         self.answers.keep(key, top, generation)
         return top
 
-    def warm(self, batch_size: int = WARM_BATCH, pause: float = 0.0) -> int:
-        """Rank every known customer without a kept answer, ``batch_size`` at a time (sleeping ``pause`` s after
-        each call), and keep their top ``MAX_K``: afterwards a request for any of them is a lookup. Stops early
-        after ``close``; returns how many it ranked. Runs beside requests (each ranking call is a pure function of
-        its inputs)."""
+    def warm(self, batch_size: int = WARM_BATCH) -> int:
+        """Rank every known customer without a kept answer, ``batch_size`` at a time, and keep their top
+        ``MAX_K``: afterwards a request for any of them is a lookup. Stops early after ``close``; returns how
+        many it ranked. Runs beside requests (each ranking call is a pure function of its inputs)."""
         keys = [key for key in self.data.customers
                 if self._history(key) is not None and self.answers.get(key) is None]
         done = 0
@@ -276,8 +274,6 @@ class RecommendationService:
                                 customer.evidence)
                 self.answers.keep(key, top, generation)
             done += len(chunk)
-            if pause:
-                time.sleep(pause)
         return done
 
     # ----------------------------------------------------------------------------------------- requests

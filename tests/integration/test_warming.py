@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 
 import duckdb
 import numpy as np
@@ -126,11 +125,6 @@ def test_a_reload_built_in_a_child_keeps_the_events_recorded_before_the_swap(pro
         assert holder.check_now(timeout=60) and holder.last_swapped
     assert holder.current.version == version and "built in a child process" in caplog.text
     new = holder.current.service
-    key = pseudonymize(customer, DEV_PSEUDONYMIZATION_KEY)
-    deadline = time.monotonic() + 30
-    while new.answers.get(key) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert new.answers.get(key) is not None  # ranked in the background after the swap, before anyone asked
     for who, answer in expected.items():
         got = new.recommend_user(who, k=10)
         assert got["history_length"] == answer["history_length"]
