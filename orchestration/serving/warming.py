@@ -10,7 +10,7 @@ it did, and ranking the rest) and hands back its data, its tables and its kept a
 loads the bundle itself (no long hold) and reads the child's objects back in pieces of a few milliseconds each.
 
 Answers are handed back at generation 0 of their key: a customer with events recorded meanwhile (carried over from
-the service being replaced) has theirs dropped and is ranked again here.
+the service being replaced) has theirs dropped and is ranked here when next asked for.
 
     python -m orchestration.serving.warming FOLDER HOME VERSION OUTPUT   (the child's side)
 """
