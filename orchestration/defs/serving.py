@@ -35,12 +35,13 @@ def user_recommendations(
     except NoChampionError as error:
         context.log.warning(f"Not materialized: {error}")
         return
-    reuse_ranked(service, warehouse)  # what the promotion gate ranked ahead for this champion, if it is current
+    reused = reuse_ranked(service, warehouse)  # what the promotion gate ranked ahead for this champion
     table = service.batch(config.k)
     table.insert(4, "model_version", service.version)
     table["as_of"] = service.data.as_of
     warehouse.write_table(RECOMMENDATIONS_TABLE, table)
-    ranked = write_ranked(warehouse, service)  # what a server loading this champion reads
+    # What a server loading this champion reads; not written again when the table held every answer already.
+    ranked = reused if reused == len(service.answers) else write_ranked(warehouse, service)
     seconds = time.perf_counter() - started
     kinds = table["explanation"].value_counts(normalize=True).round(4).to_dict()
     context.log.info(f"{table['user_id'].nunique():,} customers, champion version {service.version}, {seconds:.1f} s")
