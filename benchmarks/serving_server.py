@@ -76,6 +76,7 @@ def champion_in_process(home: Path) -> Iterator[InProcessChampion]:
         key = pseudonymization_key()
         warehouse, tracking = Warehouse(home=str(home)), MLflowTracking(home=str(home))
         service = RecommendationService.from_champion(warehouse, tracking, key)
+        service.bundle.compile_ranker(warehouse.paths)  # as the server's ChampionHolder does
         customers, items = catalogue_sample(Path(home), key)
         yield InProcessChampion(service, key, warehouse, tracking, customers, items)
 

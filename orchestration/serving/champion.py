@@ -132,12 +132,15 @@ class ChampionHolder:
         if current is not None and len(current.service.data.customers) >= APART_MIN_CUSTOMERS:
             try:
                 service = build_apart(bundle, self.warehouse.paths.home, self.key, version, self._closing)
+                # The child compiled the ranker and kept the machine code: this reads it, in milliseconds.
+                bundle.compile_ranker(self.warehouse.paths)
                 logger.info("Adopted a service and %d answers built in a child process", len(service.answers))
                 return service, True
             except WarmingFailed as failed:
                 if self._closing.is_set():
                     raise
                 logger.warning("Building in a child process gave nothing (%s); building here", failed)
+        bundle.compile_ranker(self.warehouse.paths)
         service = RecommendationService(bundle, ShopData.read(self.warehouse, bundle), self.key, version)
         reused = reuse_ranked(service, self.warehouse)
         if reused:

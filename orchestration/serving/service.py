@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -188,10 +189,19 @@ class RecommendationService:
     def _stored(self, key: str) -> Customer:
         """A customer as the warehouse holds them."""
         data = self.data
+        if not any(key in held for held in (data.event_rows, data.behaviour_rows, data.histories, self.evidence)):
+            return self._nobody  # an anonymous session's: built once, as every one of them reads it
         viewed, in_cart = self.evidence.get(key, (np.array([], np.int64),) * 2)
         return Customer(self._rows_of(data.events, data.event_rows, key),
                         self._rows_of(data.behaviour, data.behaviour_rows, key), data.histories.get(key),
                         {"viewed": viewed, "in_cart": in_cart}, data.as_of)
+
+    @cached_property
+    def _nobody(self) -> Customer:
+        """A customer the warehouse holds nothing of."""
+        data, nothing = self.data, np.array([], np.int64)
+        return Customer(data.events.iloc[:0], data.behaviour.iloc[:0], None, {"viewed": nothing, "in_cart": nothing},
+                        data.as_of)
 
     def _rank_requests(self, requests: list[RankRequest]) -> list[Ranked]:
         return rank_requests(self.recommender, requests, len(self.bundle.item_ids), self.item_features,

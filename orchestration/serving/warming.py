@@ -136,6 +136,7 @@ def _child(folder: str, home: str, version: str, output: str) -> int:
         warehouse = Warehouse(home=home)
         service = RecommendationService.from_folder(Path(folder), warehouse, pseudonymization_key(),
                                                     int(version) if version else None)
+        service.bundle.compile_ranker(warehouse.paths)  # kept for the parent, which then reads it
         reuse_ranked(service, warehouse)
         service.warm()
     data = {field.name: getattr(service.data, field.name) for field in dataclasses.fields(service.data)}

@@ -12,6 +12,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from recmodels.ranking.compiled import CompiledModel, compile_model
 from recmodels.ranking.features import feature_columns
 from recmodels.sequences import PAD
 
@@ -85,6 +86,9 @@ class LambdaRanker:
     best_iterations_: list[int] = field(default_factory=list, init=False)  # rounds kept per model (1-based)
     valid_ndcg_: float = field(default=float("nan"), init=False)  # mean held-out NDCG@eval_at at the best rounds
     n_groups_dropped_: int = field(default=0, init=False)  # groups without a positive, left out of training
+    model_files_: list[Path] = field(default_factory=list, init=False, repr=False)  # where load read each model
+    # Per model, its compiled twin (``compile``) or None where LightGBM scores it; empty before ``compile``.
+    compiled_: list[CompiledModel | None] = field(default_factory=list, init=False, repr=False)
 
     def fit(
         self, features: pd.DataFrame, labels: np.ndarray, rows: np.ndarray, feature_names: list[str],
@@ -162,6 +166,7 @@ class LambdaRanker:
                 best_iterations.append(booster.current_iteration())
             boosters.append(booster)
         self.boosters_, self.best_iterations_ = boosters, best_iterations
+        self.model_files_, self.compiled_ = [], []  # nothing compiled scores these models
         self.valid_ndcg_ = float(np.mean(valid_ndcgs)) if valid_ndcgs else float("nan")
         self.feature_names = list(feature_names)
         return self
@@ -186,9 +191,23 @@ class LambdaRanker:
         total = np.zeros(len(x))
         # Each row's prediction is the same whatever the thread count: only the speed depends on it.
         threads = {"num_threads": 1} if len(x) < SINGLE_THREAD_ROWS else {}
-        for booster, rounds in zip(boosters, self.best_iterations_):
-            total += booster.predict(x, num_iteration=rounds, **threads)
+        compiled = self.compiled_ or [None] * len(boosters)
+        for booster, rounds, twin in zip(boosters, self.best_iterations_, compiled):
+            total += twin.predict(x) if twin is not None else booster.predict(x, num_iteration=rounds, **threads)
         return total / len(boosters)
+
+    def compile(self, cache_dir: str | Path | None = None) -> int:
+        """Score with each model compiled to machine code where it compiles and scores as LightGBM does
+        (``recmodels.ranking.compiled``; ``cache_dir`` keeps the machine code); returns how many models are. Needs
+        a ranker ``load`` read, whose files hold just the kept trees."""
+        boosters = self._boosters()
+        if not self.model_files_:
+            raise ValueError("only a loaded ranker compiles: call LambdaRanker.load first")
+        self.compiled_ = [
+            compile_model(path, booster, Path(cache_dir) if cache_dir is not None else None)
+            if booster.num_trees() == rounds else None  # a format-1 file may hold trees past the kept ones
+            for path, booster, rounds in zip(self.model_files_, boosters, self.best_iterations_)]
+        return sum(twin is not None for twin in self.compiled_)
 
     def feature_importance(self) -> pd.DataFrame:
         """Per feature: total gain and number of splits over every model's kept trees, by gain descending."""
@@ -237,7 +256,8 @@ class LambdaRanker:
         else:
             raise ValueError(f"ranker.json format {version}, expected {FORMAT_VERSION} (or 1)")
         ranker = cls(config=RankerConfig(**config))
-        ranker.boosters_ = [lgb.Booster(model_file=str(folder / name)) for name in files]
+        ranker.model_files_ = [folder / name for name in files]
+        ranker.boosters_ = [lgb.Booster(model_file=str(path)) for path in ranker.model_files_]
         if any(booster.feature_name() != meta["feature_names"] for booster in ranker.boosters_):
             raise ValueError(f"the model files in {folder} and ranker.json disagree on the feature names")
         ranker.feature_names = list(meta["feature_names"])

@@ -35,8 +35,10 @@ from orchestration.store.warehouse import Warehouse
 
 @pytest.fixture(scope="module")
 def warmed_here(promoted):
-    service = RecommendationService.from_champion(Warehouse(home=str(promoted.home)),
-                                                  MLflowTracking(home=str(promoted.home)), DEV_PSEUDONYMIZATION_KEY)
+    warehouse = Warehouse(home=str(promoted.home))
+    service = RecommendationService.from_champion(warehouse, MLflowTracking(home=str(promoted.home)),
+                                                  DEV_PSEUDONYMIZATION_KEY)
+    service.bundle.compile_ranker(warehouse.paths)  # as a server does
     service.warm()
     return service
 
@@ -74,6 +76,9 @@ def test_the_child_builds_the_service_built_in_place(promoted, warmed_here):
 
 
 def test_the_pipeline_keeps_the_answers_a_server_would_rank_and_a_server_reads_them(promoted, warmed_here):
+    # The server scores with the ranker compiled, the pipeline with LightGBM: the answers agree to the bit.
+    ranker = warmed_here.bundle.recommender.ranker
+    assert ranker.compiled_ and all(twin is not None for twin in ranker.compiled_)
     with duckdb.connect(str(promoted.home / "warehouse.duckdb"), read_only=True) as con:
         stored = read_ranked(con, warmed_here.bundle.digest, warmed_here.data.version)
         assert read_ranked(con, warmed_here.bundle.digest, "other marts") == {}
