@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,11 +188,16 @@ class ServerProcess:
 
 def promote_copy_of_champion(home: Path) -> int:
     """Register the champion of ``home`` again as a new version and promote it; returns the new version."""
+    from orchestration.registry.bundle import COMPILED_DIR
     from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, promote
     from orchestration.registry.tracking import MLflowTracking
+    from orchestration.store.paths import RecsysPaths
 
     client = MLflowTracking(home=str(home)).client()
     champion = current_champion(client)
+    # A newly trained bundle's models have not been compiled on this machine: forget the kept machine code, so the
+    # swap compiles them as it would (the served models are already loaded).
+    shutil.rmtree(RecsysPaths(Path(home)).cache_dir / COMPILED_DIR, ignore_errors=True)
     source = client.get_model_version(BUNDLE_MODEL, str(champion["version"]))
     copy = client.create_model_version(BUNDLE_MODEL, source.source, run_id=source.run_id)
     promote(client, int(copy.version), champion.get("metrics") or {}, champion.get("data_version") or "",
