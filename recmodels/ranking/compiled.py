@@ -57,18 +57,18 @@ def compile_model(model_file: Path, booster: lgb.Booster, cache_dir: Path | None
     options = {"fblocksize": max(model.num_trees(), 1), "finline": False}  # one block: LightGBM's order of sums
     cached = _cache_file(model_file, cache_dir, llvm) if cache_dir is not None else None
     if cached is not None and cached.exists():
-        model.compile(cache=str(cached), **options)
-        return CompiledModel(model, booster.num_feature())
+        # LLVM loads machine code unchecked, and damaged code would crash the process: its digest must match.
+        if _digest_file(cached).exists() and _digest_file(cached).read_text() == _sha256(cached):
+            model.compile(cache=str(cached), **options)
+            return CompiledModel(model, booster.num_feature())
+        logger.warning("The kept %s does not match its digest: compiling %s again", cached, model_file)
+        cached.unlink(missing_ok=True)
     refused = cached.with_suffix(".differs") if cached is not None else None
     if refused is not None and refused.exists():
         return None
-    scratch = None
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # Another process may compile the same model now: each writes its own file, the last rename wins.
-        handle, scratch = tempfile.mkstemp(dir=cached.parent, prefix=cached.name, suffix=".partial")
-        os.close(handle)
-        os.unlink(scratch)  # lleaves writes its cache only where no file is
+    scratch = _scratch_beside(cached) if cached is not None else None
+    if scratch is None:
+        cached = refused = None  # nowhere to keep it: compiled for this process only
     try:
         model.compile(cache=scratch, **options)
         compiled = CompiledModel(model, booster.num_feature())
@@ -79,6 +79,7 @@ def compile_model(model_file: Path, booster: lgb.Booster, cache_dir: Path | None
         same, compiled = False, None
     if scratch is not None and os.path.exists(scratch):
         if same:
+            _write_atomically(_digest_file(cached), _sha256(Path(scratch)))
             os.replace(scratch, cached)
         else:
             os.unlink(scratch)
@@ -90,6 +91,35 @@ def compile_model(model_file: Path, booster: lgb.Booster, cache_dir: Path | None
                 refused.touch()
         return None
     return compiled
+
+
+def _scratch_beside(cached: Path) -> str | None:
+    """A free file name next to ``cached`` for lleaves to write into, or None where the folder cannot be written.
+    Another process may compile the same model at the same time: each writes its own file, the last rename wins."""
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        handle, scratch = tempfile.mkstemp(dir=cached.parent, prefix=cached.name, suffix=".partial")
+    except OSError as error:
+        logger.warning("Cannot keep compiled models in %s (%s): compiling for this process only", cached.parent, error)
+        return None
+    os.close(handle)
+    os.unlink(scratch)  # lleaves writes its cache only where no file is
+    return scratch
+
+
+def _digest_file(cached: Path) -> Path:
+    return cached.with_suffix(".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
+    with os.fdopen(handle, "w") as sink:
+        sink.write(text)
+    os.replace(scratch, path)
 
 
 def _cache_file(model_file: Path, cache_dir: Path, llvm) -> Path:

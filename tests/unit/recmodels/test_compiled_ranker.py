@@ -106,3 +106,24 @@ def test_probe_rows_sit_on_and_beside_each_threshold_with_missing_and_zero():
     values = set(probe_rows(booster, n_rows=400)[:, 0].tolist())
     expected = {threshold, np.nextafter(threshold, -np.inf), np.nextafter(threshold, np.inf), 0.0, -1e30, 1e30}
     assert expected <= values and any(np.isnan(v) for v in values)
+
+
+def test_a_folder_that_cannot_be_written_still_compiles_for_the_process(saved, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    ranker = LambdaRanker.load(saved)
+    assert ranker.compile(blocker / "cache") == FAST.n_models
+    test, _ = _planted(5)
+    np.testing.assert_array_equal(ranker.score(test), LambdaRanker.load(saved).score(test))
+
+
+def test_a_damaged_kept_compilation_is_compiled_again(saved, tmp_path):
+    LambdaRanker.load(saved).compile(tmp_path)
+    for kept in tmp_path.glob("*.o"):
+        kept.write_bytes(b"not machine code")
+    ranker = LambdaRanker.load(saved)
+    assert ranker.compile(tmp_path) == FAST.n_models
+    test, _ = _planted(6)
+    np.testing.assert_array_equal(ranker.score(test), LambdaRanker.load(saved).score(test))
+    assert all(kept.read_bytes() != b"not machine code" for kept in tmp_path.glob("*.o"))
+    assert len(list(tmp_path.glob("*.sha256"))) == FAST.n_models
