@@ -87,6 +87,23 @@ class Warehouse:
         # recsys_paths, not self.path: asking must not create the home's folders.
         return self.lake is not None or recsys_paths(self.home).warehouse.exists()
 
+    def change_token(self) -> tuple | None:
+        """Something that changes whenever the embedded file is written (its and its write-ahead log's size and
+        modification time), so a poller can skip reading what cannot have changed; None for a shared lake, whose
+        writers leave no such trace here."""
+        if self.lake is not None:
+            return None
+        path = recsys_paths(self.home).warehouse
+        stats = []
+        for file in (path, path.with_name(path.name + ".wal")):
+            try:
+                stat = file.stat()
+            except FileNotFoundError:
+                stats.append(None)
+            else:
+                stats.append((stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        return tuple(stats)
+
     def dbt_environment(self) -> dict[str, str]:
         """The variables transforms/profiles.yml reads to reach this warehouse from a dbt subprocess."""
         lake = self.lake

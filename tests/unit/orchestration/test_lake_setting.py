@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from orchestration.store.lake import Lake, LakeSettingError, lake_setting, redacted, shared_warehouse
@@ -104,3 +106,22 @@ def test_a_file_from_a_newer_duckdb_gets_a_clear_error(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith(f"recsys summary: The warehouse {home / 'warehouse.duckdb'} was written by a newer DuckDB")
     assert "rebuild it" in error and error.count("\n") == 1
+
+
+def test_the_change_token_moves_with_every_write_and_only_then(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECSYS_WAREHOUSE", raising=False)
+    warehouse = Warehouse(home=str(tmp_path))
+    assert warehouse.change_token() == (None, None)  # nothing written yet
+    with warehouse.connect() as con:
+        con.execute("create table t as select 1 as x")
+    written = warehouse.change_token()
+    assert written != (None, None)
+    with warehouse.connect(read_only=True) as con:
+        assert con.execute("select count(*) from t").fetchone() == (1,)
+    assert warehouse.change_token() == written  # reading leaves it
+    time.sleep(0.05)  # past the kernel's coarse clock tick, which stamps modification times
+    with warehouse.connect() as con:
+        con.execute("insert into t values (2)")
+    assert warehouse.change_token() != written
+    lake = Warehouse(home=str(tmp_path), url="ducklake+postgresql://u@localhost:5432/db?data_path=/tmp/lake")
+    assert lake.change_token() is None  # a lake's writers leave no trace here: callers read it every time
