@@ -54,6 +54,7 @@ def test_a_baseline_that_wins_the_evaluation_is_promoted_and_served(tmp_path):
     assert client.get_model_version(BUNDLE_MODEL, "1").tags["serves"] == winner
     bundle = load_bundle(download_version(client, BUNDLE_MODEL, 1, tmp_path / "downloads"))
     assert bundle.spec["serves"] == winner
+    assert bundle.compile_ranker(WarehouseResource(home=str(home)).paths) == 0  # the ranker orders nothing served
 
     # The bundle ranks the test customers exactly as the baseline did when it was evaluated, ...
     stored = load_split(split_file)
