@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.serving_server import promote_copy_of_champion
+from orchestration.defs.ranking import FEATURES_TABLE
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving import champion
 from orchestration.serving.champion import ChampionHolder
@@ -31,6 +32,8 @@ from orchestration.serving.warming import (
 )
 from orchestration.store.privacy import DEV_PSEUDONYMIZATION_KEY, pseudonymize
 from orchestration.store.warehouse import Warehouse
+from recmodels.ranking import LambdaRanker
+from recmodels.recommender import RANKER
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +79,9 @@ def test_the_child_builds_the_service_built_in_place(promoted, warmed_here):
 
 
 def test_the_pipeline_keeps_the_answers_a_server_would_rank_and_a_server_reads_them(promoted, warmed_here):
-    # The server scores with the ranker compiled, the pipeline with LightGBM: the answers agree to the bit.
-    ranker = warmed_here.bundle.recommender.ranker
-    assert ranker.compiled_ and all(twin is not None for twin in ranker.compiled_)
+    # Where the ranker orders the answers, the server scores with it compiled and the pipeline with LightGBM.
+    if warmed_here.recommender.serves == RANKER:
+        assert all(twin is not None for twin in warmed_here.recommender.ranker.compiled_)
     with duckdb.connect(str(promoted.home / "warehouse.duckdb"), read_only=True) as con:
         stored = read_ranked(con, warmed_here.bundle.digest, warmed_here.data.version)
         assert read_ranked(con, warmed_here.bundle.digest, "other marts") == {}
@@ -90,6 +93,17 @@ def test_the_pipeline_keeps_the_answers_a_server_would_rank_and_a_server_reads_t
     assert reuse_ranked(fresh, Warehouse(home=str(promoted.home))) == len(expected)
     assert fresh.warm() == 0  # nobody left to rank
     _assert_same(dict(fresh.answers.items()), expected)
+
+
+def test_the_compiled_ranker_scores_the_pipelines_features_as_lightgbm(promoted, warmed_here, tmp_path):
+    # Whichever model the evaluation chose to serve, the ranker was trained: its features are the real ones.
+    folder = warmed_here.bundle.folder / "ranker"
+    lightgbm, compiled = LambdaRanker.load(folder), LambdaRanker.load(folder)
+    assert compiled.compile(tmp_path) == compiled.config.n_models
+    with duckdb.connect(str(promoted.home / "warehouse.duckdb"), read_only=True) as con:
+        features = con.execute(f"select * from {FEATURES_TABLE}").df()
+    assert len(features) > 1000
+    np.testing.assert_array_equal(compiled.score(features), lightgbm.score(features))
 
 
 def test_nothing_is_adopted_after_a_stop(promoted, warmed_here):
