@@ -95,7 +95,7 @@ class Bundle:
             return 0
         if not ranker.compiled_:
             ranker.compile(paths.cache_dir / COMPILED_DIR)
-        return sum(twin is not None for twin in ranker.compiled_)
+        return ranker.n_compiled
 
     @cached_property
     def _padded_ids(self) -> np.ndarray:

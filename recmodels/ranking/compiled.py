@@ -31,12 +31,11 @@ PROBE_SEED = 0
 class CompiledModel:
     """One LightGBM text model compiled; ``predict`` equals ``lgb.Booster.predict`` with every tree kept."""
 
-    def __init__(self, model, n_features: int):
+    def __init__(self, model):
         self._model = model
-        self.n_features = n_features
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(n,) float64 scores of an (n, n_features) float64 matrix, on this thread."""
+        """(n,) float64 scores of an (n, features) float64 matrix, on this thread."""
         return self._model.predict(np.ascontiguousarray(x, dtype=np.float64), n_jobs=1)
 
 
@@ -60,7 +59,7 @@ def compile_model(model_file: Path, booster: lgb.Booster, cache_dir: Path | None
         # LLVM loads machine code unchecked, and damaged code would crash the process: its digest must match.
         if _digest_file(cached).exists() and _digest_file(cached).read_text() == _sha256(cached):
             model.compile(cache=str(cached), **options)
-            return CompiledModel(model, booster.num_feature())
+            return CompiledModel(model)
         logger.warning("The kept %s does not match its digest: compiling %s again", cached, model_file)
         cached.unlink(missing_ok=True)
     refused = cached.with_suffix(".differs") if cached is not None else None
@@ -71,7 +70,7 @@ def compile_model(model_file: Path, booster: lgb.Booster, cache_dir: Path | None
         cached = refused = None  # nowhere to keep it: compiled for this process only
     try:
         model.compile(cache=scratch, **options)
-        compiled = CompiledModel(model, booster.num_feature())
+        compiled = CompiledModel(model)
         probe = probe_rows(booster)
         same = np.array_equal(compiled.predict(probe), booster.predict(probe, num_threads=1))
     except Exception:  # a compiler failure is no reason not to serve: LightGBM scores the same

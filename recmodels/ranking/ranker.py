@@ -207,6 +207,11 @@ class LambdaRanker:
             compile_model(path, booster, Path(cache_dir) if cache_dir is not None else None)
             if booster.num_trees() == rounds else None  # a format-1 file may hold trees past the kept ones
             for path, booster, rounds in zip(self.model_files_, boosters, self.best_iterations_)]
+        return self.n_compiled
+
+    @property
+    def n_compiled(self) -> int:
+        """How many models score compiled (0 before ``compile``)."""
         return sum(twin is not None for twin in self.compiled_)
 
     def feature_importance(self) -> pd.DataFrame:
