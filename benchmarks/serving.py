@@ -1,7 +1,7 @@
 """Serving at production rates: reads, sessions, events in, a promotion under load, and a crash.
 
     python -m benchmarks.serving --home PATH [--scenario all|user|session|events|mixed|crash] [--seconds 60]
-        [--user-rate 300] [--session-rate 200] [--event-rate 1000] [--event-batch 100] [--workers 1]
+        [--user-rate 300] [--session-rate 200] [--event-rate 1000] [--event-batch 100] [--workers 1] [--no-pinning]
 
 Starts ``recsys serve`` over the champion of ``--home`` as a child process on loopback (its own interpreter; a copy
 of the home when a scenario writes to it), then sends requests open loop (``benchmarks.load``): request i is due at
@@ -200,6 +200,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--startup-timeout", type=float, default=900, help="seconds to wait for the server")
     parser.add_argument("--workers", type=int, default=1, help="server processes (recsys serve --workers)")
+    parser.add_argument("--no-pinning", dest="pinning", action="store_false",
+                        help="let the workers move between cores (recsys serve --no-pinning)")
     args = parser.parse_args()
     scenarios = SCENARIOS if "all" in args.scenario else tuple(dict.fromkeys(args.scenario))
     if args.seconds <= 0 or not 1 <= args.event_batch <= 1000 or args.workers < 1:
@@ -219,7 +221,7 @@ def main() -> None:
         startup: dict[str, Any] = {}
         if reads:
             with ServerProcess(served_home, token, Path(scratch) / "server.log", args.startup_timeout,
-                               first_path=planner.user().path, workers=args.workers) as server:
+                               first_path=planner.user().path, workers=args.workers, pinning=args.pinning) as server:
                 startup = {"startup_s": server.startup_s, **server.memory()}
                 rates = {"user": args.user_rate, "session": args.session_rate,
                          "events": [r / args.event_batch for r in args.event_rate]}
@@ -239,11 +241,12 @@ def main() -> None:
 
             runs.append(crash_run(served_home, planner, token, Path(scratch), args.event_rate[0] / 10, args.seconds,
                                   min(args.event_batch, 20), args.startup_timeout))
-    print(f"Serving {home} on loopback with {args.workers} worker(s), open loop, {args.seconds:g} s per rate; "
+    pinned = " pinned to cores" if args.pinning and args.workers > 1 else ""
+    print(f"Serving {home} on loopback with {args.workers} worker(s){pinned}, open loop, {args.seconds:g} s per rate; "
           f"server start to first answer {startup.get('startup_s', '-')} s, resident memory "
           f"{startup.get('rss_mib', '-')} MiB per worker, {startup.get('total_rss_mib', '-')} MiB in all")
     print_table(runs)
-    emit_json({"benchmark": "serving", **machine(), "home": str(home), "workers": args.workers,
+    emit_json({"benchmark": "serving", **machine(), "home": str(home), "workers": args.workers, "pinning": args.pinning,
                "customers": len(customers),
                "items": len(items), **startup, "runs": runs})
 

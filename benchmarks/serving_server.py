@@ -86,9 +86,9 @@ class ServerProcess:
     """``recsys serve`` over ``home`` with one token of every scope; the context kills it on exit."""
 
     def __init__(self, home: Path, token: str, log: Path, timeout: float, first_path: str = "/health",
-                 workers: int = 1):
+                 workers: int = 1, pinning: bool = True):
         self.home, self.token, self.log, self.timeout, self.first_path = home, token, log, timeout, first_path
-        self.workers = workers
+        self.workers, self.pinning = workers, pinning
         self.host, self.port = "127.0.0.1", free_port()
         self.process: subprocess.Popen | None = None
         self.startup_s: float | None = None
@@ -101,7 +101,7 @@ class ServerProcess:
         env = {**os.environ, "RECSYS_HOME": str(self.home), "RECSYS_API_TOKEN": self.token}
         command = [sys.executable, "-m", "orchestration.apps.cli", "--home", str(self.home), "serve", "--host",
                    self.host, "--port", str(self.port), "--reload-seconds", str(RELOAD_SECONDS),
-                   "--workers", str(self.workers)]
+                   "--workers", str(self.workers), *([] if self.pinning else ["--no-pinning"])]
         started = time.perf_counter()
         with self.log.open("a") as sink:
             self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)

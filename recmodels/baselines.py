@@ -21,24 +21,16 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recmodels.sequences import PAD, decode, holds_behaviour
+from recmodels.history_weights import counted_events, history_weights
+from recmodels.sequences import PAD, holds_behaviour
 from recmodels.similarity import unit_rows
-
-
-def _weighted(tokens: np.ndarray, n_items: int, behaviour_weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """(items, weights) of a token sequence's events that count: purchases weigh 1, other behaviours
-    ``behaviour_weight`` (left out at 0, so a purchases-only reading is exactly what it was before views)."""
-    items, codes = decode(tokens, n_items)
-    weights = np.where(codes == 0, 1.0, behaviour_weight)
-    kept = weights > 0
-    return items[kept], weights[kept]
 
 
 def _counts(sequences: list[np.ndarray], n_items: int, behaviour_weight: float = 0.0) -> np.ndarray:
     """(n_items + 1,) weighted event count per item over all sequences (PAD's count is 0)."""
     if not sequences:
         return np.zeros(n_items + 1)
-    items, weights = _weighted(np.concatenate(sequences), n_items, behaviour_weight)
+    items, weights = counted_events(np.concatenate(sequences), n_items, behaviour_weight)
     counts = np.bincount(items, weights=weights, minlength=n_items + 1).astype(np.float64)
     counts[PAD] = 0.0
     return counts
@@ -57,24 +49,6 @@ def _popularity_rank(counts: np.ndarray, *then: np.ndarray) -> np.ndarray:
     rank = np.empty(n, dtype=np.float64)
     rank[order] = np.arange(n)
     return ((n - 1 - rank) / n).astype(np.float32)
-
-
-def _history_matrix(histories: list[np.ndarray], n_items: int, decay: float,
-                    behaviour_weight: float = 0.0) -> sp.csr_matrix:
-    """(B, n_items + 1) sum over each history's counted events of weight * decay ** age, age 0 for the most recent
-    counted event (``_weighted``)."""
-    counted = [_weighted(h, n_items, behaviour_weight) for h in histories]
-    lengths = np.array([len(items) for items, _ in counted], dtype=np.int64)
-    rows = np.repeat(np.arange(len(histories)), lengths)
-    columns = np.concatenate([items for items, _ in counted]) if len(rows) else rows
-    ends = np.repeat(np.cumsum(lengths), lengths)
-    age = ends - 1 - np.arange(len(rows))
-    weights = np.power(decay, age, dtype=np.float64)
-    if len(rows):
-        weights *= np.concatenate([w for _, w in counted])
-    matrix = sp.csr_matrix((weights, (rows, columns)), shape=(len(histories), n_items + 1))
-    matrix.sum_duplicates()
-    return matrix
 
 
 def _finish(scores: np.ndarray) -> np.ndarray:
@@ -158,12 +132,12 @@ class BuyAgain:
 
     def score(self, histories: list[np.ndarray]) -> np.ndarray:
         scores = np.tile(self.popularity_, (len(histories), 1))  # (B, n_items + 1), all below 1
-        weights = _history_matrix(histories, self.n_items, self.decay).tocoo()
-        if weights.nnz:
+        weights = history_weights(histories, self.n_items, self.decay)
+        if len(weights.items):
             # Weighted sums can differ by less than float32 resolves, so history items are ranked in float64
             # (weight, then popularity; worst first per row) and get scores 1, 2, ... above every other item.
-            order = np.lexsort((self.popularity_[weights.col], weights.data, weights.row))
-            rows, columns = weights.row[order], weights.col[order]
+            order = np.lexsort((self.popularity_[weights.items], weights.weights, weights.rows))
+            rows, columns = weights.rows[order], weights.items[order]
             first_of_row = np.searchsorted(rows, rows, side="left")
             scores[rows, columns] = 1.0 + np.arange(len(rows)) - first_of_row
         return _finish(scores)
@@ -244,7 +218,7 @@ class ItemKNN:
     def fit(self, train: list[np.ndarray], n_items: int) -> ItemKNN:
         self.n_items = n_items
         self.popularity_ = _popularity_rank(_counts(train, n_items))
-        train = [_weighted(s, n_items, self.behaviour_weight) for s in train]
+        train = [counted_events(s, n_items, self.behaviour_weight) for s in train]
         train = [pair for pair in train if len(pair[0])]
         # Cosine norms: the sum over sequences of an item's squared weight (its sequence count, for purchases).
         n_sequences = np.asarray(self._incidence(train).power(2).sum(axis=0)).ravel()
@@ -262,8 +236,7 @@ class ItemKNN:
         return self
 
     def score(self, histories: list[np.ndarray]) -> np.ndarray:
-        weights = _history_matrix(histories, self.n_items, self.decay, self.behaviour_weight)
-        knn = (weights @ self.similarity_).toarray()  # (B, n_items + 1)
+        knn = history_weights(histories, self.n_items, self.decay, self.behaviour_weight).times_sparse(self.similarity_)
         # Reached items score > 0; unreached ones sit in [-1, 0) in popularity order.
         scores = np.where(knn > 0, knn, self.popularity_[None, :] - 1.0)
         return _finish(scores)
@@ -304,8 +277,8 @@ class TextKNN:
 
     def score(self, histories: list[np.ndarray]) -> np.ndarray:
         unit = self._unit64()
-        weights = _history_matrix(histories, self.n_items, self.decay)
-        profile = np.asarray(weights @ unit)  # (B, d); the mean's scale does not matter for a cosine
+        # (B, d): the mean's scale does not matter for a cosine
+        profile = history_weights(histories, self.n_items, self.decay).times_dense(unit)
         norms = np.linalg.norm(profile, axis=1, keepdims=True)
         profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
         cosine = profile @ unit.T  # (B, n_items + 1)

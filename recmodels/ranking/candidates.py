@@ -41,6 +41,14 @@ def _top(keys: np.ndarray, depth: int) -> np.ndarray:
     return np.take_along_axis(ids, order, axis=1) + 1
 
 
+def _head(keys: np.ndarray, ordered: np.ndarray, depth: int) -> np.ndarray:
+    """``_top`` of one row of keys whose sorted copy ``ordered`` is at hand: the threshold is read, not searched."""
+    threshold = ordered[depth - 1]
+    better = np.flatnonzero(keys < threshold)
+    ids = np.r_[better, np.flatnonzero(keys == threshold)[: depth - len(better)]]
+    return ids[np.lexsort((ids, keys[ids]))] + 1
+
+
 def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray, ordered: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of each (row, item) in its row's full ranking (ties to the lower id): the items with a lower key,
     plus the items with an equal key and a lower id, plus one. ``ordered``: the sorted keys, when every row has
@@ -48,16 +56,18 @@ def _ranks(keys: np.ndarray, rows: np.ndarray, items: np.ndarray, ordered: np.nd
     ranks = np.empty(len(rows), dtype=np.int64)
     columns = items - 1
     values = keys[rows, columns]
-    bounds = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(keys)))]  # rows arrive sorted
-    shared = ordered
-    for row in np.flatnonzero(np.diff(bounds)):
-        part = slice(bounds[row], bounds[row + 1])
-        ordered = np.sort(keys[row]) if shared is None else shared
-        below = np.searchsorted(ordered, values[part], side="left")
-        equal = np.searchsorted(ordered, values[part], side="right") - below
-        ranks[part] = below + 1
+    if len(keys) == 1:  # one row, the whole of a session's call: no row bounds to find
+        parts = [(0, 0, len(rows))] if len(rows) else []
+    else:
+        bounds = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(keys)))]  # rows arrive sorted
+        parts = [(row, bounds[row], bounds[row + 1]) for row in np.flatnonzero(np.diff(bounds))]
+    for row, start, end in parts:
+        row_sorted = np.sort(keys[row]) if ordered is None else ordered
+        below = np.searchsorted(row_sorted, values[start:end], side="left")
+        equal = np.searchsorted(row_sorted, values[start:end], side="right") - below
+        ranks[start:end] = below + 1
         for at in np.flatnonzero(equal > 1):  # ties: count the equal items with a lower id
-            position = bounds[row] + at
+            position = start + at
             ranks[position] += np.count_nonzero(keys[row, : columns[position]] == values[position])
     return ranks
 
@@ -79,7 +89,8 @@ class RankingMemo:
         last = self._last.get(name)  # replaced whole, never changed: safe to read beside another call
         if last is not None and len(last[1]) == depth and np.array_equal(last[0], row):
             return last[1], last[2]
-        head, ordered = _top(row[None, :], depth)[0], np.sort(row)
+        ordered = np.sort(row)
+        head = _head(row, ordered, depth)
         self._last[name] = (row.copy(), head, ordered)
         return head, ordered
 

@@ -558,3 +558,16 @@ def test_a_memo_of_shared_rankings_changes_no_candidate():
             pd.testing.assert_frame_equal(candidate_arrays(sources, histories, depth, memo=memo).frame(),
                                           generate_candidates(sources, histories, depth))
     assert set(memo._last) == {"alike", "own"}  # a lone row's ranking is shared too; only equal keys reuse it
+
+
+def test_the_head_of_one_row_is_the_head_of_its_stable_sort():
+    from recmodels.ranking.candidates import _head, _top
+
+    rng = np.random.default_rng(9)
+    for trial in range(300):
+        n_items = int(rng.integers(1, 60))
+        keys = rng.choice([-2.0, -1.0, -0.0, 0.0, 1.0, np.inf], size=n_items) if trial % 2 else -rng.random(n_items)
+        for depth in {1, n_items, int(rng.integers(1, n_items + 1))}:
+            expected = np.argsort(keys, kind="stable")[:depth] + 1  # ties to the lower id
+            assert _head(keys, np.sort(keys), depth).tolist() == expected.tolist()
+            assert _top(keys[None, :], depth)[0].tolist() == expected.tolist()
