@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 RELOAD_SECONDS = 30.0  # how often a running API checks the registry and the marts, at most
 SWITCH_SECONDS = 0.001  # the interpreter's thread switch interval while serving (sys.setswitchinterval)
@@ -30,8 +31,9 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes sharing the port, each with its own copy of the model (default 1)")
     serve.add_argument("--no-pinning", dest="pinning", action="store_false",
-                       help="with several workers, let the system move them between cores (by default each worker "
-                            "keeps to one core of those the server may use, so its caches stay warm)")
+                       help="let the system move the workers between cores (by default, where there are at least as "
+                            "many workers as cores and no smaller CPU limit, each keeps to one core, so its caches "
+                            "stay warm)")
     serve.add_argument("--access-log", action="store_true",
                        help="log every request (off by default: at hundreds of requests a second it costs CPU)")
 
@@ -64,6 +66,38 @@ def one_thread_kernels() -> None:
     # A reload builds the next service on a thread of this process; the thread answering requests waits for the
     # interpreter lock at each switch, so a shorter interval shortens those waits (the default is 5 ms).
     sys.setswitchinterval(SWITCH_SECONDS)
+
+
+def cpu_quota(cgroup: str = "/sys/fs/cgroup") -> float | None:
+    """The cores' worth of CPU time this process's cgroup may use (a container's CPU limit), None without a limit.
+    Reads the root of the process's cgroup namespace, as a container sees it (cgroup v2, then v1)."""
+    folder = Path(cgroup)
+    try:
+        quota, period = folder.joinpath("cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota, period = (folder.joinpath("cpu", name).read_text().strip()
+                             for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    try:
+        return int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def pins_workers(workers: int, cgroup: str = "/sys/fs/cgroup") -> bool:
+    """Whether ``workers`` processes should each keep to a core: only where they fill every core the server may
+    use. With fewer, the server shares the machine, and pinning every server's first workers to the same first
+    cores would crowd them; under a container's CPU limit smaller than its cores, the cores it sees are the
+    host's, shared with every other container."""
+    if workers < 2 or not hasattr(os, "sched_setaffinity"):
+        return False
+    cores = len(os.sched_getaffinity(0))
+    quota = cpu_quota(cgroup)
+    return workers >= cores and (quota is None or quota >= cores)
 
 
 def pin_to_free_core(claims: str | os.PathLike) -> int | None:
@@ -111,8 +145,8 @@ def worker_app():
 def serve(home: str | None, host: str, port: int, reload_seconds: float, workers: int = 1,
           access_log: bool = False, pinning: bool = True) -> None:
     """Run the API until stopped. Malformed access settings raise ``AccessConfigError``, malformed events settings
-    ``EventSettingError``, before anything listens (or any worker starts). With several workers and ``pinning``,
-    each keeps to a core (``pin_to_free_core``)."""
+    ``EventSettingError``, before anything listens (or any worker starts). With ``pinning``, workers that fill the
+    machine's cores each keep to one (``pins_workers``, ``pin_to_free_core``)."""
     import uvicorn
 
     from orchestration.serving.api import create_app
@@ -135,7 +169,10 @@ def serve(home: str | None, host: str, port: int, reload_seconds: float, workers
     if home:
         os.environ[HOME_VARIABLE] = home
     os.environ[RELOAD_VARIABLE] = str(reload_seconds)
-    claims = tempfile.mkdtemp(prefix="recsys-serve-cores-") if pinning else ""
+    claims = tempfile.mkdtemp(prefix="recsys-serve-cores-") if pinning and pins_workers(workers) else ""
+    if claims:
+        print(f"recsys serve: each of the {workers} workers keeps to one core (--no-pinning to let them move)",
+              file=sys.stderr)
     os.environ[CORES_VARIABLE] = claims
     try:
         uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)

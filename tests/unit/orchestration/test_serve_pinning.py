@@ -7,13 +7,14 @@ import textwrap
 
 import pytest
 
-from orchestration.serving.server import add_serve_arguments
+from orchestration.serving.server import add_serve_arguments, cpu_quota, pins_workers
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="this system cannot pin processes")
 
 _WORKER = textwrap.dedent("""
     import os, sys
     from orchestration.serving.server import pin_to_free_core
+    os.sched_setaffinity(0, {int(core) for core in sys.argv[2].split(",")})  # the cores a server may use
     core = pin_to_free_core(sys.argv[1])
     threads = {frozenset(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")}
     print(core, sorted(next(iter(threads))) if len(threads) == 1 else "threads differ", flush=True)
@@ -22,8 +23,8 @@ _WORKER = textwrap.dedent("""
 
 
 def _worker(folder, cores):
-    process = subprocess.Popen([sys.executable, "-c", _WORKER, str(folder)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    process = subprocess.Popen([sys.executable, "-c", _WORKER, str(folder), ",".join(map(str, sorted(cores)))],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     core, pinned = process.stdout.readline().split(" ", 1)
     return process, int(core), pinned.strip()
 
@@ -59,3 +60,27 @@ def test_pinning_is_on_unless_switched_off():
     add_serve_arguments(parser)
     assert parser.parse_args([]).pinning is True
     assert parser.parse_args(["--no-pinning"]).pinning is False
+
+
+def test_a_containers_cpu_limit_is_read_from_its_cgroup(tmp_path):
+    assert cpu_quota(tmp_path) is None  # no cgroup files: no limit known
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cpu_quota(tmp_path) == 1.5
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(v1) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    assert cpu_quota(v1) == 4.0
+
+
+def test_workers_are_pinned_only_where_they_fill_the_cores(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert not pins_workers(1, tmp_path)
+    assert not pins_workers(2, tmp_path)  # a server sharing the machine stays free
+    assert pins_workers(4, tmp_path) and pins_workers(6, tmp_path)
+    (tmp_path / "cpu.max").write_text("200000 100000\n")  # a 2-core limit: the 4 cores seen are the host's
+    assert not pins_workers(4, tmp_path)
