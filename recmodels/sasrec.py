@@ -32,66 +32,12 @@ from torch import nn
 # Defined with the presets, which load without torch; re-exported because the model and its config go together.
 from recmodels.presets import SASRecConfig
 from recmodels.sequences import EVENT_TYPES
+from recmodels.transformer_blocks import Block, normed
 
 _FORMAT_VERSION = 1
 ITEM_IDS_FILE = "item_ids.json"
 ITEM_TEXT_FILE = "item_text.npy"
 ITEM_TO_ITEM_MAX_ITEMS = 20_000  # (n+1)^2 float32 weights plus two AdamW moments: about 4.8 GB at this size
-
-
-class _CausalSelfAttention(nn.Module):
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.out = nn.Linear(hidden_size, hidden_size)
-        self.dropout = dropout
-
-    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        q, k, v = _linear(self.qkv, x).chunk(3, dim=-1)  # 3 x (B, L, D)
-        # (B, H, L, D/H) each
-        q, k, v = (t.view(batch, length, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, L, D/H)
-        return _linear(self.out, y.transpose(1, 2).reshape(batch, length, width))  # (B, L, D)
-
-
-class _Block(nn.Module):
-    """Pre-LN block: LayerNorm before each sub-layer keeps the stack stable without warm-up tricks."""
-
-    def __init__(self, config: SASRecConfig) -> None:
-        super().__init__()
-        d = config.hidden_size
-        self.attention_norm = nn.LayerNorm(d)
-        self.attention = _CausalSelfAttention(d, config.num_heads, config.dropout)
-        self.ffn_norm = nn.LayerNorm(d)
-        self.ffn = nn.Sequential(
-            nn.Linear(d, config.ffn_multiplier * d),
-            nn.GELU(),
-            nn.Linear(config.ffn_multiplier * d, d),
-        )
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-        x = x + self._dropped(self.attention.forward(_normed(self.attention_norm, x), attend))
-        widen, activation, narrow = self.ffn
-        hidden = F.gelu(_linear(widen, _normed(self.ffn_norm, x)), approximate=activation.approximate)
-        return x + self._dropped(_linear(narrow, hidden))
-
-    def _dropped(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(x, self.dropout.p, self.training)
-
-
-# The layers' own arithmetic, called without nn.Module's call machinery: about 5 us a call, which was a fifth of a
-# one-session forward pass (the serving path). Hooks on these inner layers are therefore not run.
-def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    return F.linear(x, layer.weight, layer.bias)
-
-
-def _normed(layer: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
 
 
 def _embedding(rows: int, dim: int, initialize: bool, padding_idx: int | None = None) -> nn.Embedding:
@@ -145,7 +91,7 @@ class SASRec(nn.Module):
             self.event_type_embeddings = _embedding(config.event_types, d, initialize)
         self.positions = _embedding(config.max_length, d, initialize)
         self.embedding_dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(d)
         self.register_buffer("negative_log_q", torch.zeros(0), persistent=False)
         if initialize:
@@ -242,7 +188,7 @@ class SASRec(nn.Module):
         attend = (causal & (is_item.unsqueeze(1) | diagonal)).unsqueeze(1)  # (B, 1, L, L)
         for block in self.blocks:
             x = block.forward(x, attend)
-        return _normed(self.final_norm, x)  # (B, L, D)
+        return normed(self.final_norm, x)  # (B, L, D)
 
     def set_item_counts(self, counts: np.ndarray | torch.Tensor) -> None:
         """Training interactions per item id (length ``n_items + 1``), for popularity-sampled negatives."""
