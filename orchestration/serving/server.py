@@ -106,9 +106,9 @@ def pin_to_free_core(claims: str | os.PathLike) -> int | None:
     or the system cannot pin. A claim is a lock on a file, which the kernel releases when its holder exits, so a
     worker that replaces a dead one takes the core its predecessor had.
 
-    Measured on 2 cores, 2 workers and a load generator (BENCHMARKS.md): the same sessions' p99 fell from 24 to 26
-    ms unpinned to 15 to 16 ms pinned, as a worker that hops between cores finds its matrices and compiled trees
-    out of its caches."""
+    Measured on 2 cores, 2 workers and a load generator (BENCHMARKS.md): the same sessions' p99 fell from 23 to 26
+    ms unpinned to 15 to 17 ms pinned, as a worker that hops between cores finds its matrices and compiled trees
+    out of its caches. A reload's child process (``warming``) inherits its worker's core."""
     if not hasattr(os, "sched_setaffinity"):
         return None
     cores = sorted(os.sched_getaffinity(0))
