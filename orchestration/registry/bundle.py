@@ -88,7 +88,7 @@ class Bundle:
     def compile_ranker(self, paths: RecsysPaths) -> int:
         """Score with the ranker's models compiled to machine code (``LambdaRanker.compile``: the same scores, a
         fraction of the time), kept under RECSYS_HOME/cache/compiled; returns how many models are. Once per bundle
-        object: a second call keeps what the first compiled. None where a source, not the ranker, orders the
+        object: a second call keeps what the first compiled. 0 where a source, not the ranker, orders the
         answers."""
         ranker = self.recommender.ranker
         if self.recommender.serves != RANKER:  # a source won the evaluation: the ranker orders nothing served

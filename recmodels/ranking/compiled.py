@@ -57,7 +57,8 @@ def compile_model(model_file: Path, booster: lgb.Booster, cache_dir: Path | None
     cached = _cache_file(model_file, cache_dir, llvm) if cache_dir is not None else None
     if cached is not None and cached.exists():
         # LLVM loads machine code unchecked, and damaged code would crash the process: its digest must match.
-        if _digest_file(cached).exists() and _digest_file(cached).read_text() == _sha256(cached):
+        digest = _digest_file(cached)
+        if digest.exists() and digest.read_text() == _sha256(cached):
             model.compile(cache=str(cached), **options)
             return CompiledModel(model)
         logger.warning("The kept %s does not match its digest: compiling %s again", cached, model_file)
