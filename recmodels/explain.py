@@ -159,11 +159,11 @@ def behaviour_evidence_by_user(behaviour: pd.DataFrame, purchases: pd.DataFrame
 
 
 def behaviour_evidence(behaviour: pd.DataFrame, purchases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(viewed, in_cart) of one customer from their ``behaviour_events`` and ``purchase_events`` rows, as
-    ``behaviour_evidence_by_user`` gives them."""
-    return evidence_of(behaviour["item"].to_numpy(np.int64), behaviour["event_type"].to_numpy(),
-                       behaviour["occurred_at"].to_numpy("datetime64[ns]"), purchases["item"].to_numpy(np.int64),
-                       purchases["occurred_at"].to_numpy("datetime64[ns]"))
+    """(viewed, in_cart) of one customer from their ``behaviour_events`` and ``purchase_events`` rows (frames or
+    ``EventTable``s), as ``behaviour_evidence_by_user`` gives them."""
+    return evidence_of(np.asarray(behaviour["item"], np.int64), np.asarray(behaviour["event_type"]),
+                       np.asarray(behaviour["occurred_at"], "datetime64[ns]"),
+                       np.asarray(purchases["item"], np.int64), np.asarray(purchases["occurred_at"], "datetime64[ns]"))
 
 
 def evidence_of(items: np.ndarray, event_types: np.ndarray, times: np.ndarray, bought: np.ndarray,

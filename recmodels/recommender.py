@@ -7,13 +7,14 @@ shop ids in and out is the caller's job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recmodels.event_table import EventTable
 from recmodels.ranking import (
     DEFAULT_N_CANDIDATES,
     DEFAULT_RECENT_ITEMS,
@@ -27,7 +28,7 @@ from recmodels.ranking import (
 )
 from recmodels.ranking.behaviour import no_behaviour
 from recmodels.ranking.candidates import Candidates, RankingMemo, candidate_arrays
-from recmodels.ranking.user_features import compute_user_features
+from recmodels.ranking.user_features import compute_user_features, feature_frame, user_feature_columns
 
 # Features that read every customer's events. A service computes them once per data refresh and passes only the
 # requesting customers' events per request, which gives the same features at a fraction of the cost.
@@ -35,6 +36,7 @@ ITEM_LEVEL_FEATURES = ("item_purchases", "item_purchases_7d", "item_purchases_30
                        "item_age_days", "item_repeat_rate", "item_median_quantity", "item_views",
                        "item_view_to_purchase")
 _NOBODY = "\x00nobody"  # a user key no shop id pseudonymises to
+_NO_BEHAVIOUR = EventTable.of(no_behaviour())
 
 
 def item_feature_table(events: pd.DataFrame, cutoff: TimeLike, n_items: int,
@@ -228,6 +230,58 @@ class TwoStageRecommender:
         for column, (name, part) in sources.items():
             x[:, column] = (candidates.scores if part == "score" else candidates.ranks)[name]
         return candidates, self.ranker.score_matrix(x) if len(x) else np.array([], np.float64)
+
+    def rank_known(self, histories: list[np.ndarray], row_keys: np.ndarray, events: EventTable, cutoff: TimeLike,
+                   item_features: pd.DataFrame, behaviour: EventTable | None = None,
+                   seen: list[np.ndarray] | None = None
+                   ) -> tuple[Candidates, np.ndarray, Callable[[], pd.DataFrame]] | None:
+        """``rank`` of rows whose users each have events (a few customers at one cut-off, ``item_features`` at
+        hand), as arrays: their candidates, scores and a function making ``rank``'s frame of them when asked for,
+        all exactly as ``rank`` gives them. ``seen[i]``: items left out of row i's candidates before their features
+        are computed (none without). None where the features' array path does not reproduce ``rank``'s
+        (``user_feature_columns``) or a row's user has no event the features read: ``rank`` takes those."""
+        behaviour = (behaviour if behaviour is not None else _NO_BEHAVIOUR) if self.config.behaviour else None
+        active = set(events["user_key"].tolist())
+        if behaviour is not None:
+            active |= set(behaviour["user_key"].tolist())
+        if not active.issuperset(np.asarray(row_keys, dtype=object).tolist()):
+            return None
+        candidates = candidate_arrays(self.sources, histories, self.config.n_candidates, memo=self._memo)
+        if seen is not None:
+            candidates = candidates.take(~in_history(candidates.rows, candidates.items, seen))
+        computed = user_feature_columns(candidates.rows, candidates.items, row_keys, events, cutoff, item_features,
+                                        ITEM_LEVEL_FEATURES, item_text=self.item_text,
+                                        recent_items=self.config.recent_items, behaviour=behaviour)
+        if computed is None:
+            return None
+        columns, as_of = computed
+        if self.serves != RANKER:
+            score = candidates.scores[self.serves].copy()
+        else:
+            x = self._ranker_input(candidates, columns)
+            if x is None:
+                return None
+            score = self.ranker.score_matrix(x)
+
+        def frame() -> pd.DataFrame:
+            return feature_frame(candidates.frame(), columns, as_of).assign(score=score)
+
+        return candidates, score, frame
+
+    def _ranker_input(self, candidates: Candidates, columns: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The ranker's (n, features) matrix of ``candidates`` with these feature ``columns``, as ``rank``'s frame
+        gives it; None when a feature the ranker reads is missing."""
+        names = self.ranker.feature_names
+        x = np.empty((len(candidates), len(names)))
+        for at, name in enumerate(names):
+            source, _, part = name.rpartition("_")
+            if part in ("score", "rank") and source in self.sources:
+                x[:, at] = (candidates.scores if part == "score" else candidates.ranks)[source]
+            elif name in columns:
+                x[:, at] = columns[name]
+            else:
+                return None
+        return x
 
     def _blank_layout(self, blank_features: pd.DataFrame) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
         """(every item's ranker input row with its blank features, zeros in the sources' columns; source column ->

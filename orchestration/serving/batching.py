@@ -1,14 +1,16 @@
 """Concurrent requests ranked together: one call to the two-stage recommender serves every request waiting.
 
-A ranking call costs a fixed overhead (a pandas feature pass, LightGBM's set-up, the frames) plus a little per row,
+A ranking call costs a fixed overhead (the sources' calls, LightGBM's set-up, numpy's per-call costs) plus a little per row,
 so while one call runs, the requests arriving queue up and the next call takes them all: no timer, the batch is
 whatever waited. Every row is ranked exactly as alone: the sources are batch-invariant (``SASRec.score_each``),
 each request's events are its own (relabelled per row, so two requests of one customer never mix), and features
 and LightGBM read one row at a time.
 
-Requests without events (anonymous sessions) skip the frames: their features are the blank ones whatever the
-cut-off, so they are ranked together as arrays (``TwoStageRecommender.rank_blank``) and their frame is made only
-if a caller asks for it (``Ranked.frame``, ``Ranked.features_of``)."""
+Requests without events (anonymous sessions) take the blank features whatever the cut-off, so they are ranked
+together as arrays (``TwoStageRecommender.rank_blank``); requests with events (customers) are ranked as arrays too,
+one call per cut-off, their features computed from their own events (``TwoStageRecommender.rank_known``). Either
+way the frame of candidates and features is made only if a caller asks for it (``Ranked.frame``,
+``Ranked.features_of``)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from recmodels.event_table import EventTable
 from recmodels.ranking.behaviour import no_behaviour
 from recmodels.recommender import TwoStageRecommender, blank_frame, in_history, no_purchases
 from recmodels.sequences import decode
@@ -48,7 +51,7 @@ def single_threaded() -> Iterator[None]:
 
 
 class _Slot(Generic[Item, Result]):
-    __slots__ = ("item", "result", "error", "done")
+    __slots__ = ("done", "error", "item", "result")
 
     def __init__(self, item: Item):
         self.item, self.result, self.error, self.done = item, None, None, False
@@ -151,13 +154,13 @@ class Ranked:
         return None if not len(hit) else (int(hit[0]) + 1, self.features.frame.iloc[self.positions[hit[0]]])
 
 
-_NO_PURCHASES, _NO_BEHAVIOUR = no_purchases(), no_behaviour()  # read only
+_NO_PURCHASES, _NO_BEHAVIOUR = EventTable.of(no_purchases()), EventTable.of(no_behaviour())
 
 
-def _own(frames: list[pd.DataFrame], labels: np.ndarray, empty: pd.DataFrame) -> pd.DataFrame:
-    """The frames as one, each under its row's label."""
-    labelled = [frame.assign(user_key=label) for frame, label in zip(frames, labels) if len(frame)]
-    return pd.concat(labelled, ignore_index=True) if labelled else empty
+def _own(tables: list[pd.DataFrame | EventTable], labels: np.ndarray, empty: EventTable) -> EventTable:
+    """The tables as one, each under its row's label, in the columns of ``empty``."""
+    labelled = [EventTable.of(table).assign(user_key=label) for table, label in zip(tables, labels) if len(table)]
+    return EventTable.concat(labelled, empty)
 
 
 def is_blank(recommender: TwoStageRecommender, request: RankRequest) -> bool:
@@ -182,7 +185,7 @@ def _answers(rows: np.ndarray, items: np.ndarray, score: np.ndarray, kept: np.nd
 def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest], n_items: int,
                   item_features: pd.DataFrame, blank_features: pd.DataFrame) -> list[Ranked]:
     """Every candidate of each request, ranked: one ``rank_blank`` call for the requests without events (sessions
-    of items: their features do not depend on the cut-off), one ``rank`` call per distinct cut-off for the rest."""
+    of items: their features do not depend on the cut-off), one ranking call per distinct cut-off for the rest."""
     answers: list[Ranked | None] = [None] * len(requests)
     blank = [index for index, request in enumerate(requests) if is_blank(recommender, request)]
     if blank:
@@ -199,17 +202,28 @@ def rank_requests(recommender: TwoStageRecommender, requests: list[RankRequest],
             by_cutoff.setdefault(request.cutoff, []).append(index)
     for cutoff, members in by_cutoff.items():
         chosen = [requests[i] for i in members]
-        labels = np.array([str(row) for row in range(len(chosen))], dtype=object)
-        histories = [request.history for request in chosen]
-        ranked = recommender.rank(histories, labels, _own([r.events for r in chosen], labels, _NO_PURCHASES), cutoff,
-                                  item_features=item_features, blank_features=blank_features,
-                                  behaviour=_own([r.behaviour for r in chosen], labels, _NO_BEHAVIOUR))
-        rows, items = ranked["row"].to_numpy(np.int64), ranked["item"].to_numpy(np.int64)
-        kept = np.ones(len(ranked), dtype=bool)
-        if any(r.exclude_history for r in chosen):
-            kept = ~in_history(rows, items, _seen(chosen, n_items))
-        answers_here = _answers(rows, items, ranked["score"].to_numpy(np.float64), kept, len(chosen),
-                                CallFeatures.of(ranked))
-        for index, answer in zip(members, answers_here):
+        for index, answer in zip(members, _rank_known(recommender, chosen, cutoff, n_items, item_features,
+                                                      blank_features)):
             answers[index] = answer
     return answers
+
+
+def _rank_known(recommender: TwoStageRecommender, chosen: list[RankRequest], cutoff: pd.Timestamp, n_items: int,
+                item_features: pd.DataFrame, blank_features: pd.DataFrame) -> list[Ranked]:
+    """Requests with events at one cut-off, ranked as arrays (``rank_known``) or, where that path does not
+    reproduce ``rank``, by ``rank``."""
+    labels = np.array([str(row) for row in range(len(chosen))], dtype=object)
+    histories = [request.history for request in chosen]
+    events = _own([r.events for r in chosen], labels, _NO_PURCHASES)
+    behaviour = _own([r.behaviour for r in chosen], labels, _NO_BEHAVIOUR)
+    seen = _seen(chosen, n_items) if any(r.exclude_history for r in chosen) else None
+    known = recommender.rank_known(histories, labels, events, cutoff, item_features, behaviour, seen)
+    if known is not None:
+        candidates, score, frame = known
+        return _answers(candidates.rows, candidates.items, score, np.ones(len(score), dtype=bool), len(chosen),
+                        CallFeatures(frame))
+    ranked = recommender.rank(histories, labels, events.frame(), cutoff, item_features=item_features,
+                              blank_features=blank_features, behaviour=behaviour.frame())
+    rows, items = ranked["row"].to_numpy(np.int64), ranked["item"].to_numpy(np.int64)
+    kept = ~in_history(rows, items, seen) if seen is not None else np.ones(len(ranked), dtype=bool)
+    return _answers(rows, items, ranked["score"].to_numpy(np.float64), kept, len(chosen), CallFeatures.of(ranked))

@@ -27,6 +27,7 @@ from orchestration.ingest.event_rules import Event
 from orchestration.registry.bundle import Bundle
 from orchestration.serving.shop import EVENT_ID, ShopData
 from orchestration.store.privacy import pseudonymize, pseudonymize_session
+from recmodels.event_table import EventTable
 from recmodels.explain import behaviour_evidence
 from recmodels.ranking.behaviour import BEHAVIOURS, no_behaviour
 from recmodels.recommender import no_purchases
@@ -46,8 +47,8 @@ LOG_FANIN = 16  # batches of one size the log joins into one: a long run holds a
 class Customer:
     """What one user key has done, the warehouse's events and those recorded since: what its answers read."""
 
-    events: pd.DataFrame  # purchase_events rows, oldest first
-    behaviour: pd.DataFrame  # behaviour_events rows
+    events: EventTable  # purchase_events rows, oldest first
+    behaviour: EventTable  # behaviour_events rows
     history: np.ndarray | None  # the models' history; None: nothing the models read
     evidence: dict[str, np.ndarray]  # views and open carts, as Explainer.explain takes them
     as_of: pd.Timestamp  # its features read the events before this time
@@ -330,9 +331,9 @@ def with_pending(before: Customer, key: str, pending: Pending, bundle: Bundle, s
         return before
     events, behaviour = before.events, before.behaviour
     if pending.purchases:
-        events = _merged(events, _columns(key, PURCHASE_COLUMNS, pending.purchases))
+        events = merged(events, _columns(key, PURCHASE_COLUMNS, pending.purchases))
     if pending.behaviour:
-        behaviour = _merged(behaviour, _columns(key, BEHAVIOUR_COLUMNS, pending.behaviour))
+        behaviour = merged(behaviour, _columns(key, BEHAVIOUR_COLUMNS, pending.behaviour))
     as_tokens = bundle.recommender.config.sequence_behaviour and (shop_has_behaviour or len(behaviour) > 0)
     history = customer_history(events, behaviour, len(bundle.item_ids), as_tokens)
     viewed, in_cart = behaviour_evidence(behaviour, events)
@@ -340,34 +341,64 @@ def with_pending(before: Customer, key: str, pending: Pending, bundle: Bundle, s
                     max(before.as_of, pending.newest + pd.Timedelta(seconds=1)))
 
 
-def customer_history(events: pd.DataFrame, behaviour: pd.DataFrame, n_items: int, as_tokens: bool
+def customer_history(events: EventTable, behaviour: EventTable, n_items: int, as_tokens: bool
                      ) -> np.ndarray | None:
     """One customer's history as ``shop.model_histories`` gives it (None where it gives none): their purchases'
     items in ``events``' order or, ``as_tokens``, every event's token oldest first, ties by token."""
     if not as_tokens:
-        return events["item"].to_numpy(np.int64) if len(events) else None
+        return events["item"].astype(np.int64) if len(events) else None
     if not len(events) and not len(behaviour):
         return None
-    codes = np.array([CODES[name] for name in behaviour["event_type"].to_numpy(object)], np.int64)
-    tokens = np.concatenate([events["item"].to_numpy(np.int64),
-                             encode(behaviour["item"].to_numpy(np.int64), codes, n_items)])
-    times = np.concatenate([events["occurred_at"].to_numpy("datetime64[ns]"),
-                            behaviour["occurred_at"].to_numpy("datetime64[ns]")])
+    codes = np.array([CODES[name] for name in behaviour["event_type"].tolist()], np.int64)
+    tokens = np.concatenate([events["item"].astype(np.int64), encode(behaviour["item"].astype(np.int64), codes,
+                                                                     n_items)])
+    times = np.concatenate([events["occurred_at"].astype("datetime64[ns]"),
+                            behaviour["occurred_at"].astype("datetime64[ns]")])
     return tokens[np.lexsort((tokens, times))]
 
 
-def merged(frame: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` and ``more`` (its columns only) in time order; equal times keep ``frame``'s rows first."""
-    if not len(more):
-        return frame
-    return _merged(frame, {name: more[name].to_numpy() for name in frame.columns})
-
-
-def _merged(frame: pd.DataFrame, more: dict[str, np.ndarray]) -> pd.DataFrame:
-    """``merged`` of ``frame`` and columns (of every one of ``frame``'s): one sort and one frame built, as a
-    customer is rebuilt on a read."""
-    times = np.concatenate([frame["occurred_at"].to_numpy("datetime64[ns]"),
+def merged(table: EventTable, more: EventTable | dict[str, np.ndarray]) -> EventTable:
+    """``table`` and ``more`` (with every one of its columns) in time order; equal times keep ``table``'s rows
+    first: one sort, as a customer is rebuilt on a read."""
+    if not len(more["occurred_at"]):
+        return table
+    times = np.concatenate([table["occurred_at"].astype("datetime64[ns]"),
                             more["occurred_at"].astype("datetime64[ns]")])
     order = np.argsort(times, kind="stable")
-    return pd.DataFrame({name: np.concatenate([frame[name].to_numpy(), more[name]])[order]
-                         for name in frame.columns})
+    return EventTable({name: np.concatenate([table[name], more[name]])[order] for name in table.columns})
+
+
+class StoredEvents:
+    """A warehouse frame of every user's events (``purchase_events`` or ``behaviour_events``) as arrays, to gather
+    one user's rows in microseconds. Text is held as codes into its distinct values (as objects, a text column
+    would hold a Python string a row) and the user key not at all: one user's rows share it."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.columns = tuple(frame.columns)
+        self._length = len(frame)
+        self._arrays: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]] = {}
+        for name in self.columns:
+            if name == "user_key":
+                continue
+            values = frame[name].to_numpy()
+            if values.dtype.kind in "biufcmM":
+                self._arrays[name] = values
+            else:  # missing text is code -1: the NaN after the distinct values, as to_numpy gives it
+                codes, distinct = pd.factorize(values, use_na_sentinel=True)
+                self._arrays[name] = (codes, np.append(np.asarray(distinct, dtype=object), np.nan))
+
+    def __len__(self) -> int:
+        return self._length
+
+    def rows(self, key: str, rows: np.ndarray) -> EventTable:
+        """The events at ``rows`` (positions) of user ``key``, as ``EventTable.of`` gives them of the frame."""
+        columns = {}
+        for name in self.columns:
+            held = self._arrays.get(name)
+            if held is None:
+                columns[name] = np.full(len(rows), key, dtype=object)
+            elif isinstance(held, tuple):
+                columns[name] = held[1][held[0][rows]]
+            else:
+                columns[name] = held[rows]
+        return EventTable(columns)

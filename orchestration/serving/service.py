@@ -101,6 +101,7 @@ class RecommendationService:
         self._fresh: dict[str, Customer] = {}  # user keys with recorded events, as last built
         self._as_of = data.as_of
         self._stop = threading.Event()
+        self._stored_events, self._stored_behaviour = self.tables["stored_events"], self.tables["stored_behaviour"]
 
     # -------------------------------------------------------------------------------------------- loading
 
@@ -153,11 +154,6 @@ class RecommendationService:
         """What a shopper is shown for an item: its title, or its id when the catalogue has no title."""
         return self.answers.label(item_id)
 
-    @staticmethod
-    def _rows_of(frame: pd.DataFrame, rows_by_key: dict[str, np.ndarray], key: str) -> pd.DataFrame:
-        rows = rows_by_key.get(key)
-        return frame.iloc[rows] if rows is not None else frame.iloc[:0]
-
     def _check_k(self, k: int) -> int:
         if not 1 <= int(k) <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
@@ -192,16 +188,17 @@ class RecommendationService:
         if not any(key in held for held in (data.event_rows, data.behaviour_rows, data.histories, self.evidence)):
             return self._nobody  # an anonymous session's: built once, as every one of them reads it
         viewed, in_cart = self.evidence.get(key, (np.array([], np.int64),) * 2)
-        return Customer(self._rows_of(data.events, data.event_rows, key),
-                        self._rows_of(data.behaviour, data.behaviour_rows, key), data.histories.get(key),
-                        {"viewed": viewed, "in_cart": in_cart}, data.as_of)
+        nothing = np.array([], np.int64)
+        return Customer(self._stored_events.rows(key, data.event_rows.get(key, nothing)),
+                        self._stored_behaviour.rows(key, data.behaviour_rows.get(key, nothing)),
+                        data.histories.get(key), {"viewed": viewed, "in_cart": in_cart}, data.as_of)
 
     @cached_property
     def _nobody(self) -> Customer:
         """A customer the warehouse holds nothing of."""
-        data, nothing = self.data, np.array([], np.int64)
-        return Customer(data.events.iloc[:0], data.behaviour.iloc[:0], None, {"viewed": nothing, "in_cart": nothing},
-                        data.as_of)
+        nothing = np.array([], np.int64)
+        return Customer(self._stored_events.rows(SESSION_KEY, nothing), self._stored_behaviour.rows(SESSION_KEY, nothing),
+                        None, {"viewed": nothing, "in_cart": nothing}, self.data.as_of)
 
     def _rank_requests(self, requests: list[RankRequest]) -> list[Ranked]:
         return rank_requests(self.recommender, requests, len(self.bundle.item_ids), self.item_features,
@@ -299,12 +296,11 @@ class RecommendationService:
         """A customer's ``n`` latest purchases of catalogue items the model knows, newest first."""
         n = self._check_k(n)
         events = self._customer(self.user_key(shop_customer_id)).events
-        latest = events.iloc[::-1][:n]
-        item_ids = self.bundle.shop_ids(latest["item"].to_numpy())
+        latest = events.take(np.arange(len(events) - 1, -1, -1)[:n])
+        item_ids = self.bundle.shop_ids(latest["item"])
         items = pd.DataFrame({"item_id": item_ids, "title": [self.label(i) for i in item_ids],
-                              "occurred_at": latest["occurred_at"].to_numpy(),
-                              "quantity": latest["quantity"].to_numpy()})
-        return {"user_id": str(shop_customer_id), "known_user": len(events) > 0, "purchases": int(len(events)),
+                              "occurred_at": latest["occurred_at"], "quantity": latest["quantity"]})
+        return {"user_id": str(shop_customer_id), "known_user": len(events) > 0, "purchases": len(events),
                 "items": items}
 
     def user_top(self, shop_customer_id: object, rank: bool = True) -> tuple[np.ndarray, int | None] | None:
@@ -317,7 +313,7 @@ class RecommendationService:
         history = self._history(key)
         if top is None:
             return None if not rank and history is not None else (self.popular_top, None)
-        return top, int(len(history))
+        return top, len(history)
 
     def recommend_user(self, shop_customer_id: object, k: int = 10) -> dict[str, Any]:
         """A known customer's top ``k`` from their latest history; popularity for an unknown one."""

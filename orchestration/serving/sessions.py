@@ -9,6 +9,7 @@ import pandas as pd
 
 from orchestration.serving.batching import RankRequest
 from orchestration.serving.live import Customer, merged
+from recmodels.event_table import EventTable
 from recmodels.explain import evidence_of
 from recmodels.ranking.behaviour import BEHAVIOURS
 from recmodels.recommender import TwoStageConfig
@@ -62,10 +63,12 @@ class SessionRows:
         return cls(np.array([e.item for e in events], np.int64)[order], times[order],
                    np.array([e.event_type for e in events], dtype=object)[order])
 
-    def frame(self, key: str, rows: np.ndarray) -> pd.DataFrame:
+    def table(self, key: str, rows: np.ndarray) -> EventTable:
         """The events at ``rows`` (a mask) as ``behaviour_events`` rows of ``key``, a quantity of 1 each."""
-        return pd.DataFrame({"user_key": np.full(int(rows.sum()), key, dtype=object), "item": self.items[rows],
-                             "occurred_at": self.times[rows], "event_type": self.event_types[rows], "quantity": 1.0})
+        n = int(rows.sum())
+        return EventTable({"user_key": np.full(n, key, dtype=object), "item": self.items[rows],
+                           "occurred_at": self.times[rows], "event_type": self.event_types[rows],
+                           "quantity": np.ones(n)})
 
     def history(self, sequence_behaviour: bool, n_items: int) -> np.ndarray:
         """The events as the models read them: tokens of every behaviour where they learned from browsing
@@ -88,18 +91,18 @@ def session_request(customer: Customer, key: str, session: SessionRows, config: 
     purchases = customer.events
     if bought.any():
         price = item_price[session.items[bought]] if item_price is not None else np.full(int(bought.sum()), np.nan)
-        added = session.frame(key, bought).drop(columns="event_type")
-        purchases = merged(customer.events, added.assign(unit_price=price, basket_id=SESSION_BASKET))
+        added = session.table(key, bought).assign(unit_price=price, basket_id=SESSION_BASKET)
+        purchases = merged(customer.events, added)
     behaviour = customer.behaviour
     if config.behaviour and not bought.all():
-        behaviour = merged(customer.behaviour, session.frame(key, ~bought))
+        behaviour = merged(customer.behaviour, session.table(key, ~bought))
     before = customer.behaviour
     viewed, in_cart = evidence_of(
-        np.concatenate([before["item"].to_numpy(np.int64), session.items[~bought]]),
-        np.concatenate([before["event_type"].to_numpy(object), session.event_types[~bought]]),
-        np.concatenate([before["occurred_at"].to_numpy("datetime64[ns]"), session.times[~bought]]),
-        purchases["item"].to_numpy(np.int64), purchases["occurred_at"].to_numpy("datetime64[ns]"))
-    evidence = {"viewed": viewed, "in_cart": in_cart, "bought": purchases["item"].to_numpy(np.int64)}
+        np.concatenate([before["item"].astype(np.int64), session.items[~bought]]),
+        np.concatenate([before["event_type"].astype(object), session.event_types[~bought]]),
+        np.concatenate([before["occurred_at"].astype("datetime64[ns]"), session.times[~bought]]),
+        purchases["item"].astype(np.int64), purchases["occurred_at"].astype("datetime64[ns]"))
+    evidence = {"viewed": viewed, "in_cart": in_cart, "bought": purchases["item"].astype(np.int64)}
     known = customer.history if customer.history is not None else np.array([], np.int64)
     history = np.concatenate([known, session.history(config.sequence_behaviour, n_items)])
     return RankRequest(history, purchases, behaviour, customer.as_of, exclude_history), evidence

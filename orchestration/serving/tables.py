@@ -13,11 +13,12 @@ from typing import Any
 import pandas as pd
 
 from orchestration.registry.bundle import Bundle
+from orchestration.serving.live import StoredEvents
 from orchestration.serving.shop import ShopData
 from recmodels.explain import behaviour_evidence_by_user, co_view_similarity
 from recmodels.recommender import TwoStageRecommender, item_feature_table
 
-TABLES = ("co_viewed", "evidence", "item_features", "blank_features")
+TABLES = ("co_viewed", "evidence", "item_features", "blank_features", "stored_events", "stored_behaviour")
 
 
 def training_end(spec: dict[str, Any], as_of: pd.Timestamp) -> pd.Timestamp:
@@ -43,12 +44,13 @@ def serving_recommender(bundle: Bundle) -> TwoStageRecommender:
 
 def data_tables(recommender: TwoStageRecommender, bundle: Bundle, data: ShopData) -> dict[str, Any]:
     """The ``TABLES`` of ``data``: co-view similarity, every customer's views and open carts (the batch explains
-    them all), and the item-level features, which read every customer's events (so a request reads only its
-    customer's)."""
+    them all), the item-level features, which read every customer's events (so a request reads only its
+    customer's), and the events as arrays a customer's rows are gathered from."""
     n_items = len(bundle.item_ids)
     item_features = item_feature_table(data.events, data.as_of, n_items,
                                        data.behaviour if recommender.config.behaviour else None)
     return {"co_viewed": co_view_similarity(data.behaviour, n_items, training_end(bundle.spec, data.as_of)),
             "evidence": behaviour_evidence_by_user(data.behaviour, data.events),
             "item_features": item_features,
-            "blank_features": recommender.blank_features(item_features, data.as_of)}
+            "blank_features": recommender.blank_features(item_features, data.as_of),
+            "stored_events": StoredEvents(data.events), "stored_behaviour": StoredEvents(data.behaviour)}

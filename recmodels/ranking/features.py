@@ -293,12 +293,17 @@ def _features_as_of(past: _Past, user_last: np.ndarray, item_last: np.ndarray) -
 
 
 def _check_inputs(candidates: pd.DataFrame, events: pd.DataFrame, recent_items: int) -> None:
-    missing = [c for c in _EVENT_COLUMNS if c not in events.columns]
-    if missing:
-        raise ValueError(f"events lack columns {missing}")
+    check_events(events, recent_items)
     for column in ("row", "item"):
         if column not in candidates.columns:
             raise ValueError(f"candidates lack column {column!r}")
+
+
+def check_events(events: pd.DataFrame, recent_items: int) -> None:
+    """The events' columns (a frame's or an ``EventTable``'s) and ``recent_items``, as the features need them."""
+    missing = [c for c in _EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"events lack columns {missing}")
     if recent_items < 1:
         raise ValueError(f"recent_items must be >= 1, got {recent_items}")
 

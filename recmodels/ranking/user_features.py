@@ -17,109 +17,26 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recmodels.event_table import EventTable
 from recmodels.ranking.behaviour import BEHAVIOUR_FEATURES
 from recmodels.ranking.features import (
     DEFAULT_RECENT_ITEMS,
     FEATURE_DESCRIPTIONS,
     _check_inputs,
+    check_events,
     price_vs_user,
 )
+from recmodels.ranking.group_sums import adjacent, first_of_groups, group_median, group_sum
 from recmodels.ranking.lookups import NEVER_DAYS, TimeLike, to_days
 from recmodels.ranking.reorder import quantity_ratio
 from recmodels.similarity import unit_rows
 
-_EXACT_BELOW = 2.0**52  # whole numbers whose absolute sum stays below this add exactly in any order
 _TEXT_CHUNK = 16_384  # rows per einsum, as features._text_cosine takes them (the same calls, the same bits)
 _NAT = np.iinfo(np.int64).min  # NaT as int64
 # The item-level columns read from the item table only, never computed here: those of every customer's events.
 _FROM_TABLE = ("item_purchases", "item_purchases_7d", "item_purchases_30d", "item_trend", "item_price", "item_age_days",
                "item_repeat_rate", "item_median_quantity")
 _FROM_TABLE_BEHAVIOUR = ("item_views", "item_view_to_purchase")
-
-
-def group_sum(codes: np.ndarray, values: np.ndarray, n: int, monotonic: bool) -> np.ndarray:
-    """Per group 0..n-1 the sum of its non-NaN ``values`` (0 for a group without any), added as pandas' group-by sum
-    adds them: where its group ids are ``monotonic`` (each group's rows adjacent, in its order) and no value is NaN,
-    ``np.add.reduceat`` over each group's rows (pandas' fast path); else Kahan-compensated, in row order. Finite
-    values only."""
-    kept = ~np.isnan(values)
-    if np.abs(values[kept]).sum() < _EXACT_BELOW and (values[kept] == np.round(values[kept])).all():
-        # Units and counts: every partial sum is exact, so any order of adding gives pandas' result.
-        return np.bincount(codes[kept], weights=values[kept], minlength=n).astype(np.float64)  # int64 when empty
-    if monotonic and kept.all():
-        sums = np.zeros(n)
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        sums[codes[starts]] = np.add.reduceat(values, starts)
-        return sums
-    codes, values = codes[kept], values[kept]
-    order = np.argsort(codes, kind="stable")
-    values = values[order]
-    counts = np.bincount(codes, minlength=n)
-    starts = np.cumsum(counts) - counts
-    longest = int(counts.max(initial=0))
-    # A step per value in Python, or a step per position across all groups in numpy: whichever is fewer steps.
-    if len(values) < 40 * longest:
-        return _kahan_by_group(values, starts, counts)
-    return _kahan_by_position(values, starts, counts, longest)
-
-
-def adjacent(codes: np.ndarray) -> bool:
-    """Whether each group's rows are adjacent: then pandas' group ids, numbered by first appearance, are
-    monotonic."""
-    runs = np.count_nonzero(codes[1:] != codes[:-1]) + (len(codes) > 0)
-    return runs == np.count_nonzero(np.bincount(codes))
-
-
-def _kahan_by_group(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    flat = values.tolist()
-    sums = []
-    for start, count in zip(starts.tolist(), counts.tolist()):
-        total = compensation = 0.0
-        for value in flat[start:start + count]:
-            corrected = value - compensation
-            added = total + corrected
-            compensation = (added - total) - corrected
-            total = added
-        sums.append(total)
-    return np.array(sums, dtype=np.float64)
-
-
-def _kahan_by_position(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, longest: int) -> np.ndarray:
-    by_size = np.argsort(-counts, kind="stable")  # the groups still adding at step k are a prefix
-    sizes, firsts = counts[by_size], starts[by_size]
-    active = np.searchsorted(-sizes, -np.arange(longest), side="left")
-    total, compensation = np.zeros(len(counts)), np.zeros(len(counts))
-    for step, m in enumerate(active.tolist()):
-        corrected = values[firsts[:m] + step] - compensation[:m]
-        added = total[:m] + corrected
-        compensation[:m] = (added - total[:m]) - corrected
-        total[:m] = added
-    sums = np.empty(len(counts))
-    sums[by_size] = total
-    return sums
-
-
-def group_median(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Per group 0..n-1 the median of its non-NaN ``values`` as pandas' group-by median takes it (the mean of the
-    two middle values for an even count); NaN for a group without any."""
-    kept = ~np.isnan(values)
-    codes, values = codes[kept], values[kept]
-    ordered = values[np.lexsort((values, codes))]
-    counts = np.bincount(codes, minlength=n)
-    starts = np.cumsum(counts) - counts
-    median = np.full(n, np.nan)
-    has = counts > 0
-    low = ordered[(starts + (counts - 1) // 2)[has]]
-    high = ordered[(starts + counts // 2)[has]]
-    median[has] = np.where(counts[has] % 2 == 1, high, (high + low) / 2)
-    return median
-
-
-def _first_of_groups(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows stably sorted by code, where each of the n non-empty groups starts in that order)."""
-    order = np.argsort(codes, kind="stable")
-    counts = np.bincount(codes, minlength=n)
-    return order, np.cumsum(counts) - counts
 
 
 @dataclass(frozen=True)
@@ -154,28 +71,34 @@ class _Events:
         return out
 
 
-def _arrays(candidates: pd.DataFrame, row_keys: np.ndarray, events: pd.DataFrame, behaviour: pd.DataFrame | None,
+Table = pd.DataFrame | EventTable  # events as a frame or as arrays: both read alike here
+
+
+def _values(table: Table, name: str, dtype: object = None) -> np.ndarray:
+    return np.asarray(table[name], dtype)
+
+
+def _arrays(rows: np.ndarray, row_item: np.ndarray, row_keys: np.ndarray, events: Table, behaviour: Table | None,
             cut: np.datetime64) -> tuple[_Events, dict[str, np.ndarray] | None]:
     """The purchases and behaviour events before ``cut`` as arrays, users coded together with the rows' users."""
-    all_times = events["occurred_at"].to_numpy().astype("datetime64[ns]")
+    all_times = _values(events, "occurred_at").astype("datetime64[ns]")
     before = all_times < cut  # the point-in-time guarantee: nothing at or after the cut-off is read
-    keys = [events["user_key"].to_numpy()[before]]
+    keys = [_values(events, "user_key")[before]]
     seen = None
     if behaviour is not None:
-        viewed_at = behaviour["occurred_at"].to_numpy().astype("datetime64[ns]")
+        viewed_at = _values(behaviour, "occurred_at").astype("datetime64[ns]")
         earlier = viewed_at < cut
-        keys.append(behaviour["user_key"].to_numpy()[earlier])
-        seen = {"times": viewed_at[earlier], "item": behaviour["item"].to_numpy(np.int64)[earlier],
-                "kind": behaviour["event_type"].to_numpy()[earlier],
-                "count": np.nan_to_num(behaviour["quantity"].to_numpy(np.float64)[earlier], nan=1.0)}
+        keys.append(_values(behaviour, "user_key")[earlier])
+        seen = {"times": viewed_at[earlier], "item": _values(behaviour, "item", np.int64)[earlier],
+                "kind": _values(behaviour, "event_type")[earlier],
+                "count": np.nan_to_num(_values(behaviour, "quantity", np.float64)[earlier], nan=1.0)}
     keys.append(np.asarray(row_keys, dtype=object))
     codes, uniques = pd.factorize(np.concatenate(keys), use_na_sentinel=False)
     n_purchases = int(before.sum())
-    item = events["item"].to_numpy(np.int64)[before]
-    row_item = candidates["item"].to_numpy(np.int64)
+    item = _values(events, "item", np.int64)[before]
     if "basket_id" in events.columns:
         # Missing basket ids share one code, as pandas' groupby(dropna=False) puts them in one order per user.
-        order = pd.factorize(events["basket_id"].to_numpy()[before], use_na_sentinel=False)[0]
+        order = pd.factorize(_values(events, "basket_id")[before], use_na_sentinel=False)[0]
     else:
         order = np.unique(all_times[before].astype("datetime64[D]"), return_inverse=True)[1].reshape(-1)
     width = 1 + max(int(item.max(initial=0)), int(row_item.max(initial=0)),
@@ -185,9 +108,9 @@ def _arrays(candidates: pd.DataFrame, row_keys: np.ndarray, events: pd.DataFrame
     row_codes = codes[len(codes) - len(row_keys):]
     past = _Events(
         cut=cut, times=all_times[before].view(np.int64), user=codes[:n_purchases], item=item,
-        quantity=events["quantity"].to_numpy(np.float64)[before], price=events["unit_price"].to_numpy(np.float64)[before],
+        quantity=_values(events, "quantity", np.float64)[before], price=_values(events, "unit_price", np.float64)[before],
         order=order.astype(np.int64), n_users=len(uniques), width=width,
-        row_user=row_codes[candidates["row"].to_numpy(np.int64)], row_item=row_item,
+        row_user=row_codes[rows], row_item=row_item,
     )
     return past, seen
 
@@ -255,7 +178,7 @@ def _order_columns(past: _Events, columns: dict[str, np.ndarray], pairs: np.ndar
     n_pairs, n_order_codes = len(pairs), int(past.order.max(initial=-1)) + 1
     triples, triple_of = np.unique(pair_of * n_order_codes + past.order, return_inverse=True)
     triple_of = triple_of.reshape(-1)
-    rows, starts = _first_of_groups(triple_of, len(triples))
+    rows, starts = first_of_groups(triple_of, len(triples))
     time = np.minimum.reduceat(past.times[rows], starts) if len(rows) else np.array([], np.int64)
     appearance = rows[starts]  # the stable sort leaves each triple's first event first
     units = group_sum(triple_of, past.quantity, len(triples), adjacent(triple_of))
@@ -367,15 +290,13 @@ def _behaviour_columns(past: _Events, seen: dict[str, np.ndarray], columns: dict
     columns["user_item_favourite"] = (total(kind == "favourite") > 0).astype(np.float64)
 
 
-def _covered(candidates: pd.DataFrame, past: _Events, item_features: pd.DataFrame, taken: list[str],
-             item_text: np.ndarray | None, seen: dict[str, np.ndarray] | None) -> bool:
-    """Whether ``compute_user_features`` reproduces these inputs; the others take the general path, which also
+def _covered(past: _Events, item_features: pd.DataFrame, taken: list[str], item_text: np.ndarray | None,
+             seen: dict[str, np.ndarray] | None) -> bool:
+    """Whether ``user_feature_columns`` reproduces these inputs; the others take the general path, which also
     raises where it refuses them."""
     items = np.concatenate([past.item, past.row_item] + ([seen["item"]] if seen is not None else []))
     return (
         len(past.row_item) > 0
-        # compute_features moves a candidate column named like a feature among the features
-        and not any(name in FEATURE_DESCRIPTIONS or name == "features_as_of" for name in candidates.columns.tolist())
         and all(name in item_features.columns for name in taken)
         and all(name in taken for name in _FROM_TABLE + (_FROM_TABLE_BEHAVIOUR if seen is not None else ()))
         and int(items.min()) >= 0
@@ -390,34 +311,62 @@ def _covered(candidates: pd.DataFrame, past: _Events, item_features: pd.DataFram
 def compute_user_features(
     candidates: pd.DataFrame,
     row_keys: np.ndarray,
-    events: pd.DataFrame,
+    events: Table,
     cutoff: TimeLike,
     item_features: pd.DataFrame,
     item_level: Sequence[str],
     item_text: np.ndarray | None = None,
     recent_items: int = DEFAULT_RECENT_ITEMS,
-    behaviour: pd.DataFrame | None = None,
+    behaviour: Table | None = None,
 ) -> pd.DataFrame | None:
     """``compute_features(candidates, row_keys, events, cutoff, item_text, recent_items=..., behaviour=...)`` with
     the ``item_level`` columns (the recommender's ITEM_LEVEL_FEATURES) taken from ``item_features`` at each row's
     item and the two ratios that read them recomputed, as the recommender's ``_with_item_features`` does: the same
     frame, built in numpy, for the rows of a few users at one cut-off.
 
-    None where it does not reproduce that path, for the caller to take it: an array of cut-offs, no candidates,
-    candidates with a column named like a feature, a table without one of those columns, negative item ids,
-    infinite quantities, prices or counts, or ``item_text`` without a row for some item (where ``compute_features``
-    refuses). There is no ``item_attributes``: the recommender never passes them, so category and brand affinities
-    are left to ``compute_features``.
+    None where it does not reproduce that path, for the caller to take it: as ``user_feature_columns``, or
+    candidates with a column named like a feature (``compute_features`` moves it among the features).
     """
     _check_inputs(candidates, events, recent_items)
+    if any(name in FEATURE_DESCRIPTIONS or name == "features_as_of" for name in candidates.columns.tolist()):
+        return None
+    computed = user_feature_columns(candidates["row"].to_numpy(np.int64), candidates["item"].to_numpy(np.int64),
+                                    row_keys, events, cutoff, item_features, item_level, item_text, recent_items,
+                                    behaviour)
+    return None if computed is None else feature_frame(candidates, *computed)
+
+
+def user_feature_columns(
+    rows: np.ndarray,
+    items: np.ndarray,
+    row_keys: np.ndarray,
+    events: Table,
+    cutoff: TimeLike,
+    item_features: pd.DataFrame,
+    item_level: Sequence[str],
+    item_text: np.ndarray | None = None,
+    recent_items: int = DEFAULT_RECENT_ITEMS,
+    behaviour: Table | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+    """``compute_user_features`` of the candidates (``rows``, ``items``) as arrays: (feature name -> column,
+    each row's ``features_as_of``), what ``feature_frame`` lays out as that frame. ``events`` and ``behaviour``
+    are frames or ``EventTable``s.
+
+    None where it does not reproduce ``compute_features``: an array of cut-offs, no candidates, an item table
+    without one of the ``item_level`` columns, negative item ids, infinite quantities, prices or counts, or
+    ``item_text`` without a row for some item (where ``compute_features`` refuses). There is no
+    ``item_attributes``: the recommender never passes them, so category and brand affinities are left to
+    ``compute_features``.
+    """
+    check_events(events, recent_items)
     if np.ndim(cutoff) != 0:
         return None
     cut = np.datetime64(pd.Timestamp(cutoff).to_datetime64(), "ns")
-    past, seen = _arrays(candidates, row_keys, events, behaviour, cut)
+    past, seen = _arrays(np.asarray(rows, np.int64), np.asarray(items, np.int64), row_keys, events, behaviour, cut)
     # The item-level columns compute_features makes, each replaced by the table's
     taken = [name for name in item_level if name in FEATURE_DESCRIPTIONS
              and (seen is not None or name not in BEHAVIOUR_FEATURES)]
-    if not _covered(candidates, past, item_features, taken, item_text, seen):
+    if not _covered(past, item_features, taken, item_text, seen):
         return None
     items = past.row_item
     table = _table_columns(item_features, taken, items)
@@ -439,7 +388,7 @@ def compute_user_features(
     user_seen = np.where(np.bincount(past.user, minlength=past.n_users) > 0, user_last, _NAT)[past.row_user]
     # fmax ignores NaT unless both are NaT, as features._features_as_of
     as_of = np.fmax(user_seen.view("datetime64[ns]"), item_last[items].view("datetime64[ns]"))
-    return _frame(candidates, columns, as_of)
+    return columns, as_of
 
 
 def _table_columns(item_features: pd.DataFrame, taken: list[str], items: np.ndarray) -> dict[str, np.ndarray]:
@@ -457,7 +406,7 @@ def _column_index(names: tuple[str, ...]) -> pd.Index:
     return pd.Index(names)
 
 
-def _frame(candidates: pd.DataFrame, columns: dict[str, np.ndarray], as_of: np.ndarray) -> pd.DataFrame:
+def feature_frame(candidates: pd.DataFrame, columns: dict[str, np.ndarray], as_of: np.ndarray) -> pd.DataFrame:
     """``candidates`` then the feature columns in FEATURE_DESCRIPTIONS order and ``features_as_of``, as
     ``compute_features`` lays them out."""
     names = [name for name in FEATURE_DESCRIPTIONS if name in columns]

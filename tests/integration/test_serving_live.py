@@ -154,9 +154,9 @@ def test_a_customer_after_interleaved_batches_is_the_warehouse_path_over_those_e
         stored = mine._stored(key)
         purchases = recorded.purchases[recorded.purchases["user_key"] == key]
         behaviour = recorded.behaviour[recorded.behaviour["user_key"] == key]
-        events = pd.concat([stored.events, purchases[list(stored.events.columns)]], ignore_index=True) \
+        events = pd.concat([stored.events.frame(), purchases[list(stored.events.columns)]], ignore_index=True) \
             .sort_values("occurred_at", kind="stable")
-        views = pd.concat([stored.behaviour, behaviour[list(stored.behaviour.columns)]], ignore_index=True) \
+        views = pd.concat([stored.behaviour.frame(), behaviour[list(stored.behaviour.columns)]], ignore_index=True) \
             .sort_values("occurred_at", kind="stable")
         as_tokens = bundle.recommender.config.sequence_behaviour and len(mine.data.behaviour) > 0
         np.testing.assert_array_equal(customer.history, model_histories(bundle, events, views, as_tokens)[key])
@@ -256,10 +256,10 @@ def test_a_session_ranks_alike_alone_and_in_a_batch(service, promoted):
     # Two requests of one customer with different events, as two concurrent typed sessions would be.
     _, pseudonym, _ = _customer_with_candidates(service, promoted)
     customer = service._customer(pseudonym)
-    extra = customer.events.tail(1).assign(occurred_at=service.data.as_of - pd.Timedelta(seconds=1))
+    events = customer.events.frame()
+    extra = events.tail(1).assign(occurred_at=service.data.as_of - pd.Timedelta(seconds=1))
     requests += [RankRequest(customer.history, customer.events, customer.behaviour, service.data.as_of),
-                 RankRequest(customer.history, pd.concat([customer.events, extra]), customer.behaviour,
-                             service.data.as_of)]
+                 RankRequest(customer.history, pd.concat([events, extra]), customer.behaviour, service.data.as_of)]
     together = [ranked.frame() for ranked in service._rank_requests(requests)]
     for request, ranked in zip(requests, together):
         pd.testing.assert_frame_equal(ranked, service._rank_requests([request])[0].frame())

@@ -19,6 +19,7 @@ from orchestration.defs.ranking import FEATURES_TABLE
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving import champion
 from orchestration.serving.champion import ChampionHolder
+from orchestration.serving.live import StoredEvents
 from orchestration.serving.ranked import read_ranked, reuse_ranked
 from orchestration.serving.service import RecommendationService
 from orchestration.serving.warming import (
@@ -59,6 +60,9 @@ def _assert_same(got, expected) -> None:
             np.testing.assert_array_equal(left, right)
     elif hasattr(expected, "toarray"):  # a sparse matrix
         np.testing.assert_array_equal(got.toarray(), expected.toarray())
+    elif isinstance(expected, StoredEvents):  # every row, as a frame (NaN equal to NaN)
+        assert isinstance(got, StoredEvents) and len(got) == len(expected)
+        _assert_same(got.rows("k", np.arange(len(got))).frame(), expected.rows("k", np.arange(len(expected))).frame())
     else:
         assert got == expected
 

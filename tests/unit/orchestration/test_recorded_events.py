@@ -22,6 +22,7 @@ from orchestration.serving.live import (
     with_pending,
 )
 from orchestration.store.privacy import pseudonymize, pseudonymize_session
+from recmodels.event_table import EventTable
 from recmodels.explain import behaviour_evidence, behaviour_evidence_by_user
 from recmodels.sequences import token_histories
 
@@ -135,21 +136,21 @@ def test_one_customers_history_is_the_one_every_customers_pass_gives():
         columns = ["user_key", "item", "occurred_at", "event_type"]
         both = pd.concat([purchases.assign(event_type="purchase")[columns], behaviour[columns]], ignore_index=True)
         tokens = token_histories(both, n_items).get("u")
-        mine = customer_history(purchases, behaviour, n_items, as_tokens=True)
+        mine = customer_history(EventTable.of(purchases), EventTable.of(behaviour), n_items, as_tokens=True)
         assert (mine is None) == (tokens is None)
         if tokens is not None:
             np.testing.assert_array_equal(mine, tokens)
-        items = customer_history(purchases, behaviour, n_items, as_tokens=False)
+        items = customer_history(EventTable.of(purchases), EventTable.of(behaviour), n_items, as_tokens=False)
         assert (items is None) == (len(purchases) == 0)
         if items is not None:
             assert items.tolist() == purchases["item"].tolist()
 
 
-def test_merged_keeps_the_first_frames_rows_first_on_equal_times():
-    first = _purchases([("u", 1, 0), ("u", 2, 5)])
-    more = _purchases([("u", 3, 5), ("u", 4, 1), ("u", 5, 0)])
+def test_merged_keeps_the_first_tables_rows_first_on_equal_times():
+    first = EventTable.of(_purchases([("u", 1, 0), ("u", 2, 5)]))
+    more = EventTable.of(_purchases([("u", 3, 5), ("u", 4, 1), ("u", 5, 0)]))
     assert merged(first, more)["item"].tolist() == [1, 5, 4, 2, 3]
-    assert merged(first, more.iloc[:0]) is first
+    assert merged(first, more.take(np.array([], np.int64))) is first
 
 
 def _bundle(sequence_behaviour: bool):
@@ -170,7 +171,8 @@ def test_a_customer_built_from_waiting_events_in_batches_is_the_one_built_from_t
     first = _batch([("a1", "1", "A", "view", 3), ("b1", "2", "B", "purchase", 1), ("a2", "1", "B", "cart", 3),
                     ("a3", "1", "B", "purchase", 2), ("b2", "2", "A", "view", 4), ("a4", "1", "C", "view", 0)], 0)
     second = _batch([("a5", "1", "B", "cart", 5), ("b3", "2", "C", "cart", 1), ("a6", "1", "A", "purchase", 3)], 6)
-    bundle, empty = _bundle(sequence_behaviour), Customer(_purchases([]), _behaviour([]), None, {}, T)
+    empty = Customer(EventTable.of(_purchases([])), EventTable.of(_behaviour([])), None, {}, T)
+    bundle = _bundle(sequence_behaviour)
     customer = pseudonymize("1", KEY)
     in_two = Waiting()
     in_two.add(first)
@@ -183,8 +185,8 @@ def test_a_customer_built_from_waiting_events_in_batches_is_the_one_built_from_t
     whole = with_pending(empty, customer, at_once[customer], bundle, shop_has_behaviour=True)
     for built in (step, whole):  # purchases by time: B (2) at minute 2, A (1) at minute 3
         assert built.events["item"].tolist() == [2, 1] and built.as_of == T + pd.Timedelta(minutes=5, seconds=1)
-    pd.testing.assert_frame_equal(step.events, whole.events)
-    pd.testing.assert_frame_equal(step.behaviour, whole.behaviour)
+    pd.testing.assert_frame_equal(step.events.frame(), whole.events.frame())
+    pd.testing.assert_frame_equal(step.behaviour.frame(), whole.behaviour.frame())
     np.testing.assert_array_equal(step.history, whole.history)
     # Views by time: C at 0, A at 3; B's last cart (5) is after its purchase (2): open.
     assert step.evidence["viewed"].tolist() == [3, 1] and step.evidence["in_cart"].tolist() == [2]

@@ -6,7 +6,8 @@ import pytest
 
 from recmodels.ranking import compute_features
 from recmodels.ranking.behaviour import BEHAVIOURS
-from recmodels.ranking.user_features import adjacent, compute_user_features, group_median, group_sum
+from recmodels.ranking.group_sums import adjacent, group_median, group_sum
+from recmodels.ranking.user_features import compute_user_features
 from recmodels.recommender import ITEM_LEVEL_FEATURES, _with_item_features, item_feature_table
 
 CUTOFF = pd.Timestamp("2024-03-01")
