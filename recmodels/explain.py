@@ -92,38 +92,51 @@ class Explainer:
         anchors of also_bought and similar_description), who viewed ``viewed`` (oldest first: the anchors of
         viewed_together) and has ``in_cart`` in the cart. ``bought``: the items that were bought, when not every
         history item was (an anonymous session's items may only have been looked at); default ``history``."""
+        kinds, anchors, strengths = self.explain_arrays(history, items, viewed, in_cart, bought)
+        return [Explanation(KINDS[kind], anchor, strength)
+                for kind, anchor, strength in zip(kinds.tolist(), anchors.tolist(), strengths.tolist())]
+
+    def explain_arrays(self, history: np.ndarray, items: np.ndarray, viewed: np.ndarray | None = None,
+                       in_cart: np.ndarray | None = None, bought: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``explain`` as arrays, one entry per item: its rule (index in ``KINDS``), anchor and strength. Each rule
+        is tested on every item at once, and an item keeps the first that holds."""
         anchors = _recent_first(history)
         seen = _recent_first(viewed)
         items = np.asarray(items, dtype=np.int64)
-        owned = set(anchors.tolist()) if bought is None else set(_recent_first(bought).tolist())
-        carted = set(_recent_first(in_cart).tolist())
-        looked = set(seen.tolist())
-        co = _similarities(self.co_bought, anchors, items)
-        co_view = _similarities(self.co_viewed, seen, items)
-        text = None
-        if self.text_unit is not None and len(anchors) and len(items):
-            text = self.text_unit[anchors] @ self.text_unit[items].T  # (H, I)
-            text[anchors[:, None] == items[None, :]] = -np.inf
-        out = []
-        for column, item in enumerate(items.tolist()):
-            if item in carted:
-                out.append(Explanation("in_cart", item, 1.0))
-            elif item in owned:
-                out.append(Explanation("bought_before", item, 1.0))
-            elif item in looked:
-                out.append(Explanation("viewed", item, 1.0))
-            elif co is not None and co[:, column].max() > 0:
-                best = int(np.argmax(co[:, column]))
-                out.append(Explanation("also_bought", int(anchors[best]), float(co[best, column])))
-            elif co_view is not None and co_view[:, column].max() > 0:
-                best = int(np.argmax(co_view[:, column]))
-                out.append(Explanation("viewed_together", int(seen[best]), float(co_view[best, column])))
-            elif text is not None and text[:, column].max() >= self.min_text_cosine:
-                best = int(np.argmax(text[:, column]))
-                out.append(Explanation("similar_description", int(anchors[best]), float(text[best, column])))
+        owned = anchors if bought is None else _recent_first(bought)
+        kind = np.full(len(items), KINDS.index("popular_now"), np.int64)
+        anchor = np.full(len(items), PAD, np.int64)
+        strength = np.zeros(len(items))
+        open_ = np.ones(len(items), dtype=bool)  # no rule has held yet
+
+        def holds(rule: str, where: np.ndarray, anchor_of: np.ndarray, strength_of: np.ndarray | float) -> None:
+            chosen = open_ & where
+            kind[chosen], anchor[chosen] = KINDS.index(rule), anchor_of[chosen]
+            strength[chosen] = strength_of[chosen] if isinstance(strength_of, np.ndarray) else strength_of
+            open_[chosen] = False
+
+        holds("in_cart", np.isin(items, _recent_first(in_cart)), items, 1.0)
+        holds("bought_before", np.isin(items, owned), items, 1.0)
+        holds("viewed", np.isin(items, seen), items, 1.0)
+        columns = np.arange(len(items))
+        for rule, matrix, among, least in (("also_bought", self.co_bought, anchors, None),
+                                           ("viewed_together", self.co_viewed, seen, None),
+                                           ("similar_description", None, anchors, self.min_text_cosine)):
+            # Every item's similarities, decided or not: a product over only some items would sum in another order
+            # and move the strengths in their last bits.
+            if least is None:
+                values = _similarities(matrix, among, items)
+            elif self.text_unit is not None and len(anchors) and len(items):
+                values = self.text_unit[anchors] @ self.text_unit[items].T  # (H, I)
+                values[anchors[:, None] == items[None, :]] = -np.inf
             else:
-                out.append(Explanation("popular_now", PAD, 0.0))
-        return out
+                values = None
+            if values is not None:
+                best = np.argmax(values, axis=0)  # the first of equals: the most recent anchor
+                top = values[best, columns]
+                holds(rule, top > 0 if least is None else top >= least, among[best], top.astype(np.float64))
+        return kind, anchor, strength
 
 
 def co_view_similarity(behaviour: pd.DataFrame, n_items: int, cutoff) -> sp.csr_matrix | None:

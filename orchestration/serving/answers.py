@@ -85,12 +85,11 @@ def explained(explainer: Explainer, bundle: Bundle, history: np.ndarray, items: 
     with ``history`` and ``evidence`` (``Explainer.explain``'s viewed, in_cart, bought)."""
     items, scores = np.asarray(items, np.int64)[:k], np.asarray(scores, np.float64)[:k]
     # Co-purchase evidence reads the purchases of a history that may hold views (tokens) too.
-    explanations = explainer.explain(purchased_items(history, len(bundle.item_ids)), items, **evidence)
+    kinds, anchors, strengths = explainer.explain_arrays(purchased_items(history, len(bundle.item_ids)), items,
+                                                         **evidence)
     rows = np.empty(len(items), dtype=TOP)
-    rows["item"], rows["score"] = items, scores
-    rows["kind"] = [KINDS.index(e.kind) for e in explanations]
-    rows["anchor"] = [e.anchor for e in explanations]
-    rows["strength"] = [e.strength for e in explanations]
+    rows["item"], rows["score"], rows["kind"], rows["anchor"], rows["strength"] = items, scores, kinds, anchors, \
+        strengths
     return rows
 
 

@@ -14,6 +14,7 @@ from orchestration.serving.live import (
     Customer,
     Recorded,
     RecordedLog,
+    StoredEvents,
     Waiting,
     customer_history,
     merged,
@@ -237,3 +238,17 @@ def test_the_apis_checked_events_are_recorded_as_a_frame_of_them_is():
     for part in ("purchase_columns", "behaviour_columns"):
         for name, values in getattr(from_events, part).items():
             assert values.dtype == getattr(from_frame, part)[name].dtype, name
+
+
+def test_stored_events_give_a_customers_rows_as_the_frame_holds_them():
+    frame = pd.DataFrame({"user_key": ["u", "v", "u", "v"], "item": np.array([1, 2, 3, 4], np.int64),
+                          "occurred_at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]),
+                          "quantity": [1.0, 2.0, np.nan, 4.0], "unit_price": 2.0, "basket_id": ["b1", None, "b2", "b1"]})
+    stored = StoredEvents(frame)
+    assert len(stored) == 4
+    rows = stored.rows("u", np.array([2, 0]))
+    expected = EventTable.of(frame.iloc[[2, 0]])
+    assert rows.columns == expected.columns
+    pd.testing.assert_frame_equal(rows.frame(), expected.frame())
+    assert pd.isna(stored.rows("v", np.array([1]))["basket_id"][0])  # a missing basket, as the frame gives it
+    assert len(stored.rows("w", np.array([], np.int64))) == 0

@@ -211,3 +211,38 @@ def test_blank_layout_refuses_a_table_without_the_rankers_features():
     recommender, blank, *_ = _blank_recommender()
     with pytest.raises(ValueError, match="item_price"):
         recommender.rank_blank([np.array([1])], blank.drop(columns="item_price"))
+
+
+@pytest.mark.parametrize("serves", ["ranker", "popularity"])
+def test_rows_with_events_ranked_as_arrays_score_exactly_as_the_frame(serves):
+    from recmodels.event_table import EventTable
+
+    recommender, blank, table, cutoff, events = _blank_recommender(serves)
+    # Each customer's own events, as serving passes them: a, b and c, with some purchases after the cut-off.
+    keys = np.array(["a", "b", "c"], dtype=object)
+    histories = [events.loc[events["user_key"] == key, "item"].to_numpy()[-5:] for key in keys]
+    frame = recommender.rank(histories, keys, events, cutoff, item_features=table, blank_features=blank)
+    candidates, score, make_frame = recommender.rank_known(histories, keys, EventTable.of(events), cutoff, table)
+    assert candidates.rows.tolist() == frame["row"].tolist() and candidates.items.tolist() == frame["item"].tolist()
+    np.testing.assert_array_equal(score, frame["score"].to_numpy())
+    pd.testing.assert_frame_equal(make_frame(), frame)
+    # Leaving the histories' items out before the features changes no other candidate's features or score.
+    kept, kept_score, kept_frame = recommender.rank_known(histories, keys, EventTable.of(events), cutoff, table,
+                                                          seen=histories)
+    unseen = ~np.array([item in set(histories[row].tolist()) for row, item in zip(frame["row"], frame["item"])])
+    assert kept.items.tolist() == frame["item"][unseen].tolist() and 0 < unseen.sum() < len(frame)
+    np.testing.assert_array_equal(kept_score, frame["score"].to_numpy()[unseen])
+    pd.testing.assert_frame_equal(kept_frame().reset_index(drop=True), frame[unseen].reset_index(drop=True))
+
+
+def test_arrays_leave_rows_without_events_and_unreproduced_inputs_to_the_frame():
+    from recmodels.event_table import EventTable
+
+    recommender, blank, table, cutoff, events = _blank_recommender()
+    table_events = EventTable.of(events)
+    # "d" has no event: its features are the blank ones, which rank looks up.
+    assert recommender.rank_known([np.array([1]), np.array([2])], np.array(["a", "d"], dtype=object), table_events,
+                                  cutoff, table) is None
+    # An infinite quantity: pandas' compensated sum treats it apart, so the frame path computes it.
+    infinite = EventTable.of(events.assign(quantity=np.where(np.arange(len(events)) == 0, np.inf, events["quantity"])))
+    assert recommender.rank_known([np.array([1])], np.array(["a"], dtype=object), infinite, cutoff, table) is None
