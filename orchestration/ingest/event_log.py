@@ -146,6 +146,7 @@ class EventLog:
         self._sequence = itertools.count(1)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._created: set[str] = set()  # the names of the folders this log created, less their prefix
 
     def __enter__(self) -> EventLog:
         self.open()
@@ -216,6 +217,10 @@ class EventLog:
             self._seal(current)
             return True
 
+    def owns(self, name: str) -> bool:
+        """Whether a landing entry's name (open or sealed) is of a folder this log created."""
+        return name.removeprefix(OPEN_PREFIX).removeprefix(SEALED_PREFIX) in self._created
+
     @property
     def open_folder(self) -> Path | None:
         """The hidden folder being written, if any."""
@@ -267,6 +272,7 @@ class EventLog:
             path = folder / FILE_NAME
             try:
                 folder.mkdir()
+                self._created.add(folder.name.removeprefix(OPEN_PREFIX))
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
             except (FileExistsError, FileNotFoundError):  # taken, or removed by a recovery: another name
                 continue

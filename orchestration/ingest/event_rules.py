@@ -255,3 +255,12 @@ def _check_values(text: Mapping[str, str | None], rules: EventRules, now: dateti
     if price is not None and price < 0:
         return _reject("price", "non_positive_price", text["price"], "is negative", "0 or more")
     return behaviour, occurred_at, quantity, price
+
+
+def event_of_line(fields: tuple[str | None, ...]) -> Event:
+    """The ``Event`` whose ``line`` is ``fields`` (FIELDS order, None for an empty field): a line the events log
+    wrote, read back as ``check_event`` made it, without checking it again (it passed when it was accepted)."""
+    event_id, user_id, session_id, item_id, behaviour, timestamp, quantity, price = fields
+    occurred_at = datetime.fromisoformat(timestamp.removesuffix("Z"))  # utc_text's layout
+    return Event(event_id, user_id, session_id, normalize_id(item_id), behaviour, occurred_at,
+                 None if quantity is None else int(quantity), None if price is None else float(price), fields)

@@ -39,7 +39,7 @@ from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.admin import add_admin_routes
 from orchestration.serving.auth import READ, ApiAccess
 from orchestration.serving.champion import ChampionHolder, Served
-from orchestration.serving.events import add_event_route
+from orchestration.serving.events import add_event_route, catch_up
 from orchestration.serving.limits import MAX_BODY_BYTES, BodyLimit
 from orchestration.serving.responses import frame_items, number, session_json, text, user_json
 from orchestration.serving.schemas import (
@@ -80,6 +80,7 @@ async def _served(request: Request) -> Served:
     # worker thread per request as a plain function dependency would.
     holder: ChampionHolder = request.app.state.champion
     holder.maybe_refresh()
+    catch_up(request.app)  # the other workers' events first: a read reflects them, whichever worker took them
     served = holder.current
     if served is None:
         raise HTTPException(503, f"No model to serve: {holder.problem}")

@@ -22,6 +22,7 @@ from orchestration.ingest.event_rules import Event, EventRules, Rejection, check
 from orchestration.ingest.sources import shop_event_types
 from orchestration.serving.auth import EVENTS, ApiAccess
 from orchestration.serving.limits import MAX_BODY_BYTES
+from orchestration.serving.peers import PeerEvents
 from orchestration.serving.schemas import MAX_ID_LENGTH, ErrorDetail, ValidationErrors
 from orchestration.store.paths import recsys_paths
 
@@ -100,6 +101,22 @@ def record_served(app: FastAPI, events: list[Event]) -> None:
                          len(events))
 
 
+def catch_up(app: FastAPI) -> None:
+    """Record the events the other server processes sharing the landing folder took since the last look
+    (``PeerEvents``), so that an answer reflects an acknowledged event whichever worker took it. A failure to
+    read them is logged, never the request's: the events are stored all the same."""
+    peers = getattr(app.state, "peer_events", None)
+    if peers is None:
+        return
+    try:
+        events = peers.poll()
+    except OSError:
+        logger.exception("The other workers' events could not be read")
+        return
+    if events:
+        record_served(app, events)
+
+
 def event_settings() -> tuple[EventLogSettings, EventRules]:
     """The events log's settings (``RECSYS_EVENTS_*``) and the rules events meet (with ``RECSYS_EVENT_TYPES``),
     from the environment; ``EventSettingError`` naming the variable when one is malformed, so ``recsys serve``
@@ -113,11 +130,12 @@ def event_settings() -> tuple[EventLogSettings, EventRules]:
 
 def add_event_route(app: FastAPI, access: ApiAccess, home: str | None) -> EventLog:
     """Register ``POST /events`` on ``app`` and the events log it appends to, in ``home``'s landing folder (also
-    ``app.state.event_log``). The log lives as long as the app's lifespan: opened before it starts (recovering
+    ``app.state.event_log``; the other processes' files there are followed by ``app.state.peer_events``). The log lives as long as the app's lifespan: opened before it starts (recovering
     what a killed server left open), closed after it ends (sealing the open file)."""
     settings, rules = event_settings()
     event_log = EventLog(recsys_paths(home).landing_dir, settings)
     app.state.event_log = event_log
+    app.state.peer_events = PeerEvents(event_log.folder, event_log.owns)
     inner = app.router.lifespan_context
 
     @asynccontextmanager

@@ -5,6 +5,7 @@ concurrent requests that drops none of them."""
 import shutil
 import threading
 import time
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -16,6 +17,7 @@ from orchestration.registry.promotion import BUNDLE_MODEL, current_champion, pro
 from orchestration.registry.tracking import MLflowTracking
 from orchestration.serving.answers import TOP
 from orchestration.serving.api import create_app
+from orchestration.serving.auth import ApiAccess
 from orchestration.serving.batching import RankRequest
 from orchestration.serving.service import SESSION_KEY, RecommendationService
 from orchestration.serving.shop import model_histories
@@ -315,3 +317,32 @@ def test_a_reload_under_load_drops_no_request_and_keeps_recorded_events(promoted
         assert statuses and set(statuses) == {200} and versions >= {int(second.version)}
         # The event recorded by the old version's service is in the new one's answers.
         assert client.get(f"/recommendations/{customers[0]}").json()["history_length"] == length + 1
+
+
+def test_an_event_one_worker_took_is_in_the_next_answer_of_another(promoted, tmp_path, monkeypatch):
+    # Two apps over one home, as two workers of `recsys serve --workers 2`: one landing folder, a model each.
+    home = tmp_path / "recsys-home"
+    shutil.copytree(promoted.home, home)
+    monkeypatch.delenv("RECSYS_PSEUDONYMIZATION_KEY", raising=False)
+    token = "writer-token-0123456789"
+    access = ApiAccess.from_environment({"RECSYS_API_TOKENS": f"{token}:read+events"})
+    auth = {"Authorization": f"Bearer {token}"}
+    raw = _raw_customers(home)
+    item = str(_batch_table(home)["item_id"].iloc[0])
+    now = datetime.now(UTC).isoformat()
+    bought = {"event_id": "w-1", "item_id": item, "event_type": "purchase", "timestamp": now, "quantity": 2}
+    with TestClient(create_app(str(home), reload_seconds=3600, access=access)) as first, \
+            TestClient(create_app(str(home), reload_seconds=3600, access=access)) as second:
+        known = first.app.state.champion.current.service.data.histories
+        customer = next(raw[key] for key in sorted(raw) if key in known)
+        length = second.get(f"/recommendations/{customer}").json()["history_length"]
+        assert first.post("/events", json={"events": [{**bought, "user_id": customer}]}, headers=auth).json() \
+            == {"accepted": 1, "rejected": []}
+        assert second.get(f"/recommendations/{customer}").json()["history_length"] == length + 1
+        latest = second.get(f"/customers/{customer}/history?n=1").json()["items"][0]
+        assert (latest["item_id"], latest["quantity"]) == (item, 2)
+        # The same event posted again through the other worker: stored twice, counted once by both.
+        assert second.post("/events", json={"events": [{**bought, "user_id": customer}]}, headers=auth).json() \
+            == {"accepted": 1, "rejected": []}
+        for client in (first, second):
+            assert client.get(f"/recommendations/{customer}").json()["history_length"] == length + 1
