@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from orchestration.ingest.event_log import FILE_NAME, HEADER, OPEN_PREFIX, SEALE
 from orchestration.ingest.event_rules import Event, event_of_line
 
 logger = logging.getLogger(__name__)
+
+SETTLED_NS = 2_000_000_000  # a folder time this old is past the file system's tick: a later change moves it
 
 
 @dataclass
@@ -58,8 +61,11 @@ class PeerEvents:
             except FileNotFoundError:  # no event was ever taken here
                 return []
             if stamp != self._stamp:
-                self._stamp = stamp
                 self._scan()
+                # The folder's time moves in ticks (a few ms, or a second on some file systems): a file opened in
+                # the tick of this scan leaves it as it is. So a time that recent is not kept: the next poll
+                # scans again, until a scan is a tick behind the last change.
+                self._stamp = stamp if time.time_ns() - stamp > SETTLED_NS else None
             events: list[Event] = []
             for name, followed in sorted(self._followed.items()):  # names start with their creation time
                 events += self._read(followed)

@@ -1,6 +1,8 @@
 """Another process's events read back from its files in the landing folder: what it appends, across its seals,
 whole lines only, never this process's own."""
 
+import os
+import time
 from datetime import datetime
 
 import pytest
@@ -85,3 +87,15 @@ def test_files_sealed_before_we_began_are_left_to_the_warehouse(tmp_path):
 
 def test_no_landing_folder_yet_is_no_event(tmp_path):
     assert PeerEvents(tmp_path / "landing", lambda name: False).poll() == []
+
+
+def test_a_file_opened_in_the_folder_times_tick_of_the_last_look_is_found(tmp_path):
+    # A coarse clock: every change in the folder leaves it at one time, as two changes within one tick do.
+    tick = time.time_ns()
+    with EventLog(tmp_path, EventLogSettings(max_bytes=1)) as theirs:
+        peers = PeerEvents(tmp_path, lambda name: False)
+        os.utime(tmp_path, ns=(tick, tick))
+        assert peers.poll() == []
+        theirs.append([_event(1).line])  # a new (sealed) folder, the folder's time unchanged
+        os.utime(tmp_path, ns=(tick, tick))
+        _same(peers.poll(), [_event(1)])
