@@ -27,6 +27,7 @@ from recmodels.ranking import (
     rerank_topk,
 )
 from recmodels.ranking.behaviour import no_behaviour
+from recmodels.ranking.candidate_cache import CandidateCache
 from recmodels.ranking.candidates import Candidates, RankingMemo, candidate_arrays
 from recmodels.ranking.user_features import compute_user_features, feature_frame, user_feature_columns
 
@@ -159,6 +160,7 @@ class TwoStageRecommender:
         self.item_text = item_text
         self.serves = serves
         self._memo = RankingMemo()  # the sources' rankings that every row shares (popularity), kept between calls
+        self.candidate_cache = CandidateCache()  # each history's candidates, for rank_known
         self._blank_layout_cache: tuple[pd.DataFrame, np.ndarray, dict[int, tuple[str, str]]] | None = None
 
     def rank(
@@ -237,7 +239,8 @@ class TwoStageRecommender:
                    ) -> tuple[Candidates, np.ndarray, Callable[[], pd.DataFrame]] | None:
         """``rank`` of rows whose users each have events (a few customers at one cut-off, ``item_features`` at
         hand), as arrays: their candidates, scores and a function making ``rank``'s frame of them when asked for,
-        all exactly as ``rank`` gives them. ``seen[i]``: items left out of row i's candidates before their features
+        all exactly as ``rank`` gives them. A history ranked here before reuses its candidates (``CandidateCache``):
+        a customer's next event (a view) moves the cut-off and the features, but often not the history. ``seen[i]``: items left out of row i's candidates before their features
         are computed (none without). None where the features' array path does not reproduce ``rank``'s
         (``user_feature_columns``) or a row's user has no event the features read: ``rank`` takes those."""
         behaviour = (behaviour if behaviour is not None else _NO_BEHAVIOUR) if self.config.behaviour else None
@@ -246,7 +249,7 @@ class TwoStageRecommender:
             active |= set(behaviour["user_key"].tolist())
         if not active.issuperset(np.asarray(row_keys, dtype=object).tolist()):
             return None
-        candidates = candidate_arrays(self.sources, histories, self.config.n_candidates, memo=self._memo)
+        candidates = self.candidate_cache.candidates(self.sources, histories, self.config.n_candidates, memo=self._memo)
         if seen is not None:
             candidates = candidates.take(~in_history(candidates.rows, candidates.items, seen))
         computed = user_feature_columns(candidates.rows, candidates.items, row_keys, events, cutoff, item_features,
