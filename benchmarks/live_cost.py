@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from benchmarks.serving_server import champion_in_process
-from benchmarks.session_cost import measured
+from benchmarks.session_cost import in_threads, measured
 from recmodels.ranking.candidate_cache import CandidateCache
 
 
@@ -83,16 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         equal = all(np.array_equal(first[customer], other[customer]) for path in paths[1:]
                     for first, other in zip(answers[paths[0]], answers[path]) for customer in chosen)
         service.record_events(events_for(chosen, champion.items, newest + pd.Timedelta(minutes=2), "second", 2))
-
-        def together() -> None:
-            threads = [threading.Thread(target=lambda part=chosen[i::args.threads]: [service.user_top(c) for c in part])
-                       for i in range(args.threads)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-
-        figures["concurrent"] = measured(together, len(chosen))
+        figures["concurrent"] = measured(lambda: in_threads(service.user_top, chosen, args.threads), len(chosen))
     frames = figures["ranked again, frames"]["cpu_ms"]
     ratios = {path: round(frames / figures[f"ranked again, {path}"]["cpu_ms"], 2) for path in paths[:2]}
     print(f"{len(chosen)} known customers of {args.home}, each read after one event:")

@@ -15,7 +15,9 @@ import argparse
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +42,16 @@ def measured(run, n: int) -> dict[str, float]:
             "cpu_ms": round((time.process_time() - cpu) / n * 1000, 2)}
 
 
+def in_threads(work: Callable[[Any], Any], inputs: list, threads: int) -> None:
+    """``work`` of every input, from ``threads`` threads at once, each taking every ``threads``-th input."""
+    started = [threading.Thread(target=lambda part=inputs[i::threads]: [work(one) for one in part])
+               for i in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", required=True, help="a RECSYS_HOME with a champion")
@@ -60,18 +72,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             for events in planned:
                 answer(events)
 
-        def together() -> None:
-            def caller(part: list[SessionEvents]) -> None:
-                for events in part:
-                    answer(events)
-
-            threads = [threading.Thread(target=caller, args=(planned[i::args.threads],)) for i in range(args.threads)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-
-        figures = {"alone": measured(alone, len(planned)), "concurrent": measured(together, len(planned))}
+        figures = {"alone": measured(alone, len(planned)),
+                   "concurrent": measured(lambda: in_threads(answer, planned, args.threads), len(planned))}
     for name, row in figures.items():
         print(f"{name:>10}: {row['wall_ms']:6.2f} ms wall, {row['cpu_ms']:6.2f} ms CPU per session")
     print(json.dumps(figures))
