@@ -258,6 +258,7 @@ def _champion_lifespan(home: str | None, reload_seconds: float):
                                 reload_seconds)
         holder.refresh()  # before the first request; without a champion the app starts and answers 503
         app.state.champion = holder
+        catch_up(app)  # a restarted worker reads what the others took meanwhile now, not on its first request
         yield
         holder.close(timeout=60)
 
