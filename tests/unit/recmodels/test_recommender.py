@@ -238,7 +238,7 @@ def test_rows_with_events_ranked_as_arrays_score_exactly_as_the_frame(serves):
 def test_arrays_leave_rows_without_events_and_unreproduced_inputs_to_the_frame():
     from recmodels.event_table import EventTable
 
-    recommender, blank, table, cutoff, events = _blank_recommender()
+    recommender, _, table, cutoff, events = _blank_recommender()
     table_events = EventTable.of(events)
     # "d" has no event: its features are the blank ones, which rank looks up.
     assert recommender.rank_known([np.array([1]), np.array([2])], np.array(["a", "d"], dtype=object), table_events,
