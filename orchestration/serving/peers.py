@@ -78,7 +78,7 @@ class PeerEvents:
         """Follow new open files, and sealed ones not read to their end."""
         for entry in os.scandir(self._landing):
             sealed = entry.name.startswith(SEALED_PREFIX)
-            if not (sealed or entry.name.startswith(OPEN_PREFIX)) or self._owns(entry.name):
+            if not (sealed or entry.name.startswith(OPEN_PREFIX)) or self._owns(entry.name) or not entry.is_dir():
                 continue
             name = entry.name.removeprefix(SEALED_PREFIX if sealed else OPEN_PREFIX)
             if name in self._done:
@@ -102,6 +102,10 @@ class PeerEvents:
                 file.seek(followed.offset)
                 data = file.read()
         except FileNotFoundError:  # sealed and moved away meanwhile: the warehouse has it, or will
+            followed.sealed = True
+            return []
+        except OSError as error:  # unreadable: said once, then left to the landing sensor
+            logger.warning("Could not read the events in %s (%s); not following it", followed.path, error)
             followed.sealed = True
             return []
         whole = data[:data.rfind(b"\n") + 1]  # a line still being written waits for the next look

@@ -99,3 +99,13 @@ def test_a_file_opened_in_the_folder_times_tick_of_the_last_look_is_found(tmp_pa
         theirs.append([_event(1).line])  # a new (sealed) folder, the folder's time unchanged
         os.utime(tmp_path, ns=(tick, tick))
         _same(peers.poll(), [_event(1)])
+
+
+def test_a_file_named_like_an_events_folder_and_an_unreadable_one_are_passed_over(tmp_path, caplog):
+    peers = PeerEvents(tmp_path, lambda name: False)
+    assert peers.poll() == []
+    (tmp_path / "api-events-2024.csv").write_text("a shop's own file\n")  # a file, not a log's folder
+    (tmp_path / ".api-events-x").mkdir()
+    (tmp_path / ".api-events-x" / "interactions.csv").mkdir()  # the file a folder: unreadable as one
+    assert peers.poll() == [] and peers.poll() == []
+    assert sum("not following it" in message for message in caplog.messages) == 1
