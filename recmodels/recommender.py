@@ -7,6 +7,7 @@ shop ids in and out is the caller's job.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -161,7 +162,7 @@ class TwoStageRecommender:
         self.serves = serves
         self._memo = RankingMemo()  # the sources' rankings that every row shares (popularity), kept between calls
         self.candidate_cache = CandidateCache()  # each history's candidates, for rank_known
-        self._blank_layout_cache: tuple[pd.DataFrame, np.ndarray, dict[int, tuple[str, str]]] | None = None
+        self._blank_layout_cache: tuple[pd.DataFrame, np.ndarray] | None = None
 
     def rank(
         self,
@@ -227,10 +228,8 @@ class TwoStageRecommender:
             candidates = candidates.take(~in_history(candidates.rows, candidates.items, seen))
         if self.serves != RANKER:
             return candidates, candidates.scores[self.serves].copy()
-        layout, sources = self._blank_layout(blank_features)
-        x = layout[candidates.items]  # (n, features): the blank features in place, the sources' columns 0
-        for column, (name, part) in sources.items():
-            x[:, column] = (candidates.scores if part == "score" else candidates.ranks)[name]
+        x = self._blank_layout(blank_features)[candidates.items]  # (n, features): the blank ones, sources' 0
+        self._fill_sources(x, candidates)
         return candidates, self.ranker.score_matrix(x) if len(x) else np.array([], np.float64)
 
     def rank_known(self, histories: list[np.ndarray], row_keys: np.ndarray, events: EventTable, cutoff: TimeLike,
@@ -240,16 +239,18 @@ class TwoStageRecommender:
         """``rank`` of rows whose users each have events (a few customers at one cut-off, ``item_features`` at
         hand), as arrays: their candidates, scores and a function making ``rank``'s frame of them when asked for,
         all exactly as ``rank`` gives them. A history ranked here before reuses its candidates (``CandidateCache``):
-        a customer's next event (a view) moves the cut-off and the features, but often not the history. ``seen[i]``: items left out of row i's candidates before their features
-        are computed (none without). None where the features' array path does not reproduce ``rank``'s
-        (``user_feature_columns``) or a row's user has no event the features read: ``rank`` takes those."""
+        a customer's next event (a view) moves the cut-off and the features, but often not the history.
+        ``seen[i]``: items left out of row i's candidates before their features are computed (none without). None
+        where the features' array path does not reproduce ``rank``'s (``user_feature_columns``) or a row's user has
+        no event the features read: ``rank`` takes those."""
         behaviour = (behaviour if behaviour is not None else _NO_BEHAVIOUR) if self.config.behaviour else None
         active = set(events["user_key"].tolist())
         if behaviour is not None:
             active |= set(behaviour["user_key"].tolist())
         if not active.issuperset(np.asarray(row_keys, dtype=object).tolist()):
             return None
-        candidates = self.candidate_cache.candidates(self.sources, histories, self.config.n_candidates, memo=self._memo)
+        candidates = self.candidate_cache.candidates(self.sources, histories, self.config.n_candidates,
+                                                     memo=self._memo)
         if seen is not None:
             candidates = candidates.take(~in_history(candidates.rows, candidates.items, seen))
         computed = user_feature_columns(candidates.rows, candidates.items, row_keys, events, cutoff, item_features,
@@ -277,32 +278,40 @@ class TwoStageRecommender:
         names = self.ranker.feature_names
         x = np.empty((len(candidates), len(names)))
         for at, name in enumerate(names):
-            source, _, part = name.rpartition("_")
-            if part in ("score", "rank") and source in self.sources:
-                x[:, at] = (candidates.scores if part == "score" else candidates.ranks)[source]
-            elif name in columns:
-                x[:, at] = columns[name]
-            else:
+            if at in self._source_columns:
+                continue
+            if name not in columns:
                 return None
+            x[:, at] = columns[name]
+        self._fill_sources(x, candidates)
         return x
 
-    def _blank_layout(self, blank_features: pd.DataFrame) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
-        """(every item's ranker input row with its blank features, zeros in the sources' columns; source column ->
-        (source, "score" or "rank")), made once per ``blank_features`` table."""
+    @functools.cached_property
+    def _source_columns(self) -> dict[int, tuple[str, str]]:
+        """The ranker's input columns a source fills: column -> (source, "score" or "rank")."""
+        return {column: tuple(name.rsplit("_", 1)) for column, name in enumerate(self.ranker.feature_names)
+                if name.endswith(("_score", "_rank")) and name.rsplit("_", 1)[0] in self.sources}
+
+    def _fill_sources(self, x: np.ndarray, candidates: Candidates) -> None:
+        """Put the sources' scores and ranks of ``candidates`` in their columns of ranker input ``x``."""
+        for column, (name, part) in self._source_columns.items():
+            x[:, column] = (candidates.scores if part == "score" else candidates.ranks)[name]
+
+    def _blank_layout(self, blank_features: pd.DataFrame) -> np.ndarray:
+        """Every item's ranker input row with its blank features, zeros in the sources' columns, made once per
+        ``blank_features`` table."""
         cached = self._blank_layout_cache
         if cached is not None and cached[0] is blank_features:
-            return cached[1], cached[2]
+            return cached[1]
         names = self.ranker.feature_names
-        sources = {column: tuple(name.rsplit("_", 1)) for column, name in enumerate(names)
-                   if name.endswith(("_score", "_rank")) and name.rsplit("_", 1)[0] in self.sources}
-        looked = [column for column in range(len(names)) if column not in sources]
+        looked = [column for column in range(len(names)) if column not in self._source_columns]
         missing = [names[column] for column in looked if names[column] not in blank_features.columns]
         if missing:
             raise ValueError(f"features lack columns the ranker needs: {missing}")
         layout = np.zeros((len(blank_features), len(names)))
         layout[:, looked] = blank_features[[names[column] for column in looked]].to_numpy(np.float64)
-        self._blank_layout_cache = (blank_features, layout, sources)
-        return layout, sources
+        self._blank_layout_cache = (blank_features, layout)
+        return layout
 
     def blank_features(self, item_features: pd.DataFrame, cutoff: TimeLike) -> pd.DataFrame:
         """Every item's features, the sources' aside, for a row whose user has no event at all (an anonymous

@@ -1,10 +1,10 @@
 """Concurrent requests ranked together: one call to the two-stage recommender serves every request waiting.
 
-A ranking call costs a fixed overhead (the sources' calls, LightGBM's set-up, numpy's per-call costs) plus a little per row,
-so while one call runs, the requests arriving queue up and the next call takes them all: no timer, the batch is
-whatever waited. Every row is ranked exactly as alone: the sources are batch-invariant (``SASRec.score_each``),
-each request's events are its own (relabelled per row, so two requests of one customer never mix), and features
-and LightGBM read one row at a time.
+A ranking call costs a fixed overhead (the sources' calls, LightGBM's set-up, numpy's per-call costs) plus a
+little per row, so while one call runs, the requests arriving queue up and the next call takes them all: no timer,
+the batch is whatever waited. Every row is ranked exactly as alone: the sources are batch-invariant
+(``SASRec.score_each``), each request's events are its own (relabelled per row, so two requests of one customer
+never mix), and features and LightGBM read one row at a time.
 
 Requests without events (anonymous sessions) take the blank features whatever the cut-off, so they are ranked
 together as arrays (``TwoStageRecommender.rank_blank``); requests with events (customers) are ranked as arrays too,

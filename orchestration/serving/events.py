@@ -130,8 +130,9 @@ def event_settings() -> tuple[EventLogSettings, EventRules]:
 
 def add_event_route(app: FastAPI, access: ApiAccess, home: str | None) -> EventLog:
     """Register ``POST /events`` on ``app`` and the events log it appends to, in ``home``'s landing folder (also
-    ``app.state.event_log``; the other processes' files there are followed by ``app.state.peer_events``). The log lives as long as the app's lifespan: opened before it starts (recovering
-    what a killed server left open), closed after it ends (sealing the open file)."""
+    ``app.state.event_log``; the other processes' files there are followed by ``app.state.peer_events``). The log
+    lives as long as the app's lifespan: opened before it starts (recovering what a killed server left open),
+    closed after it ends (sealing the open file)."""
     settings, rules = event_settings()
     event_log = EventLog(recsys_paths(home).landing_dir, settings)
     app.state.event_log = event_log

@@ -197,8 +197,9 @@ class RecommendationService:
     def _nobody(self) -> Customer:
         """A customer the warehouse holds nothing of."""
         nothing = np.array([], np.int64)
-        return Customer(self._stored_events.rows(SESSION_KEY, nothing), self._stored_behaviour.rows(SESSION_KEY, nothing),
-                        None, {"viewed": nothing, "in_cart": nothing}, self.data.as_of)
+        return Customer(self._stored_events.rows(SESSION_KEY, nothing),
+                        self._stored_behaviour.rows(SESSION_KEY, nothing), None,
+                        {"viewed": nothing, "in_cart": nothing}, self.data.as_of)
 
     def _rank_requests(self, requests: list[RankRequest]) -> list[Ranked]:
         return rank_requests(self.recommender, requests, len(self.bundle.item_ids), self.item_features,

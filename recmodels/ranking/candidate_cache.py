@@ -57,7 +57,8 @@ class CandidateCache:
                    memo: RankingMemo | None = None) -> Candidates:
         """``candidate_arrays(sources, histories, n_candidates, memo=memo)``, the histories seen before not
         scored again. ``sources`` must be the same on every call (one cache per recommender)."""
-        keys = [(n_candidates, np.asarray(history).dtype.str, np.asarray(history).tobytes()) for history in histories]
+        arrays = [np.asarray(history) for history in histories]
+        keys = [(n_candidates, history.dtype.str, history.tobytes()) for history in arrays]
         with self._lock:
             found = [self._kept.get(key) for key in keys]
             for key, kept in zip(keys, found):

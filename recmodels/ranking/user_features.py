@@ -108,7 +108,8 @@ def _arrays(rows: np.ndarray, row_item: np.ndarray, row_keys: np.ndarray, events
     row_codes = codes[len(codes) - len(row_keys):]
     past = _Events(
         cut=cut, times=all_times[before].view(np.int64), user=codes[:n_purchases], item=item,
-        quantity=_values(events, "quantity", np.float64)[before], price=_values(events, "unit_price", np.float64)[before],
+        quantity=_values(events, "quantity", np.float64)[before],
+        price=_values(events, "unit_price", np.float64)[before],
         order=order.astype(np.int64), n_users=len(uniques), width=width,
         row_user=row_codes[rows], row_item=row_item,
     )

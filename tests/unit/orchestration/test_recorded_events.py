@@ -243,7 +243,8 @@ def test_the_apis_checked_events_are_recorded_as_a_frame_of_them_is():
 def test_stored_events_give_a_customers_rows_as_the_frame_holds_them():
     frame = pd.DataFrame({"user_key": ["u", "v", "u", "v"], "item": np.array([1, 2, 3, 4], np.int64),
                           "occurred_at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]),
-                          "quantity": [1.0, 2.0, np.nan, 4.0], "unit_price": 2.0, "basket_id": ["b1", None, "b2", "b1"]})
+                          "quantity": [1.0, 2.0, np.nan, 4.0], "unit_price": 2.0,
+                          "basket_id": ["b1", None, "b2", "b1"]})
     stored = StoredEvents(frame)
     assert len(stored) == 4
     rows = stored.rows("u", np.array([2, 0]))

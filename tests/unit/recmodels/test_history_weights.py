@@ -12,7 +12,8 @@ def _seqs(*rows):
 
 
 def test_weights_by_hand():
-    # n_items 4: tokens above 4 are behaviours (5 + item = a view of item); decay 0.5, ages from the newest counted event
+    # n_items 4: tokens above 4 are behaviours (5 + item = a view of item); decay 0.5, ages from the newest
+    # counted event
     weights = history_weights(_seqs([3, 1, 3, 2], [], [4 + 5 * 1]), n_items=4, decay=0.5, behaviour_weight=0.25)
     assert weights.n_rows == 3 and weights.n_columns == 5
     assert weights.rows.tolist() == [0, 0, 0, 2]
